@@ -1,0 +1,16 @@
+// Matrix products on OpenBLAS (CPU) or cuBLASLt (CUDA). Transposed views are passed to the GEMM
+// as transposes, never copied.
+//   Tensor y = loom::linear(x, w, b);   // x (..., in), w (out, in), b (out) -> (..., out)
+#pragma once
+
+#include "core/tensor/Tensor.h"
+
+namespace loom {
+
+// a (M,K) @ b (K,N); a (B,M,K) @ b (B,K,N) or b (K,N); leading batch dims broadcast as in NumPy.
+Tensor matmul(const Tensor& a, const Tensor& b);
+Tensor bmm(const Tensor& a, const Tensor& b);  // exactly (B,M,K) @ (B,K,N)
+// y = x @ w^T + b; bias may be undefined.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+}  // namespace loom

@@ -1,0 +1,28 @@
+// Neural-network ops: softmax family, layer norm, dropout, embedding, cross entropy.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor/Tensor.h"
+
+namespace loom {
+
+class Generator;
+
+Tensor softmax(const Tensor& x, int64_t dim = -1);
+Tensor log_softmax(const Tensor& x, int64_t dim = -1);
+// Normalises over the last dim; weight/bias (C,) may be undefined.
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// Inverted dropout: zeroes with probability p and scales the rest by 1/(1-p). The mask comes from
+// the Philox stream of `gen` (counters reserved per call), so it is reproducible and independent
+// of threads. Identity when !training or p == 0.
+Tensor dropout(const Tensor& x, double p, Generator& gen, bool training = true);
+// weight (V,C), ids (any shape, I64) -> (ids.shape..., C). Out-of-range ids throw ValueError.
+Tensor embedding(const Tensor& weight, const Tensor& ids);
+
+enum class Reduction { Mean, Sum, None };
+// logits (N,V), targets (N) I64. Mean divides by the number of non-ignored targets (0 if none).
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
+                     Reduction reduction = Reduction::Mean);
+
+}  // namespace loom

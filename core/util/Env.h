@@ -1,0 +1,28 @@
+// Every environment variable Loom reads is declared here, once, with what it does. Nothing else in
+// the code base calls getenv(). Bad values (non-numbers, out of range) throw ConfigError naming the
+// variable and the value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace loom::env {
+
+// Log level: DEBUG, INFO (default), WARN, ERROR.
+inline constexpr const char* kLogLevel = "LOOM_LOG_LEVEL";
+// Number of CPU threads for Loom's kernels and OpenBLAS (default: OpenMP's default, i.e. cores).
+inline constexpr const char* kNumThreads = "LOOM_NUM_THREADS";
+// 1 = bitwise reproducible runs (fixed reduction orders; ordered all-reduce in parallel/).
+inline constexpr const char* kDeterministic = "LOOM_DETERMINISTIC";
+// Fault injection spec (only with -DLOOM_FAULT_INJECTION=ON), e.g. "ckpt.after_shards:rank=1:signal=KILL".
+inline constexpr const char* kFault = "LOOM_FAULT";
+// Collective deadline in seconds for parallel/ communicators (default 300).
+inline constexpr const char* kCommTimeoutS = "LOOM_COMM_TIMEOUT_S";
+
+bool is_set(const char* name);
+std::string get_string(const char* name, const std::string& fallback);
+// Parses a base-10 integer in [lo, hi]; throws ConfigError otherwise.
+int64_t get_int(const char* name, int64_t fallback, int64_t lo, int64_t hi);
+bool get_bool(const char* name, bool fallback);
+
+}  // namespace loom::env

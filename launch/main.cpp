@@ -1,0 +1,69 @@
+// The `loom` command line. Verbs arrive with their issues (train, launch, preprocess, tokenizer,
+// generate, eval, convert, bench, plan). This is the only place that calls exit(): exceptions map
+// to documented exit codes (STYLE.md section 6).
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "core/backend/Backend.h"
+#include "core/backend/cpu/CpuBackend.h"
+#include "core/util/Check.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(loom - train GPT-style language models (pretrain, SFT, reward, PPO, DPO)
+
+usage: loom <command> [options]
+       loom --version | --help
+
+commands (arriving with their issues):
+  train       train from a config file
+  launch      run a multi-process job through mpirun or srun
+  preprocess  tokenize text/JSONL into an HDF5 token dataset
+  tokenizer   train or inspect a BPE tokenizer
+  generate    sample from a checkpoint
+  eval        evaluate a checkpoint
+  convert     import/export Hugging Face GPT-2 checkpoints
+  bench       time training steps
+  plan        print the parallel layout and memory estimate for a config
+
+exit codes: 0 ok, 1 error, 2 config error, 3 checkpoint error, 4 communication timeout,
+            5 out of memory, 6 non-finite loss
+)";
+
+int exit_code_for(const std::exception& e) {
+  if (dynamic_cast<const loom::ConfigError*>(&e)) return 2;
+  if (dynamic_cast<const loom::CheckpointError*>(&e)) return 3;
+  if (dynamic_cast<const loom::CommTimeout*>(&e)) return 4;
+  if (dynamic_cast<const loom::OutOfMemoryError*>(&e)) return 5;
+  if (dynamic_cast<const loom::NonFiniteError*>(&e)) return 6;
+  return 1;
+}
+
+int run(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, stdout);
+    return argc < 2 ? 1 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::printf("loom %s (cpu threads %d, cuda backend %s)\n", LOOM_VERSION,
+                loom::cpu::num_threads(),
+                loom::cuda_backend() != nullptr ? "available" : "not available");
+    return 0;
+  }
+  throw loom::ConfigError(std::string("loom: unknown command \"") + argv[1] +
+                          "\"; run `loom --help` for the list");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "loom: error: %s\n", e.what());
+    return exit_code_for(e);
+  }
+}
