@@ -1,19 +1,12 @@
-// TEMPORARY: kernels not yet implemented throw. Each family's file replaces its part.
+// TEMPORARY stubs for the Nn kernels; deleted when CpuNn.cpp/CpuIndexing.cpp/CpuOptim.cpp land.
 #include "core/backend/cpu/CpuBackend.h"
 
 namespace loom::cpu {
 #define LOOM_STUB(name) throw InternalError("cpu kernel " #name " not implemented yet")
-void CpuBackend::unary(UnaryOp, const Tensor&, const Tensor&, double, double) { LOOM_STUB(unary); }
-void CpuBackend::binary(BinaryOp, const Tensor&, const Tensor&, const Tensor&) { LOOM_STUB(binary); }
-void CpuBackend::where(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { LOOM_STUB(where); }
-void CpuBackend::reduce(ReduceOp, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, int64_t) { LOOM_STUB(reduce); }
-void CpuBackend::gemm(const Tensor&, const Tensor&, const Tensor&, bool, bool, double, double) { LOOM_STUB(gemm); }
 void CpuBackend::softmax_forward(const Tensor&, const Tensor&, bool) { LOOM_STUB(softmax); }
 void CpuBackend::softmax_backward(const Tensor&, const Tensor&, const Tensor&, bool) { LOOM_STUB(softmax); }
 void CpuBackend::layernorm_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, double) { LOOM_STUB(ln); }
 void CpuBackend::layernorm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) { LOOM_STUB(ln); }
-void CpuBackend::attention_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, double, bool) { LOOM_STUB(attn); }
-void CpuBackend::attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, double, bool) { LOOM_STUB(attn); }
 void CpuBackend::cross_entropy_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t) { LOOM_STUB(ce); }
 void CpuBackend::cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t) { LOOM_STUB(ce); }
 void CpuBackend::index_select(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, int64_t) { LOOM_STUB(idx); }
