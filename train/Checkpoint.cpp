@@ -105,7 +105,7 @@ void write_tensors(const std::string& path, const std::map<std::string, Tensor>&
 }
 
 // Collects the names of all datasets in the file.
-herr_t visit_cb(hid_t, const char* name, const H5O_info2_t* info, void* data) {
+herr_t visit_cb(hid_t, const char* name, const H5O_info_t* info, void* data) {
   if (info->type == H5O_TYPE_DATASET) static_cast<std::vector<std::string>*>(data)->push_back(name);
   return 0;
 }
@@ -144,7 +144,7 @@ std::map<std::string, Tensor> read_tensors(const std::string& path) {
   hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) fail("cannot open " + path + " as HDF5");
   std::vector<std::string> names;
-  H5Ovisit3(file, H5_INDEX_NAME, H5_ITER_NATIVE, visit_cb, &names, H5O_INFO_BASIC);
+  H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_NATIVE, visit_cb, &names, H5O_INFO_BASIC);
   std::map<std::string, Tensor> out;
   try {
     for (const std::string& n : names) out[n] = read_dataset(file, n, path);
