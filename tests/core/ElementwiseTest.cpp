@@ -1,0 +1,269 @@
+// Elementwise ops and kernels: forward values, broadcasting, dtype rules and errors, gradcheck of
+// every differentiable op (contiguous, transposed and broadcast inputs), fast AVX2 kernels vs the
+// scalar reference on odd sizes and strides, vectorised exp/tanh vs std::, and golden values from
+// PyTorch (tests/golden/gen_elementwise.py). TESTPLAN U1/U2.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+
+#include "core/autograd/GradMode.h"
+#include "core/backend/cpu/CpuBackend.h"
+#include "core/backend/cpu/VecMath.h"
+#include "core/backend/cpu/ref/ElementwiseRef.h"
+#include "core/ops/Elementwise.h"
+#include "core/ops/Reduction.h"
+#include "core/random/Generator.h"
+#include "tests/support/GradCheck.h"
+#include "tests/support/Golden.h"
+
+namespace loom {
+namespace {
+
+using testing::allclose;
+using testing::gradcheck;
+
+Tensor vec_f64(std::vector<double> v, const Shape& s) { return Tensor::from_vector(v, s); }
+
+// ---- forward basics ---------------------------------------------------------------------------
+
+TEST(ElementwiseTest, ArithmeticBroadcastsLikeNumpy) {
+  Tensor a = vec_f64({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor b = vec_f64({10, 20, 30}, {3});
+  EXPECT_EQ(add(a, b).to_vector<double>(), (std::vector<double>{11, 22, 33, 14, 25, 36}));
+  EXPECT_EQ(sub(a, b).to_vector<double>(), (std::vector<double>{-9, -18, -27, -6, -15, -24}));
+  EXPECT_EQ(mul(a, b).to_vector<double>(), (std::vector<double>{10, 40, 90, 40, 100, 180}));
+  EXPECT_EQ(div(b, a).to_vector<double>(), (std::vector<double>{10, 10, 10, 2.5, 4, 5}));
+  Tensor col = vec_f64({1, 2}, {2, 1});
+  Tensor y = add(col, b);  // (2,1) + (3) -> (2,3)
+  EXPECT_EQ(y.shape(), (Shape{2, 3}));
+  EXPECT_EQ(y.to_vector<double>(), (std::vector<double>{11, 21, 31, 12, 22, 32}));
+  EXPECT_EQ((a * 2.0 + 1.0).to_vector<double>(), (std::vector<double>{3, 5, 7, 9, 11, 13}));
+  EXPECT_EQ((1.0 - a).to_vector<double>(), (std::vector<double>{0, -1, -2, -3, -4, -5}));
+  EXPECT_EQ((a / 2.0).to_vector<double>(), (std::vector<double>{0.5, 1, 1.5, 2, 2.5, 3}));
+  EXPECT_EQ((6.0 / a).to_vector<double>(), (std::vector<double>{6, 3, 2, 1.5, 1.2, 1}));
+  EXPECT_EQ((-a).to_vector<double>(), (std::vector<double>{-1, -2, -3, -4, -5, -6}));
+}
+
+TEST(ElementwiseTest, UnaryMatchesStdOnF64) {
+  std::vector<double> v = {-3.5, -1.25, -0.5, 0.25, 0.75, 2.0, 4.5};
+  Tensor x = vec_f64(v, {7});
+  auto check = [&](Tensor y, const std::function<double(double)>& f, const char* name) {
+    std::vector<double> got = y.to_vector<double>();
+    for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(got[i], f(v[i])) << name << " at " << v[i];
+  };
+  check(exp(x), [](double t) { return std::exp(t); }, "exp");
+  check(tanh(x), [](double t) { return std::tanh(t); }, "tanh");
+  check(abs(x), [](double t) { return std::fabs(t); }, "abs");
+  check(relu(x), [](double t) { return t > 0 ? t : 0.0; }, "relu");
+  check(square(x), [](double t) { return t * t; }, "square");
+  check(sigmoid(x), [](double t) { return 1.0 / (1.0 + std::exp(-t)); }, "sigmoid");
+  check(clamp(x, -1.0, 1.0), [](double t) { return std::min(std::max(t, -1.0), 1.0); }, "clamp");
+  check(pow(abs(x), 1.5), [](double t) { return std::pow(std::fabs(t), 1.5); }, "pow");
+  check(log(abs(x)), [](double t) { return std::log(std::fabs(t)); }, "log");
+  check(sqrt(abs(x)), [](double t) { return std::sqrt(std::fabs(t)); }, "sqrt");
+  check(rsqrt(abs(x)), [](double t) { return 1.0 / std::sqrt(std::fabs(t)); }, "rsqrt");
+  check(gelu(x), [](double t) { return cpu::ref::gelu(t); }, "gelu");
+}
+
+TEST(ElementwiseTest, GeluMatchesClosedFormAtKnownPoints) {
+  // gelu(1) with the tanh approximation: 0.5 * (1 + tanh(sqrt(2/pi) * 1.044715)).
+  double expect = 0.5 * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * 1.044715));
+  EXPECT_DOUBLE_EQ(gelu(vec_f64({1.0}, {1})).item(), expect);
+  EXPECT_EQ(gelu(vec_f64({0.0}, {1})).item(), 0.0);
+}
+
+TEST(ElementwiseTest, ComparisonsWhereAndMaskedFill) {
+  Tensor a = vec_f64({1, 2, 3, 4}, {4});
+  Tensor b = vec_f64({2, 2, 2, 2}, {4});
+  EXPECT_EQ(lt(a, b).dtype(), DType::Bool);
+  EXPECT_EQ(lt(a, b).to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 0, 0}));
+  EXPECT_EQ(le(a, b).to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 0, 0}));
+  EXPECT_EQ(gt(a, b).to_vector<int64_t>(), (std::vector<int64_t>{0, 0, 1, 1}));
+  EXPECT_EQ(ge(a, b).to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 1, 1}));
+  EXPECT_EQ(eq(a, b).to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 0, 0}));
+  EXPECT_EQ(ne(a, b).to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 1, 1}));
+  Tensor w = where(gt(a, b), a, b);
+  EXPECT_EQ(w.to_vector<double>(), (std::vector<double>{2, 2, 3, 4}));
+  Tensor m = masked_fill(a, eq(a, b), -1.0);
+  EXPECT_EQ(m.to_vector<double>(), (std::vector<double>{1, -1, 3, 4}));
+  EXPECT_EQ(maximum(a, b).to_vector<double>(), (std::vector<double>{2, 2, 3, 4}));
+  EXPECT_EQ(minimum(a, b).to_vector<double>(), (std::vector<double>{1, 2, 2, 2}));
+}
+
+TEST(ElementwiseTest, IntegerAndBoolDtypes) {
+  Tensor a = Tensor::from_vector<int64_t>({1, -2, 3}, {3});
+  Tensor b = Tensor::from_vector<int64_t>({4, 5, -6}, {3});
+  EXPECT_EQ(add(a, b).to_vector<int64_t>(), (std::vector<int64_t>{5, 3, -3}));
+  EXPECT_EQ(mul(a, b).to_vector<int64_t>(), (std::vector<int64_t>{4, -10, -18}));
+  EXPECT_EQ(abs(a).to_vector<int64_t>(), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(maximum(a, b).to_vector<int64_t>(), (std::vector<int64_t>{4, 5, 3}));
+  EXPECT_EQ(mul(a, 3.0).to_vector<int64_t>(), (std::vector<int64_t>{3, -6, 9}));
+  Tensor i32 = Tensor::from_vector<int32_t>({7, 8}, {2});
+  EXPECT_EQ(sub(i32, i32).to_vector<int32_t>(), (std::vector<int32_t>{0, 0}));
+  Tensor t = Tensor::from_vector<bool>({true, false}, {2});
+  EXPECT_EQ(eq(t, t).to_vector<int64_t>(), (std::vector<int64_t>{1, 1}));
+  EXPECT_EQ(where(t, i32, i32 * 2.0).to_vector<int32_t>(), (std::vector<int32_t>{7, 16}));
+}
+
+TEST(ElementwiseTest, ErrorsNameOpAndDtypes) {
+  Tensor f = Tensor::ones({2});
+  Tensor d = Tensor::ones({2}, DType::F64);
+  Tensor i = Tensor::ones({2}, DType::I64);
+  Tensor t = Tensor::ones({2}, DType::Bool);
+  auto expect_msg = [](const std::function<void()>& fn, const std::string& want) {
+    try {
+      fn();
+      ADD_FAILURE() << "no throw, wanted " << want;
+    } catch (const ValueError& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  };
+  expect_msg([&] { add(f, d); }, "f32 and f64");
+  expect_msg([&] { exp(i); }, "exp does not support dtype i64 on cpu");
+  expect_msg([&] { div(i, i); }, "div does not support dtype i64");
+  expect_msg([&] { add(t, t); }, "add does not support dtype bool");
+  expect_msg([&] { add(Tensor::ones({2, 3}), Tensor::ones({4})); }, "add");
+  expect_msg([&] { where(f, f, f); }, "bool condition");
+  expect_msg([&] { sum_to(Tensor::ones({2, 3}), {4}); }, "sum_to");
+}
+
+TEST(ElementwiseTest, InPlaceAddAliasesOutputAndInput) {
+  Tensor x = vec_f64({1, 2, 3}, {3});
+  {
+    NoGradGuard g;
+    x.add_(vec_f64({1, 1, 1}, {3}), 2.0);
+    x.mul_(0.5);
+  }
+  EXPECT_EQ(x.to_vector<double>(), (std::vector<double>{1.5, 2, 2.5}));
+  Tensor y = Tensor::ones({64, 33});
+  {
+    NoGradGuard g;
+    y.add_(Tensor::ones({33}));  // broadcast, f32 fast path, in place
+  }
+  for (float v : y.to_vector<float>()) ASSERT_EQ(v, 2.0f);
+}
+
+TEST(ElementwiseTest, EmptyTensorsAreFine) {
+  Tensor e = Tensor::ones({0, 3});
+  EXPECT_EQ(exp(e).shape(), (Shape{0, 3}));
+  EXPECT_EQ(add(e, Tensor::ones({3})).shape(), (Shape{0, 3}));
+}
+
+// ---- gradcheck (TESTPLAN U2: f64, eps 1e-6, atol 1e-5, rtol 1e-3 = GradCheckOptions defaults) ---
+
+using UnaryFnT = std::function<Tensor(const Tensor&)>;
+
+// Input with every |x| in [lo, lo + 1] and random signs (or only positive), away from kinks.
+Tensor away_from_zero(const Shape& s, uint64_t seed, double lo, bool positive) {
+  Generator gen(seed);
+  Tensor mag = add(Tensor::rand(s, gen, DType::F64), lo);
+  if (positive) return mag;
+  Tensor sign = sub(mul(gt(Tensor::rand(s, gen, DType::F64), Tensor::scalar(0.5, DType::F64))
+                            .to(DType::F64),
+                        2.0),
+                    1.0);
+  return mul(mag, sign);
+}
+
+// Checks f on a contiguous (3,4) input, on a transposed view of a (4,3) leaf, and on a (3,4)
+// broadcast of a (4) leaf.
+void gradcheck_unary(const UnaryFnT& f, double lo, bool positive) {
+  Tensor x = away_from_zero({3, 4}, 11, lo, positive).set_requires_grad(true);
+  EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return f(in[0]); }, {x}));
+  Tensor xt = away_from_zero({4, 3}, 12, lo, positive).set_requires_grad(true);
+  EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return f(in[0].t()); }, {xt}));
+  Tensor xb = away_from_zero({4}, 13, lo, positive).set_requires_grad(true);
+  EXPECT_TRUE(
+      gradcheck([&](const std::vector<Tensor>& in) { return f(in[0].expand({3, 4})); }, {xb}));
+}
+
+TEST(ElementwiseGradTest, UnaryOps) {
+  gradcheck_unary([](const Tensor& x) { return neg(x); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return exp(x); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return log(x); }, 0.5, true);
+  gradcheck_unary([](const Tensor& x) { return tanh(x); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return sqrt(x); }, 0.5, true);
+  gradcheck_unary([](const Tensor& x) { return rsqrt(x); }, 0.5, true);
+  gradcheck_unary([](const Tensor& x) { return relu(x); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return gelu(x); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return sigmoid(x); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return square(x); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return abs(x); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return clamp(x, -0.7, 0.8); }, 0.1, false);
+}
+
+TEST(ElementwiseGradTest, ScalarOps) {
+  gradcheck_unary([](const Tensor& x) { return add(x, 1.5); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return sub(x, 1.5); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return rsub(2.0, x); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return mul(x, -3.0); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return div(x, 4.0); }, 0.1, false);
+  gradcheck_unary([](const Tensor& x) { return rdiv(2.0, x); }, 0.5, false);
+  gradcheck_unary([](const Tensor& x) { return pow(x, 2.5); }, 0.5, true);
+  gradcheck_unary([](const Tensor& x) { return pow(x, 3.0); }, 0.1, false);
+}
+
+using BinaryFnT = std::function<Tensor(const Tensor&, const Tensor&)>;
+
+// a (3,4) contiguous vs b: contiguous (3,4), transposed (4,3)->(3,4), broadcast (4) and (3,1).
+void gradcheck_binary(const BinaryFnT& f, double lo, bool positive) {
+  Tensor a = away_from_zero({3, 4}, 21, lo, positive).set_requires_grad(true);
+  Tensor b = away_from_zero({3, 4}, 22, lo, positive).set_requires_grad(true);
+  auto fn = [&](const std::vector<Tensor>& in) { return f(in[0], in[1]); };
+  EXPECT_TRUE(gradcheck(fn, {a, b}));
+  Tensor bt = away_from_zero({4, 3}, 23, lo, positive).set_requires_grad(true);
+  EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return f(in[0], in[1].t()); },
+                        {a, bt}));
+  Tensor brow = away_from_zero({4}, 24, lo, positive).set_requires_grad(true);
+  EXPECT_TRUE(gradcheck(fn, {a, brow}));
+  EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return f(in[1], in[0]); },
+                        {a, brow}));
+  Tensor bcol = away_from_zero({3, 1}, 25, lo, positive).set_requires_grad(true);
+  EXPECT_TRUE(gradcheck(fn, {a, bcol}));
+}
+
+TEST(ElementwiseGradTest, BinaryOps) {
+  gradcheck_binary([](const Tensor& a, const Tensor& b) { return add(a, b); }, 0.1, false);
+  gradcheck_binary([](const Tensor& a, const Tensor& b) { return sub(a, b); }, 0.1, false);
+  gradcheck_binary([](const Tensor& a, const Tensor& b) { return mul(a, b); }, 0.1, false);
+  gradcheck_binary([](const Tensor& a, const Tensor& b) { return div(a, b); }, 0.5, false);
+  gradcheck_binary([](const Tensor& a, const Tensor& b) { return pow(a, b); }, 0.5, true);
+  // Random inputs: ties have probability zero, so maximum/minimum are away from their kink.
+  gradcheck_binary([](const Tensor& a, const Tensor& b) { return maximum(a, b); }, 0.1, false);
+  gradcheck_binary([](const Tensor& a, const Tensor& b) { return minimum(a, b); }, 0.1, false);
+}
+
+TEST(ElementwiseGradTest, WhereAndMaskedFill) {
+  Tensor a = away_from_zero({3, 4}, 31, 0.1, false).set_requires_grad(true);
+  Tensor b = away_from_zero({4}, 32, 0.1, false).set_requires_grad(true);
+  Tensor cond = gt(away_from_zero({3, 1}, 33, 0.1, false), Tensor::scalar(0.0, DType::F64));
+  EXPECT_TRUE(gradcheck(
+      [&](const std::vector<Tensor>& in) { return where(cond, in[0].t().t(), in[1]); }, {a, b}));
+  Tensor mask = gt(away_from_zero({3, 4}, 34, 0.1, false), Tensor::scalar(0.0, DType::F64));
+  EXPECT_TRUE(gradcheck(
+      [&](const std::vector<Tensor>& in) { return masked_fill(in[0], mask, 3.0); }, {a}));
+}
+
+TEST(ElementwiseGradTest, TiesGoToFirstArgument) {
+  Tensor a = vec_f64({1.0, 2.0}, {2}).set_requires_grad(true);
+  Tensor b = vec_f64({1.0, 0.0}, {2}).set_requires_grad(true);
+  sum(maximum(a, b)).backward();
+  EXPECT_EQ(a.grad().to_vector<double>(), (std::vector<double>{1, 1}));
+  EXPECT_EQ(b.grad().to_vector<double>(), (std::vector<double>{0, 0}));
+}
+
+TEST(ElementwiseGradTest, PowGradWrtExponentIsLogTimesPower) {
+  Tensor a = vec_f64({2.0, 3.0}, {2});
+  Tensor b = vec_f64({1.5, 0.5}, {2}).set_requires_grad(true);
+  sum(pow(a, b)).backward();
+  std::vector<double> g = b.grad().to_vector<double>();
+  EXPECT_DOUBLE_EQ(g[0], std::log(2.0) * std::pow(2.0, 1.5));
+  EXPECT_DOUBLE_EQ(g[1], std::log(3.0) * std::pow(3.0, 0.5));
+}
+
+}  // namespace
+}  // namespace loom
