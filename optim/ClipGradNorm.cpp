@@ -1,0 +1,46 @@
+// clip_grad_norm: f64 sum of squared gradient norms in parameter order, then one in-place scale.
+#include "optim/ClipGradNorm.h"
+
+#include <cmath>
+
+#include "core/autograd/GradMode.h"
+#include "core/ops/Elementwise.h"
+#include "core/ops/Reduction.h"
+#include "core/util/Check.h"
+
+namespace loom::optim {
+
+double grad_norm(const std::vector<Tensor>& params) {
+  NoGradGuard no_grad;
+  double sq = 0.0;
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined() || g.numel() == 0) continue;
+    Tensor g64 = g.dtype() == DType::F64 ? g : g.to(DType::F64);
+    sq += sum(square(g64)).item();
+  }
+  return std::sqrt(sq);
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  LOOM_CHECK(max_norm > 0.0, "clip_grad_norm: expected max_norm > 0, got ", max_norm);
+  const double total = grad_norm(params);
+  if (!std::isfinite(total)) return total;
+  const double coef = max_norm / (total + 1e-6);
+  if (coef >= 1.0) return total;
+  NoGradGuard no_grad;
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (g.defined()) g.mul_(coef);
+  }
+  return total;
+}
+
+double clip_grad_norm(const std::vector<NamedParam>& params, double max_norm) {
+  std::vector<Tensor> ts;
+  ts.reserve(params.size());
+  for (const auto& [name, p] : params) ts.push_back(p);
+  return clip_grad_norm(ts, max_norm);
+}
+
+}  // namespace loom::optim
