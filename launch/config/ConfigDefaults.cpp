@@ -2,6 +2,7 @@
 // Config.proto next to each field).
 #include "launch/config/ConfigDefaults.h"
 
+#include <algorithm>
 #include <numeric>
 
 namespace loom::config {
@@ -137,7 +138,8 @@ void stage_defaults(RunConfig& cfg) {
     LOOM_CFG_DEFAULT(p, epochs, 4);
     LOOM_CFG_DEFAULT(p, mini_batches, 4);
     RolloutConfig& r = *p.mutable_rollout();
-    LOOM_CFG_DEFAULT(r, max_new_tokens, 64);
+    int64_t half_block = std::max<int64_t>(1, cfg.model().block_size() / 2);
+    LOOM_CFG_DEFAULT(r, max_new_tokens, std::min<int64_t>(64, half_block));
     LOOM_CFG_DEFAULT(r, temperature, 1.0);
     LOOM_CFG_DEFAULT(r, top_k, 0);
     LOOM_CFG_DEFAULT(r, top_p, 1.0);

@@ -102,6 +102,43 @@ TEST(ConfigValidateTest, TinyBaseIsValid) {
   EXPECT_TRUE(find_problems(cfg, 4).empty()) << "dp is derived as 4 on 4 ranks";
 }
 
+TEST(ConfigValidateTest, ValidVariantsPass) {
+  struct Valid {
+    int world;
+    std::vector<std::string> sets;
+  };
+  const std::vector<Valid> valid = {
+      {1, {"device=cuda"}},  // CUDA with F32 is allowed
+      {1, {"device=cuda", "dtype=bf16"}},
+      {1, {"dtype=f16", "loss_scale.init_scale=1024"}},
+      {2, {"parallel.pp=2", "parallel.schedule=gpipe"}},  // GPipe accepts one micro-batch
+      {8, {"parallel.tp=2", "parallel.pp=2", "batch.global_batch_size=32"}},  // dp 2, 2 micro-batches
+      {4, {"parallel.dp=4", "parallel.zero_stage=1", "parallel.ordered_reduce=true"}},
+      {1, {"optimizer.type=sgd", "optimizer.momentum=0.9", "optimizer.nesterov=true"}},
+      {1, {"schedule.min_lr=1e-5", "schedule.decay=constant"}},
+      {1, {"stage=sft", "sft.train_path=sft.jsonl", "init_from=ckpt"}},
+      {1, {"stage=reward", "reward.train_path=pairs.jsonl"}},
+      {1, {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm"}},
+      {1, {"stage=dpo", "init_from=sft", "dpo.train_path=pairs.jsonl"}},
+      {1, {"init_from=hf:/models/gpt2", "model.preset=gpt2-124m", "model.block_size=32"}},
+  };
+  for (const Valid& v : valid) {
+    RunConfig cfg = parse_text(kTiny, "tiny");
+    apply_overrides(cfg, v.sets);
+    std::vector<std::string> problems = find_problems(cfg, v.world);
+    EXPECT_TRUE(problems.empty()) << v.sets.front() << ": " << problems.front();
+  }
+}
+
+TEST(ConfigValidateTest, ResolveAppliesOverridesBeforeDefaultsAndValidates) {
+  const std::string tiny = std::string(LOOM_SOURCE_DIR) + "/configs/tiny.pbtxt";
+  RunConfig cfg = resolve(tiny, {"optimizer.lr=0.002", "max_steps=50"}, 1);
+  EXPECT_EQ(cfg.optimizer().lr(), 0.002);
+  EXPECT_EQ(cfg.schedule().decay_steps(), 50);  // the default follows the overridden max_steps
+  EXPECT_THROW(resolve(tiny, {"model.n_head=5"}, 1), ConfigError);
+  EXPECT_THROW(resolve(tiny, {"model.n_heads=4"}, 1), ConfigError);
+}
+
 TEST(ConfigValidateTest, EveryInvalidConfigNamesEachOffendingFieldAndValue) {
   ASSERT_GE(invalid_cases().size(), 30u);  // TESTPLAN U7 asks for at least 30
   for (const InvalidCase& c : invalid_cases()) {
