@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <iostream>
 #include <limits>
 #include <string>
 
@@ -60,7 +61,7 @@ TEST(ElementwiseTest, UnaryMatchesStdOnF64) {
   check(abs(x), [](double t) { return std::fabs(t); }, "abs");
   check(relu(x), [](double t) { return t > 0 ? t : 0.0; }, "relu");
   check(square(x), [](double t) { return t * t; }, "square");
-  check(sigmoid(x), [](double t) { return 1.0 / (1.0 + std::exp(-t)); }, "sigmoid");
+  check(sigmoid(x), [](double t) { return cpu::ref::sigmoid(t); }, "sigmoid");
   check(clamp(x, -1.0, 1.0), [](double t) { return std::min(std::max(t, -1.0), 1.0); }, "clamp");
   check(pow(abs(x), 1.5), [](double t) { return std::pow(std::fabs(t), 1.5); }, "pow");
   check(log(abs(x)), [](double t) { return std::log(std::fabs(t)); }, "log");
@@ -263,6 +264,234 @@ TEST(ElementwiseGradTest, PowGradWrtExponentIsLogTimesPower) {
   std::vector<double> g = b.grad().to_vector<double>();
   EXPECT_DOUBLE_EQ(g[0], std::log(2.0) * std::pow(2.0, 1.5));
   EXPECT_DOUBLE_EQ(g[1], std::log(3.0) * std::pow(3.0, 0.5));
+}
+
+// ---- fast kernels vs the scalar reference ----------------------------------------------------------
+
+// Distance in f32 ulps between a (fast) and the exact value b (double), measured at b's magnitude;
+// subnormal results count in units of the smallest subnormal.
+double ulp_error(float a, double b) {
+  if (std::isnan(a) && std::isnan(b)) return 0.0;
+  const double bf = double(float(b));  // results beyond FLT_MAX must round to +-inf
+  if (std::isinf(bf) || std::isinf(a))
+    return double(a) == bf ? 0.0 : std::numeric_limits<double>::infinity();
+  double mag = std::max(std::fabs(b), double(std::numeric_limits<float>::min()));
+  int e;
+  std::frexp(mag, &e);
+  double ulp = std::ldexp(1.0, e - 24);
+  return std::fabs(double(a) - b) / ulp;
+}
+
+// f32 error of the fast kernel against the f64 reference value `want`, in ulps, after removing an
+// absolute slack `atol` that covers a known, justified error source (see the callers).
+double excess_ulps(float got, double want, double atol) {
+  double err = ulp_error(got, want);
+  if (std::isinf(err) || atol == 0.0) return err;
+  double ulp = std::fabs(double(got) - want) / std::max(err, 1e-300);
+  return std::max(0.0, (std::fabs(double(got) - want) - atol) / ulp);
+}
+
+
+Tensor uniform(const Shape& s, uint64_t seed, double lo, double hi, DType dt = DType::F32) {
+  Generator gen(seed);
+  return Tensor::rand(s, gen, dt, Device::cpu(), lo, hi);
+}
+
+// Input range of each unary op for the kernel comparisons.
+void domain(UnaryOp op, double& lo, double& hi) {
+  lo = -12.0;
+  hi = 12.0;
+  if (op == UnaryOp::Log || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt ||
+      op == UnaryOp::PowScalar) {
+    lo = 1e-3;
+  }
+}
+
+constexpr UnaryOp kUnaryOps[] = {
+    UnaryOp::Neg, UnaryOp::Exp, UnaryOp::Log, UnaryOp::Tanh, UnaryOp::Sqrt, UnaryOp::Rsqrt,
+    UnaryOp::Relu, UnaryOp::Gelu, UnaryOp::Abs, UnaryOp::Sigmoid, UnaryOp::Square,
+    UnaryOp::AddScalar, UnaryOp::MulScalar, UnaryOp::PowScalar, UnaryOp::RSubScalar,
+    UnaryOp::RDivScalar, UnaryOp::Clamp};
+
+// f32 tolerance of the fast kernel against the f64 reference, in ulps of the exact result. The
+// AVX2 exp/tanh are within 2-3 ulp (VecMathTest below); sigmoid/gelu compose one exp with a few
+// correctly rounded operations, each adding <= 0.5 ulp; the std:: float functions the scalar path
+// uses are within 1 ulp (glibc). 8 leaves headroom over the measured worst case of each op.
+constexpr double kFastUlps = 8.0;
+
+// Allowed ulps for unary op at input x. NB: gelu's f32 result also inherits the rounding of its
+// f32 argument u = sqrt(2/pi)(x + 0.044715 x^3): four roundings give |du| <= 4 * 2^-24 |u|, and
+// sigmoid(2u) in the far negative tail turns an error d in 2u into a relative error d (exp's
+// condition number), i.e. up to 8|u| * 2^-24 <= 8|u| ulps. Any f32 evaluation, PyTorch's
+// included, has this.
+double allowed_ulps(UnaryOp op, double x) {
+  if (op != UnaryOp::Gelu) return kFastUlps;
+  double u = cpu::ref::kGeluBeta * (x + cpu::ref::kGeluKappa * x * x * x);
+  return kFastUlps + 8.0 * std::fabs(u);
+}
+
+TEST(ElementwiseKernelTest, UnaryFastMatchesReferenceOnOddSizesAndStrides) {
+  auto& be = cpu::the_cpu_backend();
+  for (int64_t n : {1, 7, 8, 33, 1000003}) {
+    for (UnaryOp op : kUnaryOps) {
+      double lo, hi;
+      domain(op, lo, hi);
+      Tensor x = uniform({n}, uint64_t(n) + 7, lo, hi);
+      Tensor y = Tensor::empty({n});
+      be.unary(op, y, x, 1.75, 3.5);
+      Tensor x64 = x.to(DType::F64), y64 = Tensor::empty({n}, DType::F64);
+      cpu::ref::unary(op, y64, x64, 1.75, 3.5);
+      std::vector<float> got = y.to_vector<float>();
+      std::vector<double> want = y64.to_vector<double>();
+      double worst = 0.0;
+      std::vector<float> xv = x.to_vector<float>();
+      for (size_t i = 0; i < got.size(); ++i)
+        worst = std::max(worst, ulp_error(got[i], want[i]) / allowed_ulps(op, xv[i]));
+      EXPECT_LE(worst, 1.0) << unary_op_name(op) << " n=" << n << " (error / allowed ulps)";
+      // The f64 kernel runs the reference formula: bitwise equal.
+      Tensor f64 = Tensor::empty({n}, DType::F64);
+      be.unary(op, f64, x64, 1.75, 3.5);
+      EXPECT_EQ(std::memcmp(f64.raw_data(), y64.raw_data(), size_t(n) * 8), 0) << unary_op_name(op);
+    }
+  }
+}
+
+TEST(ElementwiseKernelTest, StridedAndAliasedOutputsMatchReference) {
+  auto& be = cpu::the_cpu_backend();
+  Tensor base = uniform({33, 18}, 3, -4.0, 4.0);
+  Tensor x = base.t().slice(0, 0, 18, 2);  // (9, 33), both strides non-unit
+  for (UnaryOp op : {UnaryOp::Exp, UnaryOp::Gelu, UnaryOp::Tanh, UnaryOp::MulScalar}) {
+    Tensor out_base = Tensor::zeros({33, 9});
+    Tensor out = out_base.t();  // non-contiguous output
+    be.unary(op, out, x, 0.5, 0.0);
+    Tensor want = Tensor::empty({9, 33}, DType::F64);
+    cpu::ref::unary(op, want, x.to(DType::F64), 0.5, 0.0);
+    std::vector<float> got = out.to_vector<float>();
+    std::vector<double> w = want.to_vector<double>();
+    std::vector<float> xv = x.to_vector<float>();
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_LE(ulp_error(got[i], w[i]), allowed_ulps(op, xv[i]))
+          << unary_op_name(op) << " x=" << xv[i] << " got " << got[i] << " want " << w[i];
+  }
+  // out aliases the input exactly (in-place): same values as out of place.
+  Tensor a = uniform({1000}, 4, -3.0, 3.0);
+  Tensor expect = Tensor::empty({1000});
+  be.unary(UnaryOp::Gelu, expect, a, 0, 0);
+  be.unary(UnaryOp::Gelu, a, a, 0, 0);
+  EXPECT_EQ(a.to_vector<float>(), expect.to_vector<float>());
+}
+
+constexpr BinaryOp kBinaryOps[] = {
+    BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Pow, BinaryOp::Maximum,
+    BinaryOp::Minimum, BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Lt, BinaryOp::Le, BinaryOp::Gt,
+    BinaryOp::Ge, BinaryOp::GeluBackward, BinaryOp::ReluBackward, BinaryOp::TanhBackward};
+
+// Compares be.binary with the reference for a and b (already broadcast to one shape).
+void expect_binary_matches(BinaryOp op, const Tensor& a, const Tensor& b, const std::string& tag) {
+  auto& be = cpu::the_cpu_backend();
+  const bool cmp = cpu::ref::is_comparison(op);
+  Tensor out = Tensor::empty(a.shape(), cmp ? DType::Bool : a.dtype());
+  be.binary(op, out, a, b);
+  Tensor want = Tensor::empty(a.shape(), cmp ? DType::Bool : DType::F64);
+  cpu::ref::binary(op, want, a.to(DType::F64), b.to(DType::F64));
+  std::vector<double> g = out.to_vector<double>(), w = want.to_vector<double>();
+  std::vector<double> av = a.to_vector<double>(), bv = b.to_vector<double>();
+  double worst = 0.0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    if (cmp || a.dtype() == DType::F64) {
+      ASSERT_EQ(g[i], w[i]) << binary_op_name(op) << " " << tag << " at " << i;
+    } else if (op == BinaryOp::GeluBackward) {
+      // gelu'(x) = s + x s (1-s) c(x) is a difference of terms of size up to 1 + |x| (it crosses 0
+      // near x = -0.75), so f32 rounding of those terms gives an absolute error of a few
+      // 2^-24 |dy| (1 + |x|) whatever the result's size.
+      double atol = kFastUlps * std::ldexp(1.0, -24) * std::fabs(av[i]) * (1 + std::fabs(bv[i]));
+      worst = std::max(worst, excess_ulps(float(g[i]), w[i], atol));
+    } else {
+      worst = std::max(worst, ulp_error(float(g[i]), w[i]));
+    }
+  }
+  EXPECT_LE(worst, kFastUlps) << binary_op_name(op) << " " << tag;
+}
+
+TEST(ElementwiseKernelTest, BinaryFastMatchesReference) {
+  for (BinaryOp op : kBinaryOps) {
+    const bool pos = op == BinaryOp::Pow;
+    for (int64_t n : {1, 7, 8, 33, 4099}) {
+      Tensor a = uniform({n}, 40, pos ? 0.1 : -6.0, 6.0);
+      Tensor b = uniform({n}, 41, pos ? 0.1 : -6.0, 6.0);
+      expect_binary_matches(op, a, b, "contiguous n=" + std::to_string(n));
+      expect_binary_matches(op, b, a.slice(0, 0, 1).expand({n}), "scalar b n=" + std::to_string(n));
+    }
+    Tensor a = uniform({20, 33}, 42, pos ? 0.1 : -6.0, 6.0);
+    Tensor bias = uniform({33}, 43, pos ? 0.1 : -6.0, 6.0);
+    expect_binary_matches(op, a, bias.expand({20, 33}), "row broadcast");
+    Tensor col = uniform({20, 1}, 44, pos ? 0.1 : -6.0, 6.0);
+    expect_binary_matches(op, a, col.expand({20, 33}), "column broadcast");
+    Tensor at = uniform({33, 20}, 45, pos ? 0.1 : -6.0, 6.0).t();
+    expect_binary_matches(op, a, at, "transposed");
+    expect_binary_matches(op, a.to(DType::F64), at.to(DType::F64), "f64 transposed");
+  }
+}
+
+TEST(ElementwiseKernelTest, ResultsDoNotDependOnThreadCount) {
+  const int saved = cpu::num_threads();
+  Tensor x = uniform({1000003}, 50, -5.0, 5.0);
+  Tensor b = uniform({1000003}, 51, -5.0, 5.0);
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 2}) {
+    cpu::set_num_threads(threads);
+    runs.push_back(add(gelu(x), mul(x, b)).to_vector<float>());
+  }
+  cpu::set_num_threads(saved);
+  EXPECT_EQ(runs[0], runs[1]);
+}
+
+// ---- vectorised exp / tanh vs std:: (f32) ----------------------------------------------------------
+
+std::vector<float> special_and_sweep_inputs() {
+  std::vector<float> v = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-8f, -1e-8f, 1e-45f, 0.5f, -0.625f,
+                          0.625f, 0.62499994f, 88.0f, 88.72f, 88.73f, 89.0f, 100.0f, -87.3f,
+                          -100.0f, -103.9f, -104.5f, -200.0f, 9.0f, -9.0f, 20.0f, -20.0f,
+                          std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN()};
+  for (int i = -200000; i <= 200000; ++i) v.push_back(float(i) * 5.3e-4f);  // [-106, 106]
+  for (int e = -40; e <= 6; ++e)
+    for (float m : {1.0f, 1.37f, -1.0f, -1.91f}) v.push_back(m * std::ldexp(1.0f, e));
+  return v;
+}
+
+template <class VecF, class StdF>
+double worst_ulps(const std::vector<float>& in, VecF vf, StdF sf) {
+  double worst = 0.0;
+  for (size_t i = 0; i + 8 <= in.size(); i += 8) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, vf(_mm256_loadu_ps(in.data() + i)));
+    for (int k = 0; k < 8; ++k) {
+      double err = ulp_error(out[k], sf(double(in[i + size_t(k)])));
+      EXPECT_FALSE(std::isinf(err)) << "at x = " << in[i + size_t(k)] << " got " << out[k];
+      worst = std::max(worst, err);
+    }
+  }
+  return worst;
+}
+
+TEST(VecMathTest, ExpAndTanhWithinFewUlpsOfStd) {
+  std::vector<float> in = special_and_sweep_inputs();
+  while (in.size() % 8) in.push_back(0.0f);
+  double e = worst_ulps(in, [](__m256 v) { return cpu::vec::exp(v); },
+                        [](double x) { return std::exp(x); });
+  double t = worst_ulps(in, [](__m256 v) { return cpu::vec::tanh(v); },
+                        [](double x) { return std::tanh(x); });
+  double s = worst_ulps(in, [](__m256 v) { return cpu::vec::sigmoid(v); },
+                        [](double x) { return 1.0 / (1.0 + std::exp(-x)); });
+  // Cephes' expf/tanhf polynomials are documented at ~1-2 ulp; our range reduction and two-step
+  // scaling add at most one rounding each. Bounds: 3 ulp (exp, tanh), 4 ulp (sigmoid adds an add
+  // and a divide).
+  EXPECT_LE(e, 3.0);
+  EXPECT_LE(t, 3.0);
+  EXPECT_LE(s, 4.0);
+  std::cout << "worst ulps: exp " << e << " tanh " << t << " sigmoid " << s << "\n";
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "core/backend/cpu/CpuBackend.h"
@@ -134,6 +135,80 @@ TEST(ReductionGradTest, MaxGradientGoesToFirstArgmax) {
   Tensor x = Tensor::from_vector<double>({1, 5, 5, 2}, {4}).set_requires_grad(true);
   max(x, 0).backward();
   EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{0, 1, 0, 0}));
+}
+
+// ---- kernel: thread independence, accuracy, fast vs reference ------------------------------------
+
+TEST(ReductionKernelTest, SumsAreBitwiseEqualForOneAndTwoThreads) {
+  const int saved = cpu::num_threads();
+  Generator gen(9);
+  Tensor x = Tensor::randn({1000003}, gen);
+  Tensor m = Tensor::randn({37, 4099}, gen);
+  Tensor c = Tensor::randn({300, 70, 33}, gen);
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 2}) {
+    cpu::set_num_threads(threads);
+    std::vector<float> r = sum(x).to_vector<float>();
+    for (float v : sum(m, {1}).to_vector<float>()) r.push_back(v);
+    for (float v : sum(c, {1}).to_vector<float>()) r.push_back(v);
+    for (float v : sum(c, {0, 2}).to_vector<float>()) r.push_back(v);
+    runs.push_back(r);
+  }
+  cpu::set_num_threads(saved);
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  EXPECT_EQ(std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(float)), 0);
+}
+
+TEST(ReductionKernelTest, F32SumIsCorrectlyRoundedForMillionElements) {
+  // f32 values accumulate in f64: the f64 error over 1e6 terms is ~1e6 * 2^-53 relative, far
+  // below half an f32 ulp, so the result must be within 1 f32 ulp of the exact sum (computed here
+  // in long double).
+  Generator gen(10);
+  Tensor x = Tensor::rand({1000003}, gen, DType::F32, Device::cpu(), 0.0, 1.0);
+  std::vector<float> v = x.to_vector<float>();
+  long double exact = 0;
+  for (float f : v) exact += f;
+  float got = float(sum(x).item());
+  float want = float(exact);
+  EXPECT_LE(std::fabs(double(got) - double(want)),
+            double(std::nextafter(want, 2 * want) - want));
+}
+
+TEST(ReductionKernelTest, FastMatchesReferenceOnOddShapes) {
+  auto& be = cpu::the_cpu_backend();
+  Generator gen(11);
+  const int64_t shapes[][3] = {{1, 1, 1}, {1, 7, 1}, {3, 8, 1}, {2, 33, 5}, {1, 1000003, 1},
+                               {5, 4097, 1}, {4, 9, 1030}, {1, 3, 7}};
+  for (auto& sh : shapes) {
+    const int64_t outer = sh[0], n = sh[1], inner = sh[2];
+    for (DType dt : {DType::F32, DType::F64}) {
+      Tensor x = Tensor::randn({outer, n, inner}, gen, dt);
+      for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min}) {
+        Tensor out = Tensor::empty({outer, inner}, dt), ref_out = Tensor::empty({outer, inner}, dt);
+        Tensor idx = Tensor::empty({outer, inner}, DType::I64);
+        Tensor ref_idx = Tensor::empty({outer, inner}, DType::I64);
+        be.reduce(op, out, op == ReduceOp::Sum ? Tensor() : idx, x, outer, n, inner);
+        cpu::ref::reduce(op, ref_out, op == ReduceOp::Sum ? Tensor() : ref_idx, x, outer, n, inner);
+        if (op != ReduceOp::Sum) {
+          EXPECT_EQ(out.to_vector<double>(), ref_out.to_vector<double>());
+          EXPECT_EQ(idx.to_vector<int64_t>(), ref_idx.to_vector<int64_t>());
+        } else if (dt == DType::F32 || inner > 1) {
+          // f32: both accumulate in f64 and round once (orders differ by ~n 2^-53, far below
+          // f32's 2^-24) -> 1 f32 ulp; inner > 1: identical left-to-right order -> equal.
+          EXPECT_TRUE(allclose(out, ref_out, 0.0, dt == DType::F32 ? 1.2e-7 : 0.0));
+        } else {
+          // f64 with blocked lanes vs left-to-right: both are plain f64 sums, each within
+          // n * 2^-53 * sum|x| of the exact sum (the classic recursive-summation bound).
+          Tensor sum_abs = Tensor::empty({outer, inner}, dt);
+          cpu::ref::reduce(ReduceOp::Sum, sum_abs, Tensor(), abs(x), outer, n, inner);
+          std::vector<double> a = out.to_vector<double>(), b = ref_out.to_vector<double>();
+          std::vector<double> bound = sum_abs.to_vector<double>();
+          for (size_t i = 0; i < a.size(); ++i)
+            EXPECT_LE(std::fabs(a[i] - b[i]), 2.0 * double(n) * std::ldexp(1.0, -53) * bound[i]);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -62,11 +62,26 @@ inline __m256 tanh(__m256 x) {
   return _mm256_blendv_ps(big, small, use_small);
 }
 
-// 1 / (1 + exp(-x)).
-inline __m256 sigmoid(__m256 x) {
+// sigmoid(z) and 1 - sigmoid(z) without cancellation or early underflow: with e = exp(-|z|),
+// sigmoid(|z|) = 1/(1+e) and sigmoid(-|z|) = e/(1+e) (ref::sigmoid_pair is the scalar spec).
+inline void sigmoid_pair(__m256 z, __m256& s, __m256& one_minus_s) {
   const __m256 one = _mm256_set1_ps(1.0f);
-  __m256 e = exp(_mm256_sub_ps(_mm256_setzero_ps(), x));
-  return _mm256_div_ps(one, _mm256_add_ps(one, e));
+  __m256 az = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), z);
+  __m256 e = exp(_mm256_sub_ps(_mm256_setzero_ps(), az));
+  __m256 r = _mm256_div_ps(one, _mm256_add_ps(one, e));
+  __m256 er = _mm256_mul_ps(e, r);
+  __m256 pos = _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GE_OQ);
+  s = _mm256_blendv_ps(er, r, pos);
+  one_minus_s = _mm256_blendv_ps(r, er, pos);
+  __m256 nan = _mm256_cmp_ps(z, z, _CMP_UNORD_Q);
+  s = _mm256_blendv_ps(s, z, nan);
+  one_minus_s = _mm256_blendv_ps(one_minus_s, z, nan);
+}
+
+inline __m256 sigmoid(__m256 x) {
+  __m256 s, oms;
+  sigmoid_pair(x, s, oms);
+  return s;
 }
 
 // u = sqrt(2/pi) (x + 0.044715 x^3), the argument of tanh in GPT-2's GELU.
@@ -88,11 +103,12 @@ inline __m256 gelu(__m256 x) {
 inline __m256 gelu_backward(__m256 dy, __m256 x) {
   const __m256 one = _mm256_set1_ps(1.0f);
   __m256 u = gelu_inner(x);
-  __m256 s = sigmoid(_mm256_add_ps(u, u));
+  __m256 s, oms;
+  sigmoid_pair(_mm256_add_ps(u, u), s, oms);
   __m256 x2 = _mm256_mul_ps(x, x);
   __m256 du = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f),
                             _mm256_fmadd_ps(_mm256_set1_ps(3.0f * 0.044715f), x2, one));
-  __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_add_ps(x, x), s), _mm256_sub_ps(one, s));
+  __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_add_ps(x, x), s), oms);
   return _mm256_mul_ps(dy, _mm256_fmadd_ps(t, du, s));
 }
 

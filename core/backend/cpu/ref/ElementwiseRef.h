@@ -28,21 +28,45 @@ void check_binary(BinaryOp op, DType dt);
 void check_where(DType cond, DType dt);  // cond Bool; a/b f32, f64, i32, i64 or bool
 void check_reduce(ReduceOp op, DType dt);  // f32, f64, i32, i64
 
+// sigmoid(z) and 1 - sigmoid(z), both without cancellation or early underflow: with
+// e = exp(-|z|) <= 1, sigmoid(|z|) = 1/(1+e) and sigmoid(-|z|) = e/(1+e).
 template <class T>
-inline T gelu(T x) {  // GPT-2 tanh approximation, PyTorch's formula
-  const T beta = T(kGeluBeta), kappa = T(kGeluKappa);
-  T inner = beta * (x + kappa * x * x * x);
-  return T(0.5) * x * (T(1) + std::tanh(inner));
+inline void sigmoid_pair(T z, T& s, T& one_minus_s) {
+  T e = std::exp(-std::fabs(z));
+  T r = T(1) / (T(1) + e);
+  s = z >= T(0) ? r : e * r;
+  one_minus_s = z >= T(0) ? e * r : r;
+  if (z != z) s = one_minus_s = z;
 }
 
 template <class T>
-inline T gelu_backward(T dy, T x) {  // dy * d/dx gelu(x), PyTorch's formula
+inline T sigmoid(T x) {
+  T s, oms;
+  sigmoid_pair(x, s, oms);
+  return s;
+}
+
+// GPT-2's tanh-approximate GELU, 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3),
+// evaluated as x sigmoid(2u): the same function, but 1 + tanh(u) cancels for negative x (PyTorch's
+// f32 result has relative error up to ~1e-3 there) while sigmoid(2u) does not.
+template <class T>
+inline T gelu(T x) {
+  const T beta = T(kGeluBeta), kappa = T(kGeluKappa);
+  T u = beta * (x + kappa * x * x * x);
+  return x * sigmoid(u + u);
+}
+
+// dy * gelu'(x). With s = sigmoid(2u): 0.5 (1 + tanh u) = s and 1 - tanh^2 u = 4 s (1 - s), so
+// gelu'(x) = s + 2 x s (1 - s) du/dx, du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+template <class T>
+inline T gelu_backward(T dy, T x) {
   const T beta = T(kGeluBeta), kappa = T(kGeluKappa);
   T x_sq = x * x;
-  T t = std::tanh(beta * (x + kappa * x_sq * x));
-  T left_derivative = T(0.5) * (T(1) + t);
-  T right_derivative = T(0.5) * x * (T(1) - t * t) * beta * (T(1) + T(3) * kappa * x_sq);
-  return dy * (left_derivative + right_derivative);
+  T u = beta * (x + kappa * x_sq * x);
+  T s, oms;
+  sigmoid_pair(u + u, s, oms);
+  T du = beta * (T(1) + T(3) * kappa * x_sq);
+  return dy * (s + T(2) * x * s * oms * du);
 }
 
 template <class T>
@@ -67,7 +91,7 @@ inline T unary_scalar(UnaryOp op, T x, double alpha, double beta) {
       case UnaryOp::Relu: return std::isnan(x) ? x : (x > T(0) ? x : T(0));
       case UnaryOp::Gelu: return gelu(x);
       case UnaryOp::Abs: return std::fabs(x);
-      case UnaryOp::Sigmoid: return T(1) / (T(1) + std::exp(-x));
+      case UnaryOp::Sigmoid: return sigmoid(x);
       case UnaryOp::Square: return x * x;
       case UnaryOp::AddScalar: return x + a;
       case UnaryOp::MulScalar: return x * a;
