@@ -8,8 +8,8 @@
 namespace loom::config {
 
 // Sets field `f` of message `m` to `v` unless it was given explicitly.
-#define LOOM_CFG_DEFAULT(m, f, v) \
-  do {                            \
+#define LOOM_CFG_DEFAULT(m, f, v)       \
+  do {                                  \
     if (!(m).has_##f()) (m).set_##f(v); \
   } while (0)
 

@@ -61,16 +61,36 @@ std::string field_value(const pb::Message& msg, const pb::FieldDescriptor& f) {
   if (f.has_presence() && !r.HasField(msg, &f)) return "unset";
   std::ostringstream os;
   switch (f.cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_INT32: os << r.GetInt32(msg, &f); break;
-    case pb::FieldDescriptor::CPPTYPE_INT64: os << r.GetInt64(msg, &f); break;
-    case pb::FieldDescriptor::CPPTYPE_UINT32: os << r.GetUInt32(msg, &f); break;
-    case pb::FieldDescriptor::CPPTYPE_UINT64: os << r.GetUInt64(msg, &f); break;
-    case pb::FieldDescriptor::CPPTYPE_FLOAT: os << r.GetFloat(msg, &f); break;
-    case pb::FieldDescriptor::CPPTYPE_DOUBLE: os << r.GetDouble(msg, &f); break;
-    case pb::FieldDescriptor::CPPTYPE_BOOL: os << (r.GetBool(msg, &f) ? "true" : "false"); break;
-    case pb::FieldDescriptor::CPPTYPE_ENUM: os << r.GetEnum(msg, &f)->name(); break;
-    case pb::FieldDescriptor::CPPTYPE_STRING: os << '"' << r.GetString(msg, &f) << '"'; break;
-    case pb::FieldDescriptor::CPPTYPE_MESSAGE: os << "{...}"; break;
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      os << r.GetInt32(msg, &f);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      os << r.GetInt64(msg, &f);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      os << r.GetUInt32(msg, &f);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      os << r.GetUInt64(msg, &f);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_FLOAT:
+      os << r.GetFloat(msg, &f);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+      os << r.GetDouble(msg, &f);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      os << (r.GetBool(msg, &f) ? "true" : "false");
+      break;
+    case pb::FieldDescriptor::CPPTYPE_ENUM:
+      os << r.GetEnum(msg, &f)->name();
+      break;
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      os << '"' << r.GetString(msg, &f) << '"';
+      break;
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+      os << "{...}";
+      break;
   }
   return os.str();
 }

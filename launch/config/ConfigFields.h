@@ -3,11 +3,11 @@
 // and a readable rendering of one field's value for error messages.
 #pragma once
 
-#include <string>
-#include <string_view>
-
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
+
+#include <string>
+#include <string_view>
 
 namespace loom::config {
 

@@ -106,7 +106,8 @@ class FileErrorCollector : public pb::io::ErrorCollector {
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -118,8 +119,8 @@ RunConfig parse_text(std::string_view text, const std::string& source) {
   parser.RecordErrorsTo(&errors);
   parser.AllowUnknownField(false);
   bool ok = parser.ParseFromString(std::string(text), &cfg);
-  LOOM_CHECK_T(ConfigError, ok && errors.errors().empty(), "config: ",
-               errors.errors().empty() ? source + ": parse error" : errors.errors());
+  LOOM_CHECK_T(ConfigError, ok && errors.errors().empty(),
+               "config: ", errors.errors().empty() ? source + ": parse error" : errors.errors());
   return cfg;
 }
 
@@ -128,8 +129,8 @@ RunConfig parse_json(std::string_view text, const std::string& source) {
   pb::util::JsonParseOptions opts;
   opts.ignore_unknown_fields = false;
   auto status = pb::util::JsonStringToMessage(std::string(text), &cfg, opts);
-  LOOM_CHECK_T(ConfigError, status.ok(), "config: ", source, ": invalid JSON config: ",
-               std::string(status.message()));
+  LOOM_CHECK_T(ConfigError, status.ok(), "config: ", source,
+               ": invalid JSON config: ", std::string(status.message()));
   return cfg;
 }
 

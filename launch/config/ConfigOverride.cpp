@@ -69,17 +69,20 @@ std::string set_scalar(pb::Message& msg, const pb::FieldDescriptor& f, const std
   double d = 0;
   switch (f.cpp_type()) {
     case pb::FieldDescriptor::CPPTYPE_INT32:
-      if (!parse_int(v, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), &i))
+      if (!parse_int(v, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(),
+                     &i))
         return "a 32-bit integer";
       r.SetInt32(&msg, &f, int32_t(i));
       return "";
     case pb::FieldDescriptor::CPPTYPE_INT64:
-      if (!parse_int(v, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), &i))
+      if (!parse_int(v, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(),
+                     &i))
         return "an integer";
       r.SetInt64(&msg, &f, i);
       return "";
     case pb::FieldDescriptor::CPPTYPE_UINT32:
-      if (!parse_uint(v, std::numeric_limits<uint32_t>::max(), &u)) return "a non-negative 32-bit integer";
+      if (!parse_uint(v, std::numeric_limits<uint32_t>::max(), &u))
+        return "a non-negative 32-bit integer";
       r.SetUInt32(&msg, &f, uint32_t(u));
       return "";
     case pb::FieldDescriptor::CPPTYPE_UINT64:
@@ -136,10 +139,9 @@ void apply_override(RunConfig& cfg, std::string_view assignment) {
     const pb::FieldDescriptor* f = desc.FindFieldByName(parts[k]);
     if (!f) {
       std::string close = closest_field(desc, parts[k]);
-      throw ConfigError(detail::str_cat(
-          "--set ", a, ": no field \"", parts[k], "\" at ", where,
-          close.empty() ? "" : " (did you mean \"" + close + "\"?)", "; valid fields: ",
-          field_names(desc)));
+      throw ConfigError(detail::str_cat("--set ", a, ": no field \"", parts[k], "\" at ", where,
+                                        close.empty() ? "" : " (did you mean \"" + close + "\"?)",
+                                        "; valid fields: ", field_names(desc)));
     }
     LOOM_CHECK_T(ConfigError, !f->is_repeated(), "--set ", a, ": field ", path,
                  " is repeated; expected a singular field");

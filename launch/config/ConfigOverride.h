@@ -7,9 +7,9 @@
 //   apply_override(cfg, "schedule.decay=linear");
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
-#include <string>
 
 #include "launch/config/Config.pb.h"
 

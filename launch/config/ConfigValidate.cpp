@@ -62,9 +62,9 @@ void check_parallel(const RunConfig& c, int world, Problems& P) {
            fv("batch.micro_batch_size", c.batch().micro_batch_size()), " * ",
            fv("parallel.dp", p.dp()), "); leave it unset to derive it");
   if (p.pp() > 1 && p.schedule() == ParallelConfig::ONE_F_ONE_B) {
-    P.expect(ga >= p.pp(), fv("parallel.micro_batches", ga), ": expected >= ",
-             fv("parallel.pp", p.pp()), " for the 1F1B schedule; raise batch.global_batch_size=",
-             c.batch().global_batch_size());
+    P.expect(
+        ga >= p.pp(), fv("parallel.micro_batches", ga), ": expected >= ", fv("parallel.pp", p.pp()),
+        " for the 1F1B schedule; raise batch.global_batch_size=", c.batch().global_batch_size());
   }
 }
 
@@ -113,15 +113,16 @@ void check_batch_and_data(const RunConfig& c, Problems& P) {
   }
   if (b.micro_batch_size() >= 1 && b.global_batch_size() >= 1 && dp >= 1) {
     int64_t per_step = b.micro_batch_size() * dp;
-    P.expect(b.global_batch_size() % per_step == 0 && b.global_batch_size() >= per_step,
-             fv("batch.global_batch_size", b.global_batch_size()),
-             ": expected a positive multiple of ", fv("batch.micro_batch_size", b.micro_batch_size()),
-             " * ", fv("parallel.dp", dp), " = ", per_step,
-             " (gradient accumulation = global / (micro * dp) must be an integer >= 1)");
+    P.expect(
+        b.global_batch_size() % per_step == 0 && b.global_batch_size() >= per_step,
+        fv("batch.global_batch_size", b.global_batch_size()), ": expected a positive multiple of ",
+        fv("batch.micro_batch_size", b.micro_batch_size()), " * ", fv("parallel.dp", dp), " = ",
+        per_step, " (gradient accumulation = global / (micro * dp) must be an integer >= 1)");
   }
   const DataConfig& d = c.data();
-  P.expect(d.seq_len() >= 1 && d.seq_len() <= c.model().block_size(), fv("data.seq_len", d.seq_len()),
-           ": expected a value in [1, ", fv("model.block_size", c.model().block_size()), "]");
+  P.expect(d.seq_len() >= 1 && d.seq_len() <= c.model().block_size(),
+           fv("data.seq_len", d.seq_len()), ": expected a value in [1, ",
+           fv("model.block_size", c.model().block_size()), "]");
   if (!d.tokenizer_json().empty()) {
     P.expect(d.tokenizer_vocab().empty() && d.tokenizer_merges().empty(),
              fv("data.tokenizer_json", d.tokenizer_json()), ": expected either tokenizer_json or ",
@@ -149,9 +150,8 @@ void check_optimizer(const RunConfig& c, Problems& P) {
   P.expect(o.momentum() >= 0.0 && o.momentum() < 1.0, fv("optimizer.momentum", o.momentum()),
            ": expected a value in [0, 1)");
   if (o.nesterov()) {
-    P.expect(o.type() == OptimizerConfig::SGD && o.momentum() > 0.0,
-             fv("optimizer.nesterov", true), ": expected optimizer.type=SGD with ",
-             fv("optimizer.momentum", o.momentum()), " > 0");
+    P.expect(o.type() == OptimizerConfig::SGD && o.momentum() > 0.0, fv("optimizer.nesterov", true),
+             ": expected optimizer.type=SGD with ", fv("optimizer.momentum", o.momentum()), " > 0");
   }
   const LrScheduleConfig& s = c.schedule();
   P.expect(s.warmup_steps() >= 0, fv("schedule.warmup_steps", s.warmup_steps()), ": expected >= 0");
@@ -174,8 +174,8 @@ void check_optimizer(const RunConfig& c, Problems& P) {
 }
 
 void check_run(const RunConfig& c, Problems& P) {
-  P.expect(c.max_steps() > 0, "max_steps=", c.has_max_steps() ? std::to_string(c.max_steps())
-                                                               : std::string("unset"),
+  P.expect(c.max_steps() > 0,
+           "max_steps=", c.has_max_steps() ? std::to_string(c.max_steps()) : std::string("unset"),
            ": expected > 0");
   P.expect(!c.output_dir().empty(), fv("output_dir", c.output_dir()), ": expected a directory");
   P.expect(c.eval().interval() >= 0, fv("eval.interval", c.eval().interval()),
@@ -288,9 +288,9 @@ std::vector<std::string> find_problems(const RunConfig& cfg, int world_size) {
 void validate(const RunConfig& cfg, int world_size) {
   std::vector<std::string> problems = find_problems(cfg, world_size);
   if (problems.empty()) return;
-  std::string msg = detail::str_cat("config: ", problems.size(),
-                                    problems.size() == 1 ? " problem" : " problems",
-                                    " (world size ", world_size, "):");
+  std::string msg =
+      detail::str_cat("config: ", problems.size(), problems.size() == 1 ? " problem" : " problems",
+                      " (world size ", world_size, "):");
   for (const std::string& p : problems) msg += "\n  - " + p;
   throw ConfigError(msg);
 }

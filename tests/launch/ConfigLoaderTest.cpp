@@ -28,9 +28,10 @@ std::string config_error(Fn&& fn) {
   return "";
 }
 
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "missing \"" << (needle) \
-                                                                   << "\" in:\n" << (haystack)
+#define EXPECT_CONTAINS(haystack, needle)                          \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) \
+      << "missing \"" << (needle) << "\" in:\n"                    \
+      << (haystack)
 
 std::string write_temp(const std::string& name, const std::string& text) {
   std::string path = (std::filesystem::temp_directory_path() / name).string();
@@ -39,8 +40,8 @@ std::string write_temp(const std::string& name, const std::string& text) {
 }
 
 TEST(ConfigLoaderTest, UnknownFieldReportsFileLineColumnAndSuggestion) {
-  std::string path = write_temp("loom_cfg_unknown.pbtxt",
-                                "max_steps: 10\nmodel {\n  n_layers: 4\n}\n");
+  std::string path =
+      write_temp("loom_cfg_unknown.pbtxt", "max_steps: 10\nmodel {\n  n_layers: 4\n}\n");
   std::string msg = config_error([&] { load_file(path); });
   EXPECT_CONTAINS(msg, path + ":3:3:");  // line 3, column 3: where "n_layers" starts
   EXPECT_CONTAINS(msg, "n_layers");
@@ -130,7 +131,7 @@ TEST(ConfigLoaderTest, SetOverridesEveryScalarKind) {
   EXPECT_EQ(cfg.data().train_path(), "a b.h5");
   EXPECT_EQ(cfg.ppo().rollout().top_k(), 40);
   EXPECT_EQ(cfg.seed(), 18446744073709551615ull);
-  EXPECT_EQ(cfg.name(), "x=y");  // only the first '=' splits path from value
+  EXPECT_EQ(cfg.name(), "x=y");        // only the first '=' splits path from value
   apply_override(cfg, "max_steps=5");  // later overrides win
   EXPECT_EQ(cfg.max_steps(), 5);
 }
