@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "core/autograd/GradMode.h"
+#include "core/backend/Backend.h"
 #include "core/ops/Elementwise.h"
 #include "core/random/Generator.h"
 #include "core/util/Check.h"
@@ -189,13 +190,13 @@ TEST(GPTTest, DropoutOnlyInTrainingAndReproducible) {
   EXPECT_TRUE(dropped.parameter("blocks.0.attn.qkv.weight").grad().defined());
 }
 
-void check_golden_grads(const char* file, DType dtype, double tol) {
+void check_golden_grads(const char* file, DType dtype, double tol, Device device = Device::cpu()) {
   testing::GoldenFile params("gpt.h5");
   testing::GoldenFile g(file);
   Generator gen(0);
-  GPT model(tiny_config(), gen, dtype);
+  GPT model(tiny_config(), gen, dtype, device);
   load_params(model, params, dtype);
-  Tensor loss = model.loss(params.get("ids"), params.get("targets"), -100);
+  Tensor loss = model.loss(params.get("ids").to(device), params.get("targets").to(device), -100);
   EXPECT_LE(std::abs(loss.item() - g.scalar("loss")) / std::abs(g.scalar("loss")), tol);
   loss.backward();
   for (auto& [name, p] : model.named_parameters()) {
@@ -213,6 +214,14 @@ TEST(GPTTest, LossAndGradientsMatchPyTorchF64) {
   // f64 on both sides: only summation-order rounding (~1e-15 per op) remains; 1e-10 leaves room
   // for its growth through 2 layers while still catching any formula difference.
   check_golden_grads("gpt_f64.h5", DType::F64, 1e-10);
+}
+
+TEST(GPTTest, LossAndGradientsMatchPyTorchOnCuda) {
+  if (!backend_available(DeviceType::CUDA)) GTEST_SKIP() << "no CUDA backend or GPU";
+  // Same budgets as on the CPU: cuBLASLt runs f32 GEMMs without TF32 (CudaGemm.cu), so only
+  // summation order differs from PyTorch.
+  check_golden_grads("gpt.h5", DType::F32, 1e-5, Device::cuda(0));
+  check_golden_grads("gpt_f64.h5", DType::F64, 1e-10, Device::cuda(0));
 }
 
 }  // namespace
