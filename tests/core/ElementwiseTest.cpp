@@ -494,5 +494,90 @@ TEST(VecMathTest, ExpAndTanhWithinFewUlpsOfStd) {
   std::cout << "worst ulps: exp " << e << " tanh " << t << " sigmoid " << s << "\n";
 }
 
+// ---- golden values from PyTorch (tests/golden/gen_elementwise.py; TESTPLAN U1) ----------------------
+
+struct GoldenTol {
+  double atol, rtol;
+};
+// f32: the TESTPLAN U1 bound, checked against PyTorch's f64 values (a stricter test than f32 vs
+// f32). f64, exactly rounded ops (+ - * /, neg, abs, relu, min/max, clamp, scalar ops, where):
+// the TESTPLAN U1 bound 1e-12. f64, transcendental ops: glibc and PyTorch's libm/Sleef are each
+// within 1 ulp (2.2e-16 relative), and the composite formulas (sigmoid, gelu and their backward,
+// pow's log*a^b) chain up to ~10 such steps -> rtol 1e-14; our gelu uses x*sigmoid(2u) where
+// PyTorch uses 0.5x(1+tanh u), which differ by up to |x| 2^-53 absolute -> atol 1e-15.
+constexpr GoldenTol kF32Tol{1e-6, 1e-5};
+constexpr GoldenTol kF64ExactTol{1e-12, 1e-12};
+constexpr GoldenTol kF64TranscTol{1e-15, 1e-14};
+
+struct GoldenUnary {
+  const char* name;
+  std::function<Tensor(const Tensor&)> fn;
+  bool transcendental;
+};
+
+TEST(ElementwiseGoldenTest, UnaryOpsMatchPyTorchForwardAndBackward) {
+  testing::GoldenFile g("elementwise.h5");
+  const GoldenUnary ops[] = {
+      {"neg", [](const Tensor& x) { return -x; }, false},
+      {"exp", [](const Tensor& x) { return exp(x); }, true},
+      {"log", [](const Tensor& x) { return log(x); }, true},
+      {"tanh", [](const Tensor& x) { return tanh(x); }, true},
+      {"sqrt", [](const Tensor& x) { return sqrt(x); }, true},
+      {"rsqrt", [](const Tensor& x) { return rsqrt(x); }, true},
+      {"relu", [](const Tensor& x) { return relu(x); }, false},
+      {"gelu", [](const Tensor& x) { return gelu(x); }, true},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }, true},
+      {"square", [](const Tensor& x) { return square(x); }, false},
+      {"abs", [](const Tensor& x) { return abs(x); }, false},
+      {"clamp", [](const Tensor& x) { return clamp(x, -0.55, 0.65); }, false},
+      {"add_scalar", [](const Tensor& x) { return x + 1.5; }, false},
+      {"mul_scalar", [](const Tensor& x) { return x * -2.25; }, false},
+      {"div_scalar", [](const Tensor& x) { return x / 3.0; }, false},
+      {"pow_scalar", [](const Tensor& x) { return pow(x, 2.5); }, true},
+      {"rsub_scalar", [](const Tensor& x) { return 2.0 - x; }, false},
+      {"rdiv_scalar", [](const Tensor& x) { return 2.0 / x; }, false},
+  };
+  for (const GoldenUnary& op : ops) {
+    std::string n = op.name;
+    for (DType dt : {DType::F32, DType::F64}) {
+      GoldenTol tol = dt == DType::F32 ? kF32Tol : op.transcendental ? kF64TranscTol : kF64ExactTol;
+      Tensor x = g.get(n + "/x").to(dt).set_requires_grad(true);
+      Tensor y = op.fn(x);
+      EXPECT_EQ(y.dtype(), dt);
+      EXPECT_TRUE(allclose(y, g.get(n + "/y"), tol.atol, tol.rtol)) << n << " " << dtype_name(dt);
+      sum(mul(y, g.get(n + "/w").to(dt))).backward();
+      EXPECT_TRUE(allclose(x.grad(), g.get(n + "/dx"), tol.atol, tol.rtol))
+          << n << " grad " << dtype_name(dt);
+    }
+  }
+}
+
+TEST(ElementwiseGoldenTest, BinaryOpsAndWhereMatchPyTorch) {
+  testing::GoldenFile g("elementwise.h5");
+  const std::pair<const char*, std::function<Tensor(const Tensor&, const Tensor&)>> ops[] = {
+      {"add", [](const Tensor& a, const Tensor& b) { return a + b; }},
+      {"sub", [](const Tensor& a, const Tensor& b) { return a - b; }},
+      {"mul", [](const Tensor& a, const Tensor& b) { return a * b; }},
+      {"div", [](const Tensor& a, const Tensor& b) { return a / b; }},
+      {"pow", [](const Tensor& a, const Tensor& b) { return pow(a, b); }},
+      {"maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }},
+      {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }},
+      {"where", {}},
+  };
+  for (const auto& [name, fn] : ops) {
+    std::string n = name;
+    for (DType dt : {DType::F32, DType::F64}) {
+      GoldenTol tol = dt == DType::F32 ? kF32Tol : n == "pow" ? kF64TranscTol : kF64ExactTol;
+      Tensor a = g.get(n + "/a").to(dt).set_requires_grad(true);
+      Tensor b = g.get(n + "/b").to(dt).set_requires_grad(true);
+      Tensor y = fn ? fn(a, b) : where(g.get("where/cond").to(DType::Bool), a, b);
+      EXPECT_TRUE(allclose(y, g.get(n + "/y"), tol.atol, tol.rtol)) << n << " " << dtype_name(dt);
+      sum(mul(y, g.get(n + "/w").to(dt))).backward();
+      EXPECT_TRUE(allclose(a.grad(), g.get(n + "/da"), tol.atol, tol.rtol)) << n << " da";
+      EXPECT_TRUE(allclose(b.grad(), g.get(n + "/db"), tol.atol, tol.rtol)) << n << " db";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace loom
