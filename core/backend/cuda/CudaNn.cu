@@ -129,10 +129,11 @@ __global__ void layernorm_forward_kernel(T* y, AnyPtr mean, AnyPtr rstd, const T
     }
     const A rs = A(1) / sqrt(block_reduce<A, false>(q, red) / A(C) + A(eps));
     for (int64_t j = threadIdx.x; j < packs; j += blockDim.x) {
-      P p = xr[j], pw = reinterpret_cast<const P*>(w)[j], o;
+      P p = xr[j], o;
+      P pw = w ? reinterpret_cast<const P*>(w)[j] : P{};
       P pb = b ? reinterpret_cast<const P*>(b)[j] : P{};
       for (int k = 0; k < V; ++k) {
-        A v = (to_acc(p.v[k]) - mu) * rs * to_acc(pw.v[k]);
+        A v = (to_acc(p.v[k]) - mu) * rs * (w ? to_acc(pw.v[k]) : A(1));
         o.v[k] = from_acc<T>(b ? v + to_acc(pb.v[k]) : v);
       }
       yr[j] = o;
@@ -152,14 +153,14 @@ __global__ void layernorm_dx_kernel(T* dx, const T* dy, const T* x, const T* w, 
     const T* dyr = dy + r * C;
     A sg = 0, sgx = 0;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
-      A g = to_acc(dyr[j]) * to_acc(w[j]), xh = (to_acc(xr[j]) - mu) * rs;
+      A g = to_acc(dyr[j]) * (w ? to_acc(w[j]) : A(1)), xh = (to_acc(xr[j]) - mu) * rs;
       sg += g;
       sgx += g * xh;
     }
     sg = block_reduce<A, false>(sg, red) / A(C);
     sgx = block_reduce<A, false>(sgx, red) / A(C);
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
-      A g = to_acc(dyr[j]) * to_acc(w[j]), xh = (to_acc(xr[j]) - mu) * rs;
+      A g = to_acc(dyr[j]) * (w ? to_acc(w[j]) : A(1)), xh = (to_acc(xr[j]) - mu) * rs;
       dx[r * C + j] = from_acc<T>(rs * (g - sg - xh * sgx));
     }
   }
@@ -221,7 +222,7 @@ void CudaBackend::layernorm_forward(const Tensor& y, const Tensor& mean, const T
     constexpr int kV = 16 / int(sizeof(T));
     T* py = static_cast<T*>(y.raw_data());
     const T* px = static_cast<const T*>(x.raw_data());
-    const T* pw = static_cast<const T*>(weight.raw_data());
+    const T* pw = weight.defined() ? static_cast<const T*>(weight.raw_data()) : nullptr;
     const T* pb = bias.defined() ? static_cast<const T*>(bias.raw_data()) : nullptr;
     bool vec = C % kV == 0 && aligned16(y) && aligned16(x) && aligned16(weight) && aligned16(bias);
     if (vec) {
@@ -247,7 +248,8 @@ void CudaBackend::layernorm_backward(const Tensor& dx, const Tensor& dweight, co
     const T* px = static_cast<const T*>(x.raw_data());
     if (dx.defined() && rows > 0) {
       layernorm_dx_kernel<T><<<row_grid(rows), kBlock, 0, s>>>(
-          static_cast<T*>(dx.raw_data()), pdy, px, static_cast<const T*>(weight.raw_data()), pm,
+          static_cast<T*>(dx.raw_data()), pdy, px,
+          weight.defined() ? static_cast<const T*>(weight.raw_data()) : nullptr, pm,
           pr, rows, C);
       CUDA_CHECK_LAUNCH();
     }
