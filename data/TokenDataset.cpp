@@ -1,0 +1,158 @@
+// Token file writer and validating reader (format in TokenDataset.h).
+#include "data/TokenDataset.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/util/Check.h"
+#include "data/Hdf5Util.h"
+
+namespace loom::data {
+namespace {
+
+h5::Id create_dataset(hid_t file, const char* name, hid_t type, hsize_t n, int level) {
+  h5::Id space(H5Screate_simple(1, &n, nullptr));
+  h5::Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  if (level > 0 && n > 0) {
+    hsize_t chunk = std::min<hsize_t>(n, hsize_t(1) << 20);
+    H5Pset_chunk(dcpl.get(), 1, &chunk);
+    H5Pset_shuffle(dcpl.get());
+    H5Pset_deflate(dcpl.get(), unsigned(level));
+  }
+  return h5::Id(H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+}
+
+}  // namespace
+
+void write_token_file(const std::string& path, std::span<const int32_t> tokens,
+                      std::span<const int64_t> doc_offsets, int32_t vocab_size,
+                      const std::string& tokenizer, const std::string& split,
+                      int compression_level) {
+  LOOM_CHECK(compression_level >= 0 && compression_level <= 9,
+             "write_token_file: expected compression_level in [0, 9], got ", compression_level);
+  LOOM_CHECK(!doc_offsets.empty() && doc_offsets.front() == 0 &&
+                 doc_offsets.back() == int64_t(tokens.size()),
+             "write_token_file: expected doc_offsets from 0 to ", tokens.size());
+  h5::silence_errors();
+  const std::string tmp = path + ".tmp";
+  {
+    h5::Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+    LOOM_CHECK_T(DataError, file.valid(), "write_token_file: cannot create '", tmp, "'");
+    const bool narrow = vocab_size <= 65536;
+    h5::Id tok = create_dataset(file.get(), "tokens", narrow ? H5T_STD_U16LE : H5T_STD_I32LE,
+                                tokens.size(), compression_level);
+    herr_t st;
+    if (narrow) {
+      std::vector<uint16_t> buf(tokens.begin(), tokens.end());
+      st = tok.valid() ? H5Dwrite(tok.get(), H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                  buf.data())
+                       : -1;
+    } else {
+      st = tok.valid() ? H5Dwrite(tok.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                  tokens.data())
+                       : -1;
+    }
+    LOOM_CHECK_T(DataError, st >= 0 || tokens.empty(), "write_token_file: writing tokens to '",
+                 tmp, "' failed");
+    h5::Id off = create_dataset(file.get(), "doc_offsets", H5T_STD_I64LE, doc_offsets.size(), 0);
+    LOOM_CHECK_T(DataError,
+                 off.valid() && H5Dwrite(off.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL,
+                                         H5P_DEFAULT, doc_offsets.data()) >= 0,
+                 "write_token_file: writing doc_offsets to '", tmp, "' failed");
+    h5::write_attr_i64(file.get(), "format_version", kTokenFileVersion);
+    h5::write_attr_i64(file.get(), "vocab_size", vocab_size);
+    h5::write_attr_i64(file.get(), "n_tokens", int64_t(tokens.size()));
+    h5::write_attr_i64(file.get(), "n_docs", int64_t(doc_offsets.size()) - 1);
+    h5::write_attr_str(file.get(), "tokenizer", tokenizer);
+    h5::write_attr_str(file.get(), "split", split);
+    LOOM_CHECK_T(DataError, H5Fflush(file.get(), H5F_SCOPE_GLOBAL) >= 0,
+                 "write_token_file: flushing '", tmp, "' failed");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+TokenDataset::TokenDataset(const std::string& path) : path_(path) {
+  h5::silence_errors();
+  auto fail = [&](const std::string& what) { throw DataError("TokenDataset '" + path + "': " + what); };
+  if (!std::filesystem::exists(path)) fail("file does not exist");
+  if (H5Fis_hdf5(path.c_str()) <= 0) fail("not an HDF5 file");
+  h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid()) fail("cannot open the HDF5 file");
+  int64_t version = 0, vocab = 0, n_attr = 0;
+  if (!h5::read_attr_i64(file.get(), "format_version", version)) fail("no format_version attribute");
+  if (version != kTokenFileVersion)
+    fail("expected format_version " + std::to_string(kTokenFileVersion) + ", got " +
+         std::to_string(version));
+  if (!h5::read_attr_i64(file.get(), "vocab_size", vocab) || vocab <= 0 || vocab > INT32_MAX)
+    fail("missing or invalid vocab_size attribute");
+  vocab_size_ = int32_t(vocab);
+  h5::read_attr_str(file.get(), "tokenizer", tokenizer_);
+  h5::read_attr_str(file.get(), "split", split_);
+  for (const char* name : {"tokens", "doc_offsets"})
+    if (H5Lexists(file.get(), name, H5P_DEFAULT) <= 0)
+      fail(std::string("missing dataset '") + name + "'");
+  auto open_1d = [&](const char* name, hsize_t& n, h5::Id& type) {
+    h5::Id ds(H5Dopen2(file.get(), name, H5P_DEFAULT));
+    h5::Id space(H5Dget_space(ds.get()));
+    if (!ds.valid() || H5Sget_simple_extent_ndims(space.get()) != 1)
+      fail(std::string("dataset '") + name + "' is not 1-D");
+    H5Sget_simple_extent_dims(space.get(), &n, nullptr);
+    type = h5::Id(H5Dget_type(ds.get()));
+    if (H5Tget_class(type.get()) != H5T_INTEGER)
+      fail(std::string("dataset '") + name + "' is not an integer array");
+    return ds;
+  };
+  hsize_t n_tok = 0, n_off = 0;
+  h5::Id tok_type, off_type;
+  h5::Id tok = open_1d("tokens", n_tok, tok_type);
+  h5::Id off = open_1d("doc_offsets", n_off, off_type);
+  n_tokens_ = int64_t(n_tok);
+  if (h5::read_attr_i64(file.get(), "n_tokens", n_attr) && n_attr != n_tokens_)
+    fail("attribute n_tokens=" + std::to_string(n_attr) + " but dataset 'tokens' holds " +
+         std::to_string(n_tokens_));
+  herr_t st = 0;
+  if (H5Tget_size(tok_type.get()) <= 2 && H5Tget_sign(tok_type.get()) == H5T_SGN_NONE) {
+    narrow_.resize(n_tok);
+    if (n_tok) st = H5Dread(tok.get(), H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, narrow_.data());
+  } else {
+    wide_.resize(n_tok);
+    if (n_tok) st = H5Dread(tok.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, wide_.data());
+  }
+  if (st < 0) fail("reading dataset 'tokens' failed");
+  offsets_.resize(n_off);
+  if (n_off && H5Dread(off.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, offsets_.data()) < 0)
+    fail("reading dataset 'doc_offsets' failed");
+  if (offsets_.empty() || offsets_.front() != 0 || offsets_.back() != n_tokens_)
+    fail("expected doc_offsets to run from 0 to n_tokens=" + std::to_string(n_tokens_));
+  for (size_t d = 1; d < offsets_.size(); ++d)
+    if (offsets_[d] < offsets_[d - 1])
+      fail("doc_offsets not monotonic: doc_offsets[" + std::to_string(d) + "]=" +
+           std::to_string(offsets_[d]) + " < doc_offsets[" + std::to_string(d - 1) + "]=" +
+           std::to_string(offsets_[d - 1]));
+  for (int64_t i = 0; i < n_tokens_; ++i) {
+    int32_t t = token(i);
+    if (t < 0 || t >= vocab_size_)
+      fail("token " + std::to_string(i) + " has id " + std::to_string(t) +
+           ", expected ids in [0, vocab_size=" + std::to_string(vocab_size_) + ")");
+  }
+}
+
+void TokenDataset::read(int64_t start, int64_t n, int64_t* out) const {
+  LOOM_CHECK(start >= 0 && n >= 0 && start + n <= n_tokens_, "TokenDataset.read: expected a range "
+             "within [0, ", n_tokens_, "), got [", start, ", ", start + n, ")");
+  if (narrow_.empty()) {
+    std::copy(wide_.begin() + start, wide_.begin() + start + n, out);
+  } else {
+    std::copy(narrow_.begin() + start, narrow_.begin() + start + n, out);
+  }
+}
+
+std::vector<int32_t> TokenDataset::document(int64_t d) const {
+  LOOM_CHECK(d >= 0 && d < num_docs(), "TokenDataset.document: expected a document in [0, ",
+             num_docs(), "), got ", d);
+  std::vector<int32_t> out;
+  for (int64_t i = offsets_[size_t(d)]; i < offsets_[size_t(d) + 1]; ++i) out.push_back(token(i));
+  return out;
+}
+
+}  // namespace loom::data
