@@ -384,9 +384,11 @@ void CpuBackend::layernorm_backward(const Tensor& dx, const Tensor& dweight, con
         }
       }
     }
-    // Combine block partials in block order (fixed, whatever the thread count).
+    // Combine block partials in block order (fixed, whatever the thread count); columns are
+    // independent, so they are split across threads.
     T* ow = want_w ? dweight.data<T>() : nullptr;
     T* ob = want_b ? dbias.data<T>() : nullptr;
+#pragma omp parallel for schedule(static) if (blocks * C >= kParallelMinElems)
     for (int64_t c = 0; c < C; ++c) {
       double sw = 0, sb = 0;
       for (int64_t blk = 0; blk < blocks; ++blk) {
