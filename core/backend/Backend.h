@@ -3,7 +3,7 @@
 // backend_for(device). Kernels follow llm.c's argument order: outputs first, then inputs, then
 // scalars. Unless a comment says "strided", every tensor argument must be contiguous (the op layer
 // calls .contiguous()). A kernel that does not support a dtype throws ValueError naming itself,
-// the dtype and the device. Every fast kernel has a plain reference in core/backend/cpu/Reference*
+// the dtype and the device. Every fast kernel has a plain reference in core/backend/cpu/ref/*Ref.h
 // that is its spec and test oracle.
 #pragma once
 

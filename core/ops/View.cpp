@@ -40,7 +40,7 @@ Shape infer_shape(const Shape& requested, int64_t numel, const char* op) {
 // (PyTorch's computeStride rule: each run of merged dims must be contiguous within itself).
 bool view_strides(const Shape& shape, const Shape& strides, const Shape& new_shape, Shape& out) {
   out.assign(new_shape.size(), 0);
-  if (shape_numel(shape) == 0) {
+  if (shape_numel(shape) == 0 || shape.empty()) {  // empty or 0-d: any contiguous view works
     out = contiguous_strides(new_shape);
     return true;
   }

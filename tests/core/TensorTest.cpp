@@ -188,3 +188,14 @@ TEST(TensorTest, CappedAllocatorThrowsOutOfMemoryAndRecovers) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+TEST(TensorTest, ZeroDimTensorsViewAsOneElementShapes) {
+  Tensor s = Tensor::scalar(4.0);
+  EXPECT_EQ(s.view({1}).shape(), (Shape{1}));
+  EXPECT_EQ(s.reshape({1, 1}).to_vector<float>(), (std::vector<float>{4.0f}));
+  EXPECT_EQ(s.view({1}).view({}).dim(), 0);
+}
+}  // namespace
+}  // namespace loom
