@@ -232,9 +232,9 @@ void CudaBackend::where(const Tensor& out, const Tensor& cond, const Tensor& a, 
 }
 
 namespace {
-// One element of a random fill, written exactly as CpuRandom.cpp computes it. NB: __dmul_rn and
-// __dadd_rn stop nvcc from fusing a + (b - a) * u into an FMA, which the host compiler (ISO C++
-// mode, no contraction) does not do; a fused version would differ in the last bit.
+// One element of a random fill, computed exactly as CpuRandom.cpp's compiled code does: GCC
+// (C++ mode, -mfma) contracts a + (b - a) * u and a + b * n into one FMA, so we use __fma_rn
+// explicitly (and __dadd_rn for b - a) instead of leaving the choice to nvcc.
 template <class T>
 __global__ void fill_random_kernel(T* out, int64_t n, RandomKind kind, uint64_t seed,
                                    uint64_t offset, double a, double b) {
@@ -242,9 +242,9 @@ __global__ void fill_random_kernel(T* out, int64_t n, RandomKind kind, uint64_t 
        i += int64_t(gridDim.x) * blockDim.x) {
     double v;
     if (kind == RandomKind::Uniform) {
-      v = __dadd_rn(a, __dmul_rn(__dadd_rn(b, -a), philox::uniform_at(seed, offset, uint64_t(i))));
+      v = __fma_rn(__dadd_rn(b, -a), philox::uniform_at(seed, offset, uint64_t(i)), a);
     } else if (kind == RandomKind::Normal) {
-      v = __dadd_rn(a, __dmul_rn(b, philox::normal_at(seed, offset, uint64_t(i))));
+      v = __fma_rn(b, philox::normal_at(seed, offset, uint64_t(i)), a);
     } else {
       v = philox::uniform_at(seed, offset, uint64_t(i)) < a ? 1.0 : 0.0;
     }
