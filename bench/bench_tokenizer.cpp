@@ -4,7 +4,7 @@
 // encoded, and the fair comparison for HF, which is slower on one multi-MB string).
 // Compare with bench/tokenizer_hf.py (Hugging Face `tokenizers`, one thread) on the same file:
 //   python bench/tokenizer_hf.py --dump-golden-text /tmp/text.txt
-//   build/bin/bench_bench_tokenizer /tmp/text.txt vocab.json merges.txt
+//   build/bin/bench_tokenizer /tmp/text.txt vocab.json merges.txt
 #include <chrono>
 #include <cstdio>
 #include <fstream>

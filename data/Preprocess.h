@@ -1,4 +1,4 @@
-// preprocess(): text files and/or JSONL files -> tokenized HDF5 token files (TokenDataset.h), with a
+// preprocess(): text and/or JSONL files -> tokenized HDF5 token files (TokenDataset.h), with a
 // deterministic validation split. This is the library behind `loom preprocess`.
 //
 //   PreprocessOptions o;

@@ -71,15 +71,19 @@ void write_token_file(const std::string& path, std::span<const int32_t> tokens,
   std::filesystem::rename(tmp, path);
 }
 
+void TokenDataset::fail(const std::string& what) const {
+  throw DataError("TokenDataset '" + path_ + "': " + what);
+}
+
 TokenDataset::TokenDataset(const std::string& path) : path_(path) {
   h5::silence_errors();
-  auto fail = [&](const std::string& what) { throw DataError("TokenDataset '" + path + "': " + what); };
   if (!std::filesystem::exists(path)) fail("file does not exist");
   if (H5Fis_hdf5(path.c_str()) <= 0) fail("not an HDF5 file");
   h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file.valid()) fail("cannot open the HDF5 file");
-  int64_t version = 0, vocab = 0, n_attr = 0;
-  if (!h5::read_attr_i64(file.get(), "format_version", version)) fail("no format_version attribute");
+  int64_t version = 0, vocab = 0;
+  if (!h5::read_attr_i64(file.get(), "format_version", version))
+    fail("no format_version attribute");
   if (version != kTokenFileVersion)
     fail("expected format_version " + std::to_string(kTokenFileVersion) + ", got " +
          std::to_string(version));
@@ -88,40 +92,52 @@ TokenDataset::TokenDataset(const std::string& path) : path_(path) {
   vocab_size_ = int32_t(vocab);
   h5::read_attr_str(file.get(), "tokenizer", tokenizer_);
   h5::read_attr_str(file.get(), "split", split_);
-  for (const char* name : {"tokens", "doc_offsets"})
-    if (H5Lexists(file.get(), name, H5P_DEFAULT) <= 0)
-      fail(std::string("missing dataset '") + name + "'");
-  auto open_1d = [&](const char* name, hsize_t& n, h5::Id& type) {
-    h5::Id ds(H5Dopen2(file.get(), name, H5P_DEFAULT));
-    h5::Id space(H5Dget_space(ds.get()));
-    if (!ds.valid() || H5Sget_simple_extent_ndims(space.get()) != 1)
-      fail(std::string("dataset '") + name + "' is not 1-D");
-    H5Sget_simple_extent_dims(space.get(), &n, nullptr);
-    type = h5::Id(H5Dget_type(ds.get()));
-    if (H5Tget_class(type.get()) != H5T_INTEGER)
-      fail(std::string("dataset '") + name + "' is not an integer array");
-    return ds;
-  };
+  load_arrays(file.get());
+  validate();
+}
+
+// Opens a 1-D integer dataset; returns it with its length and file type.
+h5::Id TokenDataset::open_1d(int64_t file, const char* name, hsize_t& n, h5::Id& type) const {
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) fail(std::string("missing dataset '") + name + "'");
+  h5::Id ds(H5Dopen2(file, name, H5P_DEFAULT));
+  h5::Id space(H5Dget_space(ds.get()));
+  if (!ds.valid() || H5Sget_simple_extent_ndims(space.get()) != 1)
+    fail(std::string("dataset '") + name + "' is not 1-D");
+  H5Sget_simple_extent_dims(space.get(), &n, nullptr);
+  type = h5::Id(H5Dget_type(ds.get()));
+  if (H5Tget_class(type.get()) != H5T_INTEGER)
+    fail(std::string("dataset '") + name + "' is not an integer array");
+  return ds;
+}
+
+void TokenDataset::load_arrays(int64_t file) {
   hsize_t n_tok = 0, n_off = 0;
   h5::Id tok_type, off_type;
-  h5::Id tok = open_1d("tokens", n_tok, tok_type);
-  h5::Id off = open_1d("doc_offsets", n_off, off_type);
+  h5::Id tok = open_1d(file, "tokens", n_tok, tok_type);
+  h5::Id off = open_1d(file, "doc_offsets", n_off, off_type);
   n_tokens_ = int64_t(n_tok);
-  if (h5::read_attr_i64(file.get(), "n_tokens", n_attr) && n_attr != n_tokens_)
+  int64_t n_attr = 0;
+  if (h5::read_attr_i64(file, "n_tokens", n_attr) && n_attr != n_tokens_)
     fail("attribute n_tokens=" + std::to_string(n_attr) + " but dataset 'tokens' holds " +
          std::to_string(n_tokens_));
   herr_t st = 0;
   if (H5Tget_size(tok_type.get()) <= 2 && H5Tget_sign(tok_type.get()) == H5T_SGN_NONE) {
     narrow_.resize(n_tok);
-    if (n_tok) st = H5Dread(tok.get(), H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, narrow_.data());
+    if (n_tok)
+      st = H5Dread(tok.get(), H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, narrow_.data());
   } else {
     wide_.resize(n_tok);
-    if (n_tok) st = H5Dread(tok.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, wide_.data());
+    if (n_tok)
+      st = H5Dread(tok.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, wide_.data());
   }
   if (st < 0) fail("reading dataset 'tokens' failed");
   offsets_.resize(n_off);
-  if (n_off && H5Dread(off.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, offsets_.data()) < 0)
+  if (n_off &&
+      H5Dread(off.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, offsets_.data()) < 0)
     fail("reading dataset 'doc_offsets' failed");
+}
+
+void TokenDataset::validate() const {
   if (offsets_.empty() || offsets_.front() != 0 || offsets_.back() != n_tokens_)
     fail("expected doc_offsets to run from 0 to n_tokens=" + std::to_string(n_tokens_));
   for (size_t d = 1; d < offsets_.size(); ++d)
@@ -138,8 +154,9 @@ TokenDataset::TokenDataset(const std::string& path) : path_(path) {
 }
 
 void TokenDataset::read(int64_t start, int64_t n, int64_t* out) const {
-  LOOM_CHECK(start >= 0 && n >= 0 && start + n <= n_tokens_, "TokenDataset.read: expected a range "
-             "within [0, ", n_tokens_, "), got [", start, ", ", start + n, ")");
+  LOOM_CHECK(start >= 0 && n >= 0 && start + n <= n_tokens_,
+             "TokenDataset.read: expected a range within [0, ", n_tokens_, "), got [", start, ", ",
+             start + n, ")");
   if (narrow_.empty()) {
     std::copy(wide_.begin() + start, wide_.begin() + start + n, out);
   } else {

@@ -1,7 +1,7 @@
-// Token dataset files (HDF5), written by preprocess() (Preprocess.h) and read by TokenDataset.
+// Token dataset files (HDF5): written by preprocess() (Preprocess.h), read by TokenDataset.
 //
 // File format, version 1 (attributes on the root group):
-//   /tokens       uint16 (if vocab_size <= 65536) or int32, 1-D, n_tokens ids, documents back to back
+//   /tokens       uint16 (if vocab_size <= 65536) or int32, 1-D: n_tokens ids, documents back to back
 //   /doc_offsets  int64, n_docs + 1: document d is tokens[doc_offsets[d], doc_offsets[d+1])
 //   attrs: format_version=1, vocab_size, n_tokens, n_docs (int64); tokenizer, split (strings)
 //
@@ -16,6 +16,9 @@
 #include <vector>
 
 namespace loom::data {
+namespace h5 {
+class Id;
+}
 
 inline constexpr int64_t kTokenFileVersion = 1;
 
@@ -49,6 +52,12 @@ class TokenDataset {
   std::vector<int32_t> document(int64_t d) const;
 
  private:
+  [[noreturn]] void fail(const std::string& what) const;
+  // File handles are passed as int64_t (hid_t) so this header does not include hdf5.h.
+  h5::Id open_1d(int64_t file, const char* name, unsigned long long& n, h5::Id& type) const;
+  void load_arrays(int64_t file);
+  void validate() const;
+
   std::string path_;
   int64_t n_tokens_ = 0;
   int32_t vocab_size_ = 0;

@@ -28,7 +28,8 @@ const Tokenizer& small_tokenizer() {
 std::vector<std::string> make_docs(int n) {
   std::vector<std::string> docs;
   for (int i = 0; i < n; ++i)
-    docs.push_back("document " + std::to_string(i) + ": the cat sat " + std::string(size_t(i % 7), 'x'));
+    docs.push_back("document " + std::to_string(i) + ": the cat sat " +
+                   std::string(size_t(i % 7), 'x'));
   return docs;
 }
 
@@ -134,8 +135,8 @@ TEST(TokenDatasetTest, BadPreprocessInputsNameFileAndLine) {
   EXPECT_FALSE(std::filesystem::exists(o.output));  // nothing half-written
 }
 
-// Writes a valid file, applies `mutate` to it with the HDF5 API, and expects the reader to reject it
-// with a DataError that names the file and contains `expect`.
+// Writes a valid file, applies `mutate` to it with the HDF5 API, and expects the reader to reject
+// it with a DataError that names the file and contains `expect`.
 void expect_corrupt(const std::function<void(hid_t)>& mutate, const std::string& expect) {
   TempDir dir;
   std::string p = (dir / "ds.h5").string();
