@@ -1,5 +1,7 @@
 // Random fills: element i is a pure function of (seed, offset + i) through Philox, so the values
 // are the same for any thread count (and on CUDA, which uses the same Philox.h).
+#include <cmath>
+
 #include "core/backend/cpu/CpuBackend.h"
 #include "core/random/Philox.h"
 
@@ -19,8 +21,8 @@ void CpuBackend::fill_random(const Tensor& out, RandomKind kind, uint64_t seed, 
       for (int64_t i = 0; i < n; ++i) {
         double v;
         switch (kind) {
-          case RandomKind::Uniform: v = a + (b - a) * philox::uniform_at(seed, offset, uint64_t(i)); break;
-          case RandomKind::Normal: v = a + b * philox::normal_at(seed, offset, uint64_t(i)); break;
+          case RandomKind::Uniform: v = std::fma(b - a, philox::uniform_at(seed, offset, uint64_t(i)), a); break;
+          case RandomKind::Normal: v = std::fma(b, philox::normal_at(seed, offset, uint64_t(i)), a); break;
           default: v = philox::uniform_at(seed, offset, uint64_t(i)) < a ? 1.0 : 0.0; break;
         }
         o[i] = T(static_cast<float>(v));
