@@ -35,8 +35,8 @@ class Tokenizer {
   // "<|endoftext|>". Errors (DataError) name the file and what is wrong.
   static Tokenizer from_files(const std::string& vocab_json, const std::string& merges_txt,
                               const std::vector<std::string>& special_tokens = {"<|endoftext|>"});
-  // Hugging Face tokenizer.json; merges may be "a b" strings or ["a","b"] pairs; special tokens
-  // come from its added_tokens with "special": true.
+  // Hugging Face tokenizer.json; merges may be "a b" strings or ["a","b"] pairs. Every entry of
+  // added_tokens is matched literally like a special token (as HF does).
   static Tokenizer from_tokenizer_json(const std::string& path);
   // From an in-memory vocabulary: tokens[id] in byte-level form, merges as (left, right) strings.
   static Tokenizer from_vocab(std::vector<std::string> tokens,

@@ -148,7 +148,8 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
     for (const Json& a : j["added_tokens"]) {
       std::string content = a.value("content", "");
       int64_t id = a.value("id", int64_t(-1));
-      if (a.value("special", false)) specials.push_back(content);
+      // HF matches every added token literally before pre-tokenization, special or not.
+      if (!content.empty()) specials.push_back(content);
       if (id >= int64_t(tokens.size())) extra[id] = content;
     }
   }
