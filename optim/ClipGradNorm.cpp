@@ -1,10 +1,12 @@
-// clip_grad_norm: f64 sum of squared gradient norms in parameter order, then one in-place scale.
+// clip_grad_norm: f64 sum of squared gradient norms in parameter order (one host sync), then
+// one in-place scale per gradient.
 #include "optim/ClipGradNorm.h"
 
 #include <cmath>
 
 #include "core/autograd/GradMode.h"
 #include "core/ops/Elementwise.h"
+#include "core/ops/Indexing.h"
 #include "core/ops/Reduction.h"
 #include "core/util/Check.h"
 
@@ -12,13 +14,21 @@ namespace loom::optim {
 
 double grad_norm(const std::vector<Tensor>& params) {
   NoGradGuard no_grad;
-  double sq = 0.0;
+  // One f64 sum of squares per gradient, left on its device; a single copy to the host then adds
+  // them in parameter order. (A host read per tensor would sync the GPU once per parameter.)
+  std::vector<Tensor> parts;
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined() || g.numel() == 0) continue;
     Tensor g64 = g.dtype() == DType::F64 ? g : g.to(DType::F64);
-    sq += sum(square(g64)).item();
+    Tensor part = sum(square(g64)).reshape({1});
+    if (!parts.empty() && part.device() != parts.front().device())
+      part = part.to(parts.front().device());
+    parts.push_back(part);
   }
+  if (parts.empty()) return 0.0;
+  double sq = 0.0;
+  for (double x : cat(parts, 0).to_vector<double>()) sq += x;
   return std::sqrt(sq);
 }
 
