@@ -1,0 +1,80 @@
+// Chat template and prompt/response tokenisation shared by the SFT and preference datasets.
+// Each role's template wraps a message at "{content}", e.g. the defaults turn
+//   [{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}]
+// into "<|user|>\n2+2?\n<|assistant|>\n" (prompt, no loss) + "4" <|endoftext|> (response, loss).
+// For an assistant turn the text before {content} belongs to the prompt side, the content plus
+// the EOT token is the response (trained), and text after {content} is prompt side again. Prompt
+// and response pieces are tokenised separately, so the boundary between them is exact (BPE never
+// merges across it). {"prompt","response"} examples are the chat [user: prompt, assistant: response].
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "data/Tokenizer.h"
+
+namespace loom::rlhf {
+
+struct ChatTemplate {
+  std::string system = "<|system|>\n{content}\n";
+  std::string user = "<|user|>\n{content}\n";
+  std::string assistant = "<|assistant|>\n{content}";
+  // ValueError unless each role's template holds "{content}" exactly once.
+  void validate() const;
+  // The template of `role` ("system", "user", "assistant"); ValueError for any other role.
+  const std::string& for_role(const std::string& role) const;
+};
+
+struct ChatMessage {
+  std::string role;
+  std::string content;
+};
+
+// One tokenised example: tokens (n) and, per token, whether it is a response token (the model is
+// trained to predict it). The first token is always a prompt token.
+struct TokenizedExample {
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> is_response;
+  int64_t prompt_length() const;  // tokens before the first response token
+};
+
+// What to do with an example longer than the context (seq_len tokens).
+enum class OverlongPolicy {
+  TruncateResponse,  // cut the response(s) from the right; a prompt that leaves no room is bad
+  Skip,              // drop the example and count it
+  Error,             // a bad line (DataError naming file:line unless skip_bad)
+};
+
+struct DatasetOptions {
+  int64_t seq_len = 1024;  // T: an example must fit in T tokens (EOT included)
+  ChatTemplate chat_template;
+  OverlongPolicy overlong = OverlongPolicy::TruncateResponse;
+  // Bad lines (not JSON, missing field, empty response, prompt longer than the context, ...) are
+  // skipped and counted instead of raising DataError with file:line.
+  bool skip_bad = false;
+};
+
+struct LoadStats {
+  int64_t loaded = 0;
+  int64_t skipped_bad = 0;   // bad lines skipped (skip_bad)
+  int64_t skipped_long = 0;  // over-long examples dropped (OverlongPolicy::Skip)
+  int64_t truncated = 0;     // examples whose response was cut (TruncateResponse)
+  std::map<std::string, int64_t> skip_reasons;  // "not_json", "missing_field", "empty_response", ...
+};
+
+// Tokenises a conversation with `tmpl`. Needs an EOT token in `tok`. The last message must be
+// an assistant turn and every assistant turn non-empty; ValueError otherwise.
+TokenizedExample encode_chat(const data::Tokenizer& tok, const ChatTemplate& tmpl,
+                             const std::vector<ChatMessage>& messages);
+// The prompt side of a single-turn example: user template + the assistant text before {content}.
+std::vector<int32_t> encode_prompt(const data::Tokenizer& tok, const ChatTemplate& tmpl,
+                                   const std::string& prompt);
+// A response: its tokens followed by EOT.
+std::vector<int32_t> encode_response(const data::Tokenizer& tok, const std::string& response);
+
+// The EOT id of `tok`; ValueError if it has none.
+int32_t require_eot(const data::Tokenizer& tok);
+
+}  // namespace loom::rlhf
