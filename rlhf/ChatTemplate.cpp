@@ -24,8 +24,8 @@ void ChatTemplate::validate() const {
     const std::string& t = for_role(role);
     size_t first = t.find(kContent);
     LOOM_CHECK(first != std::string::npos && t.find(kContent, first + 1) == std::string::npos,
-               "chat_template: expected the ", role, " template to contain \"{content}\" once, got \"",
-               t, "\"");
+               "chat_template: expected the ", role,
+               " template to contain \"{content}\" once, got \"", t, "\"");
   }
 }
 

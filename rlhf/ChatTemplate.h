@@ -5,7 +5,7 @@
 // For an assistant turn the text before {content} belongs to the prompt side, the content plus
 // the EOT token is the response (trained), and text after {content} is prompt side again. Prompt
 // and response pieces are tokenised separately, so the boundary between them is exact (BPE never
-// merges across it). {"prompt","response"} examples are the chat [user: prompt, assistant: response].
+// merges across it). A {"prompt","response"} line is the chat [user: prompt, assistant: response].
 #pragma once
 
 #include <cstdint>
@@ -61,7 +61,8 @@ struct LoadStats {
   int64_t skipped_bad = 0;   // bad lines skipped (skip_bad)
   int64_t skipped_long = 0;  // over-long examples dropped (OverlongPolicy::Skip)
   int64_t truncated = 0;     // examples whose response was cut (TruncateResponse)
-  std::map<std::string, int64_t> skip_reasons;  // "not_json", "missing_field", "empty_response", ...
+  // Skipped bad lines by reason: "not_json", "missing_field", "empty_response", ...
+  std::map<std::string, int64_t> skip_reasons;
 };
 
 // Tokenises a conversation with `tmpl`. Needs an EOT token in `tok`. The last message must be

@@ -11,9 +11,9 @@ std::string get_string(const nlohmann::json& j, const std::string& key) {
   auto it = j.find(key);
   if (it == j.end()) throw LineError{"expected a field \"" + key + "\", got none", "missing_field"};
   if (!it->is_string()) {
-    throw LineError{"expected field \"" + key + "\" to be a string, got " +
-                        std::string(it->type_name()),
-                    "bad_type"};
+    throw LineError{
+        "expected field \"" + key + "\" to be a string, got " + std::string(it->type_name()),
+        "bad_type"};
   }
   return it->get<std::string>();
 }

@@ -33,8 +33,8 @@ Tensor as_mask(const Tensor& mask, const Tensor& like) {
 
 void check_same_shape(const Tensor& a, const Tensor& b, const char* op, const char* an,
                       const char* bn) {
-  LOOM_CHECK(a.shape() == b.shape(), op, ": expected ", an, " and ", bn,
-             " of the same shape, got ", a.shape(), " and ", b.shape());
+  LOOM_CHECK(a.shape() == b.shape(), op, ": expected ", an, " and ", bn, " of the same shape, got ",
+             a.shape(), " and ", b.shape());
 }
 
 }  // namespace
@@ -111,8 +111,8 @@ Tensor token_logprobs(const Tensor& logits, const Tensor& labels, int64_t ignore
   const int64_t V = logits.size(2);
   for (int64_t& v : idx) {
     if (v == ignore_index) v = 0;
-    LOOM_CHECK(v >= 0 && v < V, "token_logprobs: expected labels in [0, ", V, ") or ",
-               ignore_index, ", got ", v);
+    LOOM_CHECK(v >= 0 && v < V, "token_logprobs: expected labels in [0, ", V, ") or ", ignore_index,
+               ", got ", v);
   }
   Tensor index = Tensor::from_vector(idx, {labels.size(0), labels.size(1), 1}, logits.device());
   Tensor lp = gather(log_softmax(logits, -1), 2, index).squeeze(2);

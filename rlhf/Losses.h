@@ -30,7 +30,8 @@ Tensor label_mask(const Tensor& labels, DType dtype, int64_t ignore_index = -100
 Tensor select_at(const Tensor& values, const Tensor& index);
 
 // ---- reward model ---------------------------------------------------------------------------
-// mean_b -log sigmoid(r_chosen[b] - r_rejected[b]) = mean softplus(r_rejected - r_chosen); (B) each.
+// mean_b -log sigmoid(r_chosen[b] - r_rejected[b]) = mean softplus(r_rejected - r_chosen); (B)
+// each.
 Tensor pairwise_reward_loss(const Tensor& r_chosen, const Tensor& r_rejected);
 struct RewardMetrics {
   double accuracy = 0;     // fraction of pairs with r_chosen > r_rejected (ties count as wrong)

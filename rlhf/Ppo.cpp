@@ -1,6 +1,6 @@
 // GAE and the PPO losses (see Ppo.h). GAE is a plain backward scan over each row in f64; the losses
-// are composed from core ops so autograd gives their gradients (clamp passes no gradient outside its
-// range and maximum sends ties to its first argument, which is the unclipped term here).
+// are composed from core ops so autograd gives their gradients (clamp passes no gradient outside
+// its range and maximum sends ties to its first argument, which is the unclipped term here).
 #include "rlhf/Ppo.h"
 
 #include <vector>

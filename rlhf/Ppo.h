@@ -7,7 +7,8 @@
 //   Tensor adv = masked_whiten(g.advantages, mask);
 //   PolicyLoss pl = ppo_policy_loss(new_logp, old_logp, adv, mask, /*clip=*/0.2);
 //   ValueLoss vl = ppo_value_loss(new_values, old_values, g.returns, mask, /*clip=*/0.2);
-//   Tensor loss = pl.loss + 0.5 * vl.loss - ent_coef * masked_mean(entropy_from_logits(logits), mask);
+//   Tensor ent = masked_mean(entropy_from_logits(logits), mask);
+//   Tensor loss = pl.loss + 0.5 * vl.loss - ent_coef * ent;
 #pragma once
 
 #include "core/tensor/Tensor.h"
@@ -25,9 +26,9 @@ GaeOutput gae(const Tensor& rewards, const Tensor& values, const Tensor& mask, d
               double lam);
 
 struct PolicyLoss {
-  Tensor loss;                 // masked mean of max(-A*r, -A*clip(r, 1-eps, 1+eps)); r = exp(logp - old)
-  double clip_fraction = 0;    // share of masked tokens where the clipped term was active
-  double approx_kl = 0;        // masked mean of 0.5 * (logp - old_logp)^2
+  Tensor loss;  // masked mean of max(-A*r, -A*clip(r, 1-eps, 1+eps)); r = exp(logp - old)
+  double clip_fraction = 0;  // share of masked tokens where the clipped term was active
+  double approx_kl = 0;      // masked mean of 0.5 * (logp - old_logp)^2
 };
 // logp (B,T) carries the gradient; old_logp and advantages are constants.
 PolicyLoss ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& advantages,

@@ -15,7 +15,8 @@ using nlohmann::json;
 
 std::string nonempty_response(const json& j, const std::string& key) {
   std::string s = detail::get_string(j, key);
-  if (s.empty()) throw LineError{"expected a non-empty \"" + key + "\", got \"\"", "empty_response"};
+  if (s.empty())
+    throw LineError{"expected a non-empty \"" + key + "\", got \"\"", "empty_response"};
   return s;
 }
 
@@ -32,10 +33,10 @@ bool fit_pair(PreferenceExample& ex, const DatasetOptions& opt, bool* truncated)
                     "too_long"};
   }
   if (p >= opt.seq_len) {
-    throw LineError{"expected a prompt shorter than the context (seq_len=" +
-                        std::to_string(opt.seq_len) + "), got a prompt of " + std::to_string(p) +
-                        " tokens",
-                    "prompt_too_long"};
+    throw LineError{
+        "expected a prompt shorter than the context (seq_len=" + std::to_string(opt.seq_len) +
+            "), got a prompt of " + std::to_string(p) + " tokens",
+        "prompt_too_long"};
   }
   const size_t room = size_t(opt.seq_len - p);
   if (ex.chosen.size() > room) ex.chosen.resize(room);
@@ -68,8 +69,8 @@ PreferenceDataset load_preference_jsonl(const std::string& path, const data::Tok
     const std::string prompt = detail::get_string(j, "prompt");
     const std::string chosen = nonempty_response(j, "chosen");
     const std::string rejected = nonempty_response(j, "rejected");
-    PreferenceExample ex{encode_prompt(tok, opt.chat_template, prompt), encode_response(tok, chosen),
-                         encode_response(tok, rejected)};
+    PreferenceExample ex{encode_prompt(tok, opt.chat_template, prompt),
+                         encode_response(tok, chosen), encode_response(tok, rejected)};
     bool truncated = false;
     if (!fit_pair(ex, opt, &truncated)) {
       ++ds.stats.skipped_long;
@@ -96,8 +97,8 @@ PreferenceBatch collate_preferences(const std::vector<PreferenceExample>& exampl
     rlast[b] = fill_row(ex.prompt, ex.rejected, seq_len, pad_id, &rid[b * T], &rt[b * T]);
   }
   const Shape s{int64_t(B), seq_len}, sb{int64_t(B)};
-  return {Tensor::from_vector(cid, s, device),   Tensor::from_vector(rid, s, device),
-          Tensor::from_vector(ct, s, device),    Tensor::from_vector(rt, s, device),
+  return {Tensor::from_vector(cid, s, device),    Tensor::from_vector(rid, s, device),
+          Tensor::from_vector(ct, s, device),     Tensor::from_vector(rt, s, device),
           Tensor::from_vector(clast, sb, device), Tensor::from_vector(rlast, sb, device)};
 }
 

@@ -14,9 +14,9 @@ using nlohmann::json;
 std::vector<ChatMessage> parse_messages(const json& j) {
   const json& msgs = j.at("messages");
   if (!msgs.is_array() || msgs.empty()) {
-    throw LineError{"expected \"messages\" to be a non-empty array, got " +
-                        std::string(msgs.type_name()),
-                    "bad_type"};
+    throw LineError{
+        "expected \"messages\" to be a non-empty array, got " + std::string(msgs.type_name()),
+        "bad_type"};
   }
   std::vector<ChatMessage> out;
   for (const json& m : msgs) {
@@ -37,7 +37,8 @@ std::vector<ChatMessage> parse_sft_line(const json& j) {
   if (j.contains("messages")) return parse_messages(j);
   std::string prompt = detail::get_string(j, "prompt");
   std::string response = detail::get_string(j, "response");
-  if (response.empty()) throw LineError{"expected a non-empty \"response\", got \"\"", "empty_response"};
+  if (response.empty())
+    throw LineError{"expected a non-empty \"response\", got \"\"", "empty_response"};
   return {{"user", std::move(prompt)}, {"assistant", std::move(response)}};
 }
 
@@ -103,8 +104,8 @@ SftDataset load_sft_jsonl(const std::string& path, const data::Tokenizer& tok,
     try {
       keep = fit_example(ex, opt.seq_len, opt.overlong, &truncated);
     } catch (const ValueError& e) {
-      throw LineError{e.what(), opt.overlong == OverlongPolicy::Error ? "too_long"
-                                                                       : "prompt_too_long"};
+      throw LineError{e.what(),
+                      opt.overlong == OverlongPolicy::Error ? "too_long" : "prompt_too_long"};
     }
     if (!keep) {
       ++ds.stats.skipped_long;
@@ -161,8 +162,8 @@ SftBatch collate(const std::vector<SftRow>& rows, size_t begin, size_t count, De
   const int64_t T = int64_t(rows[begin].ids.size());
   std::vector<int64_t> ids, targets, pos, docs;
   for (size_t r = begin; r < begin + count; ++r) {
-    LOOM_CHECK(int64_t(rows[r].ids.size()) == T, "collate: expected rows of ", T,
-               " tokens, got ", rows[r].ids.size());
+    LOOM_CHECK(int64_t(rows[r].ids.size()) == T, "collate: expected rows of ", T, " tokens, got ",
+               rows[r].ids.size());
     ids.insert(ids.end(), rows[r].ids.begin(), rows[r].ids.end());
     targets.insert(targets.end(), rows[r].targets.begin(), rows[r].targets.end());
     pos.insert(pos.end(), rows[r].position_ids.begin(), rows[r].position_ids.end());

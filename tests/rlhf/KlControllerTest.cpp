@@ -1,5 +1,6 @@
 // KL controllers: the fixed one never moves; the adaptive one follows Ziegler et al. (2019)
-// beta <- beta * (1 + clip(KL/target - 1, -0.2, 0.2) * n_steps / horizon) over a sequence of updates.
+// beta <- beta * (1 + clip(KL/target - 1, -0.2, 0.2) * n_steps / horizon) over a sequence of
+// updates.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -20,7 +20,9 @@ using loom::testing::gradcheck;
 Tensor vec(const std::vector<double>& v) { return Tensor::from_vector(v, {int64_t(v.size())}); }
 double sigmoid_d(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 // -log sigmoid(d) in a form that is exact for large |d| (reference for the tests).
-double neg_log_sigmoid(double d) { return d > 0 ? std::log1p(std::exp(-d)) : -d + std::log1p(std::exp(d)); }
+double neg_log_sigmoid(double d) {
+  return d > 0 ? std::log1p(std::exp(-d)) : -d + std::log1p(std::exp(d));
+}
 
 TEST(LossesTest, SoftplusIsStableAndHasSigmoidGradient) {
   Tensor x = vec({-800, -30, -1, 0, 0.5, 30, 800}).set_requires_grad(true);
@@ -59,10 +61,10 @@ TEST(LossesTest, PairwiseRewardLossMatchesClosedFormAndGradient) {
   EXPECT_DOUBLE_EQ(m.mean_margin, (0.5 - 3.0 + 0.0 + 80.0) / 4.0);
   Generator gen(11);
   // PyTorch gradcheck defaults (STYLE.md section 8).
-  EXPECT_TRUE(gradcheck(
-      [](const std::vector<Tensor>& in) { return pairwise_reward_loss(in[0], in[1]); },
-      {Tensor::randn({5}, gen, DType::F64).set_requires_grad(true),
-       Tensor::randn({5}, gen, DType::F64).set_requires_grad(true)}));
+  EXPECT_TRUE(
+      gradcheck([](const std::vector<Tensor>& in) { return pairwise_reward_loss(in[0], in[1]); },
+                {Tensor::randn({5}, gen, DType::F64).set_requires_grad(true),
+                 Tensor::randn({5}, gen, DType::F64).set_requires_grad(true)}));
   EXPECT_THROW(pairwise_reward_loss(vec({1, 2}), vec({1})), ValueError);
 }
 
@@ -126,7 +128,7 @@ TEST(LossesTest, MaskedStatisticsAndWhitening) {
   Tensor x = Tensor::from_vector<double>({1, 2, 3, 100}, {2, 2});
   Tensor m = Tensor::from_vector<double>({1, 1, 1, 0}, {2, 2});
   EXPECT_DOUBLE_EQ(masked_mean(x, m).item(), 2.0);
-  EXPECT_DOUBLE_EQ(masked_var(x, m).item(), 1.0);          // unbiased: (1+0+1)/2
+  EXPECT_DOUBLE_EQ(masked_var(x, m).item(), 1.0);  // unbiased: (1+0+1)/2
   EXPECT_DOUBLE_EQ(masked_var(x, m, false).item(), 2.0 / 3.0);
   std::vector<double> w = masked_whiten(x, m).to_vector<double>();
   // (x - 2) / sqrt(1 + 1e-8): the 1e-8 shifts the scale by 5e-9 relative.

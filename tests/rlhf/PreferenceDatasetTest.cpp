@@ -26,9 +26,10 @@ DatasetOptions short_template(int64_t seq_len) {
 TEST(PreferenceDatasetTest, LoadsAndCollates) {
   auto tok = byte_tokenizer();
   TempDir dir;
-  const std::string path = dir.write(
-      "pairs.jsonl", "{\"prompt\":\"1+1\",\"chosen\":\"2\",\"rejected\":\"11\"}\n"
-                     "{\"prompt\":\"hi\",\"chosen\":\"hello\",\"rejected\":\"no\"}\n");
+  const std::string path =
+      dir.write("pairs.jsonl",
+                "{\"prompt\":\"1+1\",\"chosen\":\"2\",\"rejected\":\"11\"}\n"
+                "{\"prompt\":\"hi\",\"chosen\":\"hello\",\"rejected\":\"no\"}\n");
   PreferenceDataset ds = load_preference_jsonl(path, tok, short_template(10));
   ASSERT_EQ(ds.examples.size(), 2u);
   EXPECT_EQ(ds.examples[0].prompt, bytes_of("Q1+1A"));
@@ -58,7 +59,7 @@ TEST(PreferenceDatasetTest, OverlongPairs) {
   PreferenceDataset ds = load_preference_jsonl(path, tok, short_template(9));
   ASSERT_EQ(ds.examples.size(), 1u);
   EXPECT_EQ(ds.stats.truncated, 1);
-  EXPECT_EQ(ds.examples[0].chosen, bytes_of("long"));  // cut to 9 - 5 = 4 tokens
+  EXPECT_EQ(ds.examples[0].chosen, bytes_of("long"));                     // cut to 9 - 5 = 4 tokens
   EXPECT_EQ(ds.examples[0].rejected, (std::vector<int32_t>{'x', kEot}));  // already fits
   DatasetOptions skip = short_template(9);
   skip.overlong = OverlongPolicy::Skip;

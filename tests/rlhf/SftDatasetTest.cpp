@@ -41,8 +41,8 @@ TEST(SftDatasetTest, MultiTurnChatTrainsOnEveryAssistantTurn) {
   auto tok = byte_tokenizer();
   ChatTemplate tmpl{"S:{content}|", "U:{content}|", "A:{content}|"};
   TokenizedExample ex = encode_chat(
-      tok, tmpl, {{"system", "s"}, {"user", "q1"}, {"assistant", "a1"}, {"user", "q2"},
-                  {"assistant", "a2"}});
+      tok, tmpl,
+      {{"system", "s"}, {"user", "q1"}, {"assistant", "a1"}, {"user", "q2"}, {"assistant", "a2"}});
   // "S:s|U:q1|A:" a1 EOT "|U:q2|A:" a2 EOT "|"
   std::vector<int32_t> want = concat(bytes_of("S:s|U:q1|A:"), {'a', '1', kEot});
   want = concat(concat(want, bytes_of("|U:q2|A:")), {'a', '2', kEot});
@@ -50,7 +50,8 @@ TEST(SftDatasetTest, MultiTurnChatTrainsOnEveryAssistantTurn) {
   EXPECT_EQ(ex.tokens, want);
   std::string flags;
   for (uint8_t f : ex.is_response) flags += f ? '1' : '0';
-  EXPECT_EQ(flags, "00000000000" "111" "00000000" "111" "0");
+  // "S:s|U:q1|A:" (11) a1 EOT (3) "|U:q2|A:" (8) a2 EOT (3) "|" (1)
+  EXPECT_EQ(flags, "00000000000111000000001110");
 }
 
 TEST(SftDatasetTest, ChatErrors) {
@@ -107,8 +108,8 @@ TEST(SftDatasetTest, PackingRestartsPositionsAndMasksBoundaries) {
   auto rows = pack_rows(exs, 12, kEot);
   ASSERT_EQ(rows.size(), 2u);  // 6 + 5 fit in 12; 9 starts a new row
   const SftRow& r0 = rows[0];
-  EXPECT_EQ(r0.ids, (std::vector<int64_t>{'U', 'q', 'A', 'a', 'b', kEot, 'U', 'x', 'A', 'y', kEot,
-                                          kEot}));
+  EXPECT_EQ(r0.ids,
+            (std::vector<int64_t>{'U', 'q', 'A', 'a', 'b', kEot, 'U', 'x', 'A', 'y', kEot, kEot}));
   EXPECT_EQ(r0.position_ids, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 0}));
   EXPECT_EQ(r0.document_ids, (std::vector<int64_t>{0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, -1}));
   // Targets: doc 0 predicts a, b, EOT; its EOT (t=5) must not predict doc 1's first token.
@@ -131,19 +132,19 @@ TEST(SftDatasetTest, PackingRestartsPositionsAndMasksBoundaries) {
 TEST(SftDatasetTest, LoadsBothFormatsAndAppliesOverlongPolicies) {
   auto tok = byte_tokenizer();
   TempDir dir;
-  const std::string path = dir.write(
-      "sft.jsonl",
-      "{\"prompt\":\"hi\",\"response\":\"hello there\"}\n"
-      "\n"
-      "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},"
-      "{\"role\":\"assistant\",\"content\":\"a\"}]}\n");
+  const std::string path = dir.write("sft.jsonl",
+                                     "{\"prompt\":\"hi\",\"response\":\"hello there\"}\n"
+                                     "\n"
+                                     "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},"
+                                     "{\"role\":\"assistant\",\"content\":\"a\"}]}\n");
   DatasetOptions opt;
   opt.seq_len = 64;
   SftDataset ds = load_sft_jsonl(path, tok, opt);
   ASSERT_EQ(ds.examples.size(), 2u);
   EXPECT_EQ(ds.stats.loaded, 2);
-  EXPECT_EQ(ds.examples[0].tokens,
-            encode_chat(tok, opt.chat_template, {{"user", "hi"}, {"assistant", "hello there"}}).tokens);
+  EXPECT_EQ(
+      ds.examples[0].tokens,
+      encode_chat(tok, opt.chat_template, {{"user", "hi"}, {"assistant", "hello there"}}).tokens);
   // The first example has 26 prompt + 12 response tokens = 38; the second 25 + 2 = 27.
   opt.seq_len = 30;
   ds = load_sft_jsonl(path, tok, opt);  // TruncateResponse
@@ -176,7 +177,8 @@ TEST(SftDatasetTest, BadLinesNameFileAndLineOrAreSkipped) {
       {"{\"prompt\":\"p\"}", "expected a field \"response\""},
       {"{\"prompt\":3,\"response\":\"r\"}", "\"prompt\" to be a string"},
       {"{\"prompt\":\"p\",\"response\":\"\"}", "non-empty \"response\""},
-      {"{\"prompt\":\"" + long_prompt + "\",\"response\":\"r\"}", "prompt shorter than the context"},
+      {"{\"prompt\":\"" + long_prompt + "\",\"response\":\"r\"}",
+       "prompt shorter than the context"},
       {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}", "last message"},
       {"{\"messages\":[{\"role\":\"user\"}]}", "expected a field \"content\""},
   };
