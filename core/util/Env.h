@@ -18,6 +18,9 @@ inline constexpr const char* kDeterministic = "LOOM_DETERMINISTIC";
 inline constexpr const char* kFault = "LOOM_FAULT";
 // Collective deadline in seconds for parallel/ communicators (default 300).
 inline constexpr const char* kCommTimeoutS = "LOOM_COMM_TIMEOUT_S";
+// 1 = communicators exchange a fingerprint (op, seq, dtype, shape) before every collective and
+// throw CollectiveMismatch when ranks disagree (costs one small extra collective per call).
+inline constexpr const char* kCommDebug = "LOOM_COMM_DEBUG";
 
 bool is_set(const char* name);
 std::string get_string(const char* name, const std::string& fallback);
