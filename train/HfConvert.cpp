@@ -4,10 +4,10 @@
 #include "train/HfConvert.h"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
 #include <vector>
 
@@ -47,7 +47,8 @@ void write_file(const std::string& path, const std::string& text) {
 
 // ---- config.json ------------------------------------------------------------------------------
 
-int64_t get_int(const json& j, const std::string& path, const char* key, const char* alt = nullptr) {
+int64_t get_int(const json& j, const std::string& path, const char* key,
+                const char* alt = nullptr) {
   const char* k = j.contains(key) ? key : (alt && j.contains(alt) ? alt : nullptr);
   if (!k) fail(path + ": missing field \"" + key + "\"");
   if (!j[k].is_number_integer() || j[k].get<int64_t>() <= 0)
@@ -103,9 +104,9 @@ models::GPTConfig parse_hf_config(const json& j, const std::string& path, int64_
 
 struct NameMap {
   std::string loom;
-  std::string hf;  // without the "transformer." prefix
-  bool conv1d;     // HF stores (in, out): transpose
-  bool vocab_rows; // dim 0 is the vocabulary (padded in Loom)
+  std::string hf;   // without the "transformer." prefix
+  bool conv1d;      // HF stores (in, out): transpose
+  bool vocab_rows;  // dim 0 is the vocabulary (padded in Loom)
 };
 
 std::vector<NameMap> name_map(const models::GPTConfig& c) {
@@ -132,7 +133,8 @@ Shape loom_shape(const std::string& name, const models::GPTConfig& c, int64_t vo
   const int64_t C = c.n_embd;
   auto ends = [&](const char* s) {
     std::string suf(s);
-    return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
+    return name.size() >= suf.size() &&
+           name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
   };
   if (name == "wte.weight" || name == "lm_head.weight") return {vocab, C};
   if (name == "wpe.weight") return {c.block_size, C};
@@ -140,7 +142,7 @@ Shape loom_shape(const std::string& name, const models::GPTConfig& c, int64_t vo
   if (ends("attn.qkv.bias")) return {3 * C};
   if (ends("mlp.fc.weight")) return {4 * C, C};
   if (ends("mlp.fc.bias")) return {4 * C};
-  if (ends("mlp.proj.weight") ) return {C, 4 * C};
+  if (ends("mlp.proj.weight")) return {C, 4 * C};
   if (ends("attn.proj.weight")) return {C, C};
   return {C};  // LayerNorm weights and biases, proj biases
 }
@@ -171,8 +173,8 @@ Tensor pad_rows(const Tensor& t, int64_t rows) {
   return p;
 }
 
-Tensor take_param(std::map<std::string, Tensor>& hf, const std::string& hf_name,
-                  const Shape& want, bool conv1d, const std::string& dir) {
+Tensor take_param(std::map<std::string, Tensor>& hf, const std::string& hf_name, const Shape& want,
+                  bool conv1d, const std::string& dir) {
   auto it = hf.find(hf_name);
   if (it == hf.end()) fail(dir + ": missing tensor '" + hf_name + "'");
   Tensor t = it->second;
@@ -310,9 +312,13 @@ json hf_config_for(const models::GPTConfig& c, int64_t vocab_size, const std::st
                    : data::Tokenizer::from_tokenizer_json(tok.tokenizer_json);
       if (t.eot_id()) eot = *t.eot_id();
     }
-    j = {{"initializer_range", c.init_std}, {"bos_token_id", eot}, {"eos_token_id", eot},
-         {"attn_pdrop", c.dropout},         {"embd_pdrop", c.dropout},
-         {"resid_pdrop", c.dropout},        {"use_cache", true}};
+    j = {{"initializer_range", c.init_std},
+         {"bos_token_id", eot},
+         {"eos_token_id", eot},
+         {"attn_pdrop", c.dropout},
+         {"embd_pdrop", c.dropout},
+         {"resid_pdrop", c.dropout},
+         {"use_cache", true}};
   }
   j["model_type"] = "gpt2";
   j["architectures"] = {"GPT2LMHeadModel"};
@@ -330,7 +336,8 @@ json hf_config_for(const models::GPTConfig& c, int64_t vocab_size, const std::st
   return j;
 }
 
-void copy_tokenizer(const HfTokenizerFiles& tok, const fs::path& out_dir, HfTokenizerFiles* copied) {
+void copy_tokenizer(const HfTokenizerFiles& tok, const fs::path& out_dir,
+                    HfTokenizerFiles* copied) {
   auto copy = [&](const std::string& src, const char* name, std::string* dst) {
     if (src.empty()) return;
     if (!fs::exists(src)) fail("tokenizer file " + src + " does not exist");
@@ -427,7 +434,8 @@ models::GPTConfig checkpoint_gpt_config(const Checkpoint& ck, const std::string&
   c.vocab_size = tensor("wte.weight").size(0);
   c.block_size = tensor("wpe.weight").size(0);
   c.n_layer = 0;
-  while (ck.tensors.count("model/blocks." + std::to_string(c.n_layer) + ".ln_1.weight")) ++c.n_layer;
+  while (ck.tensors.count("model/blocks." + std::to_string(c.n_layer) + ".ln_1.weight"))
+    ++c.n_layer;
   c.tie_embeddings = !ck.tensors.count("model/lm_head.weight");
   const config::ModelConfig& mc = run.model();
   if (!mc.has_n_head()) fail(dir + ": meta \"config\" has no model.n_head");

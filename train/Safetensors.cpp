@@ -35,9 +35,9 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the limit of Hugging Face'
 
 const std::map<std::string, size_t>& dtype_sizes() {
   static const std::map<std::string, size_t> sizes = {
-      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2},
-      {"U16", 2},  {"F16", 2}, {"BF16", 2}, {"I32", 4},    {"U32", 4},     {"F32", 4},
-      {"F64", 8},  {"I64", 8}, {"U64", 8}};
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+      {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+      {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8}};
   return sizes;
 }
 
@@ -53,13 +53,20 @@ bool loom_dtype(const std::string& st, DType* out) {
 
 const char* safetensors_dtype(DType dt) {
   switch (dt) {
-    case DType::F32: return "F32";
-    case DType::F64: return "F64";
-    case DType::BF16: return "BF16";
-    case DType::F16: return "F16";
-    case DType::I32: return "I32";
-    case DType::I64: return "I64";
-    case DType::Bool: return "BOOL";
+    case DType::F32:
+      return "F32";
+    case DType::F64:
+      return "F64";
+    case DType::BF16:
+      return "BF16";
+    case DType::F16:
+      return "F16";
+    case DType::I32:
+      return "I32";
+    case DType::I64:
+      return "I64";
+    case DType::Bool:
+      return "BOOL";
   }
   return "?";
 }
@@ -143,7 +150,8 @@ size_t safetensors_dtype_size(const std::string& dtype) {
   return it == dtype_sizes().end() ? 0 : it->second;
 }
 
-// ---- reader --------------------------------------------------------------------------------------
+// ---- reader
+// --------------------------------------------------------------------------------------
 
 struct SafetensorsFile::Mapping {
   void* addr = nullptr;
@@ -177,7 +185,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   ::close(fd);
   const uint64_t size = f.map_->size;
   const auto* base = static_cast<const uint8_t*>(f.map_->addr);
-  if (size < 8) fail(path, "expected at least 8 bytes (header length), got " + std::to_string(size));
+  if (size < 8)
+    fail(path, "expected at least 8 bytes (header length), got " + std::to_string(size));
   uint64_t n = 0;
   std::memcpy(&n, base, 8);
   if (n > size - 8)
@@ -210,12 +219,14 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
 }
 
 bool SafetensorsFile::contains(const std::string& name) const {
-  return std::any_of(entries_.begin(), entries_.end(), [&](const auto& e) { return e.name == name; });
+  return std::any_of(entries_.begin(), entries_.end(),
+                     [&](const auto& e) { return e.name == name; });
 }
 
 const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
-  auto it = std::lower_bound(entries_.begin(), entries_.end(), name,
-                             [](const SafetensorsEntry& e, const std::string& n) { return e.name < n; });
+  auto it =
+      std::lower_bound(entries_.begin(), entries_.end(), name,
+                       [](const SafetensorsEntry& e, const std::string& n) { return e.name < n; });
   if (it == entries_.end() || it->name != name) fail(path_, "has no tensor '" + name + "'");
   return *it;
 }
@@ -248,7 +259,8 @@ std::map<std::string, Tensor> SafetensorsFile::tensors() const {
   return out;
 }
 
-// ---- writer --------------------------------------------------------------------------------------
+// ---- writer
+// --------------------------------------------------------------------------------------
 
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata) {
@@ -280,7 +292,8 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
     out.write(reinterpret_cast<const char*>(&n), 8);
     out.write(text.data(), std::streamsize(n));
     for (const auto& [name, t] : order)
-      if (t.nbytes()) out.write(static_cast<const char*>(t.raw_data()), std::streamsize(t.nbytes()));
+      if (t.nbytes())
+        out.write(static_cast<const char*>(t.raw_data()), std::streamsize(t.nbytes()));
     out.close();
     if (!out) fail(tmp, "write failed (disk full?)");
   }
@@ -296,7 +309,11 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
 
 std::map<std::string, Tensor> load_safetensors_dir(const std::string& dir) {
   fs::path index = fs::path(dir) / kSafetensorsIndexFile;
-  if (!fs::exists(index)) return SafetensorsFile::open((fs::path(dir) / kSafetensorsFile).string()).tensors();
+  fs::path single = fs::path(dir) / kSafetensorsFile;
+  if (!fs::exists(index) && !fs::exists(single))
+    fail(dir, std::string("expected ") + kSafetensorsFile + " or " + kSafetensorsIndexFile +
+                  " (pytorch_model.bin is not read; re-save with safe_serialization=True)");
+  if (!fs::exists(index)) return SafetensorsFile::open(single.string()).tensors();
   std::ifstream in(index);
   if (!in) fail(index.string(), "cannot open");
   json j;
@@ -312,7 +329,8 @@ std::map<std::string, Tensor> load_safetensors_dir(const std::string& dir) {
     if (!file.is_string()) fail(index.string(), "weight_map entry '" + name + "' is not a string");
     std::string f = file.get<std::string>();
     if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
-      fail(index.string(), "weight_map entry '" + name + "' names a file outside the directory: " + f);
+      fail(index.string(),
+           "weight_map entry '" + name + "' names a file outside the directory: " + f);
     by_file[f].push_back(name);
   }
   std::map<std::string, Tensor> out;
@@ -349,6 +367,8 @@ std::vector<std::string> save_safetensors_dir(const std::string& dir,
     fs::remove(fs::path(dir) / kSafetensorsIndexFile);  // a stale index would shadow the file
     return {kSafetensorsFile};
   }
+  // transformers prefers model.safetensors over an index: a stale one would shadow the shards.
+  fs::remove(fs::path(dir) / kSafetensorsFile);
   std::vector<std::string> files;
   json weight_map = json::object();
   for (size_t i = 0; i < shards.size(); ++i) {

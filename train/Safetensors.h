@@ -1,8 +1,8 @@
-// Safetensors files (Hugging Face's weight format): an 8-byte little-endian header length N, N bytes
-// of JSON {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}},
-// then the raw little-endian tensor bytes, offsets relative to the end of the header. The reader
-// memory-maps the file and validates everything before handing out a tensor: each failure is a
-// CheckpointError naming the file and, where there is one, the tensor.
+// Safetensors files (Hugging Face's weight format): an 8-byte little-endian header length N, N
+// bytes of JSON {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str:
+// str}}, then the raw little-endian tensor bytes, offsets relative to the end of the header. The
+// reader memory-maps the file and validates everything before handing out a tensor: each failure is
+// a CheckpointError naming the file and, where there is one, the tensor.
 //   SafetensorsFile f = SafetensorsFile::open("model.safetensors");
 //   Tensor wte = f.tensor("transformer.wte.weight");          // CPU view into the mapping
 //   save_safetensors("out.safetensors", {{"w", w}}, {{"format", "pt"}});
@@ -78,7 +78,7 @@ std::map<std::string, Tensor> load_safetensors_dir(const std::string& dir);
 std::vector<std::string> save_safetensors_dir(const std::string& dir,
                                               const std::map<std::string, Tensor>& tensors,
                                               uint64_t max_shard_bytes = 0,
-                                              const std::map<std::string, std::string>& metadata =
-                                                  {{"format", "pt"}});
+                                              const std::map<std::string, std::string>& metadata = {
+                                                  {"format", "pt"}});
 
 }  // namespace loom::train

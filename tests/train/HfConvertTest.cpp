@@ -5,13 +5,12 @@
 // or tensors fail naming the file and field. The exported directories are left under
 // <tmp>/loom_hf_export/ so `gen_hf_gpt2.py --check-export <tmp>/loom_hf_export` can load them
 // with transformers.
-#include "train/HfConvert.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +23,7 @@
 #include "models/GPT.h"
 #include "tests/support/Golden.h"
 #include "train/Checkpoint.h"
+#include "train/HfConvert.h"
 #include "train/Safetensors.h"
 
 namespace fs = std::filesystem;
@@ -102,9 +102,12 @@ TEST_P(HfConvertTest, LogitsMatchTransformers) {
   HfModel m = hf_to_loom(fixture(name));
   testing::GoldenFile g("hf_gpt2.h5");
   // f32: transformers and Loom sum in different orders; the bar is the 1e-5 relative.
-  EXPECT_LE(max_rel(loom_logits(m, name, DType::F32), g.get(name + "/logits")), 1e-5);
+  double f32 = max_rel(loom_logits(m, name, DType::F32), g.get(name + "/logits"));
+  EXPECT_LE(f32, 1e-5);
   // f64 from the same f32 weights: only summation order differs (~1e-16 per op); 1e-12 margin.
-  EXPECT_LE(max_rel(loom_logits(m, name, DType::F64), g.get(name + "/logits_f64")), 1e-12);
+  double f64 = max_rel(loom_logits(m, name, DType::F64), g.get(name + "/logits_f64"));
+  EXPECT_LE(f64, 1e-12);
+  std::printf("%s: max relative logit error f32 %.2e, f64 %.2e\n", name.c_str(), f32, f64);
 }
 
 TEST_P(HfConvertTest, DirectRoundTripIsBitIdentical) {
@@ -159,8 +162,9 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, HfConvertTest, ::testing::ValuesIn(kModels));
 class HfConvertErrorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("loom_hferr_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("loom_hferr_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::copy(fixture("gpt2_tied_v61"), dir_);
   }
@@ -234,7 +238,8 @@ TEST_F(HfConvertErrorTest, UnprefixedNamesAndAttentionBuffersAreAccepted) {
     t = hub;
   });
   HfModel m = hf_to_loom(dir_.string());
-  for (const auto& [name, v] : want.params) EXPECT_EQ(bytes_of(m.params.at(name)), bytes_of(v)) << name;
+  for (const auto& [name, v] : want.params)
+    EXPECT_EQ(bytes_of(m.params.at(name)), bytes_of(v)) << name;
 }
 
 TEST_F(HfConvertErrorTest, ShardedExportRoundTrips) {
@@ -250,13 +255,25 @@ TEST_F(HfConvertErrorTest, ShardedExportRoundTrips) {
 TEST_F(HfConvertErrorTest, UnsupportedConfigFieldsNameTheField) {
   edit_config([](json& j) { j["layer_norm_epsilon"] = 1e-6; });
   expect_error({"config.json", "layer_norm_epsilon", "1e-05"});
-  edit_config([](json& j) { j["layer_norm_epsilon"] = 1e-5; j["activation_function"] = "gelu"; });
+  edit_config([](json& j) {
+    j["layer_norm_epsilon"] = 1e-5;
+    j["activation_function"] = "gelu";
+  });
   expect_error({"config.json", "activation_function", "gelu_new"});
-  edit_config([](json& j) { j["activation_function"] = "gelu_new"; j["n_inner"] = 100; });
+  edit_config([](json& j) {
+    j["activation_function"] = "gelu_new";
+    j["n_inner"] = 100;
+  });
   expect_error({"config.json", "n_inner"});
-  edit_config([](json& j) { j["n_inner"] = nullptr; j.erase("n_layer"); });
+  edit_config([](json& j) {
+    j["n_inner"] = nullptr;
+    j.erase("n_layer");
+  });
   expect_error({"config.json", "n_layer"});
-  edit_config([](json& j) { j["n_layer"] = 2; j["model_type"] = "llama"; });
+  edit_config([](json& j) {
+    j["n_layer"] = 2;
+    j["model_type"] = "llama";
+  });
   expect_error({"config.json", "model_type"});
 }
 

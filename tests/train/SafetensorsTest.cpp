@@ -2,8 +2,6 @@
 // deterministic and aligned output, mmap views that outlive the file object, reading files written
 // by the Python safetensors library (tests/golden/hf/), the sharded index, and one test per kind
 // of malformed file, each checking that the error names the file and the offending tensor.
-#include "train/Safetensors.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -14,6 +12,7 @@
 
 #include "core/random/Generator.h"
 #include "tests/support/Golden.h"
+#include "train/Safetensors.h"
 
 namespace fs = std::filesystem;
 
@@ -32,7 +31,8 @@ class SafetensorsTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
-  // A file with the given header text and `data_bytes` zero bytes; `len` overrides the length field.
+  // A file with the given header text and `data_bytes` zero bytes; `len` overrides the length
+  // field.
   std::string raw(const std::string& header, size_t data_bytes, int64_t len = -1) {
     std::string p = path("raw.safetensors");
     std::ofstream f(p, std::ios::binary | std::ios::trunc);
@@ -50,7 +50,8 @@ class SafetensorsTest : public ::testing::Test {
     } catch (const CheckpointError& e) {
       std::string msg = e.what();
       EXPECT_NE(msg.find(file), std::string::npos) << msg;
-      for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' in: " << msg;
+      for (const auto& p : parts)
+        EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' in: " << msg;
     }
   }
 
@@ -143,16 +144,28 @@ TEST_F(SafetensorsTest, ReadsFilesWrittenByHuggingFace) {
 
 TEST_F(SafetensorsTest, ShardedDirectoryRoundTrip) {
   auto in = sample_tensors();
+  save_safetensors_dir(path("sharded"), in);  // a single file first, then shards over it
   auto files = save_safetensors_dir(path("sharded"), in, /*max_shard_bytes=*/64);
   EXPECT_GT(files.size(), 2u);
   EXPECT_EQ(files.back(), kSafetensorsIndexFile);
   auto back = load_safetensors_dir(path("sharded"));
   ASSERT_EQ(back.size(), in.size());
   for (const auto& [name, t] : in) EXPECT_EQ(bytes_of(back.at(name)), bytes_of(t)) << name;
+  EXPECT_FALSE(fs::exists(path("sharded/") + kSafetensorsFile));
   // Rewriting unsharded removes the index so it cannot shadow model.safetensors.
   save_safetensors_dir(path("sharded"), in);
   EXPECT_FALSE(fs::exists(path("sharded/") + kSafetensorsIndexFile));
   EXPECT_EQ(load_safetensors_dir(path("sharded")).size(), in.size());
+}
+
+TEST_F(SafetensorsTest, DirectoryWithoutSafetensorsSaysWhatItExpected) {
+  try {
+    load_safetensors_dir(dir_.string());
+    ADD_FAILURE() << "expected CheckpointError";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find(kSafetensorsFile), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(dir_.string()), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(SafetensorsTest, IndexNamingAMissingTensorFails) {
@@ -187,13 +200,15 @@ TEST_F(SafetensorsTest, FileShorterThanLengthFieldFails) {
 
 TEST_F(SafetensorsTest, OverlappingOffsetsNameBothTensors) {
   expect_error(raw(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
-                   R"("b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})", 24),
+                   R"("b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})",
+                   24),
                {"tensor 'b'", "overlaps tensor 'a'"});
 }
 
 TEST_F(SafetensorsTest, GapBetweenTensorsFails) {
   expect_error(raw(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                   R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12),
+                   R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                   12),
                {"tensor 'b'", "gap"});
 }
 
@@ -223,7 +238,8 @@ TEST_F(SafetensorsTest, MalformedEntriesNameTheTensor) {
   expect_error(raw(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", 4),
                {"tensor 'w'", "end before"});
   expect_error(raw(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                   R"("__metadata__":{"k":1}})", 4),
+                   R"("__metadata__":{"k":1}})",
+                   4),
                {"__metadata__", "'k'"});
   expect_error(raw(R"([1, 2])", 0), {"JSON object"});
 }
