@@ -342,6 +342,41 @@ void reduce_from_scratch(MpiWork& w, int n, int64_t count, size_t stride, Reduce
   reduce_ordered(w.out.raw_data(), parts.data(), n, count, w.out.dtype(), op);
 }
 
+// Posts all_reduce / reduce_scatter: MPI's native reduction where allowed, otherwise a byte
+// all-gather (all-to-all for reduce_scatter) plus a rank-ordered local reduction in finish.
+void post_reduction(MpiWork& w, MPI_Comm c, int n, CommOp op, ReduceOp reduce, bool ordered) {
+  const Tensor& t = w.in;
+  const Tensor& o = w.out;
+  const char* name = comm_op_name(op);
+  bool is_int = t.dtype() == DType::I32 || t.dtype() == DType::I64;
+  MPI_Datatype native = (is_int || !ordered) ? native_type(t.dtype()) : MPI_DATATYPE_NULL;
+  MPI_Op mop = reduce == ReduceOp::Sum ? MPI_SUM : MPI_MAX;
+  MPI_Request* req = &w.reqs[0];
+  if (native != MPI_DATATYPE_NULL) {
+    if (op == CommOp::AllReduce) {
+      MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), checked_count(t.numel(), name), native,
+                               mop, c, req));
+    } else {
+      MPI_CHECK(MPI_Ireduce_scatter_block(t.raw_data(), o.raw_data(),
+                                          checked_count(o.numel(), name), native, mop, c, req));
+    }
+    return;
+  }
+  size_t chunk = o.nbytes();  // per-rank block in scratch (all_reduce: out == in)
+  w.scratch.resize(chunk * size_t(n));
+  int count = checked_count(int64_t(chunk) * n, name) / n;
+  if (op == CommOp::AllReduce) {
+    MPI_CHECK(MPI_Iallgather(t.raw_data(), count, MPI_BYTE, w.scratch.data(), count, MPI_BYTE, c,
+                             req));
+  } else {
+    MPI_CHECK(MPI_Ialltoall(t.raw_data(), count, MPI_BYTE, w.scratch.data(), count, MPI_BYTE, c,
+                            req));
+  }
+  w.finish = [n, chunk, reduce](MpiWork& x) {
+    reduce_from_scratch(x, n, x.out.numel(), chunk, reduce);
+  };
+}
+
 }  // namespace
 
 void MpiCommunicator::post(MpiWork& w, const Call& call) {
@@ -350,45 +385,12 @@ void MpiCommunicator::post(MpiWork& w, const Call& call) {
   const Tensor& t = call.in;
   w.reqs.assign(1, MPI_REQUEST_NULL);
   MPI_Request* req = &w.reqs[0];
-  bool is_int = t.defined() && (t.dtype() == DType::I32 || t.dtype() == DType::I64);
-  MPI_Datatype native = t.defined() && (is_int || !ordered_reduce()) ? native_type(t.dtype())
-                                                                     : MPI_DATATYPE_NULL;
-  MPI_Op mop = call.reduce == ReduceOp::Sum ? MPI_SUM : MPI_MAX;
   const char* name = comm_op_name(call.op);
   switch (call.op) {
-    case CommOp::AllReduce: {
-      if (native != MPI_DATATYPE_NULL) {
-        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), checked_count(t.numel(), name),
-                                 native, mop, c, req));
-        break;
-      }
-      size_t nb = t.nbytes();
-      w.scratch.resize(nb * size_t(n));
-      checked_count(int64_t(nb) * n, name);
-      MPI_CHECK(MPI_Iallgather(t.raw_data(), int(nb), MPI_BYTE, w.scratch.data(), int(nb),
-                               MPI_BYTE, c, req));
-      w.finish = [n, nb, op = call.reduce](MpiWork& x) {
-        reduce_from_scratch(x, n, x.out.numel(), nb, op);
-      };
+    case CommOp::AllReduce:
+    case CommOp::ReduceScatter:
+      post_reduction(w, c, n, call.op, call.reduce, ordered_reduce());
       break;
-    }
-    case CommOp::ReduceScatter: {
-      const Tensor& o = call.out;
-      if (native != MPI_DATATYPE_NULL) {
-        MPI_CHECK(MPI_Ireduce_scatter_block(t.raw_data(), o.raw_data(),
-                                            checked_count(o.numel(), name), native, mop, c, req));
-        break;
-      }
-      size_t chunk = o.nbytes();
-      w.scratch.resize(chunk * size_t(n));
-      checked_count(int64_t(chunk) * n, name);
-      MPI_CHECK(MPI_Ialltoall(t.raw_data(), int(chunk), MPI_BYTE, w.scratch.data(), int(chunk),
-                              MPI_BYTE, c, req));
-      w.finish = [n, chunk, op = call.reduce](MpiWork& x) {
-        reduce_from_scratch(x, n, x.out.numel(), chunk, op);
-      };
-      break;
-    }
     case CommOp::AllGather: {
       int nb = checked_count(int64_t(call.out.nbytes()), name) / n;
       MPI_CHECK(MPI_Iallgather(t.raw_data(), nb, MPI_BYTE, call.out.raw_data(), nb, MPI_BYTE, c,
