@@ -24,6 +24,10 @@ class CpuBackend final : public Backend {
   void reset_peak(int) override { peak_.store(allocated_.load()); }
   // Caps CPU allocations (0 = no cap) so out-of-memory handling can be tested (TESTPLAN U10).
   void set_memory_limit(size_t bytes) { limit_.store(bytes); }
+  // Bytes held in the cache of freed blocks (not counted by allocated_bytes), and a way to give
+  // them back to the system.
+  size_t cached_bytes() const;
+  void release_cached();
 
   void fill(const Tensor& out, double value) override;
   void copy(const Tensor& dst, const Tensor& src) override;
