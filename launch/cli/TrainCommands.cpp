@@ -1,0 +1,61 @@
+// `loom train` and `loom plan`: resolve the config (file + --set overrides + defaults +
+// validation, all before any work), then train or print the resolved plan.
+#include <cmath>
+#include <cstdio>
+
+#include "launch/cli/Args.h"
+#include "launch/cli/Commands.h"
+#include "launch/config/ConfigDefaults.h"
+#include "launch/config/ConfigLoader.h"
+#include "models/GPTConfig.h"
+#include "train/Trainer.h"
+
+namespace loom::cli {
+
+namespace {
+config::RunConfig resolve_from(const Args& a, const std::string& verb, int world) {
+  LOOM_CHECK_T(ConfigError, a.positional().size() == 1, "loom ", verb,
+               ": expected exactly one CONFIG file (.pbtxt or .json), got ", a.positional().size(),
+               " positional arguments\n", a.usage());
+  std::vector<std::string> sets = a.list("set");
+  if (a.has("resume")) sets.push_back("checkpoint.resume=" + a.get("resume", ""));
+  return config::resolve(a.positional()[0], sets, world);
+}
+}  // namespace
+
+int cmd_train(int argc, char** argv) {
+  Args a("train", argc, argv, 2,
+         {{"set", Kind::List, "override a config field, e.g. --set optimizer.lr=3e-4"},
+          {"resume", Kind::Value, "auto (newest complete checkpoint), none, or a checkpoint dir"}});
+  config::RunConfig cfg = resolve_from(a, "train", 1);
+  train::Trainer trainer(cfg);
+  std::printf("loom train: %s, %lld parameters, %lld steps, output %s\n", cfg.name().c_str(),
+              (long long)trainer.model().num_parameters(), (long long)cfg.max_steps(),
+              cfg.output_dir().c_str());
+  train::TrainSummary s = trainer.run();
+  if (!s.losses.empty())
+    std::printf("loom train: steps %lld-%lld, final loss %.4f", (long long)s.first_step,
+                (long long)s.last_step, s.losses.back());
+  else
+    std::printf("loom train: nothing to do (already at step %lld)", (long long)s.last_step);
+  if (!std::isnan(s.last_val_loss))
+    std::printf(", val loss %.4f -> %.4f", s.first_val_loss, s.last_val_loss);
+  std::printf("\nloom train: checkpoint %s\n", s.last_checkpoint.c_str());
+  return 0;
+}
+
+int cmd_plan(int argc, char** argv) {
+  Args a("plan", argc, argv, 2,
+         {{"set", Kind::List, "override a config field"},
+          {"world", Kind::Value, "number of processes (default 1)"}});
+  int world = int(a.get_int("world", 1));
+  config::RunConfig cfg = resolve_from(a, "plan", world);
+  models::GPTConfig g = train::gpt_config_from(cfg);
+  std::printf("%s", config::to_text(cfg).c_str());
+  std::printf("# parameters: %lld\n# gradient accumulation: %lld\n# padded vocab: %lld\n",
+              (long long)g.num_parameters(), (long long)config::grad_accum_steps(cfg),
+              (long long)config::padded_vocab_size(cfg));
+  return 0;
+}
+
+}  // namespace loom::cli
