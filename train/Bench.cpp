@@ -121,6 +121,7 @@ std::string run_train_bench(const BenchOptions& o) {
   j["seq"] = o.seq;
   j["threads"] = o.device.is_cpu() ? cpu::num_threads() : 0;
   j["device"] = o.device.str();
+  if (o.device.is_cpu()) j["blas"] = cpu::blas_kernels_name();
   j["steps"] = o.steps;
   j["warmup"] = o.warmup;
   j["ms_per_step_median"] = med;

@@ -83,6 +83,9 @@ class CpuBackend final : public Backend {
 
 CpuBackend& the_cpu_backend();
 
+// The OpenBLAS kernel set in use (e.g. "Haswell", "SkylakeX"; OPENBLAS_CORETYPE overrides it).
+const char* blas_kernels_name();
+
 // Threads used by Loom's CPU kernels and OpenBLAS (both run on the same OpenMP pool).
 int num_threads();
 void set_num_threads(int n);

@@ -9,6 +9,8 @@
 
 #include "core/backend/cpu/CpuBackend.h"
 
+extern "C" char* openblas_get_corename(void);  // exported by OpenBLAS (not in its cblas.h)
+
 namespace loom::cpu {
 
 namespace {
@@ -52,6 +54,11 @@ void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const
 }
 
 }  // namespace
+
+const char* blas_kernels_name() {
+  const char* core = openblas_get_corename();
+  return core ? core : "unknown";
+}
 
 void CpuBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a,
                       bool trans_b, double alpha, double beta) {
