@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <nlohmann/json.hpp>
 
 #include "core/autograd/GradMode.h"
@@ -15,6 +16,7 @@
 #include "optim/AdamW.h"
 #include "optim/ClipGradNorm.h"
 #include "optim/SGD.h"
+#include "train/HfConvert.h"
 
 namespace loom::train {
 
@@ -70,11 +72,7 @@ Trainer::Trainer(const RunConfig& cfg)
                " is not supported by this build's trainer yet; expected F32");
   grad_accum_ = config::grad_accum_steps(cfg);
   model_ = std::make_unique<models::GPT>(gpt_config_from(cfg), init_gen_, DType::F32, device_);
-  if (!cfg.init_from().empty()) {
-    LOOM_CHECK_T(ConfigError, cfg.init_from().rfind("hf:", 0) != 0,
-                 "init_from=", cfg.init_from(), ": Hugging Face import is not available yet");
-    load_model_tensors(load_checkpoint(cfg.init_from()), *model_, cfg.init_from());
-  }
+  if (!cfg.init_from().empty()) init_weights_from(cfg.init_from());
   build_optimizer();
 
   const auto& s = cfg.schedule();
@@ -114,6 +112,36 @@ Trainer::Trainer(const RunConfig& cfg)
 }
 
 Trainer::~Trainer() = default;
+
+void Trainer::init_weights_from(const std::string& source) {
+  if (source.rfind("hf:", 0) != 0) {
+    load_model_tensors(load_checkpoint(source), *model_, source);
+    return;
+  }
+  // A Hugging Face GPT-2 directory: same layout policy as the config (padded vocab rows).
+  std::string dir = source.substr(3);
+  HfImportOptions o;
+  o.vocab_pad_multiple = std::lcm(std::max<int64_t>(cfg_.model().vocab_pad_multiple(), 1),
+                                  std::max<int64_t>(cfg_.parallel().tp(), 1));
+  HfModel hf = hf_to_loom(dir, o);
+  const models::GPTConfig& want = model_->config();
+  std::string problems;
+  auto check = [&](const char* field, int64_t hf_value, int64_t ours) {
+    if (hf_value != ours)
+      problems += detail::str_cat("\n  model.", field, "=", ours, " but ", dir, " has ", hf_value);
+  };
+  check("n_layer", hf.config.n_layer, want.n_layer);
+  check("n_head", hf.config.n_head, want.n_head);
+  check("n_embd", hf.config.n_embd, want.n_embd);
+  check("block_size", hf.config.block_size, want.block_size);
+  check("vocab_size", hf.vocab_size, cfg_.model().vocab_size());
+  LOOM_CHECK_T(ConfigError, problems.empty(), "init_from=", source,
+               ": the model section does not match the Hugging Face model:", problems,
+               "\n  hint: use a matching preset (gpt2-124m, ...) or set these fields");
+  Checkpoint ck;
+  for (auto& [name, t] : hf.params) ck.tensors["model/" + name] = t;
+  load_model_tensors(ck, *model_, dir);
+}
 
 void Trainer::build_optimizer() {
   const auto& o = cfg_.optimizer();

@@ -51,6 +51,8 @@ class Trainer {
 
  private:
   void build_optimizer();
+  // init_from: a Loom checkpoint directory, or "hf:DIR" for a Hugging Face GPT-2 directory.
+  void init_weights_from(const std::string& source);
   void resume_from(const std::string& dir);
   std::string save(int64_t step);
   double train_step(int64_t step, double& grad_norm);

@@ -10,5 +10,6 @@ int cmd_preprocess(int argc, char** argv);  // loom preprocess --input F... --ou
 int cmd_tokenizer(int argc, char** argv);   // loom tokenizer train|encode|decode ...
 int cmd_generate(int argc, char** argv);    // loom generate --checkpoint DIR --prompt "..."
 int cmd_bench(int argc, char** argv);       // loom bench --model NAME --batch B --seq T ...
+int cmd_convert(int argc, char** argv);     // loom convert --from hf DIR --to CKPT (and back)
 
 }  // namespace loom::cli
