@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian package Loom's build and tests need; idempotent (installs only what is
-# missing), works as root on a fresh Debian 12 (uses sudo otherwise). The CUDA toolkit is not a
+# Installs every Debian package Loom's build and tests need, plus any extra package names given as
+# arguments; idempotent (installs only what is missing), works as root on a fresh Debian 12 (uses
+# sudo otherwise). The CUDA toolkit is not a
 # Debian package: when /usr/local/cuda/bin/nvcc exists the CUDA backend is built too.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ PACKAGES=(
   libpcre2-dev                      # GPT-2 pre-tokenisation regex
   nlohmann-json3-dev                # tokenizer.json / vocab.json / JSONL
   libgtest-dev libgmock-dev libbenchmark-dev
+  "$@"
 )
 
 missing=()
