@@ -84,6 +84,7 @@ std::string run_train_bench(const BenchOptions& o) {
   const models::GPTConfig config = bench_config(o.model);
   check_options(o, config);
   if (o.threads > 0) cpu::set_num_threads(o.threads);
+  if (o.device.is_cpu() && !o.blas.empty()) cpu::set_blas_kernels(o.blas);
   Backend& backend = backend_for(o.device);
 
   Generator gen(1337);

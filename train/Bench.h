@@ -17,10 +17,13 @@ struct BenchOptions {
   int64_t batch = 4, seq = 64, steps = 10, warmup = 2;
   int threads = 0;  // 0 = default (LOOM_NUM_THREADS / OMP_NUM_THREADS / all cores)
   Device device = Device::cpu();
+  // OpenBLAS kernel set for CPU runs: "" keeps the current one (OPENBLAS_CORETYPE or detection),
+  // "auto" re-detects the CPU, a name such as "SkylakeX" forces it (cpu::set_blas_kernels).
+  std::string blas;
 };
 
 // Runs the benchmark; returns one JSON object (no trailing newline) with model, params, batch,
-// seq, threads, device, steps, warmup, ms_per_step_median, ms_per_step_min, ms_per_step_max,
+// seq, threads, device, blas (CPU), steps, warmup, ms_per_step_median, ms_per_step_min, ms_per_step_max,
 // tokens_per_s (from the median), final_loss, peak_rss_mb and, on CUDA, peak_device_mb.
 // Throws ValueError for bad options (unknown model, seq > block_size, non-positive sizes).
 std::string run_train_bench(const BenchOptions& options);

@@ -23,7 +23,7 @@ TEST(BenchTest, TinyModelReportsEveryField) {
   o.steps = 2;
   o.warmup = 1;
   const nlohmann::json j = nlohmann::json::parse(run_train_bench(o));
-  for (const char* key : {"model", "params", "batch", "seq", "threads", "device", "steps",
+  for (const char* key : {"model", "params", "batch", "seq", "threads", "device", "blas", "steps",
                           "ms_per_step_median", "ms_per_step_min", "tokens_per_s", "peak_rss_mb",
                           "final_loss"})
     EXPECT_TRUE(j.contains(key)) << key;
@@ -65,7 +65,7 @@ int64_t env_int(const char* name, int64_t fallback) {
 }
 
 // Manual driver (not part of the suite): LOOM_BENCH_MODEL / _BATCH / _SEQ / _STEPS / _WARMUP /
-// _THREADS select the run; the JSON line goes to stdout prefixed with "BENCH_JSON ".
+// _THREADS / _BLAS select the run; the JSON line goes to stdout prefixed with "BENCH_JSON ".
 TEST(BenchTest, DISABLED_PrintBench) {
   BenchOptions o;
   if (const char* m = std::getenv("LOOM_BENCH_MODEL")) o.model = m;
@@ -74,6 +74,7 @@ TEST(BenchTest, DISABLED_PrintBench) {
   o.steps = env_int("LOOM_BENCH_STEPS", o.steps);
   o.warmup = env_int("LOOM_BENCH_WARMUP", o.warmup);
   o.threads = int(env_int("LOOM_BENCH_THREADS", o.threads));
+  if (const char* b = std::getenv("LOOM_BENCH_BLAS")) o.blas = b;
   const std::string line = run_train_bench(o);
   std::printf("BENCH_JSON %s\n", line.c_str());
   EXPECT_FALSE(line.empty());

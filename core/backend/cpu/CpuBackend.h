@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <string>
 
 #include "core/backend/Backend.h"
 
@@ -83,6 +84,10 @@ class CpuBackend final : public Backend {
 
 CpuBackend& the_cpu_backend();
 
+// Re-runs OpenBLAS's kernel dispatch: "auto" lets it detect the CPU (ignoring OPENBLAS_CORETYPE),
+// any other name (e.g. "SkylakeX", "Haswell") forces that set. Call it before any GEMM runs.
+// Throws ValueError when OpenBLAS does not end up on the named set. The environment is restored.
+void set_blas_kernels(const std::string& name);
 // The OpenBLAS kernel set in use (e.g. "Haswell", "SkylakeX"; OPENBLAS_CORETYPE overrides it).
 const char* blas_kernels_name();
 
