@@ -3,6 +3,7 @@
 // probabilities can be dropped, exactly as nanoGPT / HF GPT-2 do.
 #include "models/GPT.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -51,6 +52,37 @@ Tensor CausalSelfAttention::attention_with_dropout(const Tensor& q, const Tensor
   return matmul(att, v);  // (B,H,T,D)
 }
 
+namespace {
+// softmax(q keys^T / sqrt(D) + mask) values for queries at positions [past, past+T) over the keys
+// at [0, past+T): query i sees key j iff j <= past + i. q (B,H,T,D); keys, values (B,H,past+T,D).
+// NB: the fused kernel needs equal query and key lengths, so decoding takes this explicit path.
+Tensor attention_over_cache(const Tensor& q, const Tensor& keys, const Tensor& values,
+                            int64_t past) {
+  const int64_t T = q.size(2), D = q.size(3), L = keys.size(2);
+  Tensor att = matmul(q, keys.transpose(2, 3)) * (1.0 / std::sqrt(double(D)));  // (B,H,T,L)
+  if (T > 1) {
+    Tensor key_pos = Tensor::arange(L, DType::I64, q.device());
+    Tensor query_pos = key_pos.narrow(0, past, T);
+    Tensor future = gt(key_pos.unsqueeze(0), query_pos.unsqueeze(1));  // (T,L)
+    att = masked_fill(att, future, -std::numeric_limits<double>::infinity());
+  }
+  return matmul(softmax(att, -1), values);  // (B,H,T,D)
+}
+}  // namespace
+
+Tensor CausalSelfAttention::forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const {
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = n_head_, D = C / H;
+  std::vector<Tensor> qkv = split(qkv_.forward(x), C, -1);  // 3 x (B,T,C)
+  auto heads = [&](const Tensor& t) { return t.reshape({B, T, H, D}).transpose(1, 2); };
+  Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);  // (B,H,T,D)
+  const int64_t past = cache.length();
+  auto [keys, values] = cache.append(layer, k, v);  // (B,H,past+T,D)
+  // An empty cache is a plain causal prefill: the fused kernel on the new k, v is exact.
+  Tensor y = past == 0 ? scaled_dot_product_attention(q, k, v, /*causal=*/true)
+                       : attention_over_cache(q, keys, values, past);  // (B,H,T,D)
+  return proj_.forward(y.transpose(1, 2).reshape({B, T, C}));
+}
+
 // ---- MLP and Block -------------------------------------------------------------------------
 
 MLP::MLP(const GPTConfig& c, DType dtype, Device device)
@@ -80,6 +112,14 @@ Block::Block(const GPTConfig& c, DType dtype, Device device)
 Tensor Block::forward(const Tensor& x, Generator& gen) const {
   Tensor h = x + attn_.forward(ln_1_.forward(x), gen);
   return h + mlp_.forward(ln_2_.forward(h), gen);
+}
+
+Tensor Block::forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const {
+  // NB: GPT::forward_cached admits only eval mode or dropout 0, so the MLP's dropout is the
+  // identity and never draws from this generator.
+  Generator no_dropout;
+  Tensor h = x + attn_.forward_cached(ln_1_.forward(x), cache, layer);
+  return h + mlp_.forward(ln_2_.forward(h), no_dropout);
 }
 
 void Block::init(Generator& gen, double std, double residual_std) {
@@ -155,6 +195,34 @@ Tensor GPT::forward(const Tensor& ids) {
   for (auto& b : blocks_) x = b->forward(x, dropout_gen_);
   x = ln_f_.forward(x);
   return linear(x, lm_head_weight());  // (B,T,V)
+}
+
+Tensor GPT::forward_cached(const Tensor& ids, KVCache& cache, bool last_only) {
+  LOOM_CHECK(ids.dim() == 2 && ids.dtype() == DType::I64 && ids.size(0) == cache.batch(),
+             "GPT.forward_cached: expected ids of shape (", cache.batch(),
+             ",T) (the cache's batch) and dtype i64, got shape ", ids.shape(), " and dtype ",
+             dtype_name(ids.dtype()));
+  LOOM_CHECK(cache.num_layers() == config_.n_layer && cache.dtype() == wte_.weight().dtype() &&
+                 cache.device() == wte_.weight().device(),
+             "GPT.forward_cached: expected a cache of ", config_.n_layer, " layers, dtype ",
+             dtype_name(wte_.weight().dtype()), " on the model's device, got ", cache.num_layers(),
+             " layers, dtype ", dtype_name(cache.dtype()));
+  const int64_t past = cache.length(), T = ids.size(1);
+  LOOM_CHECK(T >= 1 && past + T <= config_.block_size && past + T <= cache.capacity(),
+             "GPT.forward_cached: expected 1 to ",
+             std::min(config_.block_size, cache.capacity()) - past, " new tokens (", past,
+             " cached, capacity ", cache.capacity(), ", block_size ", config_.block_size, "), got ",
+             T);
+  LOOM_CHECK(!is_training() || config_.dropout == 0.0,
+             "GPT.forward_cached: expected eval mode (dropout ", config_.dropout,
+             " is not applied with a KV cache); call model.eval() first");
+  NoGradGuard no_grad;
+  Tensor x = wte_.forward(ids) + wpe_.weight().narrow(0, past, T);  // (B,T,C) + (T,C)
+  for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i]->forward_cached(x, cache, int64_t(i));
+  cache.advance(T);
+  if (last_only) x = x.narrow(1, T - 1, 1);
+  x = ln_f_.forward(x);
+  return linear(x, lm_head_weight());  // (B,T,V) or (B,1,V)
 }
 
 Tensor GPT::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index) {

@@ -15,6 +15,7 @@
 
 #include "core/random/Generator.h"
 #include "models/GPTConfig.h"
+#include "models/KVCache.h"
 #include "models/Layers.h"
 
 namespace loom::models {
@@ -24,6 +25,9 @@ class CausalSelfAttention : public Module {
  public:
   CausalSelfAttention(const GPTConfig& c, DType dtype, Device device);
   Tensor forward(const Tensor& x, Generator& gen) const;  // x (B,T,C) -> (B,T,C)
+  // x (B,T,C) at positions [cache.length(), +T): appends their k/v to `layer` of the cache and
+  // attends over every cached position (new query i sees keys <= length+i). No dropout.
+  Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const;
   Linear& qkv() { return qkv_; }
   Linear& proj() { return proj_; }
 
@@ -57,6 +61,7 @@ class Block : public Module {
  public:
   Block(const GPTConfig& c, DType dtype, Device device);
   Tensor forward(const Tensor& x, Generator& gen) const;  // x (B,T,C) -> (B,T,C)
+  Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const;  // no dropout
   // GPT-2 init: LN 1/0, Linear N(0, std) with residual projections N(0, residual_std).
   void init(Generator& gen, double std, double residual_std);
 
@@ -79,6 +84,12 @@ class GPT : public Module {
   // ids (B,T) I64 with T <= block_size -> logits (B,T,V). Not const: in training mode with
   // dropout > 0 it advances dropout_generator().
   Tensor forward(const Tensor& ids);
+  // Incremental inference: ids (B,T) I64 are the tokens at positions [cache.length(), +T); their
+  // k/v are appended to the cache (which then advances by T) and the logits (B,T,V) for those
+  // positions are returned, equal to forward(all tokens so far) at the same positions up to
+  // rounding. last_only: return only the last position's logits (B,1,V). Records no autograd
+  // history; requires eval mode when dropout > 0 (the cached path never drops).
+  Tensor forward_cached(const Tensor& ids, KVCache& cache, bool last_only = false);
   // Mean cross entropy of forward(ids) against targets (B,T) over the non-ignored positions.
   Tensor loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index = -100);
 

@@ -1,0 +1,50 @@
+// KVCache: the keys and values of every layer for the tokens a GPT has already seen, so that
+// generation feeds only the new tokens through the model (GPT::forward_cached) instead of the
+// whole sequence each step. Each layer owns k and v buffers (B,H,capacity,D), allocated once;
+// append() writes the new tokens' k/v at [length, length+Tn) and advance() commits them after the
+// last layer. Inference only: the buffers are written in place and never recorded by autograd.
+//   KVCache cache(model.config(), /*batch=*/2, /*capacity=*/64);
+//   Tensor logits = model.forward_cached(prompt, cache);        // prompt (2,T): logits (2,T,V)
+//   logits = model.forward_cached(next_ids, cache);             // next_ids (2,1): (2,1,V)
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "core/tensor/Tensor.h"
+#include "models/GPTConfig.h"
+
+namespace loom::models {
+
+class KVCache {
+ public:
+  // capacity: the longest sequence the cache will hold, in [1, config.block_size].
+  KVCache(const GPTConfig& config, int64_t batch, int64_t capacity, DType dtype = DType::F32,
+          Device device = Device::cpu());
+
+  int64_t batch() const { return batch_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t length() const { return length_; }  // tokens committed so far (the next position)
+  int64_t num_layers() const { return int64_t(k_.size()); }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+
+  // k, v (B,H,Tn,D) of `layer` for the positions [length, length+Tn): copies them into the
+  // buffers and returns views of every cached position (B,H,length+Tn,D). Throws ValueError when
+  // the cache would overflow or the shapes disagree.
+  std::pair<Tensor, Tensor> append(int64_t layer, const Tensor& k, const Tensor& v);
+  // Commits n new positions (call once per forward, after every layer appended them).
+  void advance(int64_t n);
+  // Forgets every position (the buffers are kept for reuse).
+  void reset() { length_ = 0; }
+
+ private:
+  int64_t batch_, capacity_, n_head_, head_dim_;
+  DType dtype_;
+  Device device_;
+  std::vector<Tensor> k_, v_;  // per layer (B,H,capacity,D)
+  int64_t length_ = 0;
+};
+
+}  // namespace loom::models

@@ -1,0 +1,317 @@
+// Generation with a KV cache (models/Generate.h, models/KVCache.h): cached logits equal the full
+// forward's, cached greedy decoding equals recomputing the whole sequence each step, the sampling
+// filters (temperature, top-k, top-p) on fixed distributions, seeded reproducibility, EOS and
+// block_size stops, and option validation.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <string>
+
+#include "core/autograd/GradMode.h"
+#include "core/ops/Reduction.h"
+#include "core/random/Generator.h"
+#include "core/util/Check.h"
+#include "models/Generate.h"
+
+namespace loom::models {
+namespace {
+
+GPTConfig tiny_config() {
+  GPTConfig c;
+  c.n_layer = 2;
+  c.n_head = 4;
+  c.n_embd = 32;
+  c.vocab_size = 64;
+  c.block_size = 16;
+  c.init_std = 0.1;  // wider than GPT-2's 0.02 so the next-token distributions are not flat
+  return c;
+}
+
+std::vector<int64_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  Generator gen(seed);
+  std::vector<double> u = Tensor::rand({n}, gen, DType::F64).to_vector<double>();
+  std::vector<int64_t> ids;
+  for (double x : u) ids.push_back(int64_t(x * double(vocab)));
+  return ids;
+}
+
+// Greedy decoding without a cache: the whole sequence through forward() for every new token.
+std::vector<int64_t> greedy_by_recompute(GPT& model, std::vector<int64_t> seq, int64_t n_new) {
+  NoGradGuard no_grad;
+  const size_t prompt_len = seq.size();
+  for (int64_t s = 0; s < n_new && int64_t(seq.size()) < model.config().block_size; ++s) {
+    const int64_t T = int64_t(seq.size());
+    Tensor logits = model.forward(Tensor::from_vector(seq, {1, T}));  // (1,T,V)
+    seq.push_back(int64_t(argmax(logits.select(1, T - 1), -1).item()));
+  }
+  return {seq.begin() + int64_t(prompt_len), seq.end()};
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
+  EXPECT_EQ(x.size(), y.size());
+  double m = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
+  return m;
+}
+
+// Feeds a 13-token sequence in chunks 5 (prefill), 1, 3, 1, 1, 2 and compares every chunk's
+// logits with the full forward over all 13 tokens at the same positions.
+double cached_vs_full_error(DType dtype) {
+  Generator gen(11);
+  GPT model(tiny_config(), gen, dtype);
+  model.eval();
+  const int64_t B = 2, T = 13;
+  std::vector<int64_t> ids = random_ids(B * T, 64, 3);
+  Tensor all = Tensor::from_vector(ids, {B, T});
+  NoGradGuard no_grad;
+  Tensor full = model.forward(all);  // (B,T,V)
+  KVCache cache(model.config(), B, T, dtype);
+  double err = 0.0;
+  int64_t pos = 0;
+  for (int64_t n : {5, 1, 3, 1, 1, 2}) {
+    Tensor got = model.forward_cached(all.narrow(1, pos, n).contiguous(), cache);
+    EXPECT_EQ(got.shape(), (Shape{B, n, 64}));
+    err = std::max(err, max_abs_diff(got, full.narrow(1, pos, n)));
+    pos += n;
+    EXPECT_EQ(cache.length(), pos);
+  }
+  EXPECT_EQ(pos, T);
+  return err;
+}
+
+TEST(GenerateTest, CachedLogitsEqualFullForwardF64) {
+  // Same arithmetic in a different order (fused online-softmax prefill vs explicit softmax over
+  // the cache; logits of size ~3): observed 1e-15; a wrong position, mask or
+  // cache slot changes logits by > 1e-3. 1e-12 separates the two by orders of magnitude.
+  EXPECT_LT(cached_vs_full_error(DType::F64), 1e-12);
+}
+
+TEST(GenerateTest, CachedLogitsEqualFullForwardF32) {
+  // f32 (eps 6e-8) through 2 blocks of width 32, logits of size ~3: observed 8e-7; 1e-5 is far
+  // below the > 1e-3 error of any indexing bug.
+  EXPECT_LT(cached_vs_full_error(DType::F32), 1e-5);
+}
+
+TEST(GenerateTest, LastOnlyReturnsTheLastPosition) {
+  Generator gen(2);
+  GPT model(tiny_config(), gen, DType::F64);
+  model.eval();
+  Tensor ids = Tensor::from_vector(random_ids(6, 64, 9), {1, 6});
+  KVCache a(model.config(), 1, 8, DType::F64), b(model.config(), 1, 8, DType::F64);
+  Tensor all = model.forward_cached(ids, a);
+  Tensor last = model.forward_cached(ids, b, /*last_only=*/true);
+  ASSERT_EQ(last.shape(), (Shape{1, 1, 64}));
+  // Equal up to the LM-head GEMM's summation order, which may differ between M=1 and M=6 rows
+  // (gemv vs blocked gemm): a few f64 roundings over C=32 terms, ~1e-16.
+  EXPECT_LT(max_abs_diff(last, all.narrow(1, 5, 1)), 1e-13);
+  EXPECT_EQ(b.length(), 6);
+}
+
+TEST(GenerateTest, GreedyWithCacheEqualsRecomputingEachStep) {
+  for (DType dtype : {DType::F64, DType::F32}) {
+    Generator gen(5);
+    GPT model(tiny_config(), gen, dtype);
+    // Three lengths (one batch per length, two with batch > 1); 14 tokens hits block_size 16.
+    std::vector<std::vector<int64_t>> prompts;
+    for (int64_t len : {1, 4, 4, 14, 1, 4})
+      prompts.push_back(random_ids(len, 64, 100 + len + prompts.size()));
+    SamplingOptions o;
+    o.temperature = 0.0;
+    o.max_new_tokens = 9;
+    auto out = generate(model, prompts, o);
+    ASSERT_EQ(out.size(), prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      SCOPED_TRACE("prompt " + std::to_string(i) + " dtype " + dtype_name(dtype));
+      EXPECT_EQ(out[i].size(), prompts[i].size() == 14 ? 2u : 9u);
+      EXPECT_EQ(out[i], greedy_by_recompute(model, prompts[i], 9));
+    }
+  }
+}
+
+TEST(GenerateTest, TopK1EqualsGreedy) {
+  Generator gen(8);
+  GPT model(tiny_config(), gen);
+  std::vector<std::vector<int64_t>> prompts = {random_ids(3, 64, 1), random_ids(3, 64, 2)};
+  SamplingOptions greedy;
+  greedy.temperature = 0.0;
+  greedy.max_new_tokens = 10;
+  SamplingOptions k1 = greedy;
+  k1.temperature = 1.5;
+  k1.top_k = 1;
+  k1.seed = 99;
+  EXPECT_EQ(generate(model, prompts, k1), generate(model, prompts, greedy));
+}
+
+TEST(GenerateTest, SeededSamplingIsReproducibleAndSeedsDiffer) {
+  Generator gen(4);
+  GPT model(tiny_config(), gen);
+  std::vector<std::vector<int64_t>> prompts = {random_ids(2, 64, 1), random_ids(2, 64, 2)};
+  SamplingOptions o;
+  o.max_new_tokens = 12;
+  o.seed = 5;
+  auto a = generate(model, prompts, o);
+  auto b = generate(model, prompts, o);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a[0].size(), 12u);
+  o.seed = 6;
+  // 24 draws from distributions over 64 tokens: agreeing everywhere by chance is negligible.
+  EXPECT_NE(generate(model, prompts, o), a);
+  // Rows of one batch use different draws: two copies of one prompt continue differently.
+  auto twins = generate(model, {prompts[0], prompts[0]}, o);
+  EXPECT_NE(twins[0], twins[1]);
+}
+
+TEST(GenerateTest, TopPKeepsSmallestSetWithMassAtLeastP) {
+  // Probabilities 0.1, 0.5, 0.05, 0.2, 0.15 (ids 0..4); sorted: 1, 3, 4, 0, 2.
+  const std::vector<double> p = {0.1, 0.5, 0.05, 0.2, 0.15};
+  std::vector<double> logits;
+  for (double x : p) logits.push_back(std::log(x) + 3.0);  // a shift must not matter
+  auto ids_of = [](const std::vector<std::pair<int64_t, double>>& d) {
+    std::vector<int64_t> ids;
+    for (const auto& e : d) ids.push_back(e.first);
+    return ids;
+  };
+  SamplingOptions o;
+  o.top_p = 0.3;  // 0.5 >= 0.3 already
+  EXPECT_EQ(ids_of(sampling_distribution(logits, o)), (std::vector<int64_t>{1}));
+  o.top_p = 0.8;  // 0.5+0.2 = 0.7 < 0.8 <= 0.85
+  auto d = sampling_distribution(logits, o);
+  ASSERT_EQ(ids_of(d), (std::vector<int64_t>{1, 3, 4}));
+  // Renormalised over the kept mass 0.85; 1e-15: a few roundings of numbers <= 1 in double.
+  EXPECT_NEAR(d[0].second, 0.5 / 0.85, 1e-15);
+  EXPECT_NEAR(d[1].second, 0.2 / 0.85, 1e-15);
+  EXPECT_NEAR(d[2].second, 0.15 / 0.85, 1e-15);
+  o.top_p = 0.9;  // 0.85 < 0.9 <= 0.95
+  EXPECT_EQ(ids_of(sampling_distribution(logits, o)), (std::vector<int64_t>{1, 3, 4, 0}));
+  o.top_p = 1.0;
+  EXPECT_EQ(ids_of(sampling_distribution(logits, o)), (std::vector<int64_t>{1, 3, 4, 0, 2}));
+  // top-k first, then top-p over the renormalised survivors: {1: 5/7, 3: 2/7}, 5/7 < 0.8.
+  o.top_k = 2;
+  o.top_p = 0.8;
+  d = sampling_distribution(logits, o);
+  ASSERT_EQ(ids_of(d), (std::vector<int64_t>{1, 3}));
+  EXPECT_NEAR(d[0].second, 5.0 / 7.0, 1e-15);
+}
+
+TEST(GenerateTest, TemperatureAndVocabLimitShapeTheDistribution) {
+  const std::vector<double> logits = {1.0, 3.0, 2.0, 10.0};
+  SamplingOptions o;
+  o.temperature = 2.0;
+  o.vocab_size = 3;  // id 3 is padding: never drawn however large its logit
+  auto d = sampling_distribution(logits, o);
+  ASSERT_EQ(d.size(), 3u);
+  const double z = std::exp(0.5) + std::exp(1.5) + std::exp(1.0);
+  EXPECT_EQ(d[0].first, 1);
+  EXPECT_NEAR(d[0].second, std::exp(1.5) / z, 1e-15);  // softmax(logits / T), double roundings
+  EXPECT_EQ(d[2].first, 0);
+  EXPECT_NEAR(d[2].second, std::exp(0.5) / z, 1e-15);
+  o.temperature = 0.0;
+  EXPECT_EQ(sample_token(logits, o, 0.5), 1);
+}
+
+TEST(GenerateTest, SampleTokenIsTheInverseCdf) {
+  const std::vector<double> logits = {std::log(0.3), std::log(0.5), std::log(0.2)};
+  SamplingOptions o;  // sorted: id 1 (0.5), id 0 (0.3), id 2 (0.2)
+  EXPECT_EQ(sample_token(logits, o, 0.0), 1);
+  EXPECT_EQ(sample_token(logits, o, 0.49), 1);
+  EXPECT_EQ(sample_token(logits, o, 0.51), 0);
+  EXPECT_EQ(sample_token(logits, o, 0.79), 0);
+  EXPECT_EQ(sample_token(logits, o, 0.81), 2);
+  EXPECT_EQ(sample_token(logits, o, 0.999999), 2);
+  EXPECT_THROW(sample_token(logits, o, 1.0), ValueError);
+}
+
+TEST(GenerateTest, EosStopsOnlyItsRow) {
+  Generator gen(6);
+  GPT model(tiny_config(), gen);
+  std::vector<std::vector<int64_t>> prompts = {random_ids(3, 64, 1), random_ids(3, 64, 2),
+                                               random_ids(3, 64, 3)};
+  SamplingOptions o;
+  o.temperature = 0.0;
+  o.max_new_tokens = 8;
+  auto free_run = generate(model, prompts, o);
+  o.eos_id = free_run[0][0];  // prompt 0 draws it first
+  auto out = generate(model, prompts, o);
+  EXPECT_EQ(out[0], (std::vector<int64_t>{*o.eos_id}));
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    // Each row equals the free run cut just after its first EOS (greedy: same tokens).
+    auto it = std::find(free_run[r].begin(), free_run[r].end(), *o.eos_id);
+    std::vector<int64_t> want(free_run[r].begin(), it == free_run[r].end() ? it : std::next(it));
+    EXPECT_EQ(out[r], want) << "prompt " << r;
+  }
+}
+
+TEST(GenerateTest, StopsAtBlockSize) {
+  Generator gen(7);
+  GPT model(tiny_config(), gen);
+  SamplingOptions o;
+  o.max_new_tokens = 10;
+  auto out = generate(model, {random_ids(13, 64, 1), random_ids(16, 64, 2)}, o);
+  EXPECT_EQ(out[0].size(), 3u);  // 13 + 3 = block_size 16
+  EXPECT_TRUE(out[1].empty());   // already block_size long
+  o.max_new_tokens = 0;
+  EXPECT_TRUE(generate(model, {random_ids(2, 64, 1)}, o)[0].empty());
+}
+
+void expect_value_error(const std::function<void()>& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "expected ValueError mentioning " << needle;
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(GenerateTest, InvalidOptionsAndPromptsAreValueErrors) {
+  Generator gen(1);
+  GPT model(tiny_config(), gen);
+  const std::vector<std::vector<int64_t>> ok = {{1, 2}};
+  auto with = [&](auto set, const std::string& needle) {
+    SamplingOptions o;
+    set(o);
+    expect_value_error([&] { generate(model, ok, o); }, needle);
+  };
+  with([](SamplingOptions& o) { o.temperature = -0.5; }, "temperature");
+  with([](SamplingOptions& o) { o.temperature = std::nan(""); }, "temperature");
+  with([](SamplingOptions& o) { o.top_p = 0.0; }, "top_p");
+  with([](SamplingOptions& o) { o.top_p = 1.5; }, "top_p");
+  with([](SamplingOptions& o) { o.top_k = -1; }, "top_k");
+  with([](SamplingOptions& o) { o.max_new_tokens = -3; }, "max_new_tokens");
+  SamplingOptions o;
+  expect_value_error([&] { generate(model, {}, o); }, "at least one prompt");
+  expect_value_error([&] { generate(model, {{1}, {}}, o); }, "non-empty prompt");
+  expect_value_error([&] { generate(model, {random_ids(17, 64, 1)}, o); }, "block_size");
+  expect_value_error([&] { generate(model, {{3, 64}}, o); }, "prompt ids in [0, 64)");
+}
+
+TEST(GenerateTest, RestoresTrainingModeAndChecksCacheUse) {
+  GPTConfig c = tiny_config();
+  c.dropout = 0.1;
+  Generator gen(3);
+  GPT model(c, gen);
+  ASSERT_TRUE(model.is_training());
+  SamplingOptions o;
+  o.max_new_tokens = 2;
+  generate(model, {{1, 2}}, o);
+  EXPECT_TRUE(model.is_training());
+  KVCache cache(c, 1, 4);
+  expect_value_error(
+      [&] {
+        model.forward_cached(Tensor::from_vector<int64_t>({1}, {1, 1}), cache);
+      },
+      "eval mode");
+  model.eval();
+  model.forward_cached(Tensor::from_vector<int64_t>({1, 2, 3}, {1, 3}), cache);
+  expect_value_error(
+      [&] {
+        model.forward_cached(Tensor::from_vector<int64_t>({1, 2}, {1, 2}), cache);
+      },
+      "capacity 4");
+  expect_value_error([&] { KVCache(c, 1, 17); }, "block_size");
+}
+
+}  // namespace
+}  // namespace loom::models
