@@ -60,6 +60,7 @@ int run(int argc, char** argv) {
   if (verb == "preprocess") return loom::cli::cmd_preprocess(argc, argv);
   if (verb == "tokenizer") return loom::cli::cmd_tokenizer(argc, argv);
   if (verb == "convert") return loom::cli::cmd_convert(argc, argv);
+  if (verb == "bench") return loom::cli::cmd_bench(argc, argv);
   throw loom::ConfigError("loom: unknown command \"" + verb + "\"; run `loom --help` for the list");
 }
 
