@@ -1,0 +1,190 @@
+// `loom generate`: continue a prompt with a checkpoint's model (models/Generate.h: KV cache,
+// greedy or temperature / top-k / top-p sampling, deterministic for a seed). The model shape comes
+// from the checkpoint's resolved config; the tokenizer from the flags, else from the config's
+// data.tokenizer_* paths, else from <root>/tokenizer/ (checkpoints converted from Hugging Face).
+// Prints the text (prompt + continuation), or with --print-ids the new token ids, one line per
+// sample. Flag errors are ConfigError (exit 2), checkpoint problems CheckpointError (exit 3).
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/util/Check.h"
+#include "data/Tokenizer.h"
+#include "launch/cli/Args.h"
+#include "launch/cli/Commands.h"
+#include "launch/config/ConfigLoader.h"
+#include "models/Generate.h"
+#include "train/Checkpoint.h"
+#include "train/Trainer.h"
+
+namespace loom::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<FlagSpec> kGenerateFlags = {
+    {"checkpoint", Kind::Value, "a checkpoint root (its newest checkpoint is used) or a step dir"},
+    {"prompt", Kind::Value, "prompt text, encoded with the tokenizer"},
+    {"prompt-ids", Kind::Value, "prompt token ids, comma-separated (instead of --prompt)"},
+    {"max-new-tokens", Kind::Value, "tokens to generate per sample (default 64)"},
+    {"temperature", Kind::Value, "sampling temperature, 0 = greedy (default 1)"},
+    {"top-k", Kind::Value, "sample from the K most probable tokens, 0 = all (default 0)"},
+    {"top-p", Kind::Value, "nucleus sampling: smallest set with mass >= P, in (0,1] (default 1)"},
+    {"seed", Kind::Value, "sampling seed (default 0)"},
+    {"num-samples", Kind::Value, "samples of the prompt, drawn as one batch (default 1)"},
+    {"eos-id", Kind::Value, "stop a sample at this id (default: the tokenizer's <|endoftext|>)"},
+    {"ignore-eos", Kind::Bool, "never stop before --max-new-tokens"},
+    {"print-ids", Kind::Bool, "print the new token ids instead of the text"},
+    {"device", Kind::Value, "cpu or cuda (default: the checkpoint config's device)"},
+    {"vocab", Kind::Value, "vocab.json of a byte-level BPE tokenizer (with --merges)"},
+    {"merges", Kind::Value, "merges.txt (with --vocab)"},
+    {"tokenizer-json", Kind::Value, "a Hugging Face tokenizer.json (instead of --vocab/--merges)"}};
+
+// The step directory named by --checkpoint: DIR itself when it holds a manifest, else the newest
+// complete checkpoint under DIR.
+std::string resolve_step_dir(const std::string& dir) {
+  LOOM_CHECK_T(CheckpointError, fs::is_directory(dir), "loom generate: --checkpoint ", dir,
+               " is not a directory");
+  if (fs::exists(fs::path(dir) / "MANIFEST.json")) return dir;
+  std::string latest = train::find_latest_checkpoint(dir);
+  LOOM_CHECK_T(CheckpointError, !latest.empty(), "loom generate: expected a checkpoint step_* ",
+               "directory or a root holding a complete one, got ", dir, " (no checkpoint found)");
+  return latest;
+}
+
+config::RunConfig checkpoint_config(const train::Checkpoint& ck, const std::string& dir) {
+  auto it = ck.meta.find("config");
+  LOOM_CHECK_T(CheckpointError, it != ck.meta.end(), "loom generate: checkpoint ", dir,
+               " has no meta \"config\" (the model shape is unknown)");
+  return config::parse_text(it->second, dir + "/meta.json:config");
+}
+
+std::string existing(const std::string& path, const char* field) {
+  LOOM_CHECK_T(ConfigError, fs::exists(path), "loom generate: the checkpoint config's ", field,
+               " = \"", path, "\" does not exist; pass --vocab/--merges or --tokenizer-json");
+  return path;
+}
+
+// Flags first, then the run config's data.tokenizer_* fields, then <root>/tokenizer/.
+data::Tokenizer load_tokenizer(const Args& a, const config::RunConfig& cfg,
+                               const std::string& step_dir) {
+  if (a.has("tokenizer-json"))
+    return data::Tokenizer::from_tokenizer_json(a.get("tokenizer-json", ""));
+  LOOM_CHECK_T(ConfigError, a.has("vocab") == a.has("merges"),
+               "loom generate: expected --vocab and --merges together, got only --",
+               a.has("vocab") ? "vocab" : "merges");
+  if (a.has("vocab")) return data::Tokenizer::from_files(a.get("vocab", ""), a.get("merges", ""));
+  const auto& d = cfg.data();
+  if (!d.tokenizer_json().empty())
+    return data::Tokenizer::from_tokenizer_json(
+        existing(d.tokenizer_json(), "data.tokenizer_json"));
+  if (!d.tokenizer_vocab().empty() && !d.tokenizer_merges().empty())
+    return data::Tokenizer::from_files(existing(d.tokenizer_vocab(), "data.tokenizer_vocab"),
+                                       existing(d.tokenizer_merges(), "data.tokenizer_merges"));
+  fs::path tok_dir = fs::absolute(step_dir).parent_path() / "tokenizer";
+  if (fs::exists(tok_dir / "tokenizer.json"))
+    return data::Tokenizer::from_tokenizer_json((tok_dir / "tokenizer.json").string());
+  if (fs::exists(tok_dir / "vocab.json") && fs::exists(tok_dir / "merges.txt"))
+    return data::Tokenizer::from_files((tok_dir / "vocab.json").string(),
+                                       (tok_dir / "merges.txt").string());
+  throw ConfigError(
+      "loom generate: no tokenizer: pass --vocab and --merges or --tokenizer-json (the "
+      "checkpoint's config sets neither data.tokenizer_json nor data.tokenizer_vocab + "
+      "data.tokenizer_merges, and " +
+      tok_dir.string() + " does not exist); or use --prompt-ids with --print-ids");
+}
+
+models::SamplingOptions sampling_options(const Args& a) {
+  models::SamplingOptions o;
+  o.max_new_tokens = a.get_int("max-new-tokens", o.max_new_tokens);
+  o.temperature = a.get_double("temperature", o.temperature);
+  o.top_k = a.get_int("top-k", o.top_k);
+  o.top_p = a.get_double("top-p", o.top_p);
+  o.seed = uint64_t(a.get_int("seed", 0));
+  LOOM_CHECK_T(ConfigError, o.max_new_tokens >= 0,
+               "loom generate: expected --max-new-tokens >= 0, got ", o.max_new_tokens);
+  LOOM_CHECK_T(ConfigError, o.temperature >= 0.0,
+               "loom generate: expected --temperature >= 0 (0 = greedy), got ", o.temperature);
+  LOOM_CHECK_T(ConfigError, o.top_k >= 0, "loom generate: expected --top-k >= 0, got ", o.top_k);
+  LOOM_CHECK_T(ConfigError, o.top_p > 0.0 && o.top_p <= 1.0,
+               "loom generate: expected --top-p in (0, 1], got ", o.top_p);
+  LOOM_CHECK_T(ConfigError, a.get_int("seed", 0) >= 0, "loom generate: expected --seed >= 0, got ",
+               a.get_int("seed", 0));
+  LOOM_CHECK_T(ConfigError, !(a.has("eos-id") && a.flag("ignore-eos")),
+               "loom generate: expected at most one of --eos-id and --ignore-eos, got both");
+  return o;
+}
+
+std::string join_ids(const std::vector<int64_t>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) s += ',';
+    s += std::to_string(ids[i]);
+  }
+  return s;
+}
+
+}  // namespace
+
+int cmd_generate(int argc, char** argv) {
+  Args a("generate", argc, argv, 2, kGenerateFlags);
+  LOOM_CHECK_T(ConfigError, a.positional().empty(), "loom generate: expected no positional ",
+               "arguments, got \"", a.positional().empty() ? "" : a.positional()[0], "\"\n",
+               a.usage());
+  LOOM_CHECK_T(ConfigError, a.has("prompt") != a.has("prompt-ids"),
+               "loom generate: expected exactly one of --prompt and --prompt-ids\n", a.usage());
+  models::SamplingOptions opts = sampling_options(a);
+  const int64_t num_samples = a.get_int("num-samples", 1);
+  LOOM_CHECK_T(ConfigError, num_samples >= 1, "loom generate: expected --num-samples >= 1, got ",
+               num_samples);
+  const std::string step_dir = resolve_step_dir(a.require("checkpoint"));
+  const train::Checkpoint ck = train::load_checkpoint(step_dir);
+  const config::RunConfig cfg = checkpoint_config(ck, step_dir);
+
+  std::optional<data::Tokenizer> tok;
+  if (a.has("prompt") || !a.flag("print-ids")) tok.emplace(load_tokenizer(a, cfg, step_dir));
+  std::vector<int64_t> prompt;
+  if (a.has("prompt")) {
+    for (int32_t id : tok->encode(a.get("prompt", ""))) prompt.push_back(id);
+  } else {
+    prompt = a.get_int_list("prompt-ids");
+  }
+  const models::GPTConfig gc = train::gpt_config_from(cfg);
+  opts.vocab_size = cfg.model().vocab_size();  // never draw the padding rows
+  LOOM_CHECK_T(ConfigError, !prompt.empty(), "loom generate: expected a non-empty prompt");
+  LOOM_CHECK_T(ConfigError, int64_t(prompt.size()) <= gc.block_size, "loom generate: expected a ",
+               "prompt of at most ", gc.block_size, " tokens (the model's block_size), got ",
+               prompt.size());
+  for (int64_t id : prompt)
+    LOOM_CHECK_T(ConfigError, id >= 0 && id < opts.vocab_size, "loom generate: expected prompt ",
+                 "ids in [0, ", opts.vocab_size, "), got ", id);
+  if (a.has("eos-id")) opts.eos_id = a.get_int("eos-id", 0);
+  if (!a.has("eos-id") && !a.flag("ignore-eos") && tok && tok->eot_id())
+    opts.eos_id = *tok->eot_id();
+
+  std::string device = a.get("device", cfg.device() == config::RunConfig::CUDA ? "cuda" : "cpu");
+  LOOM_CHECK_T(ConfigError, device == "cpu" || device == "cuda",
+               "loom generate: expected --device cpu or cuda, got ", device);
+  Generator init_gen(cfg.seed());
+  models::GPT model(gc, init_gen, DType::F32, device == "cuda" ? Device::cuda(0) : Device::cpu());
+  train::load_model_tensors(ck, model, step_dir);
+
+  std::vector<std::vector<int64_t>> prompts(size_t(num_samples), prompt);
+  std::vector<std::vector<int64_t>> out = models::generate(model, prompts, opts);
+  for (size_t s = 0; s < out.size(); ++s) {
+    if (a.flag("print-ids")) {
+      std::printf("%s\n", join_ids(out[s]).c_str());
+      continue;
+    }
+    std::vector<int32_t> all(prompt.begin(), prompt.end());
+    all.insert(all.end(), out[s].begin(), out[s].end());
+    if (out.size() > 1) std::printf("--- sample %zu ---\n", s + 1);
+    std::printf("%s\n", tok->decode(all).c_str());
+  }
+  return 0;
+}
+
+}  // namespace loom::cli
