@@ -59,6 +59,7 @@ int run(int argc, char** argv) {
   if (verb == "plan") return loom::cli::cmd_plan(argc, argv);
   if (verb == "preprocess") return loom::cli::cmd_preprocess(argc, argv);
   if (verb == "tokenizer") return loom::cli::cmd_tokenizer(argc, argv);
+  if (verb == "generate") return loom::cli::cmd_generate(argc, argv);
   if (verb == "convert") return loom::cli::cmd_convert(argc, argv);
   if (verb == "bench") return loom::cli::cmd_bench(argc, argv);
   throw loom::ConfigError("loom: unknown command \"" + verb + "\"; run `loom --help` for the list");
