@@ -17,22 +17,22 @@
 namespace loom::tp {
 
 // x (...) -> x; backward: all-reduce(dy) over `tp`.
-Tensor copy_to_tp(const Tensor &x, Communicator &tp);
+Tensor copy_to_tp(const Tensor& x, Communicator& tp);
 // x (...) partial sums -> their sum over `tp` (a new tensor); backward:
 // identity.
-Tensor reduce_from_tp(const Tensor &x, Communicator &tp);
+Tensor reduce_from_tp(const Tensor& x, Communicator& tp);
 // x (..., n) -> this rank's slice (..., n/tp); n % tp == 0. Backward:
 // all-gather along the last dim.
-Tensor scatter_to_tp(const Tensor &x, Communicator &tp);
+Tensor scatter_to_tp(const Tensor& x, Communicator& tp);
 // x (..., m) -> concatenation over ranks (..., m*tp) in rank order. Backward:
 // own slice of dy.
-Tensor gather_from_tp(const Tensor &x, Communicator &tp);
+Tensor gather_from_tp(const Tensor& x, Communicator& tp);
 
 // Plain (non-autograd) helpers the functions above are built from; also useful
 // in tests. Own slice [rank*n/size, (rank+1)*n/size) of dim `dim`, as a
 // contiguous copy.
-Tensor slice_for_rank(const Tensor &x, int64_t dim, int rank, int size);
+Tensor slice_for_rank(const Tensor& x, int64_t dim, int rank, int size);
 // All-gather x (..., m) along its last dim -> (..., m*size), detached.
-Tensor all_gather_last_dim(const Tensor &x, Communicator &tp);
+Tensor all_gather_last_dim(const Tensor& x, Communicator& tp);
 
-} // namespace loom::tp
+}  // namespace loom::tp

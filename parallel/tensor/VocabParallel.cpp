@@ -22,143 +22,119 @@ namespace loom::tp {
 
 namespace {
 
-Tensor i64(int64_t v, Device device) {
-  return Tensor::scalar(double(v), DType::I64, device);
-}
-Tensor boolean(bool v, Device device) {
-  return Tensor::scalar(v ? 1.0 : 0.0, DType::Bool, device);
-}
+constexpr int64_t kNoIgnore = std::numeric_limits<int64_t>::min();
+
+Tensor i64(int64_t v, Device device) { return Tensor::scalar(double(v), DType::I64, device); }
+Tensor boolean(bool v, Device device) { return Tensor::scalar(v ? 1.0 : 0.0, DType::Bool, device); }
 
 // ids in [lo, hi) (Bool, ids' shape).
-Tensor in_range(const Tensor &ids, int64_t lo, int64_t hi) {
+Tensor in_range(const Tensor& ids, int64_t lo, int64_t hi) {
   const Device d = ids.device();
   return where(ge(ids, i64(lo, d)), lt(ids, i64(hi, d)), boolean(false, d));
 }
 
 // Throws unless every id is in [0, vocab) or equals `ignore` (pass vocab as
 // ignore for none). Returns how many ids are not `ignore`.
-int64_t check_ids(const char *op, const Tensor &ids, int64_t vocab,
-                  int64_t ignore) {
-  LOOM_CHECK(ids.dtype() == DType::I64, op, ": expected I64 ids, got ",
-             dtype_name(ids.dtype()));
+int64_t check_ids(const char* op, const Tensor& ids, int64_t vocab, int64_t ignore) {
+  LOOM_CHECK(ids.dtype() == DType::I64, op, ": expected I64 ids, got ", dtype_name(ids.dtype()));
   int64_t count = 0;
   for (int64_t id : ids.to_vector<int64_t>()) {
-    if (id == ignore)
-      continue;
-    LOOM_CHECK(id >= 0 && id < vocab, op, ": expected ids in [0, ", vocab,
-               "), got ", id);
+    if (id == ignore) continue;
+    LOOM_CHECK(id >= 0 && id < vocab, op, ": expected ids in [0, ", vocab, "), got ", id);
     ++count;
   }
   return count;
 }
 
 struct VocabParallelCrossEntropyFn {
-  static constexpr const char *kName = "VocabParallelCrossEntropyBackward";
+  static constexpr const char* kName = "VocabParallelCrossEntropyBackward";
   // logits (N, Vl), targets (N) -> per-row loss (N)
-  static Tensor forward(autograd::Ctx &ctx, const Tensor &logits,
-                        const Tensor &targets, const VocabPartition &part,
-                        Communicator &tp, int64_t ignore_index) {
+  static Tensor forward(autograd::Ctx& ctx, const Tensor& logits, const Tensor& targets,
+                        const VocabPartition& part, Communicator& tp, int64_t ignore_index) {
     const Device dev = logits.device();
     const DType dt = logits.dtype();
-    Tensor cols = Tensor::arange(part.local_size(), DType::I64, dev) +
-                  double(part.start); // (Vl)
+    Tensor cols = Tensor::arange(part.local_size(), DType::I64, dev) + double(part.start);  // (Vl)
     Tensor x = logits;
-    if (part.end > part.vocab_size) // padded columns never win
+    if (part.end > part.vocab_size)  // padded columns never win
       x = masked_fill(x, ge(cols, i64(part.vocab_size, dev)),
                       -std::numeric_limits<double>::infinity());
-    Tensor m = max(x, 1).contiguous(); // (N)
+    Tensor m = max(x, 1).contiguous();  // (N)
     tp.all_reduce(m, ReduceOp::Max);
-    Tensor e = exp(x - m.unsqueeze(1));  // (N, Vl)
-    Tensor s = sum(e, {1}).contiguous(); // (N)
+    Tensor e = exp(x - m.unsqueeze(1));   // (N, Vl)
+    Tensor s = sum(e, {1}).contiguous();  // (N)
     tp.all_reduce(s);
-    Tensor owned = in_range(targets, part.start, part.end); // (N)
-    Tensor idx = where(owned, targets - i64(part.start, dev),
-                       i64(0, dev)); // (N) local column
+    Tensor owned = in_range(targets, part.start, part.end);                  // (N)
+    Tensor idx = where(owned, targets - i64(part.start, dev), i64(0, dev));  // (N) local column
     Tensor zero = Tensor::scalar(0.0, dt, dev);
-    Tensor target_logit =
-        where(owned, gather(x, 1, idx.unsqueeze(1)).squeeze(1), zero);
-    target_logit = target_logit.contiguous(); // (N)
+    Tensor target_logit = where(owned, gather(x, 1, idx.unsqueeze(1)).squeeze(1), zero);
+    target_logit = target_logit.contiguous();  // (N)
     tp.all_reduce(target_logit);
-    Tensor valid = ne(targets, i64(ignore_index, dev)); // (N)
+    Tensor valid = ne(targets, i64(ignore_index, dev));  // (N)
     ctx.save(e / s.unsqueeze(1), idx, owned, valid);
     return where(valid, log(s) + m - target_logit, zero);
   }
-  static std::vector<Tensor> backward(autograd::Ctx &ctx,
-                                      std::vector<Tensor> g) {
+  static std::vector<Tensor> backward(autograd::Ctx& ctx, std::vector<Tensor> g) {
     Tensor softmax = ctx.saved(0), idx = ctx.saved(1), owned = ctx.saved(2);
     Tensor valid = ctx.saved(3);
     const Device dev = softmax.device();
     const DType dt = softmax.dtype();
-    Tensor zero = Tensor::scalar(0.0, dt, dev),
-           one = Tensor::scalar(1.0, dt, dev);
-    Tensor dloss = where(valid, g[0], zero); // (N)
-    Tensor cols =
-        Tensor::arange(softmax.size(1), DType::I64, dev); // (Vl) local columns
-    Tensor hot =
-        where(owned.unsqueeze(1), eq(cols.unsqueeze(0), idx.unsqueeze(1)),
-              boolean(false, dev)); // (N, Vl)
-    Tensor dlogits =
-        (softmax - where(hot, one, zero)) * dloss.unsqueeze(1); // (N, Vl)
+    Tensor zero = Tensor::scalar(0.0, dt, dev), one = Tensor::scalar(1.0, dt, dev);
+    Tensor dloss = where(valid, g[0], zero);                         // (N)
+    Tensor cols = Tensor::arange(softmax.size(1), DType::I64, dev);  // (Vl) local columns
+    Tensor hot = where(owned.unsqueeze(1), eq(cols.unsqueeze(0), idx.unsqueeze(1)),
+                       boolean(false, dev));                                  // (N, Vl)
+    Tensor dlogits = (softmax - where(hot, one, zero)) * dloss.unsqueeze(1);  // (N, Vl)
     return {dlogits, Tensor()};
   }
 };
 
-} // namespace
+}  // namespace
 
 int64_t padded_vocab_size(int64_t vocab_size, int tp, int64_t pad_multiple) {
-  LOOM_CHECK(vocab_size >= 1,
-             "padded_vocab_size: expected vocab_size >= 1, got ", vocab_size);
-  LOOM_CHECK(tp >= 1 && pad_multiple >= 1,
-             "padded_vocab_size: expected tp >= 1 and ",
+  LOOM_CHECK(vocab_size >= 1, "padded_vocab_size: expected vocab_size >= 1, got ", vocab_size);
+  LOOM_CHECK(tp >= 1 && pad_multiple >= 1, "padded_vocab_size: expected tp >= 1 and ",
              "pad_multiple >= 1, got ", tp, " and ", pad_multiple);
   const int64_t m = std::lcm(pad_multiple, int64_t(tp));
   return (vocab_size + m - 1) / m * m;
 }
 
-VocabPartition VocabPartition::make(int64_t vocab_size, int tp, int tp_rank,
-                                    int64_t pad_multiple) {
+VocabPartition VocabPartition::make(int64_t vocab_size, int tp, int tp_rank, int64_t pad_multiple) {
   VocabPartition p;
   p.vocab_size = vocab_size;
   p.padded_size = padded_vocab_size(vocab_size, tp, pad_multiple);
-  LOOM_CHECK(tp_rank >= 0 && tp_rank < tp,
-             "VocabPartition: expected tp_rank in [0, ", tp, "), got ",
-             tp_rank);
+  LOOM_CHECK(tp_rank >= 0 && tp_rank < tp, "VocabPartition: expected tp_rank in [0, ", tp,
+             "), got ", tp_rank);
   const int64_t local = p.padded_size / tp;
   p.start = local * tp_rank;
   p.end = p.start + local;
   return p;
 }
 
-VocabParallelEmbedding::VocabParallelEmbedding(const VocabPartition &part,
-                                               int64_t dim, Communicator &tp,
-                                               DType dtype, Device device)
+VocabParallelEmbedding::VocabParallelEmbedding(const VocabPartition& part, int64_t dim,
+                                               Communicator& tp, DType dtype, Device device)
     : part_(part), tp_(tp) {
   LOOM_CHECK(part.local_size() * tp.size() == part.padded_size,
-             "VocabParallelEmbedding: expected a partition for ", tp.size(),
-             " TP ranks (", part.padded_size, " rows), got ", part.local_size(),
-             " local rows");
+             "VocabParallelEmbedding: expected a partition for ", tp.size(), " TP ranks (",
+             part.padded_size, " rows), got ", part.local_size(), " local rows");
   LOOM_CHECK(dim >= 1, "VocabParallelEmbedding: expected dim >= 1, got ", dim);
-  weight_ = Tensor::zeros({part.local_size(), dim}, dtype, device)
-                .set_requires_grad(true);
+  weight_ = Tensor::zeros({part.local_size(), dim}, dtype, device).set_requires_grad(true);
 }
 
-Tensor VocabParallelEmbedding::forward(const Tensor &ids) const {
-  check_ids("VocabParallelEmbedding", ids, part_.vocab_size, part_.vocab_size);
+Tensor VocabParallelEmbedding::forward(const Tensor& ids) const {
+  check_ids("VocabParallelEmbedding", ids, part_.vocab_size, kNoIgnore);
   const Device d = ids.device();
   Tensor owned = in_range(ids, part_.start, part_.end);
   Tensor local_ids = where(owned, ids - i64(part_.start, d), i64(0, d));
-  Tensor rows = embedding(weight_, local_ids); // (..., dim)
+  Tensor rows = embedding(weight_, local_ids);  // (..., dim)
   rows = masked_fill(rows, eq(owned, boolean(false, d)).unsqueeze(-1), 0.0);
   return reduce_from_tp(rows, tp_);
 }
 
-void VocabParallelEmbedding::load_full(const Tensor &weight) {
+void VocabParallelEmbedding::load_full(const Tensor& weight) {
   LOOM_CHECK(weight.dim() == 2 && weight.size(1) == weight_.size(1) &&
-                 (weight.size(0) == part_.vocab_size ||
-                  weight.size(0) == part_.padded_size),
-             "VocabParallelEmbedding.load_full: expected a table of shape (",
-             part_.vocab_size, " or ", part_.padded_size, ", ", weight_.size(1),
-             "), got ", weight.shape());
+                 (weight.size(0) == part_.vocab_size || weight.size(0) == part_.padded_size),
+             "VocabParallelEmbedding.load_full: expected a table of shape (", part_.vocab_size,
+             " or ", part_.padded_size, ", ", weight_.size(1), "), got ", weight.shape());
   autograd::NoGradGuard guard;
   Tensor local = weight_.detach();
   local.zero_();
@@ -168,28 +144,23 @@ void VocabParallelEmbedding::load_full(const Tensor &weight) {
         .copy_(weight.detach().narrow(0, part_.start, stop - part_.start));
 }
 
-Tensor vocab_parallel_cross_entropy(const Tensor &logits_local,
-                                    const Tensor &targets,
-                                    const VocabPartition &part,
-                                    Communicator &tp, int64_t ignore_index,
-                                    Reduction reduction) {
-  LOOM_CHECK(logits_local.dim() == 2 &&
-                 logits_local.size(1) == part.local_size(),
-             "vocab_parallel_cross_entropy: expected logits (N, ",
-             part.local_size(), "), got ", logits_local.shape());
+Tensor vocab_parallel_cross_entropy(const Tensor& logits_local, const Tensor& targets,
+                                    const VocabPartition& part, Communicator& tp,
+                                    int64_t ignore_index, Reduction reduction) {
+  LOOM_CHECK(logits_local.dim() == 2 && logits_local.size(1) == part.local_size(),
+             "vocab_parallel_cross_entropy: expected logits (N, ", part.local_size(), "), got ",
+             logits_local.shape());
   LOOM_CHECK(targets.dim() == 1 && targets.size(0) == logits_local.size(0),
-             "vocab_parallel_cross_entropy: expected targets (",
-             logits_local.size(0), "), got ", targets.shape());
-  const int64_t count = check_ids("vocab_parallel_cross_entropy", targets,
-                                  part.vocab_size, ignore_index);
-  Tensor loss = autograd::apply<VocabParallelCrossEntropyFn>(
-      logits_local, targets, part, tp, ignore_index);
-  if (reduction == Reduction::None)
-    return loss;
+             "vocab_parallel_cross_entropy: expected targets (", logits_local.size(0), "), got ",
+             targets.shape());
+  const int64_t count =
+      check_ids("vocab_parallel_cross_entropy", targets, part.vocab_size, ignore_index);
+  Tensor loss =
+      autograd::apply<VocabParallelCrossEntropyFn>(logits_local, targets, part, tp, ignore_index);
+  if (reduction == Reduction::None) return loss;
   Tensor total = sum(loss);
-  if (reduction == Reduction::Sum)
-    return total;
+  if (reduction == Reduction::Sum) return total;
   return count > 0 ? total / double(count) : total * 0.0;
 }
 
-} // namespace loom::tp
+}  // namespace loom::tp

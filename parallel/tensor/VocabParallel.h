@@ -26,33 +26,31 @@ int64_t padded_vocab_size(int64_t vocab_size, int tp, int64_t pad_multiple = 1);
 
 // Which rows [start, end) of the padded vocabulary one TP rank holds.
 struct VocabPartition {
-  int64_t vocab_size = 0;  // real tokens; ids and targets are < vocab_size
-  int64_t padded_size = 0; // rows over all ranks
+  int64_t vocab_size = 0;   // real tokens; ids and targets are < vocab_size
+  int64_t padded_size = 0;  // rows over all ranks
   int64_t start = 0, end = 0;
   int64_t local_size() const { return end - start; }
-  static VocabPartition make(int64_t vocab_size, int tp, int tp_rank,
-                             int64_t pad_multiple = 1);
+  static VocabPartition make(int64_t vocab_size, int tp, int tp_rank, int64_t pad_multiple = 1);
 };
 
 class VocabParallelEmbedding {
-public:
+ public:
   // weight (part.local_size(), dim), zero-initialised, trainable.
-  VocabParallelEmbedding(const VocabPartition &part, int64_t dim,
-                         Communicator &tp, DType dtype = DType::F32,
-                         Device device = Device::cpu());
+  VocabParallelEmbedding(const VocabPartition& part, int64_t dim, Communicator& tp,
+                         DType dtype = DType::F32, Device device = Device::cpu());
   // ids (...) I64 in [0, vocab_size) -> (..., dim), equal on every rank. Ids
   // outside this rank's rows give zeros locally; reduce_from_tp then sums the
   // one owner's row into every rank.
-  Tensor forward(const Tensor &ids) const;
+  Tensor forward(const Tensor& ids) const;
   // Copies this rank's rows of a full table with vocab_size or padded_size rows
   // (missing padded rows become zeros).
-  void load_full(const Tensor &weight);
-  const Tensor &weight() const { return weight_; } // (local rows, dim)
-  const VocabPartition &partition() const { return part_; }
+  void load_full(const Tensor& weight);
+  const Tensor& weight() const { return weight_; }  // (local rows, dim)
+  const VocabPartition& partition() const { return part_; }
 
-private:
+ private:
   VocabPartition part_;
-  Communicator &tp_;
+  Communicator& tp_;
   Tensor weight_;
 };
 
@@ -63,11 +61,9 @@ private:
 // local shard (no communication). Returns per-row losses (N) with
 // Reduction::None (0 on ignored rows), otherwise the sum or the mean over
 // non-ignored rows.
-Tensor vocab_parallel_cross_entropy(const Tensor &logits_local,
-                                    const Tensor &targets,
-                                    const VocabPartition &part,
-                                    Communicator &tp,
+Tensor vocab_parallel_cross_entropy(const Tensor& logits_local, const Tensor& targets,
+                                    const VocabPartition& part, Communicator& tp,
                                     int64_t ignore_index = -100,
                                     Reduction reduction = Reduction::Mean);
 
-} // namespace loom::tp
+}  // namespace loom::tp

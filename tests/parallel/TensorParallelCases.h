@@ -1,0 +1,256 @@
+// Shared cases for the tensor-parallel layers, run by every rank of a TP group: under the
+// Fake communicator (TensorParallelTest.cpp, TP in {2,4} as threads) and under MPI
+// (tensor_parallel_mpi_test.cpp). Each rank rebuilds the TP=1 reference from the same seed, runs
+// the sharded layer, and checks forward outputs and the gradients of inputs and sharded weights
+// against the matching slices of the TP=1 results (relative Frobenius error).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/ops/Attention.h"
+#include "core/ops/Elementwise.h"
+#include "core/ops/Indexing.h"
+#include "core/ops/Linear.h"
+#include "core/ops/Nn.h"
+#include "core/ops/Reduction.h"
+#include "core/random/Generator.h"
+#include "parallel/comm/Communicator.h"
+#include "parallel/tensor/Mappings.h"
+#include "parallel/tensor/ParallelLinear.h"
+#include "parallel/tensor/TensorParallelRng.h"
+#include "parallel/tensor/VocabParallel.h"
+
+namespace loom::test {
+
+// TESTPLAN R-2: fp64 relF <= 1e-12; fp32 relF <= 1e-6 (TP changes only the summation order of
+// the row-parallel partial sums and of the softmax statistics).
+inline double tp_tolerance(DType dt) { return dt == DType::F64 ? 1e-12 : 1e-6; }
+
+// ||a - b||_F / ||b||_F in f64 (absolute when b == 0).
+inline double rel_frob(const Tensor& a, const Tensor& b) {
+  std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
+  if (x.size() != y.size()) return INFINITY;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    num += (x[i] - y[i]) * (x[i] - y[i]);
+    den += y[i] * y[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+#define LOOM_EXPECT_REL(a, b, dt)                         \
+  do {                                                    \
+    const Tensor& ea_ = (a);                              \
+    const Tensor& eb_ = (b);                              \
+    EXPECT_EQ(ea_.shape(), eb_.shape()) << #a " vs " #b;  \
+    EXPECT_LE(rel_frob(ea_, eb_), tp_tolerance(dt))       \
+        << #a " vs " #b << " (" << dtype_name(dt) << ")"; \
+  } while (0)
+
+inline Tensor leaf(const Tensor& t) { return t.detach().clone().set_requires_grad(true); }
+
+// Column-parallel linear, with and without gather_output.
+inline void check_column_parallel(Communicator& c, DType dt, bool gather_output) {
+  const int r = c.rank(), n = c.size();
+  Generator gen(11);
+  Tensor w = Tensor::randn({24, 12}, gen, dt), b = Tensor::randn({24}, gen, dt);
+  Tensor x0 = Tensor::randn({2, 3, 12}, gen, dt), up = Tensor::randn({2, 3, 24}, gen, dt);
+  Tensor wr = leaf(w), br = leaf(b), xr = leaf(x0);
+  Tensor yr = linear(xr, wr, br);
+  sum(yr * up).backward();
+
+  tp::ColumnParallelLinear layer(12, 24, c, /*bias=*/true, gather_output, dt);
+  layer.load_full(w, b);
+  Tensor x = leaf(x0);
+  Tensor y = layer.forward(x);
+  Tensor up_here = gather_output ? up : tp::slice_for_rank(up, -1, r, n);
+  LOOM_EXPECT_REL(y, gather_output ? yr : tp::slice_for_rank(yr, -1, r, n), dt);
+  // Without gather_output the loss is split over ranks; copy_to_tp's all-reduce sums its pieces.
+  sum(y * up_here).backward();
+  LOOM_EXPECT_REL(x.grad(), xr.grad(), dt);
+  LOOM_EXPECT_REL(layer.weight().grad(), tp::shard_rows(wr.grad(), r, n), dt);
+  LOOM_EXPECT_REL(layer.bias().grad(), tp::shard_rows(br.grad(), r, n), dt);
+}
+
+// Row-parallel linear, fed the local slice (input_is_parallel) or the full input (scattered).
+inline void check_row_parallel(Communicator& c, DType dt, bool input_is_parallel) {
+  const int r = c.rank(), n = c.size();
+  Generator gen(12);
+  Tensor w = Tensor::randn({10, 24}, gen, dt), b = Tensor::randn({10}, gen, dt);
+  Tensor x0 = Tensor::randn({2, 3, 24}, gen, dt), up = Tensor::randn({2, 3, 10}, gen, dt);
+  Tensor wr = leaf(w), br = leaf(b), xr = leaf(x0);
+  Tensor yr = linear(xr, wr, br);
+  sum(yr * up).backward();
+
+  tp::RowParallelLinear layer(24, 10, c, /*bias=*/true, input_is_parallel, dt);
+  layer.load_full(w, b);
+  Tensor x = leaf(input_is_parallel ? tp::slice_for_rank(x0, -1, r, n) : x0);
+  Tensor y = layer.forward(x);
+  LOOM_EXPECT_REL(y, yr, dt);
+  sum(y * up).backward();
+  LOOM_EXPECT_REL(x.grad(), input_is_parallel ? tp::slice_for_rank(xr.grad(), -1, r, n) : xr.grad(),
+                  dt);
+  LOOM_EXPECT_REL(layer.weight().grad(), tp::slice_for_rank(wr.grad(), 1, r, n), dt);
+  LOOM_EXPECT_REL(layer.bias().grad(), br.grad(), dt);
+}
+
+// Rows [start, end) of `full` zero-padded to `rows` rows: the TP=1 table seen by one TP rank.
+inline Tensor padded_rows(const Tensor& full, const tp::VocabPartition& p) {
+  Shape s = full.shape();
+  s[0] = p.padded_size;
+  Tensor out = Tensor::zeros(s, full.dtype());
+  out.narrow(0, 0, full.size(0)).copy_(full.detach());
+  return out.narrow(0, p.start, p.local_size()).contiguous();
+}
+
+// vocab % tp != 0 exercises padding (vocab 11 -> 12 rows at TP 2, 3 and 4).
+inline void check_vocab_parallel_embedding(Communicator& c, DType dt, int64_t vocab) {
+  const int r = c.rank(), n = c.size();
+  Generator gen(13);
+  Tensor w = Tensor::randn({vocab, 6}, gen, dt), up = Tensor::randn({2, 5, 6}, gen, dt);
+  std::vector<int64_t> id_values = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  for (int64_t& v : id_values) v = (v * 7 + 3) % vocab;
+  id_values[9] = vocab - 1;  // the last real row (on the last rank, next to the padding)
+  Tensor ids = Tensor::from_vector(id_values, {2, 5});
+  Tensor wr = leaf(w);
+  Tensor yr = embedding(wr, ids);
+  sum(yr * up).backward();
+
+  tp::VocabPartition part = tp::VocabPartition::make(vocab, n, r);
+  tp::VocabParallelEmbedding emb(part, 6, c, dt);
+  emb.load_full(w);
+  Tensor y = emb.forward(ids);
+  LOOM_EXPECT_REL(y, yr, dt);
+  sum(y * up).backward();
+  LOOM_EXPECT_REL(emb.weight().grad(), padded_rows(wr.grad(), part), dt);
+}
+
+// Vocab-parallel cross entropy vs cross_entropy over the real vocab columns, with ignored rows
+// and garbage in the padded columns (which must not change anything).
+inline void check_vocab_parallel_cross_entropy(Communicator& c, DType dt, int64_t vocab,
+                                               Reduction reduction) {
+  const int r = c.rank(), n = c.size();
+  tp::VocabPartition part = tp::VocabPartition::make(vocab, n, r);
+  Generator gen(14);
+  const int64_t N = 7;
+  Tensor logits_padded = Tensor::randn({N, part.padded_size}, gen, dt, Device::cpu(), 0.0, 3.0);
+  logits_padded.narrow(1, vocab, part.padded_size - vocab).fill_(50.0);  // would dominate if seen
+  Tensor targets =
+      Tensor::from_vector<int64_t>({3 % vocab, -100, 0, vocab - 1, 5 % vocab, 2, -100}, {N});
+  Tensor lr = leaf(logits_padded.narrow(1, 0, vocab));
+  Tensor ref = cross_entropy(lr, targets, -100, reduction);
+  Tensor up = reduction == Reduction::None ? Tensor::randn({N}, gen, dt) : Tensor::scalar(1.7, dt);
+  sum(ref * up).backward();
+  Tensor dref = Tensor::zeros({N, part.padded_size}, dt);
+  dref.narrow(1, 0, vocab).copy_(lr.grad());
+
+  Tensor local = leaf(tp::slice_for_rank(logits_padded, 1, r, n));
+  Tensor loss = tp::vocab_parallel_cross_entropy(local, targets, part, c, -100, reduction);
+  LOOM_EXPECT_REL(loss, ref, dt);
+  sum(loss * up).backward();
+  LOOM_EXPECT_REL(local.grad(), tp::slice_for_rank(dref, 1, r, n), dt);
+}
+
+// GPT-2 MLP: fc C->4C column-parallel, GELU on the local slice, proj 4C->C row-parallel.
+inline void check_parallel_mlp(Communicator& c, DType dt) {
+  const int r = c.rank(), n = c.size();
+  const int64_t C = 12;
+  Generator gen(15);
+  Tensor w1 = Tensor::randn({4 * C, C}, gen, dt), b1 = Tensor::randn({4 * C}, gen, dt);
+  Tensor w2 = Tensor::randn({C, 4 * C}, gen, dt), b2 = Tensor::randn({C}, gen, dt);
+  Tensor x0 = Tensor::randn({2, 3, C}, gen, dt), up = Tensor::randn({2, 3, C}, gen, dt);
+  Tensor w1r = leaf(w1), b1r = leaf(b1), w2r = leaf(w2), b2r = leaf(b2), xr = leaf(x0);
+  Tensor yr = linear(gelu(linear(xr, w1r, b1r)), w2r, b2r);
+  sum(yr * up).backward();
+
+  tp::ColumnParallelLinear fc(C, 4 * C, c, true, false, dt);
+  tp::RowParallelLinear proj(4 * C, C, c, true, true, dt);
+  fc.load_full(w1, b1);
+  proj.load_full(w2, b2);
+  Tensor x = leaf(x0);
+  Tensor y = proj.forward(gelu(fc.forward(x)));
+  LOOM_EXPECT_REL(y, yr, dt);
+  sum(y * up).backward();
+  LOOM_EXPECT_REL(x.grad(), xr.grad(), dt);
+  LOOM_EXPECT_REL(fc.weight().grad(), tp::shard_rows(w1r.grad(), r, n), dt);
+  LOOM_EXPECT_REL(fc.bias().grad(), tp::shard_rows(b1r.grad(), r, n), dt);
+  LOOM_EXPECT_REL(proj.weight().grad(), tp::slice_for_rank(w2r.grad(), 1, r, n), dt);
+  LOOM_EXPECT_REL(proj.bias().grad(), b2r.grad(), dt);
+}
+
+// Causal self-attention as in models/GPT.h: qkv (B,T,C) -> heads (B,H,T,D), causal SDPA, proj.
+inline Tensor attention_heads(const Tensor& qkv, int64_t heads, int64_t width) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), D = width / heads;
+  std::vector<Tensor> parts = split(qkv, width, -1);  // 3 x (B,T,width)
+  auto h = [&](const Tensor& t) { return t.reshape({B, T, heads, D}).transpose(1, 2); };
+  Tensor y = scaled_dot_product_attention(h(parts[0]), h(parts[1]), h(parts[2]), true);
+  return y.transpose(1, 2).reshape({B, T, width});  // (B,T,width)
+}
+
+// TP attention: qkv column-parallel with the [q; k; v] rows sharded per block (this rank's heads),
+// attention over H/tp local heads, proj row-parallel.
+inline void check_parallel_attention(Communicator& c, DType dt, int64_t heads) {
+  const int r = c.rank(), n = c.size();
+  const int64_t C = 24;
+  Generator gen(16);
+  Tensor wq = Tensor::randn({3 * C, C}, gen, dt, Device::cpu(), 0.0, 0.3);
+  Tensor bq = Tensor::randn({3 * C}, gen, dt);
+  Tensor wp = Tensor::randn({C, C}, gen, dt), bp = Tensor::randn({C}, gen, dt);
+  Tensor x0 = Tensor::randn({2, 5, C}, gen, dt), up = Tensor::randn({2, 5, C}, gen, dt);
+  Tensor wqr = leaf(wq), bqr = leaf(bq), wpr = leaf(wp), bpr = leaf(bp), xr = leaf(x0);
+  Tensor yr = linear(attention_heads(linear(xr, wqr, bqr), heads, C), wpr, bpr);
+  sum(yr * up).backward();
+
+  tp::ColumnParallelLinear qkv(C, 3 * C, c, true, false, dt);
+  tp::RowParallelLinear proj(C, C, c, true, true, dt);
+  qkv.load_full(wq, bq, /*stacked=*/3);
+  proj.load_full(wp, bp);
+  Tensor x = leaf(x0);
+  Tensor y = proj.forward(attention_heads(qkv.forward(x), heads / n, C / n));
+  LOOM_EXPECT_REL(y, yr, dt);
+  sum(y * up).backward();
+  LOOM_EXPECT_REL(x.grad(), xr.grad(), dt);
+  LOOM_EXPECT_REL(qkv.weight().grad(), tp::shard_rows(wqr.grad(), r, n, 3), dt);
+  LOOM_EXPECT_REL(qkv.bias().grad(), tp::shard_rows(bqr.grad(), r, n, 3), dt);
+  LOOM_EXPECT_REL(proj.weight().grad(), tp::slice_for_rank(wpr.grad(), 1, r, n), dt);
+  LOOM_EXPECT_REL(proj.bias().grad(), bpr.grad(), dt);
+}
+
+// dropout masks drawn from tensor_parallel() differ across TP ranks, those from replicated()
+// are equal on every rank, and restoring the state reproduces both bitwise.
+inline void check_dropout_rng(Communicator& c) {
+  tp::TensorParallelRng rng(2024, c.rank());
+  Tensor ones = Tensor::ones({64, 32});
+  auto masks = [&] {
+    Tensor inside = dropout(ones, 0.5, rng.tensor_parallel());
+    Tensor outside = dropout(ones, 0.5, rng.replicated());
+    return std::vector<Tensor>{inside, outside};
+  };
+  const tp::TensorParallelRng::State start = rng.state();
+  std::vector<Tensor> first = masks();
+  std::vector<Tensor> second = masks();  // streams advance: a new mask each call
+  EXPECT_GT(rel_frob(second[0], first[0]), 0.0);
+  rng.set_state(start);
+  std::vector<Tensor> again = masks();
+  EXPECT_EQ(again[0].to_vector<float>(), first[0].to_vector<float>());
+  EXPECT_EQ(again[1].to_vector<float>(), first[1].to_vector<float>());
+
+  const int n = c.size();
+  for (size_t k = 0; k < 2; ++k) {
+    Tensor all = tp::all_gather_last_dim(first[k].contiguous(), c);  // (64, 32*n)
+    for (int q = 1; q < n; ++q) {
+      Tensor a = all.narrow(1, 0, 32), b = all.narrow(1, 32 * q, 32);
+      if (k == 0) {
+        EXPECT_GT(rel_frob(b, a), 0.5) << "inside-TP masks of ranks 0 and " << q;
+      } else {
+        EXPECT_EQ(rel_frob(b, a), 0.0) << "outside-TP masks of ranks 0 and " << q;
+      }
+    }
+  }
+}
+
+}  // namespace loom::test
