@@ -20,6 +20,7 @@
 #include "core/random/Generator.h"
 #include "parallel/comm/Communicator.h"
 #include "parallel/tensor/Mappings.h"
+#include "parallel/tensor/ParallelBlocks.h"
 #include "parallel/tensor/ParallelLinear.h"
 #include "parallel/tensor/TensorParallelRng.h"
 #include "parallel/tensor/VocabParallel.h"
@@ -155,8 +156,10 @@ inline void check_vocab_parallel_cross_entropy(Communicator& c, DType dt, int64_
   LOOM_EXPECT_REL(local.grad(), tp::slice_for_rank(dref, 1, r, n), dt);
 }
 
-// GPT-2 MLP: fc C->4C column-parallel, GELU on the local slice, proj 4C->C row-parallel.
-inline void check_parallel_mlp(Communicator& c, DType dt) {
+// GPT-2 MLP (tp::ParallelMLP): fc C->4C column-parallel, GELU on the local slice, proj 4C->C
+// row-parallel, then residual dropout from the replicated stream, so with dropout > 0 it matches
+// the TP=1 MLP using a Generator with the same seed.
+inline void check_parallel_mlp(Communicator& c, DType dt, double p = 0.0) {
   const int r = c.rank(), n = c.size();
   const int64_t C = 12;
   Generator gen(15);
@@ -164,22 +167,22 @@ inline void check_parallel_mlp(Communicator& c, DType dt) {
   Tensor w2 = Tensor::randn({C, 4 * C}, gen, dt), b2 = Tensor::randn({C}, gen, dt);
   Tensor x0 = Tensor::randn({2, 3, C}, gen, dt), up = Tensor::randn({2, 3, C}, gen, dt);
   Tensor w1r = leaf(w1), b1r = leaf(b1), w2r = leaf(w2), b2r = leaf(b2), xr = leaf(x0);
-  Tensor yr = linear(gelu(linear(xr, w1r, b1r)), w2r, b2r);
+  Generator drop_gen(99);
+  Tensor yr = dropout(linear(gelu(linear(xr, w1r, b1r)), w2r, b2r), p, drop_gen);
   sum(yr * up).backward();
 
-  tp::ColumnParallelLinear fc(C, 4 * C, c, true, false, dt);
-  tp::RowParallelLinear proj(4 * C, C, c, true, true, dt);
-  fc.load_full(w1, b1);
-  proj.load_full(w2, b2);
+  tp::ParallelMLP mlp(C, c, p, /*bias=*/true, dt);
+  mlp.load_full(w1, b1, w2, b2);
+  tp::TensorParallelRng rng(99, r);
   Tensor x = leaf(x0);
-  Tensor y = proj.forward(gelu(fc.forward(x)));
+  Tensor y = mlp.forward(x, rng, /*training=*/true);
   LOOM_EXPECT_REL(y, yr, dt);
   sum(y * up).backward();
   LOOM_EXPECT_REL(x.grad(), xr.grad(), dt);
-  LOOM_EXPECT_REL(fc.weight().grad(), tp::shard_rows(w1r.grad(), r, n), dt);
-  LOOM_EXPECT_REL(fc.bias().grad(), tp::shard_rows(b1r.grad(), r, n), dt);
-  LOOM_EXPECT_REL(proj.weight().grad(), tp::slice_for_rank(w2r.grad(), 1, r, n), dt);
-  LOOM_EXPECT_REL(proj.bias().grad(), b2r.grad(), dt);
+  LOOM_EXPECT_REL(mlp.fc().weight().grad(), tp::shard_rows(w1r.grad(), r, n), dt);
+  LOOM_EXPECT_REL(mlp.fc().bias().grad(), tp::shard_rows(b1r.grad(), r, n), dt);
+  LOOM_EXPECT_REL(mlp.proj().weight().grad(), tp::slice_for_rank(w2r.grad(), 1, r, n), dt);
+  LOOM_EXPECT_REL(mlp.proj().bias().grad(), b2r.grad(), dt);
 }
 
 // Causal self-attention as in models/GPT.h: qkv (B,T,C) -> heads (B,H,T,D), causal SDPA, proj.
@@ -191,8 +194,8 @@ inline Tensor attention_heads(const Tensor& qkv, int64_t heads, int64_t width) {
   return y.transpose(1, 2).reshape({B, T, width});  // (B,T,width)
 }
 
-// TP attention: qkv column-parallel with the [q; k; v] rows sharded per block (this rank's heads),
-// attention over H/tp local heads, proj row-parallel.
+// tp::ParallelSelfAttention: qkv column-parallel with the [q; k; v] rows sharded per block (this
+// rank's heads), attention over H/tp local heads, proj row-parallel.
 inline void check_parallel_attention(Communicator& c, DType dt, int64_t heads) {
   const int r = c.rank(), n = c.size();
   const int64_t C = 24;
@@ -205,19 +208,20 @@ inline void check_parallel_attention(Communicator& c, DType dt, int64_t heads) {
   Tensor yr = linear(attention_heads(linear(xr, wqr, bqr), heads, C), wpr, bpr);
   sum(yr * up).backward();
 
-  tp::ColumnParallelLinear qkv(C, 3 * C, c, true, false, dt);
-  tp::RowParallelLinear proj(C, C, c, true, true, dt);
-  qkv.load_full(wq, bq, /*stacked=*/3);
-  proj.load_full(wp, bp);
+  // dropout configured but training=false: the eval path must equal the TP=1 block exactly.
+  tp::ParallelSelfAttention attn(C, heads, c, /*dropout=*/0.2, /*bias=*/true, dt);
+  attn.load_full(wq, bq, wp, bp);
+  EXPECT_EQ(attn.local_heads(), heads / n);
+  tp::TensorParallelRng rng(5, r);
   Tensor x = leaf(x0);
-  Tensor y = proj.forward(attention_heads(qkv.forward(x), heads / n, C / n));
+  Tensor y = attn.forward(x, rng, /*training=*/false);
   LOOM_EXPECT_REL(y, yr, dt);
   sum(y * up).backward();
   LOOM_EXPECT_REL(x.grad(), xr.grad(), dt);
-  LOOM_EXPECT_REL(qkv.weight().grad(), tp::shard_rows(wqr.grad(), r, n, 3), dt);
-  LOOM_EXPECT_REL(qkv.bias().grad(), tp::shard_rows(bqr.grad(), r, n, 3), dt);
-  LOOM_EXPECT_REL(proj.weight().grad(), tp::slice_for_rank(wpr.grad(), 1, r, n), dt);
-  LOOM_EXPECT_REL(proj.bias().grad(), bpr.grad(), dt);
+  LOOM_EXPECT_REL(attn.qkv().weight().grad(), tp::shard_rows(wqr.grad(), r, n, 3), dt);
+  LOOM_EXPECT_REL(attn.qkv().bias().grad(), tp::shard_rows(bqr.grad(), r, n, 3), dt);
+  LOOM_EXPECT_REL(attn.proj().weight().grad(), tp::slice_for_rank(wpr.grad(), 1, r, n), dt);
+  LOOM_EXPECT_REL(attn.proj().bias().grad(), bpr.grad(), dt);
 }
 
 // dropout masks drawn from tensor_parallel() differ across TP ranks, those from replicated()

@@ -4,6 +4,8 @@
 // dropout RNG), the mapping pairs themselves and argument errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "parallel/comm/FakeCommunicator.h"
 #include "tests/parallel/TensorParallelCases.h"
 
@@ -132,6 +134,37 @@ TEST(TensorParallelTest, VocabParallelCrossEntropyHandlesARankOfOnlyPadding) {
 
 TEST(TensorParallelTest, ParallelMLPMatchesTP1) {
   for_tp_and_dtype([](Communicator& c, DType dt) { test::check_parallel_mlp(c, dt); });
+}
+
+TEST(TensorParallelTest, ParallelMLPWithResidualDropoutMatchesTP1) {
+  // Residual dropout is outside the TP region: the replicated stream gives the TP=1 mask.
+  for_tp_and_dtype([](Communicator& c, DType dt) { test::check_parallel_mlp(c, dt, 0.3); });
+}
+
+TEST(TensorParallelTest, ParallelAttentionTrainingDropoutIsReproducibleAndLocal) {
+  // Inside the TP region each rank drops its own heads' probabilities: same state, same
+  // output; and the output stays replicated across ranks (row-parallel reduce).
+  run_fake_ranks(
+      2,
+      [](Communicator& c) {
+        Generator gen(3);
+        tp::ParallelSelfAttention attn(8, 4, c, 0.5, true, DType::F64);
+        attn.load_full(Tensor::randn({24, 8}, gen, DType::F64),
+                       Tensor::randn({24}, gen, DType::F64), Tensor::randn({8, 8}, gen, DType::F64),
+                       Tensor::randn({8}, gen, DType::F64));
+        Tensor x = Tensor::randn({1, 6, 8}, gen, DType::F64);
+        tp::TensorParallelRng rng(17, c.rank());
+        Tensor y1 = attn.forward(x, rng, true);
+        rng.set_state({17, 0, 0});
+        Tensor y2 = attn.forward(x, rng, true);
+        EXPECT_EQ(y1.to_vector<double>(), y2.to_vector<double>());
+        Tensor both = tp::all_gather_last_dim(y1.contiguous(), c);  // (1, 6, 16)
+        EXPECT_EQ(both.narrow(2, 0, 8).contiguous().to_vector<double>(),
+                  both.narrow(2, 8, 8).contiguous().to_vector<double>());
+        Tensor eval = attn.forward(x, rng, false);
+        EXPECT_GT(rel_frob(y1, eval), 0.0);  // dropout was active in training
+      },
+      opts());
 }
 
 TEST(TensorParallelTest, ParallelAttentionWithHeadsSplitMatchesTP1) {

@@ -1,0 +1,58 @@
+// The two tensor-parallel halves of a GPT-2 block (models/GPT.h semantics), composed from the
+// column/row-parallel layers: ParallelMLP (fc C->4C column-parallel, GELU on the local slice, proj
+// 4C->C row-parallel) and ParallelSelfAttention (qkv C->3C column-parallel with this rank's heads,
+// causal attention over n_head/tp local heads, proj row-parallel). One all-reduce forward and one
+// backward each. Dropout: attention probabilities are inside the TP region (rng.tensor_parallel()),
+// the residual dropout after the row-parallel reduce is outside it (rng.replicated()).
+//   ParallelSelfAttention attn(C, H, tp, /*dropout=*/0.1);  attn.load_full(w_qkv, b_qkv, w_p, b_p);
+//   Tensor y = attn.forward(ln_1(x), rng, /*training=*/true);   // x, y (B,T,C) on every TP rank
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "parallel/tensor/ParallelLinear.h"
+#include "parallel/tensor/TensorParallelRng.h"
+
+namespace loom::tp {
+
+class ParallelMLP {
+ public:
+  ParallelMLP(int64_t C, Communicator& tp, double dropout = 0.0, bool bias = true,
+              DType dtype = DType::F32, Device device = Device::cpu());
+  Tensor forward(const Tensor& x, TensorParallelRng& rng, bool training) const;  // (B,T,C)
+  // TP=1 weights: fc (4C, C) + (4C), proj (C, 4C) + (C).
+  void load_full(const Tensor& fc_w, const Tensor& fc_b, const Tensor& proj_w,
+                 const Tensor& proj_b);
+  ColumnParallelLinear& fc() { return fc_; }
+  RowParallelLinear& proj() { return proj_; }
+  std::vector<Tensor> parameters() const;
+
+ private:
+  double dropout_;
+  ColumnParallelLinear fc_;
+  RowParallelLinear proj_;
+};
+
+class ParallelSelfAttention {
+ public:
+  // n_head % tp == 0 and C % n_head == 0.
+  ParallelSelfAttention(int64_t C, int64_t n_head, Communicator& tp, double dropout = 0.0,
+                        bool bias = true, DType dtype = DType::F32, Device device = Device::cpu());
+  Tensor forward(const Tensor& x, TensorParallelRng& rng, bool training) const;  // (B,T,C)
+  // TP=1 weights: qkv (3C, C) + (3C) stacked [q; k; v], proj (C, C) + (C).
+  void load_full(const Tensor& qkv_w, const Tensor& qkv_b, const Tensor& proj_w,
+                 const Tensor& proj_b);
+  ColumnParallelLinear& qkv() { return qkv_; }
+  RowParallelLinear& proj() { return proj_; }
+  int64_t local_heads() const { return local_heads_; }
+  std::vector<Tensor> parameters() const;
+
+ private:
+  int64_t local_heads_;
+  double dropout_;
+  ColumnParallelLinear qkv_;
+  RowParallelLinear proj_;
+};
+
+}  // namespace loom::tp
