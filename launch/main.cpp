@@ -62,6 +62,7 @@ int run(int argc, char** argv) {
   if (verb == "generate") return loom::cli::cmd_generate(argc, argv);
   if (verb == "convert") return loom::cli::cmd_convert(argc, argv);
   if (verb == "bench") return loom::cli::cmd_bench(argc, argv);
+  if (verb == "launch") return loom::cli::cmd_launch(argc, argv);
   throw loom::ConfigError("loom: unknown command \"" + verb + "\"; run `loom --help` for the list");
 }
 

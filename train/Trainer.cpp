@@ -16,6 +16,10 @@
 #include "optim/AdamW.h"
 #include "optim/ClipGradNorm.h"
 #include "optim/SGD.h"
+#include "parallel/ProcessGroups.h"
+#include "parallel/data/DistributedRuntime.h"
+#include "parallel/data/GradBucketReducer.h"
+#include "parallel/data/ZeroOptimizer.h"
 #include "train/HfConvert.h"
 
 namespace loom::train {
@@ -65,8 +69,9 @@ void load_model_tensors(const Checkpoint& ck, models::GPT& model, const std::str
   for (const auto& [name, p] : params) p.detach().copy_(ck.tensors.at("model/" + name));
 }
 
-Trainer::Trainer(const RunConfig& cfg)
+Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
     : cfg_(cfg), device_(device_from(cfg)), init_gen_(cfg.seed()) {
+  if (world) setup_parallel(std::move(world));
   LOOM_CHECK_T(ConfigError, cfg.dtype() == RunConfig::F32,
                "train: dtype=", RunConfig::DType_Name(cfg.dtype()),
                " is not supported by this build's trainer yet; expected F32");
@@ -90,25 +95,71 @@ Trainer::Trainer(const RunConfig& cfg)
   lo.seq_len = cfg.data().seq_len();
   lo.seed = cfg.seed();
   lo.shuffle = cfg.data().shuffle();
+  lo.rank = grid_ ? grid_->dp_rank() : 0;  // each DP rank reads its own windows
+  lo.world = grid_ ? grid_->dp_size() : 1;
   train_loader_ = std::make_unique<data::DataLoader>(
       std::make_shared<data::TokenDataset>(cfg.data().train_path()), lo);
   train_loader_->check_vocab(cfg.model().vocab_size());
   if (!cfg.data().val_path().empty()) {
     lo.shuffle = false;
+    lo.rank = 0;  // every rank evaluates the whole set (identical parameters, identical result)
+    lo.world = 1;
     lo.drop_last = false;
     val_loader_ = std::make_unique<data::DataLoader>(
         std::make_shared<data::TokenDataset>(cfg.data().val_path()), lo);
     val_loader_->check_vocab(cfg.model().vocab_size());
   }
-  metrics_ = std::make_unique<MetricsLogger>(cfg.output_dir(), cfg.logging().tensorboard());
-
-  const std::string& resume = cfg.checkpoint().resume();
-  if (resume == "auto") {
-    std::string dir = find_latest_checkpoint(cfg.checkpoint().dir());
-    if (!dir.empty()) resume_from(dir);
-  } else if (resume != "none" && !resume.empty()) {
-    resume_from(resume);
+  if (writer_)
+    metrics_ = std::make_unique<MetricsLogger>(cfg.output_dir(), cfg.logging().tensorboard());
+  resume_if_asked();
+  if (grid_ && grid_->dp_size() > 1) {
+    NoGradGuard g;  // replicas start bitwise equal even if an init path were rank dependent
+    for (const Tensor& p : model_->parameters()) grid_->dp_group().broadcast(p.detach(), 0);
+    if (!zero_)
+      reducer_ = std::make_unique<GradBucketReducer>(model_->parameters(), grid_->dp_group());
   }
+}
+
+void Trainer::setup_parallel(std::shared_ptr<Communicator> world) {
+  // First collective of the job: ranks with different configs must not start training.
+  dist::check_config_hash(*world, config::config_hash(cfg_));
+  const auto& par = cfg_.parallel();
+  LOOM_CHECK_T(ConfigError, par.tp() * par.pp() * par.dp() == world->size(),
+               "train: expected parallel.tp*pp*dp = world size ", world->size(), ", got tp=",
+               par.tp(), " pp=", par.pp(), " dp=", par.dp(),
+               "; hint: resolve the config with the job's world size");
+  LOOM_CHECK_T(ConfigError, par.tp() == 1 && par.pp() == 1,
+               "train: this trainer runs data parallelism only; expected parallel.tp=1 and pp=1, "
+               "got tp=", par.tp(), " pp=", par.pp());
+  LOOM_CHECK_T(ConfigError,
+               par.zero_stage() == 0 || cfg_.optimizer().type() != config::OptimizerConfig::SGD,
+               "train: parallel.zero_stage=1 shards AdamW state; expected optimizer.type=ADAMW, "
+               "got SGD");
+  if (par.ordered_reduce()) world->set_ordered_reduce(true);
+  grid_ = std::make_unique<ProcessGrid>(world, int(par.tp()), int(par.pp()), int(par.dp()));
+  if (par.ordered_reduce()) grid_->dp_group().set_ordered_reduce(true);
+  logging::set_rank_tag(grid_->tag(), grid_->global_rank());
+  writer_ = grid_->global_rank() == 0;
+}
+
+void Trainer::resume_if_asked() {
+  const std::string& resume = cfg_.checkpoint().resume();
+  std::string dir;
+  if (resume == "auto") {
+    // Rank 0 picks the checkpoint so every rank resumes from the same one (shared filesystem).
+    if (writer_) dir = find_latest_checkpoint(cfg_.checkpoint().dir());
+    if (grid_) dir = dist::broadcast_string(grid_->world(), dir, 0);
+  } else if (resume != "none" && !resume.empty()) {
+    dir = resume;
+  }
+  if (!dir.empty()) resume_from(dir);
+  if (!grid_) return;
+  Tensor steps = Tensor::zeros({grid_->world().size()}, DType::I64);
+  grid_->world().all_gather(steps, Tensor::from_vector<int64_t>({step_}, {1}));
+  std::vector<int64_t> v = steps.to_vector<int64_t>();
+  for (size_t r = 1; r < v.size(); ++r)
+    LOOM_CHECK_T(CheckpointError, v[r] == v[0], "resume: rank ", r, " is at step ", v[r],
+                 " but rank 0 is at step ", v[0], " (", dir.empty() ? "no checkpoint" : dir, ")");
 }
 
 Trainer::~Trainer() = default;
@@ -165,6 +216,16 @@ void Trainer::build_optimizer() {
     opt_ = std::make_unique<optim::SGD>(params, so);
   } else {
     optim::AdamWOptions ao;
+    if (grid_ && cfg_.parallel().zero_stage() == 1) {
+      ao.lr = o.lr();
+      ao.beta1 = o.beta1();
+      ao.beta2 = o.beta2();
+      ao.eps = o.eps();
+      zero_ = std::make_unique<ZeroAdamW>(
+          optim::make_decay_groups(params, o.lr(), o.weight_decay(), filter), ao,
+          grid_->dp_group());
+      return;
+    }
     ao.lr = o.lr();
     ao.beta1 = o.beta1();
     ao.beta2 = o.beta2();
@@ -176,16 +237,29 @@ void Trainer::build_optimizer() {
 }
 
 std::string Trainer::save(int64_t step) {
+  // Under ZeRO-1 the state is gathered into logical tensors (collective), so the checkpoint loads
+  // at any DP size.
+  const std::map<std::string, optim::ParamState> states =
+      zero_ ? zero_->gather_states() : opt_->states();
+  std::string path;
+  if (writer_) path = write_checkpoint(step, states);
+  // Also keeps the other ranks from running ahead while rank 0 writes.
+  if (grid_) path = dist::broadcast_string(grid_->world(), path, 0);
+  return path;
+}
+
+std::string Trainer::write_checkpoint(int64_t step,
+                                      const std::map<std::string, optim::ParamState>& states) {
   Checkpoint ck;
   ck.step = step;
   add_model_tensors(ck, *model_);
   json state;
-  for (const auto& [name, st] : opt_->states()) {
+  for (const auto& [name, st] : states) {
     for (const auto& [key, buf] : st.buffers) ck.tensors["optim/" + key + "/" + name] = buf;
     state["param_steps"][name] = st.step;
   }
   state["step"] = step;
-  state["optimizer_steps"] = opt_->step_count();
+  state["optimizer_steps"] = zero_ ? zero_->step_count() : opt_->step_count();
   auto ls = train_loader_->state();
   state["loader"] = {{"epoch", ls.epoch}, {"position", ls.position}};
   Generator& dg = model_->dropout_generator();
@@ -216,15 +290,21 @@ void Trainer::resume_from(const std::string& dir) {
   }
   LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", dir, ":", problems);
   load_model_tensors(ck, *model_, dir);
+  std::map<std::string, optim::ParamState> states;
   for (const auto& [key, t] : ck.tensors) {
     if (key.rfind("optim/", 0) != 0) continue;
     size_t slash = key.find('/', 6);
     std::string buf = key.substr(6, slash - 6), name = key.substr(slash + 1);
-    optim::ParamState& st = opt_->state(name);
-    st.buffers[buf] = t.to(device_).clone();
-    st.step = param_steps.value(name, int64_t(0));
+    states[name].buffers[buf] = t.to(device_).clone();
+    states[name].step = param_steps.value(name, int64_t(0));
   }
-  opt_->set_step_count(state.value("optimizer_steps", int64_t(0)));
+  const int64_t opt_steps = state.value("optimizer_steps", int64_t(0));
+  if (zero_) {
+    zero_->load_states(states, opt_steps);
+  } else {
+    for (auto& [name, st] : states) opt_->state(name) = std::move(st);
+    opt_->set_step_count(opt_steps);
+  }
   step_ = state.value("step", int64_t(0));
   train_loader_->set_state({state["loader"].value("epoch", int64_t(0)),
                             state["loader"].value("position", int64_t(0))});
@@ -234,9 +314,14 @@ void Trainer::resume_from(const std::string& dir) {
 }
 
 double Trainer::train_step(int64_t step, double& grad_norm) {
-  opt_->set_lr(schedule_.lr_at(step - 1));
+  if (zero_)
+    zero_->set_lr(schedule_.lr_at(step - 1));
+  else
+    opt_->set_lr(schedule_.lr_at(step - 1));
   double loss_sum = 0.0;
   for (int64_t micro = 0; micro < grad_accum_; ++micro) {
+    // Gradients are reduced (during backward) on the last micro-batch only.
+    if (reducer_) reducer_->set_sync(micro == grad_accum_ - 1);
     data::Batch b = train_loader_->next();
     Tensor loss = model_->loss(b.inputs.to(device_), b.targets.to(device_));
     double v = loss.item();
@@ -247,12 +332,28 @@ double Trainer::train_step(int64_t step, double& grad_norm) {
     if (grad_accum_ > 1) loss = loss * (1.0 / double(grad_accum_));
     loss.backward();
   }
-  double clip = cfg_.optimizer().grad_clip();
+  optimizer_step(grad_norm);
+  double loss = loss_sum / double(grad_accum_);
+  if (grid_ && grid_->dp_size() > 1) {  // logged loss: mean over DP ranks
+    Tensor t = Tensor::from_vector<double>({loss}, {1});
+    grid_->dp_group().all_reduce(t);
+    loss = t.item() / double(grid_->dp_size());
+  }
+  return loss;
+}
+
+void Trainer::optimizer_step(double& grad_norm) {
+  const double clip = cfg_.optimizer().grad_clip();
+  if (zero_) {
+    grad_norm = zero_->step(clip);  // global norm over the shards, then clip, update, gather
+    zero_->zero_grad();
+    return;
+  }
+  if (reducer_) reducer_->finish();  // every rank now holds the same averaged gradients
   grad_norm = clip > 0 ? optim::clip_grad_norm(model_->parameters(), clip)
                        : optim::grad_norm(model_->parameters());
   opt_->step();
   opt_->zero_grad();
-  return loss_sum / double(grad_accum_);
 }
 
 double Trainer::evaluate() {
@@ -277,16 +378,17 @@ TrainSummary Trainer::run() {
   s.first_step = step_ + 1;
   s.first_val_loss = s.last_val_loss = std::numeric_limits<double>::quiet_NaN();
   const int64_t max_steps = cfg_.max_steps();
-  const int64_t tokens_per_step = cfg_.batch().micro_batch_size() * cfg_.data().seq_len() * grad_accum_;
+  const int64_t tokens_per_step = cfg_.batch().micro_batch_size() * cfg_.data().seq_len() *
+                                  grad_accum_ * (grid_ ? grid_->dp_size() : 1);
   const int64_t eval_every = cfg_.eval().interval(), ckpt_every = cfg_.checkpoint().interval();
-  bool show = cfg_.logging().progress() != config::LoggingConfig::OFF;
+  bool show = writer_ && cfg_.logging().progress() != config::LoggingConfig::OFF;
   ProgressDisplay progress(max_steps, /*force_plain=*/false, cfg_.logging().interval());
   auto do_eval = [&](int64_t step) {
     double v = evaluate();
     if (std::isnan(v)) return;
     if (std::isnan(s.first_val_loss)) s.first_val_loss = v;
     s.last_val_loss = v;
-    metrics_->write({{"step", double(step)}, {"val_loss", v}, {"val_ppl", std::exp(v)}}, "eval/");
+    if (metrics_) metrics_->write({{"step", double(step)}, {"val_loss", v}, {"val_ppl", std::exp(v)}}, "eval/");
     if (show) progress.message(detail::str_cat("eval step ", step, ": val_loss ", v, " ppl ", std::exp(v)));
   };
   if (step_ == 0 && eval_every > 0) do_eval(0);
@@ -300,7 +402,7 @@ TrainSummary Trainer::run() {
     step_ = step;
     s.losses.push_back(loss);
     double tps = double(tokens_per_step) / dt;
-    metrics_->write({{"step", double(step)}, {"loss", loss}, {"lr", schedule_.lr_at(step - 1)},
+    if (metrics_) metrics_->write({{"step", double(step)}, {"loss", loss}, {"lr", schedule_.lr_at(step - 1)},
                      {"grad_norm", grad_norm}, {"tokens_per_s", tps}, {"step_ms", dt * 1e3}});
     if (show) progress.update(step, loss, schedule_.lr_at(step - 1), tps);
     if (eval_every > 0 && step % eval_every == 0 && step != max_steps) do_eval(step);

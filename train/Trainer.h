@@ -7,8 +7,13 @@
 //   TrainSummary s = t.run();
 // Resuming (checkpoint.resume = "auto") continues bitwise: parameters, optimizer moments, step,
 // data-loader position and dropout RNG all come from the checkpoint.
+// Data parallel: Trainer(cfg, MpiCommunicator::world()) with cfg resolved for that world size.
+// Every rank checks the config hash, loads its DP shard of the data, reduces gradients in buckets
+// during backward (parallel/data/GradBucketReducer.h) or shards AdamW (zero_stage 1); rank 0 alone
+// writes metrics, progress and checkpoints (which stay layout-free: logical tensors only).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +25,13 @@
 #include "optim/Optimizer.h"
 #include "train/Checkpoint.h"
 #include "train/Metrics.h"
+
+namespace loom {
+class Communicator;
+class ProcessGrid;
+class GradBucketReducer;
+class ZeroAdamW;
+}  // namespace loom
 
 namespace loom::train {
 
@@ -41,20 +53,27 @@ void load_model_tensors(const Checkpoint& ck, models::GPT& model, const std::str
 
 class Trainer {
  public:
-  explicit Trainer(const config::RunConfig& cfg);
+  // `world`: null for one process; otherwise every rank of the job (tp = pp = 1 in this trainer).
+  explicit Trainer(const config::RunConfig& cfg, std::shared_ptr<Communicator> world = nullptr);
   ~Trainer();
   TrainSummary run();
 
   models::GPT& model() { return *model_; }
   // Mean loss over eval.steps batches of the validation set (model in eval mode).
   double evaluate();
+  // True on the rank that writes metrics, progress and checkpoints (global rank 0).
+  bool is_writer() const { return writer_; }
 
  private:
+  void setup_parallel(std::shared_ptr<Communicator> world);
   void build_optimizer();
+  void resume_if_asked();
+  void optimizer_step(double& grad_norm);
   // init_from: a Loom checkpoint directory, or "hf:DIR" for a Hugging Face GPT-2 directory.
   void init_weights_from(const std::string& source);
   void resume_from(const std::string& dir);
-  std::string save(int64_t step);
+  std::string save(int64_t step);  // collective; rank 0 writes, every rank gets the path
+  std::string write_checkpoint(int64_t step, const std::map<std::string, optim::ParamState>& states);
   double train_step(int64_t step, double& grad_norm);
 
   config::RunConfig cfg_;
@@ -67,6 +86,10 @@ class Trainer {
   std::unique_ptr<MetricsLogger> metrics_;
   int64_t step_ = 0;  // optimizer updates done so far
   int64_t grad_accum_ = 1;
+  std::unique_ptr<ProcessGrid> grid_;           // null for one process
+  std::unique_ptr<GradBucketReducer> reducer_;  // dp > 1 without ZeRO
+  std::unique_ptr<ZeroAdamW> zero_;             // zero_stage 1 (then opt_ is null)
+  bool writer_ = true;
 };
 
 }  // namespace loom::train

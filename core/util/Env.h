@@ -21,6 +21,15 @@ inline constexpr const char* kCommTimeoutS = "LOOM_COMM_TIMEOUT_S";
 // 1 = communicators exchange a fingerprint (op, seq, dtype, shape) before every collective and
 // throw CollectiveMismatch when ranks disagree (costs one small extra collective per call).
 inline constexpr const char* kCommDebug = "LOOM_COMM_DEBUG";
+// Set by the process launchers; `loom train` initialises MPI when any is set (world size > 0):
+// OpenMPI's mpirun, MPICH/Intel (PMI) and Slurm's srun.
+inline constexpr const char* kOmpiWorldSize = "OMPI_COMM_WORLD_SIZE";
+inline constexpr const char* kPmiSize = "PMI_SIZE";
+inline constexpr const char* kSlurmNtasks = "SLURM_NTASKS";
+// Set inside a Slurm allocation; `loom launch` without -n then asks for srun instead.
+inline constexpr const char* kSlurmJobId = "SLURM_JOB_ID";
+// The mpirun executable `loom launch` runs (default: mpirun from PATH).
+inline constexpr const char* kMpirun = "LOOM_MPIRUN";
 
 bool is_set(const char* name);
 std::string get_string(const char* name, const std::string& fallback);

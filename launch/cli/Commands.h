@@ -2,6 +2,8 @@
 // returns an exit code; exceptions propagate to main(), which maps them to exit codes.
 #pragma once
 
+#include <exception>
+
 namespace loom::cli {
 
 int cmd_train(int argc, char** argv);       // loom train CONFIG [--set a.b=v]... [--resume R]
@@ -11,5 +13,9 @@ int cmd_tokenizer(int argc, char** argv);   // loom tokenizer train|encode|decod
 int cmd_generate(int argc, char** argv);    // loom generate --checkpoint DIR --prompt "..."
 int cmd_bench(int argc, char** argv);       // loom bench --model NAME --batch B --seq T ...
 int cmd_convert(int argc, char** argv);     // loom convert --from hf DIR --to CKPT (and back)
+int cmd_launch(int argc, char** argv);      // loom launch -n N [--hostfile F] CONFIG [--set ...]
+
+// The documented exit code for an error (ConfigError 2, CheckpointError 3, CommTimeout 4, ...).
+int exit_code_of(const std::exception& e);
 
 }  // namespace loom::cli

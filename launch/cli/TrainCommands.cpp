@@ -1,13 +1,18 @@
 // `loom train` and `loom plan`: resolve the config (file + --set overrides + defaults +
-// validation, all before any work), then train or print the resolved plan.
+// validation, all before any work), then train or print the resolved plan. Started by mpirun or
+// srun (see parallel/data/DistributedRuntime.h), `loom train` initialises MPI and trains data
+// parallel over all ranks; a rank that fails prints its error and aborts the whole job.
 #include <cmath>
 #include <cstdio>
+#include <memory>
 
 #include "launch/cli/Args.h"
 #include "launch/cli/Commands.h"
 #include "launch/config/ConfigDefaults.h"
 #include "launch/config/ConfigLoader.h"
 #include "models/GPTConfig.h"
+#include "parallel/comm/MpiCommunicator.h"
+#include "parallel/data/DistributedRuntime.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -23,16 +28,27 @@ config::RunConfig resolve_from(const Args& a, const std::string& verb, int world
 }
 }  // namespace
 
-int cmd_train(int argc, char** argv) {
-  Args a("train", argc, argv, 2,
-         {{"set", Kind::List, "override a config field, e.g. --set optimizer.lr=3e-4"},
-          {"resume", Kind::Value, "auto (newest complete checkpoint), none, or a checkpoint dir"}});
-  config::RunConfig cfg = resolve_from(a, "train", 1);
-  train::Trainer trainer(cfg);
-  std::printf("loom train: %s, %lld parameters, %lld steps, output %s\n", cfg.name().c_str(),
-              (long long)trainer.model().num_parameters(), (long long)cfg.max_steps(),
-              cfg.output_dir().c_str());
+int exit_code_of(const std::exception& e) {
+  if (dynamic_cast<const ConfigError*>(&e)) return 2;
+  if (dynamic_cast<const CheckpointError*>(&e)) return 3;
+  if (dynamic_cast<const CommTimeout*>(&e)) return 4;
+  if (dynamic_cast<const OutOfMemoryError*>(&e)) return 5;
+  if (dynamic_cast<const NonFiniteError*>(&e)) return 6;
+  return 1;
+}
+
+namespace {
+// One training run; `world` is null for a single process. Prints only on the writing rank.
+int train_with(const Args& a, std::shared_ptr<Communicator> world) {
+  config::RunConfig cfg = resolve_from(a, "train", world ? world->size() : 1);
+  train::Trainer trainer(cfg, world);
+  const bool out = trainer.is_writer();
+  if (out)
+    std::printf("loom train: %s, %lld parameters, %lld steps, %d rank(s), output %s\n",
+                cfg.name().c_str(), (long long)trainer.model().num_parameters(),
+                (long long)cfg.max_steps(), world ? world->size() : 1, cfg.output_dir().c_str());
   train::TrainSummary s = trainer.run();
+  if (!out) return 0;
   if (!s.losses.empty())
     std::printf("loom train: steps %lld-%lld, final loss %.4f", (long long)s.first_step,
                 (long long)s.last_step, s.losses.back());
@@ -42,6 +58,26 @@ int cmd_train(int argc, char** argv) {
     std::printf(", val loss %.4f -> %.4f", s.first_val_loss, s.last_val_loss);
   std::printf("\nloom train: checkpoint %s\n", s.last_checkpoint.c_str());
   return 0;
+}
+}  // namespace
+
+int cmd_train(int argc, char** argv) {
+  Args a("train", argc, argv, 2,
+         {{"set", Kind::List, "override a config field, e.g. --set optimizer.lr=3e-4"},
+          {"resume", Kind::Value, "auto (newest complete checkpoint), none, or a checkpoint dir"}});
+  if (!dist::started_by_launcher()) return train_with(a, nullptr);
+  dist::MpiSession mpi;
+  try {
+    // Scoped so that the communicators are gone before MPI_Finalize.
+    return train_with(a, mpi.world_size() > 1 ? MpiCommunicator::world() : nullptr);
+  } catch (const std::exception& e) {
+    if (mpi.world_size() == 1) throw;
+    std::fprintf(stderr, "loom: error: [rank %d of %d] %s\n", mpi.world_rank(), mpi.world_size(),
+                 e.what());
+    std::fflush(stderr);
+    std::fflush(stdout);
+    dist::abort_job(exit_code_of(e));  // ends every rank, so none waits for this one
+  }
 }
 
 int cmd_plan(int argc, char** argv) {
