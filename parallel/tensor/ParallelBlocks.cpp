@@ -58,6 +58,14 @@ std::vector<Tensor> ParallelMLP::parameters() const {
   return concat(fc_.parameters(), proj_.parameters());
 }
 
+std::vector<Tensor> ParallelMLP::sharded_parameters() const {
+  return concat(fc_.sharded_parameters(), proj_.sharded_parameters());
+}
+
+std::vector<Tensor> ParallelMLP::replicated_parameters() const {
+  return concat(fc_.replicated_parameters(), proj_.replicated_parameters());
+}
+
 ParallelSelfAttention::ParallelSelfAttention(int64_t C, int64_t n_head, Communicator& tp,
                                              double dropout, bool bias, DType dtype, Device device)
     : local_heads_(n_head / tp.size()),
@@ -92,6 +100,14 @@ void ParallelSelfAttention::load_full(const Tensor& qkv_w, const Tensor& qkv_b,
 
 std::vector<Tensor> ParallelSelfAttention::parameters() const {
   return concat(qkv_.parameters(), proj_.parameters());
+}
+
+std::vector<Tensor> ParallelSelfAttention::sharded_parameters() const {
+  return concat(qkv_.sharded_parameters(), proj_.sharded_parameters());
+}
+
+std::vector<Tensor> ParallelSelfAttention::replicated_parameters() const {
+  return concat(qkv_.replicated_parameters(), proj_.replicated_parameters());
 }
 
 }  // namespace loom::tp

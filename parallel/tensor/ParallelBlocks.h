@@ -27,6 +27,9 @@ class ParallelMLP {
   ColumnParallelLinear& fc() { return fc_; }
   RowParallelLinear& proj() { return proj_; }
   std::vector<Tensor> parameters() const;
+  // Split for tp::grad_norm: rank-distinct slices vs tensors equal on every TP rank.
+  std::vector<Tensor> sharded_parameters() const;
+  std::vector<Tensor> replicated_parameters() const;
 
  private:
   double dropout_;
@@ -47,6 +50,9 @@ class ParallelSelfAttention {
   RowParallelLinear& proj() { return proj_; }
   int64_t local_heads() const { return local_heads_; }
   std::vector<Tensor> parameters() const;
+  // Split for tp::grad_norm: rank-distinct slices vs tensors equal on every TP rank.
+  std::vector<Tensor> sharded_parameters() const;
+  std::vector<Tensor> replicated_parameters() const;
 
  private:
   int64_t local_heads_;

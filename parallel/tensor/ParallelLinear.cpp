@@ -105,4 +105,8 @@ std::vector<Tensor> RowParallelLinear::parameters() const {
   return bias_.defined() ? std::vector<Tensor>{weight_, bias_} : std::vector<Tensor>{weight_};
 }
 
+std::vector<Tensor> RowParallelLinear::replicated_parameters() const {
+  return bias_.defined() ? std::vector<Tensor>{bias_} : std::vector<Tensor>{};
+}
+
 }  // namespace loom::tp

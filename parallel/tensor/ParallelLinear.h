@@ -42,6 +42,8 @@ class ColumnParallelLinear {
   const Tensor& weight() const { return weight_; }  // (out/tp, in)
   const Tensor& bias() const { return bias_; }      // (out/tp) or undefined
   std::vector<Tensor> parameters() const;
+  std::vector<Tensor> sharded_parameters() const { return parameters(); }  // weight, bias
+  std::vector<Tensor> replicated_parameters() const { return {}; }
 
  private:
   Communicator& tp_;
@@ -66,6 +68,9 @@ class RowParallelLinear {
   const Tensor& weight() const { return weight_; }  // (out, in/tp)
   const Tensor& bias() const { return bias_; }      // (out) or undefined
   std::vector<Tensor> parameters() const;
+  std::vector<Tensor> sharded_parameters() const { return {weight_}; }
+  // The bias is equal on every TP rank (its gradient too).
+  std::vector<Tensor> replicated_parameters() const;
 
  private:
   Communicator& tp_;

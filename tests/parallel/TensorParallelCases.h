@@ -22,6 +22,7 @@
 #include "parallel/tensor/Mappings.h"
 #include "parallel/tensor/ParallelBlocks.h"
 #include "parallel/tensor/ParallelLinear.h"
+#include "parallel/tensor/TensorParallelGradNorm.h"
 #include "parallel/tensor/TensorParallelRng.h"
 #include "parallel/tensor/VocabParallel.h"
 
@@ -183,6 +184,40 @@ inline void check_parallel_mlp(Communicator& c, DType dt, double p = 0.0) {
   LOOM_EXPECT_REL(mlp.fc().bias().grad(), tp::shard_rows(b1r.grad(), r, n), dt);
   LOOM_EXPECT_REL(mlp.proj().weight().grad(), tp::slice_for_rank(w2r.grad(), 1, r, n), dt);
   LOOM_EXPECT_REL(mlp.proj().bias().grad(), b2r.grad(), dt);
+}
+
+// tp::grad_norm / clip_grad_norm on a ParallelMLP vs the norm and clipping of the TP=1 grads.
+inline void check_grad_norm_and_clip(Communicator& c, DType dt) {
+  const int r = c.rank(), n = c.size();
+  const int64_t C = 12;  // 4C divisible by 2, 3 and 4
+  Generator gen(17);
+  Tensor w1 = Tensor::randn({4 * C, C}, gen, dt), b1 = Tensor::randn({4 * C}, gen, dt);
+  Tensor w2 = Tensor::randn({C, 4 * C}, gen, dt), b2 = Tensor::randn({C}, gen, dt);
+  Tensor x0 = Tensor::randn({2, 3, C}, gen, dt), up = Tensor::randn({2, 3, C}, gen, dt);
+  std::vector<Tensor> ref = {leaf(w1), leaf(b1), leaf(w2), leaf(b2)};
+  sum(linear(gelu(linear(x0, ref[0], ref[1])), ref[2], ref[3]) * up).backward();
+  double sq = 0;
+  for (const Tensor& p : ref)
+    for (double g : p.grad().to_vector<double>()) sq += g * g;
+  const double ref_norm = std::sqrt(sq);
+
+  tp::ParallelMLP mlp(C, c, 0.0, true, dt);
+  mlp.load_full(w1, b1, w2, b2);
+  tp::TensorParallelRng rng(1, r);
+  sum(mlp.forward(x0, rng, true) * up).backward();
+  const double norm = tp::grad_norm(mlp.sharded_parameters(), mlp.replicated_parameters(), r, c);
+  EXPECT_LE(std::fabs(norm - ref_norm) / ref_norm, tp_tolerance(dt)) << norm << " vs " << ref_norm;
+
+  const double max_norm = ref_norm / 3;
+  const double before =
+      tp::clip_grad_norm(mlp.sharded_parameters(), mlp.replicated_parameters(), r, c, max_norm);
+  EXPECT_LE(std::fabs(before - ref_norm) / ref_norm, tp_tolerance(dt));
+  const double scale = max_norm / (ref_norm + 1e-6);  // torch.nn.utils.clip_grad_norm_ rule
+  LOOM_EXPECT_REL(mlp.fc().weight().grad(), tp::shard_rows(ref[0].grad(), r, n) * scale, dt);
+  LOOM_EXPECT_REL(mlp.fc().bias().grad(), tp::shard_rows(ref[1].grad(), r, n) * scale, dt);
+  LOOM_EXPECT_REL(mlp.proj().weight().grad(), tp::slice_for_rank(ref[2].grad(), 1, r, n) * scale,
+                  dt);
+  LOOM_EXPECT_REL(mlp.proj().bias().grad(), ref[3].grad() * scale, dt);
 }
 
 // Causal self-attention as in models/GPT.h: qkv (B,T,C) -> heads (B,H,T,D), causal SDPA, proj.

@@ -167,6 +167,10 @@ TEST(TensorParallelTest, ParallelAttentionTrainingDropoutIsReproducibleAndLocal)
       opts());
 }
 
+TEST(TensorParallelTest, GradNormCountsEachLogicalElementOnceAndClipsLikeTP1) {
+  for_tp_and_dtype([](Communicator& c, DType dt) { test::check_grad_norm_and_clip(c, dt); });
+}
+
 TEST(TensorParallelTest, ParallelAttentionWithHeadsSplitMatchesTP1) {
   for_tp_and_dtype([](Communicator& c, DType dt) { test::check_parallel_attention(c, dt, 4); });
 }

@@ -30,6 +30,8 @@ void run_all_cases(Communicator& tp) {
     test::check_vocab_parallel_cross_entropy(tp, dt, 11, Reduction::Mean);
     test::check_vocab_parallel_cross_entropy(tp, dt, 11, Reduction::None);
     test::check_parallel_mlp(tp, dt);
+    test::check_parallel_mlp(tp, dt, 0.3);
+    test::check_grad_norm_and_clip(tp, dt);
     test::check_parallel_attention(tp, dt, 12);  // 12 heads split over 2, 3 or 4 ranks
   }
 }
