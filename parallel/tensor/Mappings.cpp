@@ -1,8 +1,7 @@
-// The four TP communication functions (Mappings.h). Each is a Node that keeps a
-// reference to its communicator (autograd::Ctx has no slot for one), recorded
-// only when grad mode is on and the input requires grad, exactly like
-// autograd::apply. Collectives run on contiguous copies, so the caller's
-// tensors are never written in place.
+// The four TP communication functions (Mappings.h). Each is a Node that keeps a reference to its
+// communicator (autograd::Ctx has no slot for one), recorded only when grad mode is on and the
+// input requires grad, exactly like autograd::apply. Collectives run on contiguous copies, so the
+// caller's tensors are never written in place.
 #include "parallel/tensor/Mappings.h"
 
 #include <memory>

@@ -1,7 +1,6 @@
-// Column- and row-parallel linear layers (ParallelLinear.h): parameter sharding
-// and forward composed of copy_to_tp / gather_from_tp / scatter_to_tp /
-// reduce_from_tp and the core linear op, so their backward comes from those
-// functions' backward rules.
+// Column- and row-parallel linear layers (ParallelLinear.h): parameter sharding and forward
+// composed of copy_to_tp / gather_from_tp / scatter_to_tp / reduce_from_tp and the core linear
+// op, so their backward comes from those functions' backward rules.
 #include "parallel/tensor/ParallelLinear.h"
 
 #include "core/autograd/GradMode.h"

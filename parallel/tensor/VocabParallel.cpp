@@ -1,8 +1,7 @@
-// Vocabulary-parallel embedding and cross entropy (VocabParallel.h). Both are
-// written with core tensor ops (so they run on any device the ops support); the
-// cross entropy is one autograd function whose three forward all-reduces are on
-// detached statistics, and whose backward is local: softmax - onehot, scaled by
-// the incoming per-row gradient.
+// Vocabulary-parallel embedding and cross entropy (VocabParallel.h). Both are written with core
+// tensor ops (so they run on any device the ops support); the cross entropy is one autograd
+// function whose three forward all-reduces are on detached statistics, and whose backward is
+// local: softmax - onehot, scaled by the incoming per-row gradient.
 #include "parallel/tensor/VocabParallel.h"
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include "core/autograd/GradMode.h"
 #include "core/ops/Elementwise.h"
 #include "core/ops/Indexing.h"
+#include "core/ops/Linear.h"
 #include "core/ops/Reduction.h"
 #include "core/util/Check.h"
 #include "parallel/tensor/Mappings.h"
@@ -33,8 +33,8 @@ Tensor in_range(const Tensor& ids, int64_t lo, int64_t hi) {
   return where(ge(ids, i64(lo, d)), lt(ids, i64(hi, d)), boolean(false, d));
 }
 
-// Throws unless every id is in [0, vocab) or equals `ignore` (pass vocab as
-// ignore for none). Returns how many ids are not `ignore`.
+// Throws unless every id is in [0, vocab) or equals `ignore` (kNoIgnore: none is ignored).
+// Returns how many ids are not `ignore`.
 int64_t check_ids(const char* op, const Tensor& ids, int64_t vocab, int64_t ignore) {
   LOOM_CHECK(ids.dtype() == DType::I64, op, ": expected I64 ids, got ", dtype_name(ids.dtype()));
   int64_t count = 0;
@@ -128,6 +128,13 @@ Tensor VocabParallelEmbedding::forward(const Tensor& ids) const {
   Tensor rows = embedding(weight_, local_ids);  // (..., dim)
   rows = masked_fill(rows, eq(owned, boolean(false, d)).unsqueeze(-1), 0.0);
   return reduce_from_tp(rows, tp_);
+}
+
+Tensor VocabParallelEmbedding::logits(const Tensor& h) const {
+  LOOM_CHECK(h.dim() >= 1 && h.size(-1) == weight_.size(1),
+             "VocabParallelEmbedding.logits: expected h (..., ", weight_.size(1), "), got ",
+             h.shape());
+  return linear(copy_to_tp(h, tp_), weight_);  // (..., local rows)
 }
 
 void VocabParallelEmbedding::load_full(const Tensor& weight) {

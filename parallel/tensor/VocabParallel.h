@@ -1,16 +1,14 @@
-// Vocabulary-parallel embedding and cross entropy: the (padded) vocabulary's
-// rows are split into TP equal contiguous ranges, so no rank ever holds the
-// full embedding table or full-vocab logits. Padding policy (matches
-// config::padded_vocab_size): the row count is vocab_size rounded up to a
-// multiple of lcm(vocab_pad_multiple, tp). Padded rows are never looked up (ids
-// < vocab_size), and the cross entropy masks padded columns out of the softmax,
-// so the loss equals the loss over the real vocab_size columns whatever the
-// padding.
-//   VocabPartition part = VocabPartition::make(50257, tp.size(), tp.rank(),
-//   128); VocabParallelEmbedding wte(part, C, tp);                       //
-//   (local rows, C) Tensor h = wte.forward(ids); // (B,T,C) on every rank
-//   Tensor loss = vocab_parallel_cross_entropy(logits_local, targets, part,
-//   tp);  // mean, 0-dim
+// Vocabulary-parallel embedding and cross entropy: the (padded) vocabulary's rows are split into
+// TP equal contiguous ranges, so no rank ever holds the full embedding table or full-vocab logits.
+// Padding policy (matches config::padded_vocab_size): the row count is vocab_size rounded up to a
+// multiple of lcm(vocab_pad_multiple, tp). Padded rows are never looked up (ids < vocab_size), and
+// the cross entropy masks padded columns out of the softmax, so the loss equals the loss over the
+// real vocab_size columns whatever the padding.
+//   VocabPartition part = VocabPartition::make(50257, tp.size(), tp.rank(), 128);
+//   VocabParallelEmbedding wte(part, C, tp);                  // weight (local rows, C)
+//   Tensor h = wte.forward(ids);                              // (B,T,C) on every rank
+//   Tensor loss = vocab_parallel_cross_entropy(wte.logits(h_final).reshape({B * T, -1}),
+//                                              targets.reshape({B * T}), part, tp);  // mean
 #pragma once
 
 #include <cstdint>
@@ -38,12 +36,14 @@ class VocabParallelEmbedding {
   // weight (part.local_size(), dim), zero-initialised, trainable.
   VocabParallelEmbedding(const VocabPartition& part, int64_t dim, Communicator& tp,
                          DType dtype = DType::F32, Device device = Device::cpu());
-  // ids (...) I64 in [0, vocab_size) -> (..., dim), equal on every rank. Ids
-  // outside this rank's rows give zeros locally; reduce_from_tp then sums the
-  // one owner's row into every rank.
+  // ids (...) I64 in [0, vocab_size) -> (..., dim), equal on every rank. Ids outside this rank's
+  // rows give zeros locally; reduce_from_tp then sums the one owner's row into every rank.
   Tensor forward(const Tensor& ids) const;
-  // Copies this rank's rows of a full table with vocab_size or padded_size rows
-  // (missing padded rows become zeros).
+  // Tied LM head: h (..., dim) replicated -> this rank's logits (..., local rows) = h @ weight^T,
+  // ready for vocab_parallel_cross_entropy (copy_to_tp sums h's gradient over the ranks).
+  Tensor logits(const Tensor& h) const;
+  // Copies this rank's rows of a full table with vocab_size or padded_size rows (missing padded
+  // rows become zeros).
   void load_full(const Tensor& weight);
   const Tensor& weight() const { return weight_; }  // (local rows, dim)
   const VocabPartition& partition() const { return part_; }
@@ -54,13 +54,11 @@ class VocabParallelEmbedding {
   Tensor weight_;
 };
 
-// logits_local (N, part.local_size()) this rank's vocab columns, targets (N)
-// I64 global ids (or ignore_index). Cross entropy over the real vocabulary:
-// local max -> all-reduce max, local sum of exp -> all-reduce sum, target logit
-// from the owning rank -> all-reduce sum. Backward is softmax - onehot on the
-// local shard (no communication). Returns per-row losses (N) with
-// Reduction::None (0 on ignored rows), otherwise the sum or the mean over
-// non-ignored rows.
+// logits_local (N, part.local_size()) this rank's vocab columns, targets (N) I64 global ids (or
+// ignore_index). Cross entropy over the real vocabulary: local max -> all-reduce max, local sum
+// of exp -> all-reduce sum, target logit from the owning rank -> all-reduce sum. Backward is
+// softmax - onehot on the local shard (no communication). Returns per-row losses (N) with
+// Reduction::None (0 on ignored rows), otherwise the sum or the mean over non-ignored rows.
 Tensor vocab_parallel_cross_entropy(const Tensor& logits_local, const Tensor& targets,
                                     const VocabPartition& part, Communicator& tp,
                                     int64_t ignore_index = -100,

@@ -157,6 +157,37 @@ inline void check_vocab_parallel_cross_entropy(Communicator& c, DType dt, int64_
   LOOM_EXPECT_REL(local.grad(), tp::slice_for_rank(dref, 1, r, n), dt);
 }
 
+// Tied embedding + LM head + loss, the ends of a TP GPT: wte.forward(ids), a nonlinearity, then
+// wte.logits(h) into the vocab-parallel cross entropy. The embedding weight's gradient gets both
+// the lookup and the head contributions; padded rows get none.
+inline void check_tied_embedding_head_loss(Communicator& c, DType dt, int64_t vocab) {
+  const int r = c.rank(), n = c.size();
+  const int64_t B = 2, T = 4, C = 6;
+  Generator gen(18);
+  Tensor w = Tensor::randn({vocab, C}, gen, dt);
+  std::vector<int64_t> id_values, target_values;
+  for (int64_t i = 0; i < B * T; ++i) {
+    id_values.push_back((5 * i + 1) % vocab);
+    target_values.push_back(i == 3 ? -100 : (3 * i + 2) % vocab);
+  }
+  Tensor ids = Tensor::from_vector(id_values, {B, T});
+  Tensor targets = Tensor::from_vector(target_values, {B * T});
+  auto body = [](const Tensor& h) { return tanh(h) * 1.5 + h; };
+  Tensor wr = leaf(w);
+  Tensor ref = cross_entropy(linear(body(embedding(wr, ids)), wr).reshape({B * T, vocab}), targets);
+  ref.backward();
+
+  tp::VocabPartition part = tp::VocabPartition::make(vocab, n, r);
+  tp::VocabParallelEmbedding wte(part, C, c, dt);
+  wte.load_full(w);
+  Tensor logits = wte.logits(body(wte.forward(ids)));  // (B,T,V/tp)
+  Tensor loss = tp::vocab_parallel_cross_entropy(logits.reshape({B * T, part.local_size()}),
+                                                 targets, part, c);
+  LOOM_EXPECT_REL(loss, ref, dt);
+  loss.backward();
+  LOOM_EXPECT_REL(wte.weight().grad(), padded_rows(wr.grad(), part), dt);
+}
+
 // GPT-2 MLP (tp::ParallelMLP): fc C->4C column-parallel, GELU on the local slice, proj 4C->C
 // row-parallel, then residual dropout from the replicated stream, so with dropout > 0 it matches
 // the TP=1 MLP using a Generator with the same seed.

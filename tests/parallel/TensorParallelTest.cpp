@@ -171,6 +171,13 @@ TEST(TensorParallelTest, VocabParallelCrossEntropyBackwardMatchesFiniteDifferenc
       opts());
 }
 
+TEST(TensorParallelTest, TiedEmbeddingHeadAndLossMatchTP1) {
+  for_tp_and_dtype([](Communicator& c, DType dt) {
+    test::check_tied_embedding_head_loss(c, dt, 11);  // padded
+    test::check_tied_embedding_head_loss(c, dt, 16);
+  });
+}
+
 TEST(TensorParallelTest, ParallelMLPMatchesTP1) {
   for_tp_and_dtype([](Communicator& c, DType dt) { test::check_parallel_mlp(c, dt); });
 }
