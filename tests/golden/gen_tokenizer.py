@@ -1,7 +1,7 @@
 """Golden data for the GPT-2 tokenizer and BPE trainer tests (tests/data/TokenizerTest.cpp,
 tests/data/BpeTrainerTest.cpp).
 
-Builds ~2.5 MB of varied text deterministically (Python stdlib sources for English prose and code,
+Builds ~3.4 MB of varied text deterministically (Python stdlib sources for English prose and code,
 this repo's C++ sources, and synthesised text in many Unicode scripts, emoji, whitespace runs,
 numbers and contractions), encodes it with Hugging Face `tokenizers` set up as GPT-2 (BPE from vocab.json +
 merges.txt, i.e. GPT-2's encoder.json + vocab.bpe; ByteLevel pre-tokenizer and decoder;
@@ -211,7 +211,7 @@ def main():
     merges_path = os.path.join(GPT2_DIR, "vocab.bpe")
     hf = hf_tokenizer(vocab_path, merges_path, [EOT])
     assert hf.token_to_id(EOT) == 50256 and hf.get_vocab_size() == 50257
-    text = stdlib_text(800_000) + "\n" + repo_text(300_000) + "\n" + synth_text(400_000, 1234)
+    text = stdlib_text(1_700_000) + "\n" + repo_text(400_000) + "\n" + synth_text(900_000, 1234)
     ids = hf.encode(text).ids
     assert hf.decode(ids, skip_special_tokens=False) == text
     tokenizer_json = hf.to_str().encode("utf-8")

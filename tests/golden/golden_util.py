@@ -24,7 +24,10 @@ def save(filename, tensors):
                 if value.dtype == torch.bfloat16 or value.dtype == torch.float16:
                     value = value.float()
                 value = value.numpy()
-            f.create_dataset(name, data=np.asarray(value))
+            value = np.asarray(value)
+            # Large datasets (the tokenizer corpus) are deflated to keep the repository small.
+            opts = {"compression": "gzip", "compression_opts": 9} if value.nbytes > (1 << 20) else {}
+            f.create_dataset(name, data=value, **opts)
     os.replace(tmp, path)
     print(f"wrote {path} ({len(tensors)} datasets)")
 
