@@ -1,11 +1,12 @@
-// ParallelMLP and ParallelSelfAttention (ParallelBlocks.h). The attention core mirrors
-// models/GPT.cpp: the fused causal kernel without dropout, explicit softmax(q k^T) with dropout
-// on the probabilities when training with dropout > 0.
+// ParallelMLP, ParallelSelfAttention and ParallelBlock (ParallelBlocks.h). The attention core
+// mirrors models/GPT.cpp: the fused causal kernel without dropout, explicit softmax(q k^T) with
+// dropout on the probabilities when training with dropout > 0.
 #include "parallel/tensor/ParallelBlocks.h"
 
 #include <cmath>
 #include <limits>
 
+#include "core/autograd/GradMode.h"
 #include "core/ops/Attention.h"
 #include "core/ops/Elementwise.h"
 #include "core/ops/Indexing.h"
@@ -108,6 +109,54 @@ std::vector<Tensor> ParallelSelfAttention::sharded_parameters() const {
 
 std::vector<Tensor> ParallelSelfAttention::replicated_parameters() const {
   return concat(qkv_.replicated_parameters(), proj_.replicated_parameters());
+}
+
+ParallelBlock::ParallelBlock(int64_t C, int64_t n_head, Communicator& tp, double dropout, bool bias,
+                             DType dtype, Device device)
+    : attn_(C, n_head, tp, dropout, bias, dtype, device),
+      mlp_(C, tp, dropout, bias, dtype, device) {
+  ln1_w_ = Tensor::ones({C}, dtype, device).set_requires_grad(true);
+  ln2_w_ = Tensor::ones({C}, dtype, device).set_requires_grad(true);
+  if (bias) {
+    ln1_b_ = Tensor::zeros({C}, dtype, device).set_requires_grad(true);
+    ln2_b_ = Tensor::zeros({C}, dtype, device).set_requires_grad(true);
+  }
+}
+
+Tensor ParallelBlock::forward(const Tensor& x, TensorParallelRng& rng, bool training) const {
+  Tensor h = x + attn_.forward(layer_norm(x, ln1_w_, ln1_b_), rng, training);
+  return h + mlp_.forward(layer_norm(h, ln2_w_, ln2_b_), rng, training);
+}
+
+void ParallelBlock::load_full_norms(const Tensor& ln1_w, const Tensor& ln1_b, const Tensor& ln2_w,
+                                    const Tensor& ln2_b) {
+  autograd::NoGradGuard guard;
+  const Tensor* src[] = {&ln1_w, &ln1_b, &ln2_w, &ln2_b};
+  const Tensor* dst[] = {&ln1_w_, &ln1_b_, &ln2_w_, &ln2_b_};
+  for (int i = 0; i < 4; ++i) {
+    LOOM_CHECK(src[i]->defined() == dst[i]->defined() &&
+                   (!dst[i]->defined() || src[i]->shape() == dst[i]->shape()),
+               "ParallelBlock.load_full_norms: expected layer-norm tensors of shape ",
+               ln1_w_.shape(), (ln1_b_.defined() ? " with" : " without"), " biases");
+    if (dst[i]->defined()) dst[i]->detach().copy_(*src[i]);
+  }
+}
+
+std::vector<Tensor> ParallelBlock::replicated_parameters() const {
+  std::vector<Tensor> out = {ln1_w_};
+  if (ln1_b_.defined()) out.push_back(ln1_b_);
+  out.push_back(ln2_w_);
+  if (ln2_b_.defined()) out.push_back(ln2_b_);
+  out = concat(out, attn_.replicated_parameters());
+  return concat(out, mlp_.replicated_parameters());
+}
+
+std::vector<Tensor> ParallelBlock::sharded_parameters() const {
+  return concat(attn_.sharded_parameters(), mlp_.sharded_parameters());
+}
+
+std::vector<Tensor> ParallelBlock::parameters() const {
+  return concat(sharded_parameters(), replicated_parameters());
 }
 
 }  // namespace loom::tp

@@ -1,4 +1,4 @@
-// The two tensor-parallel halves of a GPT-2 block (models/GPT.h semantics), composed from the
+// The tensor-parallel GPT-2 block and its two halves (models/GPT.h semantics), composed from the
 // column/row-parallel layers: ParallelMLP (fc C->4C column-parallel, GELU on the local slice, proj
 // 4C->C row-parallel) and ParallelSelfAttention (qkv C->3C column-parallel with this rank's heads,
 // causal attention over n_head/tp local heads, proj row-parallel). One all-reduce forward and one
@@ -59,6 +59,32 @@ class ParallelSelfAttention {
   double dropout_;
   ColumnParallelLinear qkv_;
   RowParallelLinear proj_;
+};
+
+// Pre-LN GPT-2 block (models/GPT.h Block): x + attn(ln_1(x)), then x + mlp(ln_2(x)). The layer
+// norms are replicated on every TP rank; attention and MLP are the TP halves above.
+class ParallelBlock {
+ public:
+  ParallelBlock(int64_t C, int64_t n_head, Communicator& tp, double dropout = 0.0, bool bias = true,
+                DType dtype = DType::F32, Device device = Device::cpu());
+  Tensor forward(const Tensor& x, TensorParallelRng& rng, bool training) const;  // (B,T,C)
+  // TP=1 layer-norm weights (C) (biases undefined when !bias); attention and MLP load separately.
+  void load_full_norms(const Tensor& ln1_w, const Tensor& ln1_b, const Tensor& ln2_w,
+                       const Tensor& ln2_b);
+  ParallelSelfAttention& attn() { return attn_; }
+  ParallelMLP& mlp() { return mlp_; }
+  const Tensor& ln1_weight() const { return ln1_w_; }
+  const Tensor& ln1_bias() const { return ln1_b_; }
+  const Tensor& ln2_weight() const { return ln2_w_; }
+  const Tensor& ln2_bias() const { return ln2_b_; }
+  std::vector<Tensor> parameters() const;
+  std::vector<Tensor> sharded_parameters() const;
+  std::vector<Tensor> replicated_parameters() const;
+
+ private:
+  Tensor ln1_w_, ln1_b_, ln2_w_, ln2_b_;
+  ParallelSelfAttention attn_;
+  ParallelMLP mlp_;
 };
 
 }  // namespace loom::tp

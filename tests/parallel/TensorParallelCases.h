@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -288,6 +289,102 @@ inline void check_parallel_attention(Communicator& c, DType dt, int64_t heads) {
   LOOM_EXPECT_REL(attn.qkv().bias().grad(), tp::shard_rows(bqr.grad(), r, n, 3), dt);
   LOOM_EXPECT_REL(attn.proj().weight().grad(), tp::slice_for_rank(wpr.grad(), 1, r, n), dt);
   LOOM_EXPECT_REL(attn.proj().bias().grad(), bpr.grad(), dt);
+}
+
+// The TP=1 pre-LN block x + attn(ln_1(x)), then + mlp(ln_2(x)), evaluated in `dt` from weights
+// w (see check_parallel_block for the order). Returns y, then the gradients of w, then dx, in f64.
+inline std::vector<Tensor> reference_block(const std::vector<Tensor>& w, const Tensor& x0,
+                                           const Tensor& up, int64_t heads, DType dt) {
+  const int64_t C = x0.size(-1);
+  std::vector<Tensor> wr;
+  for (const Tensor& t : w) wr.push_back(leaf(t.to(dt)));
+  Tensor xr = leaf(x0.to(dt));
+  Tensor a = attention_heads(linear(layer_norm(xr, wr[0], wr[1]), wr[2], wr[3]), heads, C);
+  Tensor hr = xr + linear(a, wr[4], wr[5]);
+  Tensor yr = hr + linear(gelu(linear(layer_norm(hr, wr[6], wr[7]), wr[8], wr[9])), wr[10], wr[11]);
+  sum(yr * up.to(dt)).backward();
+  std::vector<Tensor> out = {yr.detach().to(DType::F64)};
+  for (const Tensor& t : wr) out.push_back(t.grad().to(DType::F64));
+  out.push_back(xr.grad().to(DType::F64));
+  return out;
+}
+
+// tp::ParallelBlock vs the TP=1 block: output, input gradient, every sharded weight gradient vs
+// its TP=1 slice, replicated gradients (layer norms, row-parallel biases) vs the full ones, and the
+// global gradient norm. f64: relF <= 1e-12 against the TP=1 f64 block. f32: the composite
+// block's slices carry cancellation (the TP=1 f32 block itself is up to ~2e-6 off the f64 result
+// on q-bias slices), so each f32 TP result is held to the f64 truth within 1e-6 plus 4x the error
+// of the TP=1 f32 block on the same slice: TP must be as accurate as TP=1.
+inline void check_parallel_block(Communicator& c, DType dt, int64_t heads) {
+  const int r = c.rank(), n = c.size();
+  const int64_t C = 24, Cl = C / n;
+  Generator gen(19);
+  auto rnd = [&](Shape s, double std = 1.0) {
+    return Tensor::randn(s, gen, dt, Device::cpu(), 0.0, std);
+  };
+  // 0 ln1_w, 1 ln1_b, 2 qkv_w, 3 qkv_b, 4 proj_w, 5 proj_b, 6 ln2_w, 7 ln2_b, 8 fc_w, 9 fc_b,
+  // 10 mlp_proj_w, 11 mlp_proj_b
+  std::vector<Tensor> w = {
+      rnd({C}), rnd({C}), rnd({3 * C, C}, 0.3), rnd({3 * C}), rnd({C, C}, 0.3),     rnd({C}),
+      rnd({C}), rnd({C}), rnd({4 * C, C}, 0.3), rnd({4 * C}), rnd({C, 4 * C}, 0.3), rnd({C})};
+  Tensor x0 = rnd({2, 5, C}), up = rnd({2, 5, C});
+  std::vector<Tensor> same = reference_block(w, x0, up, heads, dt);  // TP=1 in dt
+  std::vector<Tensor> truth =
+      dt == DType::F64 ? same : reference_block(w, x0, up, heads, DType::F64);
+
+  tp::ParallelBlock block(C, heads, c, 0.0, true, dt);
+  block.load_full_norms(w[0], w[1], w[6], w[7]);
+  block.attn().load_full(w[2], w[3], w[4], w[5]);
+  block.mlp().load_full(w[8], w[9], w[10], w[11]);
+  tp::TensorParallelRng rng(3, r);
+  Tensor x = leaf(x0);
+  Tensor y = block.forward(x, rng, true);
+  sum(y * up).backward();
+
+  using Slice = std::function<Tensor(const Tensor&)>;
+  auto check = [&](const char* what, const Tensor& got, size_t k, const Slice& slice) {
+    const double err = rel_frob(got.to(DType::F64), slice(truth[k]));
+    const double bound =
+        dt == DType::F64 ? 1e-12 : 1e-6 + 4 * rel_frob(slice(same[k]), slice(truth[k]));
+    EXPECT_LE(err, bound) << what << " (" << dtype_name(dt) << ")";
+  };
+  Slice full = [](const Tensor& t) { return t; };
+  Slice rows = [&](const Tensor& t) { return tp::shard_rows(t, r, n); };
+  Slice cols = [&](const Tensor& t) { return tp::slice_for_rank(t, 1, r, n); };
+  auto qkv_part = [&](int64_t part) {
+    return Slice(
+        [&, part](const Tensor& t) { return tp::shard_rows(t, r, n, 3).narrow(0, part * Cl, Cl); });
+  };
+  check("y", y, 0, full);
+  check("dx", x.grad(), 13, full);
+  check("ln_1.weight", block.ln1_weight().grad(), 1, full);
+  check("ln_1.bias", block.ln1_bias().grad(), 2, full);
+  check("qkv.weight", block.attn().qkv().weight().grad(), 3,
+        [&](const Tensor& t) { return tp::shard_rows(t, r, n, 3); });
+  Tensor dbq = block.attn().qkv().bias().grad();
+  check("qkv.bias q", dbq.narrow(0, 0, Cl), 4, qkv_part(0));
+  check("qkv.bias v", dbq.narrow(0, 2 * Cl, Cl), 4, qkv_part(2));
+  // NB: the key bias has a mathematically zero gradient (q.b_k shifts a whole score row, which
+  // leaves the softmax unchanged); its computed value is rounding noise, bounded absolutely by
+  // 1e-5 (f32) / 1e-13 (f64) of the whole bias gradient's norm (>= 30x the noise measured).
+  const double noise = (dt == DType::F64 ? 1e-13 : 1e-5) * rel_frob(truth[4], 0.0 * truth[4]);
+  Tensor dbk = dbq.narrow(0, Cl, Cl);
+  EXPECT_LE(rel_frob(dbk, 0.0 * dbk), noise);
+  check("attn.proj.weight", block.attn().proj().weight().grad(), 5, cols);
+  check("attn.proj.bias", block.attn().proj().bias().grad(), 6, full);
+  check("ln_2.weight", block.ln2_weight().grad(), 7, full);
+  check("ln_2.bias", block.ln2_bias().grad(), 8, full);
+  check("mlp.fc.weight", block.mlp().fc().weight().grad(), 9, rows);
+  check("mlp.fc.bias", block.mlp().fc().bias().grad(), 10, rows);
+  check("mlp.proj.weight", block.mlp().proj().weight().grad(), 11, cols);
+  check("mlp.proj.bias", block.mlp().proj().bias().grad(), 12, full);
+  double sq = 0;
+  for (size_t k = 1; k <= 12; ++k)
+    for (double g : same[k].to_vector<double>()) sq += g * g;
+  const double norm =
+      tp::grad_norm(block.sharded_parameters(), block.replicated_parameters(), r, c);
+  EXPECT_LE(std::fabs(norm - std::sqrt(sq)) / std::sqrt(sq), tp_tolerance(dt));
+  EXPECT_EQ(block.parameters().size(), size_t(12));
 }
 
 // dropout masks drawn from tensor_parallel() differ across TP ranks, those from replicated()

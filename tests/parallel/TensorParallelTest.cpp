@@ -221,6 +221,10 @@ TEST(TensorParallelTest, ParallelAttentionWithHeadsSplitMatchesTP1) {
   for_tp_and_dtype([](Communicator& c, DType dt) { test::check_parallel_attention(c, dt, 4); });
 }
 
+TEST(TensorParallelTest, ParallelBlockMatchesTP1Block) {
+  for_tp_and_dtype([](Communicator& c, DType dt) { test::check_parallel_block(c, dt, 4); });
+}
+
 TEST(TensorParallelTest, DropoutRngDiffersInsideAndAgreesOutsideTPRegions) {
   for (int tp : {2, 4}) run_fake_ranks(tp, [](Communicator& c) { test::check_dropout_rng(c); });
 }
