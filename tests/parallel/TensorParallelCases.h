@@ -291,8 +291,19 @@ inline void check_parallel_attention(Communicator& c, DType dt, int64_t heads) {
   LOOM_EXPECT_REL(attn.proj().bias().grad(), bpr.grad(), dt);
 }
 
+// Block weights in the order 0 ln1_w, 1 ln1_b, 2 qkv_w, 3 qkv_b, 4 proj_w, 5 proj_b, 6 ln2_w,
+// 7 ln2_b, 8 fc_w, 9 fc_b, 10 mlp_proj_w, 11 mlp_proj_b (matrices N(0, 0.3), vectors N(0, 1)).
+inline std::vector<Tensor> random_block_weights(Generator& gen, DType dt, int64_t C) {
+  std::vector<Shape> shapes = {{C}, {C}, {3 * C, C}, {3 * C}, {C, C},     {C},
+                               {C}, {C}, {4 * C, C}, {4 * C}, {C, 4 * C}, {C}};
+  std::vector<Tensor> w;
+  for (const Shape& s : shapes)
+    w.push_back(Tensor::randn(s, gen, dt, Device::cpu(), 0.0, s.size() == 2 ? 0.3 : 1.0));
+  return w;
+}
+
 // The TP=1 pre-LN block x + attn(ln_1(x)), then + mlp(ln_2(x)), evaluated in `dt` from weights
-// w (see check_parallel_block for the order). Returns y, then the gradients of w, then dx, in f64.
+// w (random_block_weights order). Returns y, then the gradients of w, then dx, in f64.
 inline std::vector<Tensor> reference_block(const std::vector<Tensor>& w, const Tensor& x0,
                                            const Tensor& up, int64_t heads, DType dt) {
   const int64_t C = x0.size(-1);
@@ -309,6 +320,18 @@ inline std::vector<Tensor> reference_block(const std::vector<Tensor>& w, const T
   return out;
 }
 
+// tp::grad_norm of a ParallelBlock vs the norm of the TP=1 gradients ref[1..12].
+inline void expect_block_grad_norm(const tp::ParallelBlock& block, const std::vector<Tensor>& ref,
+                                   Communicator& c, DType dt) {
+  double sq = 0;
+  for (size_t k = 1; k <= 12; ++k)
+    for (double g : ref[k].to_vector<double>()) sq += g * g;
+  const double norm =
+      tp::grad_norm(block.sharded_parameters(), block.replicated_parameters(), c.rank(), c);
+  EXPECT_LE(std::fabs(norm - std::sqrt(sq)) / std::sqrt(sq), tp_tolerance(dt));
+  EXPECT_EQ(block.parameters().size(), size_t(12));
+}
+
 // tp::ParallelBlock vs the TP=1 block: output, input gradient, every sharded weight gradient vs
 // its TP=1 slice, replicated gradients (layer norms, row-parallel biases) vs the full ones, and the
 // global gradient norm. f64: relF <= 1e-12 against the TP=1 f64 block. f32: the composite
@@ -319,14 +342,8 @@ inline void check_parallel_block(Communicator& c, DType dt, int64_t heads) {
   const int r = c.rank(), n = c.size();
   const int64_t C = 24, Cl = C / n;
   Generator gen(19);
-  auto rnd = [&](Shape s, double std = 1.0) {
-    return Tensor::randn(s, gen, dt, Device::cpu(), 0.0, std);
-  };
-  // 0 ln1_w, 1 ln1_b, 2 qkv_w, 3 qkv_b, 4 proj_w, 5 proj_b, 6 ln2_w, 7 ln2_b, 8 fc_w, 9 fc_b,
-  // 10 mlp_proj_w, 11 mlp_proj_b
-  std::vector<Tensor> w = {
-      rnd({C}), rnd({C}), rnd({3 * C, C}, 0.3), rnd({3 * C}), rnd({C, C}, 0.3),     rnd({C}),
-      rnd({C}), rnd({C}), rnd({4 * C, C}, 0.3), rnd({4 * C}), rnd({C, 4 * C}, 0.3), rnd({C})};
+  std::vector<Tensor> w = random_block_weights(gen, dt, C);
+  auto rnd = [&](Shape s) { return Tensor::randn(s, gen, dt); };
   Tensor x0 = rnd({2, 5, C}), up = rnd({2, 5, C});
   std::vector<Tensor> same = reference_block(w, x0, up, heads, dt);  // TP=1 in dt
   std::vector<Tensor> truth =
@@ -378,13 +395,7 @@ inline void check_parallel_block(Communicator& c, DType dt, int64_t heads) {
   check("mlp.fc.bias", block.mlp().fc().bias().grad(), 10, rows);
   check("mlp.proj.weight", block.mlp().proj().weight().grad(), 11, cols);
   check("mlp.proj.bias", block.mlp().proj().bias().grad(), 12, full);
-  double sq = 0;
-  for (size_t k = 1; k <= 12; ++k)
-    for (double g : same[k].to_vector<double>()) sq += g * g;
-  const double norm =
-      tp::grad_norm(block.sharded_parameters(), block.replicated_parameters(), r, c);
-  EXPECT_LE(std::fabs(norm - std::sqrt(sq)) / std::sqrt(sq), tp_tolerance(dt));
-  EXPECT_EQ(block.parameters().size(), size_t(12));
+  expect_block_grad_norm(block, same, c, dt);
 }
 
 // dropout masks drawn from tensor_parallel() differ across TP ranks, those from replicated()
