@@ -1,6 +1,8 @@
 // Helpers for end-to-end tests that run the real `loom` binary in a fresh process.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -33,11 +35,13 @@ inline RunResult run_loom(const std::string& args) {
   return r;
 }
 
-// A scratch directory removed at the end of the test.
+// A scratch directory removed at the end of the test. The pid keeps test processes that CTest
+// runs in parallel (one per test case) out of each other's directories.
 class TempDir {
  public:
   explicit TempDir(const std::string& name)
-      : path_(std::filesystem::temp_directory_path() / ("loom_e2e_" + name)) {
+      : path_(std::filesystem::temp_directory_path() /
+              ("loom_e2e_" + name + "_" + std::to_string(::getpid()))) {
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
