@@ -17,6 +17,7 @@
 #include "core/ops/Reduction.h"
 #include "core/util/Check.h"
 #include "parallel/tensor/Mappings.h"
+#include "parallel/tensor/VocabCrossEntropyCpu.h"
 
 namespace loom::tp {
 
@@ -88,6 +89,46 @@ struct VocabParallelCrossEntropyFn {
   }
 };
 
+// The same function on contiguous f32/f64 CPU logits with the fused row kernels: saves the logits
+// and the log-sum-exp per row instead of the softmax, and the target columns in ctx.ints.
+struct FusedVocabParallelCrossEntropyFn {
+  static constexpr const char* kName = "VocabParallelCrossEntropyBackward";
+  // logits (N, Vl), targets (N) -> per-row loss (N)
+  static Tensor forward(autograd::Ctx& ctx, const Tensor& logits, const Tensor& targets,
+                        const VocabPartition& part, Communicator& tp, int64_t ignore_index) {
+    Tensor x = logits.contiguous();
+    const int64_t N = x.size(0), Vl = x.size(1);
+    const int64_t real = std::clamp<int64_t>(part.vocab_size - part.start, 0, Vl);
+    std::vector<int64_t> col;
+    for (int64_t t : targets.to_vector<int64_t>()) {
+      col.push_back(t == ignore_index                 ? cpu::kTargetIgnored
+                    : t >= part.start && t < part.end ? t - part.start
+                                                      : cpu::kTargetElsewhere);
+    }
+    Tensor m = Tensor::empty({N}, x.dtype()), s = Tensor::empty({N}, x.dtype());
+    Tensor target_logit = Tensor::empty({N}, x.dtype());
+    cpu::row_max(m, x, real);
+    tp.all_reduce(m, ReduceOp::Max);
+    cpu::row_sum_exp_and_pick(s, target_logit, x, m, col, real);
+    tp.all_reduce(s);
+    tp.all_reduce(target_logit);
+    Tensor lse = m + log(s);  // (N)
+    Tensor ignored = Tensor::from_vector(col, {N}).to(x.device());
+    Tensor zero = Tensor::scalar(0.0, x.dtype());
+    ctx.save(x, lse);
+    ctx.ints = std::move(col);
+    ctx.reals = {double(real)};
+    return where(eq(ignored, i64(cpu::kTargetIgnored, x.device())), zero, lse - target_logit);
+  }
+  static std::vector<Tensor> backward(autograd::Ctx& ctx, std::vector<Tensor> g) {
+    Tensor x = ctx.saved(0), lse = ctx.saved(1);
+    Tensor dx = Tensor::empty(x.shape(), x.dtype());
+    const int64_t real = int64_t(ctx.reals[0]);
+    cpu::softmax_minus_onehot(dx, x, lse, g[0].contiguous(), ctx.ints, real);
+    return {dx, Tensor()};
+  }
+};
+
 }  // namespace
 
 int64_t padded_vocab_size(int64_t vocab_size, int tp, int64_t pad_multiple) {
@@ -151,9 +192,11 @@ void VocabParallelEmbedding::load_full(const Tensor& weight) {
         .copy_(weight.detach().narrow(0, part_.start, stop - part_.start));
 }
 
-Tensor vocab_parallel_cross_entropy(const Tensor& logits_local, const Tensor& targets,
-                                    const VocabPartition& part, Communicator& tp,
-                                    int64_t ignore_index, Reduction reduction) {
+namespace {
+
+Tensor vocab_parallel_cross_entropy_impl(const Tensor& logits_local, const Tensor& targets,
+                                         const VocabPartition& part, Communicator& tp,
+                                         int64_t ignore_index, Reduction reduction, bool fused) {
   LOOM_CHECK(logits_local.dim() == 2 && logits_local.size(1) == part.local_size(),
              "vocab_parallel_cross_entropy: expected logits (N, ", part.local_size(), "), got ",
              logits_local.shape());
@@ -162,12 +205,34 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_local, const Tensor& ta
              targets.shape());
   const int64_t count =
       check_ids("vocab_parallel_cross_entropy", targets, part.vocab_size, ignore_index);
-  Tensor loss =
-      autograd::apply<VocabParallelCrossEntropyFn>(logits_local, targets, part, tp, ignore_index);
+  Tensor loss = fused ? autograd::apply<FusedVocabParallelCrossEntropyFn>(logits_local, targets,
+                                                                          part, tp, ignore_index)
+                      : autograd::apply<VocabParallelCrossEntropyFn>(logits_local, targets, part,
+                                                                     tp, ignore_index);
   if (reduction == Reduction::None) return loss;
   Tensor total = sum(loss);
   if (reduction == Reduction::Sum) return total;
   return count > 0 ? total / double(count) : total * 0.0;
 }
+
+}  // namespace
+
+Tensor vocab_parallel_cross_entropy(const Tensor& logits_local, const Tensor& targets,
+                                    const VocabPartition& part, Communicator& tp,
+                                    int64_t ignore_index, Reduction reduction) {
+  const DType dt = logits_local.dtype();
+  const bool fused = logits_local.device().is_cpu() && (dt == DType::F32 || dt == DType::F64);
+  return vocab_parallel_cross_entropy_impl(logits_local, targets, part, tp, ignore_index, reduction,
+                                           fused);
+}
+
+namespace detail {
+Tensor vocab_parallel_cross_entropy_composed(const Tensor& logits_local, const Tensor& targets,
+                                             const VocabPartition& part, Communicator& tp,
+                                             int64_t ignore_index, Reduction reduction) {
+  return vocab_parallel_cross_entropy_impl(logits_local, targets, part, tp, ignore_index, reduction,
+                                           /*fused=*/false);
+}
+}  // namespace detail
 
 }  // namespace loom::tp

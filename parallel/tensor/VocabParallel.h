@@ -64,4 +64,13 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_local, const Tensor& ta
                                     int64_t ignore_index = -100,
                                     Reduction reduction = Reduction::Mean);
 
+namespace detail {
+// The op-composed implementation (any device, any float dtype the ops support). The public
+// function uses fused row kernels for contiguous f32/f64 CPU logits and is tested against this.
+Tensor vocab_parallel_cross_entropy_composed(const Tensor& logits_local, const Tensor& targets,
+                                             const VocabPartition& part, Communicator& tp,
+                                             int64_t ignore_index = -100,
+                                             Reduction reduction = Reduction::Mean);
+}  // namespace detail
+
 }  // namespace loom::tp

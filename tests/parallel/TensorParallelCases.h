@@ -133,7 +133,8 @@ inline void check_vocab_parallel_embedding(Communicator& c, DType dt, int64_t vo
 }
 
 // Vocab-parallel cross entropy vs cross_entropy over the real vocab columns, with ignored rows
-// and garbage in the padded columns (which must not change anything).
+// and garbage in the padded columns (which must not change anything). vocab >= 8*tp exercises the
+// 8-wide f32 loops and their tails.
 inline void check_vocab_parallel_cross_entropy(Communicator& c, DType dt, int64_t vocab,
                                                Reduction reduction) {
   const int r = c.rank(), n = c.size();
@@ -151,11 +152,18 @@ inline void check_vocab_parallel_cross_entropy(Communicator& c, DType dt, int64_
   Tensor dref = Tensor::zeros({N, part.padded_size}, dt);
   dref.narrow(1, 0, vocab).copy_(lr.grad());
 
-  Tensor local = leaf(tp::slice_for_rank(logits_padded, 1, r, n));
-  Tensor loss = tp::vocab_parallel_cross_entropy(local, targets, part, c, -100, reduction);
-  LOOM_EXPECT_REL(loss, ref, dt);
-  sum(loss * up).backward();
-  LOOM_EXPECT_REL(local.grad(), tp::slice_for_rank(dref, 1, r, n), dt);
+  // Both implementations: the fused CPU row kernels (public entry) and the op-composed reference.
+  for (bool composed : {false, true}) {
+    SCOPED_TRACE(composed ? "composed" : "fused");
+    Tensor local = leaf(tp::slice_for_rank(logits_padded, 1, r, n));
+    Tensor loss = composed
+                      ? tp::detail::vocab_parallel_cross_entropy_composed(local, targets, part, c,
+                                                                          -100, reduction)
+                      : tp::vocab_parallel_cross_entropy(local, targets, part, c, -100, reduction);
+    LOOM_EXPECT_REL(loss, ref, dt);
+    sum(loss * up).backward();
+    LOOM_EXPECT_REL(local.grad(), tp::slice_for_rank(dref, 1, r, n), dt);
+  }
 }
 
 // Tied embedding + LM head + loss, the ends of a TP GPT: wte.forward(ids), a nonlinearity, then
