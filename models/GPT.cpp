@@ -183,6 +183,10 @@ const Tensor& GPT::lm_head_weight() const {
 }
 
 Tensor GPT::forward(const Tensor& ids) {
+  return linear(hidden_states(ids), lm_head_weight());  // (B,T,V)
+}
+
+Tensor GPT::hidden_states(const Tensor& ids) {
   LOOM_CHECK(ids.dim() == 2 && ids.dtype() == DType::I64,
              "GPT.forward: expected ids of shape (B,T) and dtype i64, got shape ", ids.shape(),
              " and dtype ", dtype_name(ids.dtype()));
@@ -193,8 +197,7 @@ Tensor GPT::forward(const Tensor& ids) {
   Tensor x = wte_.forward(ids) + wpe_.forward(pos);  // (B,T,C) + (T,C)
   x = dropout(x, config_.dropout, dropout_gen_, is_training());
   for (auto& b : blocks_) x = b->forward(x, dropout_gen_);
-  x = ln_f_.forward(x);
-  return linear(x, lm_head_weight());  // (B,T,V)
+  return ln_f_.forward(x);  // (B,T,C)
 }
 
 Tensor GPT::forward_cached(const Tensor& ids, KVCache& cache, bool last_only) {

@@ -84,6 +84,9 @@ class GPT : public Module {
   // ids (B,T) I64 with T <= block_size -> logits (B,T,V). Not const: in training mode with
   // dropout > 0 it advances dropout_generator().
   Tensor forward(const Tensor& ids);
+  // The final hidden states ln_f(x) (B,T,C) that forward() projects onto the vocabulary (reward
+  // and value heads read them).
+  Tensor hidden_states(const Tensor& ids);
   // Incremental inference: ids (B,T) I64 are the tokens at positions [cache.length(), +T); their
   // k/v are appended to the cache (which then advances by T) and the logits (B,T,V) for those
   // positions are returned, equal to forward(all tokens so far) at the same positions up to

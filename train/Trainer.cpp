@@ -13,6 +13,7 @@
 #include "data/TokenDataset.h"
 #include "launch/config/ConfigDefaults.h"
 #include "launch/config/ConfigLoader.h"
+#include "models/RewardModel.h"
 #include "optim/AdamW.h"
 #include "optim/ClipGradNorm.h"
 #include "optim/SGD.h"
@@ -20,6 +21,7 @@
 #include "parallel/data/DistributedRuntime.h"
 #include "parallel/data/GradBucketReducer.h"
 #include "parallel/data/ZeroOptimizer.h"
+#include "rlhf/Stages.h"
 #include "train/HfConvert.h"
 
 namespace loom::train {
@@ -76,7 +78,11 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
                "train: dtype=", RunConfig::DType_Name(cfg.dtype()),
                " is not supported by this build's trainer yet; expected F32");
   grad_accum_ = config::grad_accum_steps(cfg);
-  model_ = std::make_unique<models::GPT>(gpt_config_from(cfg), init_gen_, DType::F32, device_);
+  if (cfg.stage() == RunConfig::REWARD)
+    model_ = std::make_unique<models::RewardModel>(gpt_config_from(cfg), init_gen_, DType::F32,
+                                                   device_);
+  else
+    model_ = std::make_unique<models::GPT>(gpt_config_from(cfg), init_gen_, DType::F32, device_);
   if (!cfg.init_from().empty()) init_weights_from(cfg.init_from());
   build_optimizer();
 
@@ -90,6 +96,23 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
   schedule_.total_steps = s.decay_steps() > 0 ? s.decay_steps() : cfg.max_steps();
   schedule_.validate();
 
+  if (cfg.stage() == RunConfig::PRETRAIN)
+    build_loaders();
+  else
+    build_stage();
+  if (writer_)
+    metrics_ = std::make_unique<MetricsLogger>(cfg.output_dir(), cfg.logging().tensorboard());
+  resume_if_asked();
+  if (grid_ && grid_->dp_size() > 1) {
+    NoGradGuard g;  // replicas start bitwise equal even if an init path were rank dependent
+    for (const Tensor& p : model_->parameters()) grid_->dp_group().broadcast(p.detach(), 0);
+    if (!zero_)
+      reducer_ = std::make_unique<GradBucketReducer>(model_->parameters(), grid_->dp_group());
+  }
+}
+
+void Trainer::build_loaders() {
+  const RunConfig& cfg = cfg_;
   data::DataLoaderOptions lo;
   lo.batch_size = cfg.batch().micro_batch_size();
   lo.seq_len = cfg.data().seq_len();
@@ -108,15 +131,6 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
     val_loader_ = std::make_unique<data::DataLoader>(
         std::make_shared<data::TokenDataset>(cfg.data().val_path()), lo);
     val_loader_->check_vocab(cfg.model().vocab_size());
-  }
-  if (writer_)
-    metrics_ = std::make_unique<MetricsLogger>(cfg.output_dir(), cfg.logging().tensorboard());
-  resume_if_asked();
-  if (grid_ && grid_->dp_size() > 1) {
-    NoGradGuard g;  // replicas start bitwise equal even if an init path were rank dependent
-    for (const Tensor& p : model_->parameters()) grid_->dp_group().broadcast(p.detach(), 0);
-    if (!zero_)
-      reducer_ = std::make_unique<GradBucketReducer>(model_->parameters(), grid_->dp_group());
   }
 }
 
@@ -164,9 +178,20 @@ void Trainer::resume_if_asked() {
 
 Trainer::~Trainer() = default;
 
-void Trainer::init_weights_from(const std::string& source) {
+namespace {
+// A reward head the source checkpoint lacks keeps its fresh initial values.
+void keep_fresh_head(Checkpoint& ck, const models::GPT& model) {
+  for (const auto& [name, p] : model.named_parameters())
+    if (name.rfind("value_head.", 0) == 0 && !ck.tensors.count("model/" + name))
+      ck.tensors["model/" + name] = p.detach().clone();
+}
+}  // namespace
+
+void Trainer::load_weights(const std::string& source, models::GPT& model) const {
   if (source.rfind("hf:", 0) != 0) {
-    load_model_tensors(load_checkpoint(source), *model_, source);
+    Checkpoint ck = load_checkpoint(source);
+    keep_fresh_head(ck, model);
+    load_model_tensors(ck, model, source);
     return;
   }
   // A Hugging Face GPT-2 directory: same layout policy as the config (padded vocab rows).
@@ -175,7 +200,7 @@ void Trainer::init_weights_from(const std::string& source) {
   o.vocab_pad_multiple = std::lcm(std::max<int64_t>(cfg_.model().vocab_pad_multiple(), 1),
                                   std::max<int64_t>(cfg_.parallel().tp(), 1));
   HfModel hf = hf_to_loom(dir, o);
-  const models::GPTConfig& want = model_->config();
+  const models::GPTConfig& want = model.config();
   std::string problems;
   auto check = [&](const char* field, int64_t hf_value, int64_t ours) {
     if (hf_value != ours)
@@ -191,7 +216,18 @@ void Trainer::init_weights_from(const std::string& source) {
                "\n  hint: use a matching preset (gpt2-124m, ...) or set these fields");
   Checkpoint ck;
   for (auto& [name, t] : hf.params) ck.tensors["model/" + name] = t;
-  load_model_tensors(ck, *model_, dir);
+  keep_fresh_head(ck, model);
+  load_model_tensors(ck, model, dir);
+}
+
+void Trainer::build_stage() {
+  rlhf::StageContext ctx;
+  ctx.device = device_;
+  ctx.dp_rank = grid_ ? grid_->dp_rank() : 0;
+  ctx.dp_size = grid_ ? grid_->dp_size() : 1;
+  ctx.load_weights = [this](const std::string& source, models::GPT& m) { load_weights(source, m); };
+  stage_ = rlhf::make_stage(cfg_, *model_, std::move(ctx));
+  LOG_RANK0(INFO) << stage_->describe();
 }
 
 void Trainer::build_optimizer() {
@@ -260,8 +296,13 @@ std::string Trainer::write_checkpoint(int64_t step,
   }
   state["step"] = step;
   state["optimizer_steps"] = zero_ ? zero_->step_count() : opt_->step_count();
-  auto ls = train_loader_->state();
-  state["loader"] = {{"epoch", ls.epoch}, {"position", ls.position}};
+  if (stage_) {
+    rlhf::StagePosition p = stage_->position();
+    state["loader"] = {{"epoch", p.epoch}, {"position", p.position}};
+  } else {
+    auto ls = train_loader_->state();
+    state["loader"] = {{"epoch", ls.epoch}, {"position", ls.position}};
+  }
   Generator& dg = model_->dropout_generator();
   state["dropout_rng"] = {{"seed", dg.seed()}, {"offset", dg.offset()}};
   ck.meta["trainer"] = state.dump();
@@ -306,8 +347,12 @@ void Trainer::resume_from(const std::string& dir) {
     opt_->set_step_count(opt_steps);
   }
   step_ = state.value("step", int64_t(0));
-  train_loader_->set_state({state["loader"].value("epoch", int64_t(0)),
-                            state["loader"].value("position", int64_t(0))});
+  const int64_t epoch = state["loader"].value("epoch", int64_t(0));
+  const int64_t position = state["loader"].value("position", int64_t(0));
+  if (stage_)
+    stage_->set_position({epoch, position});
+  else
+    train_loader_->set_state({epoch, position});
   model_->dropout_generator().set_state(state["dropout_rng"].value("seed", uint64_t(0)),
                                         state["dropout_rng"].value("offset", uint64_t(0)));
   LOG_RANK0(INFO) << "resumed from " << dir << " at step " << step_;
@@ -319,11 +364,21 @@ double Trainer::train_step(int64_t step, double& grad_norm) {
   else
     opt_->set_lr(schedule_.lr_at(step - 1));
   double loss_sum = 0.0;
+  stage_metrics_.clear();
   for (int64_t micro = 0; micro < grad_accum_; ++micro) {
     // Gradients are reduced (during backward) on the last micro-batch only.
     if (reducer_) reducer_->set_sync(micro == grad_accum_ - 1);
-    data::Batch b = train_loader_->next();
-    Tensor loss = model_->loss(b.inputs.to(device_), b.targets.to(device_));
+    Tensor loss;
+    if (stage_) {
+      rlhf::StageStep st = stage_->next_step();
+      loss = st.loss;
+      if (stage_metrics_.empty()) stage_metrics_.assign(st.metrics.size(), {"", 0.0});
+      for (size_t i = 0; i < st.metrics.size(); ++i)
+        stage_metrics_[i] = {st.metrics[i].first, stage_metrics_[i].second + st.metrics[i].second};
+    } else {
+      data::Batch b = train_loader_->next();
+      loss = model_->loss(b.inputs.to(device_), b.targets.to(device_));
+    }
     double v = loss.item();
     if (!std::isfinite(v))
       throw NonFiniteError(detail::str_cat("train: loss is ", v, " at step ", step, " (micro-batch ",
@@ -333,6 +388,7 @@ double Trainer::train_step(int64_t step, double& grad_norm) {
     loss.backward();
   }
   optimizer_step(grad_norm);
+  reduce_stage_metrics(grad_accum_);
   double loss = loss_sum / double(grad_accum_);
   if (grid_ && grid_->dp_size() > 1) {  // logged loss: mean over DP ranks
     Tensor t = Tensor::from_vector<double>({loss}, {1});
@@ -356,7 +412,36 @@ void Trainer::optimizer_step(double& grad_norm) {
   opt_->zero_grad();
 }
 
+void Trainer::reduce_stage_metrics(int64_t micro_batches) {
+  if (stage_metrics_.empty()) return;
+  std::vector<double> v;
+  for (const auto& [name, x] : stage_metrics_) v.push_back(x / double(micro_batches));
+  if (grid_ && grid_->dp_size() > 1) {  // mean over DP ranks, like the loss
+    Tensor t = Tensor::from_vector<double>(v, {int64_t(v.size())});
+    grid_->dp_group().all_reduce(t);
+    v = t.to_vector<double>();
+    for (double& x : v) x /= double(grid_->dp_size());
+  }
+  for (size_t i = 0; i < v.size(); ++i) stage_metrics_[i].second = v[i];
+}
+
+std::vector<std::pair<std::string, double>> Trainer::evaluate_metrics() {
+  if (stage_) {
+    model_->eval();
+    auto m = stage_->evaluate(cfg_.eval().steps());
+    model_->train();
+    return m;
+  }
+  double v = evaluate();
+  if (std::isnan(v)) return {};
+  return {{"val_loss", v}, {"val_ppl", std::exp(v)}};
+}
+
 double Trainer::evaluate() {
+  if (stage_) {
+    auto m = evaluate_metrics();
+    return m.empty() ? std::numeric_limits<double>::quiet_NaN() : m.front().second;
+  }
   if (!val_loader_) return std::numeric_limits<double>::quiet_NaN();
   NoGradGuard g;
   model_->eval();
@@ -384,12 +469,19 @@ TrainSummary Trainer::run() {
   bool show = writer_ && cfg_.logging().progress() != config::LoggingConfig::OFF;
   ProgressDisplay progress(max_steps, /*force_plain=*/false, cfg_.logging().interval());
   auto do_eval = [&](int64_t step) {
-    double v = evaluate();
-    if (std::isnan(v)) return;
+    auto m = evaluate_metrics();
+    if (m.empty()) return;
+    double v = m.front().second;  // val_loss
     if (std::isnan(s.first_val_loss)) s.first_val_loss = v;
     s.last_val_loss = v;
-    if (metrics_) metrics_->write({{"step", double(step)}, {"val_loss", v}, {"val_ppl", std::exp(v)}}, "eval/");
-    if (show) progress.message(detail::str_cat("eval step ", step, ": val_loss ", v, " ppl ", std::exp(v)));
+    MetricRecord rec{{"step", double(step)}};
+    std::string text = detail::str_cat("eval step ", step, ":");
+    for (const auto& [name, x] : m) {
+      rec.emplace_back(name, x);
+      text += detail::str_cat(" ", name, " ", x);
+    }
+    if (metrics_) metrics_->write(rec, "eval/");
+    if (show) progress.message(text);
   };
   if (step_ == 0 && eval_every > 0) do_eval(0);
   model_->train();
@@ -402,8 +494,10 @@ TrainSummary Trainer::run() {
     step_ = step;
     s.losses.push_back(loss);
     double tps = double(tokens_per_step) / dt;
-    if (metrics_) metrics_->write({{"step", double(step)}, {"loss", loss}, {"lr", schedule_.lr_at(step - 1)},
-                     {"grad_norm", grad_norm}, {"tokens_per_s", tps}, {"step_ms", dt * 1e3}});
+    MetricRecord rec{{"step", double(step)}, {"loss", loss}, {"lr", schedule_.lr_at(step - 1)},
+                     {"grad_norm", grad_norm}, {"tokens_per_s", tps}, {"step_ms", dt * 1e3}};
+    rec.insert(rec.end(), stage_metrics_.begin(), stage_metrics_.end());
+    if (metrics_) metrics_->write(rec);
     if (show) progress.update(step, loss, schedule_.lr_at(step - 1), tps);
     if (eval_every > 0 && step % eval_every == 0 && step != max_steps) do_eval(step);
     if (ckpt_every > 0 && step % ckpt_every == 0 && step != max_steps) {

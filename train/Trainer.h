@@ -11,11 +11,15 @@
 // Every rank checks the config hash, loads its DP shard of the data, reduces gradients in buckets
 // during backward (parallel/data/GradBucketReducer.h) or shards AdamW (zero_stage 1); rank 0 alone
 // writes metrics, progress and checkpoints (which stay layout-free: logical tensors only).
+// Stages SFT, REWARD and DPO (cfg.stage) swap the token loader and LM loss for an rlhf::Stage
+// (rlhf/Stages.h): JSONL examples and the stage's loss; REWARD trains a models::RewardModel.
+// Checkpoints, resume, schedule, DP and metrics are the same for every stage.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/DataLoader.h"
@@ -32,6 +36,9 @@ class ProcessGrid;
 class GradBucketReducer;
 class ZeroAdamW;
 }  // namespace loom
+namespace loom::rlhf {
+class Stage;
+}
 
 namespace loom::train {
 
@@ -60,6 +67,7 @@ class Trainer {
 
   models::GPT& model() { return *model_; }
   // Mean loss over eval.steps batches of the validation set (model in eval mode).
+  // For SFT / REWARD the stage's validation split (val_loss first); NaN without one.
   double evaluate();
   // True on the rank that writes metrics, progress and checkpoints (global rank 0).
   bool is_writer() const { return writer_; }
@@ -70,11 +78,20 @@ class Trainer {
   void resume_if_asked();
   void optimizer_step(double& grad_norm);
   // init_from: a Loom checkpoint directory, or "hf:DIR" for a Hugging Face GPT-2 directory.
-  void init_weights_from(const std::string& source);
+  void init_weights_from(const std::string& source) { load_weights(source, *model_); }
+  // Same sources into any GPT of this run's model config. A RewardModel keeps its fresh
+  // value_head when the source has none (a pretrained or SFT checkpoint).
+  void load_weights(const std::string& source, models::GPT& model) const;
+  void build_stage();
+  void build_loaders();  // PRETRAIN: token datasets
   void resume_from(const std::string& dir);
   std::string save(int64_t step);  // collective; rank 0 writes, every rank gets the path
   std::string write_checkpoint(int64_t step, const std::map<std::string, optim::ParamState>& states);
   double train_step(int64_t step, double& grad_norm);
+  // Validation metrics ("val_loss", "val_ppl", stage extras); empty when there is no val split.
+  std::vector<std::pair<std::string, double>> evaluate_metrics();
+  // Averages stage_metrics_ over micro-batches and DP ranks.
+  void reduce_stage_metrics(int64_t micro_batches);
 
   config::RunConfig cfg_;
   Device device_;
@@ -82,7 +99,9 @@ class Trainer {
   std::unique_ptr<models::GPT> model_;
   std::unique_ptr<optim::Optimizer> opt_;
   optim::LrSchedule schedule_;
-  std::unique_ptr<data::DataLoader> train_loader_, val_loader_;
+  std::unique_ptr<data::DataLoader> train_loader_, val_loader_;  // PRETRAIN
+  std::unique_ptr<rlhf::Stage> stage_;                            // SFT, REWARD, DPO
+  std::vector<std::pair<std::string, double>> stage_metrics_;     // of the last step
   std::unique_ptr<MetricsLogger> metrics_;
   int64_t step_ = 0;  // optimizer updates done so far
   int64_t grad_accum_ = 1;
