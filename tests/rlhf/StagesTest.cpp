@@ -110,6 +110,44 @@ TEST(StagesTest, SftLossIsTheMeanOverResponseTokensOnly) {
   }
 }
 
+TEST(StagesTest, SftPackingKeepsTheLossOnEachDocumentsResponse) {
+  // The three examples (6 + 12 + 5 = 23 tokens with EOTs) pack into one row of 24.
+  Fixture f("stage: SFT\nsft { packing: true }\nbatch { micro_batch_size: 1 }\n");
+  std::string path = f.dir.write("sft.jsonl", pairs_jsonl(false));
+  config::RunConfig cfg = f.resolve({"sft.train_path=" + path});
+  Generator gen(8);
+  models::GPT model(small_gpt(), gen);
+  auto stage = make_stage(cfg, model, {});
+  double got = stage->next_step().loss.item();
+  // Direct: the concatenated row; targets are the response tokens of each document (never the
+  // next document's first token, never padding).
+  std::vector<int64_t> ids;
+  std::vector<bool> is_target;  // is_target[t]: position t-1 predicts token t with loss
+  for (const auto& [p, r] : kPairs) {
+    for (int32_t t : bytes_of(p)) ids.push_back(t), is_target.push_back(false);
+    for (int32_t t : bytes_of(r)) ids.push_back(t), is_target.push_back(true);
+    ids.push_back(256), is_target.push_back(true);
+  }
+  ASSERT_EQ(ids.size(), 23u);
+  ids.push_back(256), is_target.push_back(false);  // padding
+  NoGradGuard g;
+  std::vector<float> logits = model.forward(Tensor::from_vector(ids, {1, 24})).to_vector<float>();
+  double sum = 0.0;
+  int count = 0;
+  for (size_t t = 1; t < ids.size(); ++t) {
+    if (!is_target[t]) continue;
+    const float* row = &logits[(t - 1) * 257];
+    double mx = row[0], z = 0.0;
+    for (int v = 0; v < 257; ++v) mx = std::max(mx, double(row[v]));
+    for (int v = 0; v < 257; ++v) z += std::exp(double(row[v]) - mx);
+    sum += -(double(row[ids[t]]) - mx - std::log(z));
+    ++count;
+  }
+  EXPECT_EQ(count, 2 + 1 + 5 + 1 + 3 + 1);  // response bytes + EOT per document
+  // Same f32-vs-f64 reduction argument as the padded case.
+  EXPECT_NEAR(got, sum / count, 1e-5 * sum / count);
+}
+
 TEST(StagesTest, RewardLossReadsTheLastRealToken) {
   Fixture f("stage: REWARD\nbatch { micro_batch_size: 3 }\n");
   std::string path = f.dir.write("pref.jsonl", pairs_jsonl(true));
