@@ -1,0 +1,150 @@
+// Pipeline parallelism under the Fake communicator (ranks as threads), TESTPLAN R-3 in spirit:
+// GPipe and 1F1B at pp 1-4 with M = 4 and 8 micro-batches against one process accumulating the
+// same micro-batches, 3 AdamW steps: untied embeddings bitwise, tied rel <= 1e-6 with both tied
+// copies bitwise equal; the activation-memory bound of 1F1B; layer split; P2P errors.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <set>
+
+#include "parallel/comm/FakeCommunicator.h"
+#include "tests/parallel/PipelineCases.h"
+
+namespace loom::pipeline {
+namespace {
+
+using test::RunResult;
+
+CommOptions fake_options() {
+  CommOptions o;
+  o.name = "pp";
+  o.timeout_s = 60.0;  // TESTPLAN: 60 s deadline for every collective in a multi-rank test
+  return o;
+}
+
+// NB: CPU kernels are not bitwise independent of the OpenMP thread count (at C=64 the
+// single-process gradients at 2 threads differ from those at 1 thread), so the reference runs with
+// the one thread each rank thread uses.
+class OneOmpThread {
+ public:
+  OneOmpThread() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneOmpThread() { omp_set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+std::vector<RunResult> run_all_stages(int pp, const models::GPTConfig& cfg,
+                                      const std::vector<MicroBatch>& mbs, ScheduleKind kind,
+                                      int steps) {
+  std::vector<RunResult> out(static_cast<size_t>(pp));
+  run_fake_ranks(
+      pp,
+      [&](Communicator& c) {
+        // One OpenMP thread per rank thread, as MPI ranks run with OMP_NUM_THREADS=1 (pp teams
+        // of spinning threads on 2 cores made this test 15x slower).
+        OneOmpThread one;
+        out[size_t(c.rank())] = test::run_pipelined(c, cfg, mbs, kind, steps);
+      },
+      fake_options());
+  return out;
+}
+
+void check_case(int pp, int64_t M, ScheduleKind kind, bool tied, int64_t C) {
+  SCOPED_TRACE(testing::Message() << "pp=" << pp << " M=" << M << " " << schedule_name(kind)
+                                  << (tied ? " tied" : " untied") << " C=" << C);
+  const models::GPTConfig cfg = test::tiny_config(tied, C);
+  const auto mbs = test::make_micro_batches(M, cfg.vocab_size, 42);
+  const int steps = 3;
+  RunResult ref;
+  {
+    OneOmpThread one;
+    ref = test::run_reference(cfg, mbs, steps);
+  }
+  std::vector<RunResult> stages = run_all_stages(pp, cfg, mbs, kind, steps);
+  std::set<std::string> covered;
+  for (int s = 0; s < pp; ++s) {
+    test::expect_matches(stages[size_t(s)], ref, tied, s);
+    test::expect_live_bound(stages[size_t(s)], kind, s, pp, M);
+    for (const auto& kv : stages[size_t(s)].params) covered.insert(kv.first);
+  }
+  EXPECT_EQ(covered.size(), ref.params.size()) << "every parameter lives on some stage";
+  if (tied && pp > 1) {
+    EXPECT_TRUE(test::bitwise_equal(stages[0].params.at("wte.weight"),
+                                    stages[size_t(pp - 1)].params.at("wte.weight")))
+        << "the first and last stage's copies of the tied weight diverged";
+  }
+}
+
+TEST(PipelineTest, UntiedMatchesGradientAccumulationBitwise) {
+  for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB})
+    for (int pp : {1, 2, 3, 4})
+      for (int64_t M : {4, 8}) check_case(pp, M, kind, /*tied=*/false, 32);
+}
+
+TEST(PipelineTest, TiedMatchesGradientAccumulationAndCopiesStayEqual) {
+  for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB})
+    for (int pp : {2, 4}) check_case(pp, 8, kind, /*tied=*/true, 64);
+}
+
+TEST(PipelineTest, FewerMicroBatchesThanStages) {
+  // M < pp: 1F1B's warm-up is cut short to M forwards, and the result is still exact.
+  check_case(4, 2, ScheduleKind::OneFOneB, /*tied=*/false, 32);
+  check_case(4, 1, ScheduleKind::GPipe, /*tied=*/false, 32);
+}
+
+TEST(PipelineTest, WarmupForwards) {
+  EXPECT_EQ(warmup_forwards(0, 4, 8), 3);
+  EXPECT_EQ(warmup_forwards(3, 4, 8), 0);
+  EXPECT_EQ(warmup_forwards(0, 4, 2), 2);
+}
+
+TEST(PipelineTest, StageLayersSplitEvenlyFirstStagesLonger) {
+  using P = std::pair<int64_t, int64_t>;
+  EXPECT_EQ(stage_layers(4, 2, 1), P(2, 4));
+  EXPECT_EQ(stage_layers(4, 3, 0), P(0, 2));
+  EXPECT_EQ(stage_layers(4, 3, 1), P(2, 3));
+  EXPECT_EQ(stage_layers(4, 3, 2), P(3, 4));
+  EXPECT_EQ(stage_layers(12, 5, 4), P(10, 12));
+  EXPECT_THROW(stage_layers(4, 5, 0), ValueError);
+  EXPECT_THROW(stage_layers(4, 2, 2), ValueError);
+}
+
+TEST(PipelineTest, GptStageRejectsDropout) {
+  models::GPTConfig cfg = test::tiny_config(false, 32);
+  cfg.dropout = 0.1;
+  EXPECT_THROW(GptStage(cfg, 0, 2), ValueError);
+}
+
+TEST(PipelineTest, SendChecksTheActivationShape) {
+  run_fake_ranks(2, [](Communicator& c) {
+    PipelineP2P p2p(c, {2, 16, 32}, DType::F32);
+    if (p2p.is_first()) {
+      EXPECT_THROW(p2p.send_forward(Tensor::zeros({2, 16, 31}), 0), ValueError);
+      EXPECT_THROW(p2p.send_backward(Tensor::zeros({2, 16, 32}), 0), ValueError);
+    } else {
+      EXPECT_THROW(p2p.send_forward(Tensor::zeros({2, 16, 32}), 0), ValueError);
+    }
+  });
+}
+
+TEST(PipelineTest, MissingActivationTimesOutNamingTheSender) {
+  CommOptions o = fake_options();
+  o.timeout_s = 0.3;  // short: the sender never sends, so only the deadline ends the wait
+  run_fake_ranks(
+      2,
+      [](Communicator& c) {
+        PipelineP2P p2p(c, {2, 16, 32}, DType::F32);
+        if (p2p.is_first()) return;
+        try {
+          p2p.recv_forward(3);
+          ADD_FAILURE() << "recv_forward returned without a matching send";
+        } catch (const CommTimeout& e) {
+          EXPECT_NE(std::string(e.what()).find("recv from rank 0"), std::string::npos) << e.what();
+        }
+      },
+      o);
+}
+
+}  // namespace
+}  // namespace loom::pipeline
