@@ -54,7 +54,8 @@ namespace {
 data::Tokenizer load_tokenizer(const RunConfig& cfg) {
   const auto& d = cfg.data();
   data::Tokenizer tok = [&] {
-    if (!d.tokenizer_json().empty()) return data::Tokenizer::from_tokenizer_json(d.tokenizer_json());
+    if (!d.tokenizer_json().empty())
+      return data::Tokenizer::from_tokenizer_json(d.tokenizer_json());
     LOOM_CHECK_T(ConfigError, !d.tokenizer_vocab().empty(), "stage ",
                  RunConfig::Stage_Name(cfg.stage()),
                  ": expected a tokenizer (data.tokenizer_vocab + data.tokenizer_merges, or "
@@ -98,7 +99,8 @@ class SftStage : public Stage {
           for (size_t i = 1; i < ex.is_response.size(); ++i) ex.is_response[i] = 1;
       desc_ += (desc_.empty() ? "" : "; ") + stats_str(path, ds.stats);
       int32_t pad = *tok.eot_id();
-      return packing ? pack_rows(ds.examples, o.seq_len, pad) : pad_rows(ds.examples, o.seq_len, pad);
+      return packing ? pack_rows(ds.examples, o.seq_len, pad)
+                     : pad_rows(ds.examples, o.seq_len, pad);
     };
     train_ = rows_of(cfg.sft().train_path());
     if (!cfg.sft().val_path().empty()) val_ = rows_of(cfg.sft().val_path());

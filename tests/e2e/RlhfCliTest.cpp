@@ -127,7 +127,8 @@ TEST(RlhfCliTest, RewardModelSeparatesHeldOutPairsAndCheckpointsItsHead) {
   // A reward run started from the reward checkpoint keeps its head: its step-0 evaluation equals
   // the first run's last one (a fresh head would score differently).
   RunResult again = run_loom("train " + data.config("rm2", "REWARD", 1, fields) +
-                             " --set schedule.warmup_steps=0 --set init_from=" + d.file("rm/checkpoints/step_00000030"));
+                             " --set schedule.warmup_steps=0 --set init_from=" +
+                             d.file("rm/checkpoints/step_00000030"));
   ASSERT_EQ(again.exit_code, 0) << again.output;
   std::vector<double> margin2 = values_of(d.file("rm2/metrics.jsonl"), "val_margin");
   ASSERT_FALSE(margin2.empty());

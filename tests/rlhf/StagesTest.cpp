@@ -97,8 +97,8 @@ TEST(StagesTest, SftLossIsTheMeanOverResponseTokensOnly) {
   for (bool mask_prompt : {true, false}) {
     Fixture f("stage: SFT\nbatch { micro_batch_size: 3 }\n");
     std::string path = f.dir.write("sft.jsonl", pairs_jsonl(false));
-    config::RunConfig cfg = f.resolve({"sft.train_path=" + path,
-                                       std::string("sft.mask_prompt=") + (mask_prompt ? "true" : "false")});
+    const std::string mask = mask_prompt ? "true" : "false";
+    config::RunConfig cfg = f.resolve({"sft.train_path=" + path, "sft.mask_prompt=" + mask});
     Generator gen(5);
     models::GPT model(small_gpt(), gen);
     auto stage = make_stage(cfg, model, {});
