@@ -59,6 +59,26 @@ bool unary_f32_contig(UnaryOp op, float* o, const float* x, int64_t n, float a, 
   }
 }
 
+// Contiguous f64 forms of the cheap ops (the same IEEE operations as ref::unary_scalar, so the
+// same bits) as plain loops the compiler vectorises; clip_grad_norm squares every f64 gradient.
+bool unary_f64_contig(UnaryOp op, double* o, const double* x, int64_t n, double a) {
+  switch (op) {
+    case UnaryOp::Square:
+      for (int64_t i = 0; i < n; ++i) o[i] = x[i] * x[i];
+      return true;
+    case UnaryOp::MulScalar:
+      for (int64_t i = 0; i < n; ++i) o[i] = x[i] * a;
+      return true;
+    case UnaryOp::AddScalar:
+      for (int64_t i = 0; i < n; ++i) o[i] = x[i] + a;
+      return true;
+    case UnaryOp::Neg:
+      for (int64_t i = 0; i < n; ++i) o[i] = -x[i];
+      return true;
+    default: return false;
+  }
+}
+
 template <class T>
 void unary_strided(UnaryOp op, char* o, int64_t so, const char* x, int64_t sx, int64_t n,
                    double a, double b) {
@@ -168,6 +188,12 @@ void CpuBackend::unary(UnaryOp op, const Tensor& out, const Tensor& x, double al
               unary_f32_contig(op, reinterpret_cast<float*>(p[0]),
                                reinterpret_cast<const float*>(p[1]), n, float(alpha),
                                float(beta)))
+            return;
+        }
+        if constexpr (std::is_same_v<T, double>) {
+          if (s[0] == 8 && s[1] == 8 &&
+              unary_f64_contig(op, reinterpret_cast<double*>(p[0]),
+                               reinterpret_cast<const double*>(p[1]), n, alpha))
             return;
         }
         unary_strided<T>(op, p[0], s[0], p[1], s[1], n, alpha, beta);
