@@ -8,6 +8,7 @@
 #                         OPENBLAS_CORETYPE from the environment; or a name such as SkylakeX)
 #   PT_ADAMW=fused        PyTorch AdamW implementation (fused | foreach | forloop)
 #   PT_WAIT=passive       OMP_WAIT_POLICY for PyTorch (passive was fastest on the shared 2 cores)
+#   PT_EXTRA=             extra flags for bench/pytorch_train_gpt2.py (e.g. --compile)
 #   LOOM_WAIT=passive     OMP_WAIT_POLICY for Loom
 #   MAX_LOAD=1.5 WAIT_S=300   wait up to WAIT_S for the 1-minute load average to drop below
 #                             MAX_LOAD before each run (other jobs on the machine skew timings)
@@ -52,7 +53,7 @@ run_loom() {
 run_pytorch() {
   OMP_WAIT_POLICY=$PT_WAIT "$PYTHON" bench/pytorch_train_gpt2.py --model "$MODEL" \
     --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" \
-    --adamw "$PT_ADAMW"
+    --adamw "$PT_ADAMW" ${PT_EXTRA:-}
 }
 
 for r in $(seq 1 "$ROUNDS"); do
