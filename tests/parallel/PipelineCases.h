@@ -27,6 +27,7 @@ namespace loom::pipeline::test {
 
 constexpr uint64_t kInitSeed = 1234;
 constexpr int64_t kMicroBatch = 2, kSeqLen = 16;
+constexpr int kSteps = 20;  // optimizer steps per comparison (TESTPLAN R-3: 20)
 
 // 4 layers, vocab 64, T 16, width C (32 or 64), no dropout.
 inline models::GPTConfig tiny_config(bool tied, int64_t C) {
@@ -149,9 +150,13 @@ inline double rel_error(const Tensor& a, const Tensor& b) {
 // Tolerance for the tied case (TESTPLAN R-3): the tied-gradient all-reduce sums the embedding
 // part and the head part in a different order than the single process does.
 constexpr double kTiedRel = 1e-6;
+// Tied final parameters after kSteps steps: issue 4's "final parameters within 1e-5 relative"
+// (TESTPLAN R-3 bounds only the losses; measured up to 6e-6 after 20 SGD-momentum steps).
+constexpr double kTiedParamRel = 1e-5;
 
 // Untied: every loss, step-1 grad and final param bitwise equal. Tied: step-1 loss and every
-// step-1 grad except wte.weight bitwise; wte.weight grad, later losses and params rel <= 1e-6.
+// step-1 grad except wte.weight bitwise; wte.weight grad and later losses rel <= 1e-6, final
+// params rel <= 1e-5.
 inline void expect_matches(const RunResult& pipe, const RunResult& ref, bool tied, int stage) {
   SCOPED_TRACE(testing::Message() << "stage " << stage);
   ASSERT_EQ(pipe.losses.size(), ref.losses.size());
@@ -173,7 +178,7 @@ inline void expect_matches(const RunResult& pipe, const RunResult& ref, bool tie
   }
   for (const auto& [name, p] : pipe.params) {
     if (tied) {
-      EXPECT_LE(rel_error(p, ref.params.at(name)), kTiedRel) << name;
+      EXPECT_LE(rel_error(p, ref.params.at(name)), kTiedParamRel) << name;
     } else {
       EXPECT_TRUE(bitwise_equal(p, ref.params.at(name))) << "param " << name;
     }
