@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/autograd/Autocast.h"
 #include "core/backend/Backend.h"
 #include "core/backend/cpu/CpuBackend.h"
 #include "core/util/Check.h"
@@ -42,6 +43,8 @@ void check_options(const BenchOptions& o, const models::GPTConfig& c) {
   LOOM_CHECK(o.steps >= 1 && o.warmup >= 0, "bench: expected steps >= 1 and warmup >= 0, got ",
              o.steps, " and ", o.warmup);
   LOOM_CHECK(o.threads >= 0, "bench: expected threads >= 0, got ", o.threads);
+  LOOM_CHECK(o.dtype == "f32" || o.dtype == "bf16", "bench: expected dtype f32 or bf16, got '",
+             o.dtype, "'");
 }
 
 // One (ids, targets) pair of shape (B,T) per step: uniform tokens from a fixed-seed engine,
@@ -102,7 +105,11 @@ std::string run_train_bench(const BenchOptions& o) {
   double loss_value = 0.0;
   for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
     const auto t0 = std::chrono::steady_clock::now();
-    Tensor loss = model.loss(batches[size_t(s)].first, batches[size_t(s)].second);
+    Tensor loss;
+    {
+      AutocastGuard autocast(o.dtype == "bf16" ? DType::BF16 : DType::F32);
+      loss = model.loss(batches[size_t(s)].first, batches[size_t(s)].second);
+    }
     loss.backward();
     optim::clip_grad_norm(params, 1.0);
     opt.step();
@@ -122,6 +129,7 @@ std::string run_train_bench(const BenchOptions& o) {
   j["seq"] = o.seq;
   j["threads"] = o.device.is_cpu() ? cpu::num_threads() : 0;
   j["device"] = o.device.str();
+  j["dtype"] = o.dtype;
   if (o.device.is_cpu()) j["blas"] = cpu::blas_kernels_name();
   j["steps"] = o.steps;
   j["warmup"] = o.warmup;

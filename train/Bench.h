@@ -20,11 +20,15 @@ struct BenchOptions {
   // OpenBLAS kernel set for CPU runs: "" keeps the current one (OPENBLAS_CORETYPE or detection),
   // "auto" re-detects the CPU, a name such as "SkylakeX" forces it (cpu::set_blas_kernels).
   std::string blas;
+  // "f32" (default) or "bf16": the step's forward runs under AutocastGuard(BF16) (CUDA only;
+  // parameters, gradients and AdamW stay f32).
+  std::string dtype = "f32";
 };
 
 // Runs the benchmark; returns one JSON object (no trailing newline) with model, params, batch,
-// seq, threads, device, blas (CPU), steps, warmup, ms_per_step_median, ms_per_step_min, ms_per_step_max,
-// tokens_per_s (from the median), final_loss, peak_rss_mb and, on CUDA, peak_device_mb.
+// seq, threads, device, dtype, blas (CPU), steps, warmup, ms_per_step_median, ms_per_step_min,
+// ms_per_step_max, tokens_per_s (from the median), final_loss, peak_rss_mb and, on CUDA,
+// peak_device_mb.
 // Throws ValueError for bad options (unknown model, seq > block_size, non-positive sizes).
 std::string run_train_bench(const BenchOptions& options);
 

@@ -2,11 +2,13 @@
 // strided views: a transposed view becomes a GEMM transpose flag, a broadcast weight becomes one
 // big 2-D GEMM over the flattened leading dims, and a gradient summed over broadcast batch dims
 // becomes one GEMM whose K runs over the batch (or, in unusual layouts, a fixed-order loop of
-// accumulating GEMMs). Only operands that are neither row- nor column-major are copied.
+// accumulating GEMMs). Only operands that are neither row- nor column-major are copied. Under
+// bf16 autocast (core/autograd/Autocast.h) CUDA operands are cast to bf16 first.
 #include "core/ops/Linear.h"
 
 #include <vector>
 
+#include "core/autograd/Autocast.h"
 #include "core/autograd/Function.h"
 #include "core/backend/Backend.h"
 
@@ -169,8 +171,10 @@ void matmul_into(const Tensor& out, const Tensor& a, const Tensor& b, double bet
 void check_operands(const Tensor& a, const Tensor& b, const char* op) {
   LOOM_CHECK(a.dtype() == b.dtype(), op, ": expected operands of one dtype, got ",
              dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
-  LOOM_CHECK(a.dtype() == DType::F32 || a.dtype() == DType::F64, op,
-             ": expected dtype f32 or f64, got ", dtype_name(a.dtype()));
+  LOOM_CHECK(a.dtype() == DType::F32 || a.dtype() == DType::F64 ||
+                 (a.dtype() == DType::BF16 && a.device().is_cuda()),
+             op, ": expected dtype f32 or f64 (or bf16 on cuda), got ", dtype_name(a.dtype()),
+             " on ", a.device().str());
   LOOM_CHECK(a.device() == b.device(), op, ": expected operands on one device, got ",
              a.device().str(), " and ", b.device().str());
 }
@@ -268,20 +272,21 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
              "matmul: expected tensors with at least 1 dim");
   if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return matmul(a, b.unsqueeze(-1)).squeeze(-1);
-  return autograd::apply<MatmulFn>(a, b);
+  return autograd::apply<MatmulFn>(autograd::autocast_lower(a), autograd::autocast_lower(b));
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
   LOOM_CHECK(a.defined() && b.defined() && a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0),
              "bmm: expected a (B,M,K) and b (B,K,N), got ", a.defined() ? a.shape() : Shape{},
              " and ", b.defined() ? b.shape() : Shape{});
-  return autograd::apply<MatmulFn>(a, b);
+  return autograd::apply<MatmulFn>(autograd::autocast_lower(a), autograd::autocast_lower(b));
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   LOOM_CHECK(x.defined() && weight.defined() && x.dim() >= 1, "linear: expected x (..., in)");
   if (x.dim() == 1) return linear(x.unsqueeze(0), weight, bias).squeeze(0);
-  return autograd::apply<LinearFn>(x, weight, bias);
+  return autograd::apply<LinearFn>(autograd::autocast_lower(x), autograd::autocast_lower(weight),
+                                   autograd::autocast_lower(bias));
 }
 
 }  // namespace loom

@@ -2,8 +2,11 @@
 // embedding and cross_entropy (Nn.h). Each op checks its arguments, makes inputs contiguous and
 // calls one fused backend kernel (Backend.h) forward and one backward; the mean/sum of
 // cross_entropy is composed from the reduction and elementwise ops, which are cheap next to it.
+// Under bf16 autocast (Autocast.h) softmax, layer_norm and cross_entropy take bf16 CUDA inputs up
+// to f32, and embedding outputs are cast to bf16 (the residual stream's dtype).
 #include "core/ops/Nn.h"
 
+#include "core/autograd/Autocast.h"
 #include "core/autograd/Function.h"
 #include "core/backend/Backend.h"
 #include "core/ops/Elementwise.h"
@@ -40,8 +43,9 @@ struct SoftmaxFn {  // over the last dim
   }
 };
 
-Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+Tensor softmax_impl(const Tensor& x_in, int64_t dim, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
+  const Tensor x = autograd::autocast_f32(x_in);
   check_float(x, op, "input");
   if (x.dim() == 0) return autograd::apply<SoftmaxFn>(x.reshape({1}), log).reshape({});
   const int64_t d = wrap_dim(dim, x.dim(), op);
@@ -167,7 +171,8 @@ struct CrossEntropyFn {  // per-row losses (Reduction::None)
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
 
-Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
+  const Tensor x = autograd::autocast_f32(x_in);
   check_float(x, "layer_norm", "input");
   LOOM_CHECK(x.dim() >= 1, "layer_norm: expected an input with at least 1 dim, got a 0-d tensor");
   const int64_t C = x.size(-1);
@@ -196,11 +201,12 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   LOOM_CHECK(ids.dtype() == DType::I64, "embedding: expected ids of dtype i64, got ",
              dtype_name(ids.dtype()));
   LOOM_CHECK(ids.device() == weight.device(), "embedding: expected ids on the weight's device");
-  return autograd::apply<EmbeddingFn>(weight, ids);
+  return autograd::autocast_lower(autograd::apply<EmbeddingFn>(weight, ids));
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets, int64_t ignore_index,
                      Reduction reduction) {
+  const Tensor logits = autograd::autocast_f32(logits_in);
   LOOM_CHECK(logits.dim() == 2, "cross_entropy: expected logits of shape (N,V), got ",
              logits.shape());
   check_float(logits, "cross_entropy", "logits");

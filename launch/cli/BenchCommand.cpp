@@ -19,7 +19,8 @@ int cmd_bench(int argc, char** argv) {
           {"warmup", Kind::Value, "untimed steps first (default 2)"},
           {"threads", Kind::Value, "CPU threads (default: all cores)"},
           {"device", Kind::Value, "cpu (default) or cuda[:N]"},
-          {"blas", Kind::Value, "OpenBLAS kernel set: auto or a name such as Haswell (CPU)"}});
+          {"blas", Kind::Value, "OpenBLAS kernel set: auto or a name such as Haswell (CPU)"},
+          {"dtype", Kind::Value, "f32 (default) or bf16 (autocast, CUDA)"}});
   LOOM_CHECK_T(ConfigError, a.positional().empty(), "loom bench: unexpected argument \"",
                a.positional().empty() ? "" : a.positional()[0], "\"\n", a.usage());
   train::BenchOptions o;
@@ -31,6 +32,7 @@ int cmd_bench(int argc, char** argv) {
   o.threads = int(a.get_int("threads", 0));
   o.device = Device::parse(a.get("device", "cpu"));
   o.blas = a.get("blas", "");
+  o.dtype = a.get("dtype", o.dtype);
   std::printf("%s\n", train::run_train_bench(o).c_str());
   return 0;
 }
