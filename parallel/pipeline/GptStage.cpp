@@ -25,8 +25,7 @@ std::pair<int64_t, int64_t> stage_layers(int64_t n_layer, int pp, int stage) {
   return {begin, begin + base + (stage < extra ? 1 : 0)};
 }
 
-GptStage::GptStage(const models::GPTConfig& config, int stage, int pp, DType dtype,
-                   Device device)
+GptStage::GptStage(const models::GPTConfig& config, int stage, int pp, DType dtype, Device device)
     : config_(config), stage_(stage), pp_(pp), layers_(stage_layers(config.n_layer, pp, stage)) {
   config_.validate();
   LOOM_CHECK(config_.dropout == 0.0, "GptStage: expected dropout 0 (pipeline dropout streams ",

@@ -47,7 +47,7 @@ class GptStage : public models::Module, public PipelineStage {
   Tensor tied_weight() const;
 
  private:
-  Tensor embed(const Tensor& ids) const;                          // (b,T) -> (b,T,C)
+  Tensor embed(const Tensor& ids) const;                           // (b,T) -> (b,T,C)
   Tensor head_loss(const Tensor& x, const Tensor& targets) const;  // (b,T,C) -> scalar
 
   models::GPTConfig config_;

@@ -57,12 +57,14 @@ void PipelineP2P::send_forward(const Tensor& act, int64_t mb) {
 }
 
 Tensor PipelineP2P::recv_forward(int64_t mb) {
-  LOOM_CHECK(!is_first(), "PipelineP2P.recv_forward: expected a stage after the first, got stage 0");
+  LOOM_CHECK(!is_first(),
+             "PipelineP2P.recv_forward: expected a stage after the first, got stage 0");
   return recv(stage() - 1, tag_of(mb, false), "recv_forward");
 }
 
 void PipelineP2P::send_backward(const Tensor& grad, int64_t mb) {
-  LOOM_CHECK(!is_first(), "PipelineP2P.send_backward: expected a stage after the first, got stage 0");
+  LOOM_CHECK(!is_first(),
+             "PipelineP2P.send_backward: expected a stage after the first, got stage 0");
   send(grad, stage() - 1, tag_of(mb, true), "send_backward");
 }
 

@@ -34,8 +34,9 @@ class StageRunner {
     if (!p2p_.is_first()) live.input = p2p_.recv_forward(m).set_requires_grad(true);
     Tensor out = stage_.forward(live.input, mbs_[size_t(m)]);
     if (p2p_.is_last()) {
-      LOOM_CHECK(out.numel() == 1, "run_pipeline: expected the last stage to return a scalar loss, ",
-                 "got shape ", out.shape());
+      LOOM_CHECK(out.numel() == 1,
+                 "run_pipeline: expected the last stage to return a scalar loss, ", "got shape ",
+                 out.shape());
       out = out * scale_;
       loss_ += out.item();
     } else {

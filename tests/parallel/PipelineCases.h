@@ -60,10 +60,10 @@ inline std::vector<MicroBatch> make_micro_batches(int64_t M, int64_t V, uint64_t
 }
 
 struct RunResult {
-  std::vector<double> losses;               // one per step
-  std::map<std::string, Tensor> grads;      // after step 1's backward, before its update
-  std::map<std::string, Tensor> params;     // after the last step
-  std::vector<int64_t> max_live;            // per step (pipelined runs only)
+  std::vector<double> losses;            // one per step
+  std::map<std::string, Tensor> grads;   // after step 1's backward, before its update
+  std::map<std::string, Tensor> params;  // after the last step
+  std::vector<int64_t> max_live;         // per step (pipelined runs only)
 };
 
 // Untied runs step AdamW (they are bitwise equal, so any optimizer must agree). Tied runs step

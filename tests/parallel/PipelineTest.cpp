@@ -1,7 +1,7 @@
 // Pipeline parallelism under the Fake communicator (ranks as threads), TESTPLAN R-3 in spirit:
 // GPipe and 1F1B at pp 1-4 with M = 4 and 8 micro-batches against one process accumulating the
-// same micro-batches, 20 steps: untied (AdamW) bitwise, tied (SGD) losses rel <= 1e-6 with both tied
-// copies bitwise equal; the activation-memory bound of 1F1B; layer split; P2P errors.
+// same micro-batches, 20 steps: untied (AdamW) bitwise, tied (SGD) losses rel <= 1e-6 with both
+// tied copies bitwise equal; the activation-memory bound of 1F1B; layer split; P2P errors.
 #include <gtest/gtest.h>
 #include <omp.h>
 

@@ -1,8 +1,8 @@
 // Pipeline parallelism across MPI processes (np 2, 3, 4), TESTPLAN R-3: the world as one pipeline
 // (pp = np; 4 layers split 2+1+1 at np 3), GPipe and 1F1B, M = 8 micro-batches, against one
 // process accumulating the same 8 micro-batches (computed on every rank): untied embeddings
-// bitwise (loss and params for 20 AdamW steps, all grads at step 1), tied losses rel <= 1e-6. At even np
-// also PP=2 x DP=np/2 from a ProcessGrid: side-by-side pipelines on the grid's pp groups.
+// bitwise (loss and params for 20 AdamW steps, all grads at step 1), tied losses rel <= 1e-6. At
+// even np also PP=2 x DP=np/2 from a ProcessGrid: side-by-side pipelines on the grid's pp groups.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
