@@ -21,6 +21,7 @@
 #include "parallel/data/DistributedRuntime.h"
 #include "parallel/data/GradBucketReducer.h"
 #include "parallel/data/ZeroOptimizer.h"
+#include "rlhf/PpoStage.h"
 #include "rlhf/Stages.h"
 #include "train/HfConvert.h"
 
@@ -78,6 +79,9 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
                "train: dtype=", RunConfig::DType_Name(cfg.dtype()),
                " is not supported by this build's trainer yet; expected F32");
   grad_accum_ = config::grad_accum_steps(cfg);
+  LOOM_CHECK_T(ConfigError, cfg.stage() != RunConfig::PPO || cfg.parallel().zero_stage() == 0,
+               "train: stage PPO keeps whole optimizer states per rank; expected "
+               "parallel.zero_stage=0, got ", cfg.parallel().zero_stage());
   if (cfg.stage() == RunConfig::REWARD)
     model_ = std::make_unique<models::RewardModel>(gpt_config_from(cfg), init_gen_, DType::F32,
                                                    device_);
@@ -106,7 +110,10 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
   if (grid_ && grid_->dp_size() > 1) {
     NoGradGuard g;  // replicas start bitwise equal even if an init path were rank dependent
     for (const Tensor& p : model_->parameters()) grid_->dp_group().broadcast(p.detach(), 0);
-    if (!zero_)
+    if (ppo_)
+      for (const Tensor& p : ppo_->critic().parameters())
+        grid_->dp_group().broadcast(p.detach(), 0);
+    if (!zero_ && !ppo_)  // PPO reduces its two models' gradients itself (ppo_optimizer_step)
       reducer_ = std::make_unique<GradBucketReducer>(model_->parameters(), grid_->dp_group());
   }
 }
@@ -226,22 +233,41 @@ void Trainer::build_stage() {
   ctx.dp_rank = grid_ ? grid_->dp_rank() : 0;
   ctx.dp_size = grid_ ? grid_->dp_size() : 1;
   ctx.load_weights = [this](const std::string& source, models::GPT& m) { load_weights(source, m); };
-  stage_ = rlhf::make_stage(cfg_, *model_, std::move(ctx));
+  if (cfg_.stage() == RunConfig::PPO) {
+    rlhf::SumReducer reduce;
+    if (grid_ && grid_->dp_size() > 1)
+      reduce = [this](std::vector<double>& v) {
+        Tensor t = Tensor::from_vector<double>(v, {int64_t(v.size())});
+        grid_->dp_group().all_reduce(t);
+        v = t.to_vector<double>();
+      };
+    auto ppo = std::make_unique<rlhf::PpoStage>(cfg_, *model_, std::move(ctx), std::move(reduce));
+    ppo_ = ppo.get();
+    stage_ = std::move(ppo);
+    critic_opt_ = make_optimizer(ppo_->critic().named_parameters());
+  } else {
+    stage_ = rlhf::make_stage(cfg_, *model_, std::move(ctx));
+  }
   LOG_RANK0(INFO) << stage_->describe();
 }
 
-void Trainer::build_optimizer() {
+namespace {
+// Whether parameter `name` gets weight decay under cfg.optimizer's no_decay_* switches.
+bool decays(const config::OptimizerConfig& o, const std::string& name, const Tensor& p) {
+  bool is_embedding = name.rfind("wte.", 0) == 0 || name.rfind("wpe.", 0) == 0;
+  bool is_norm = name.find(".ln_") != std::string::npos || name.rfind("ln_f.", 0) == 0;
+  bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+  if (is_bias) return !o.no_decay_bias();
+  if (is_norm) return !o.no_decay_norm();
+  if (is_embedding) return !o.no_decay_embedding();
+  return p.dim() >= 2;
+}
+}  // namespace
+
+std::unique_ptr<optim::Optimizer> Trainer::make_optimizer(
+    const std::vector<models::NamedTensor>& params) const {
   const auto& o = cfg_.optimizer();
-  auto filter = [o](const std::string& name, const Tensor& p) {
-    bool is_embedding = name.rfind("wte.", 0) == 0 || name.rfind("wpe.", 0) == 0;
-    bool is_norm = name.find(".ln_") != std::string::npos || name.rfind("ln_f.", 0) == 0;
-    bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    if (is_bias) return !o.no_decay_bias();
-    if (is_norm) return !o.no_decay_norm();
-    if (is_embedding) return !o.no_decay_embedding();
-    return p.dim() >= 2;
-  };
-  auto params = model_->named_parameters();
+  auto filter = [o](const std::string& name, const Tensor& p) { return decays(o, name, p); };
   if (o.type() == config::OptimizerConfig::SGD) {
     optim::SGDOptions so;
     so.lr = o.lr();
@@ -249,27 +275,34 @@ void Trainer::build_optimizer() {
     so.nesterov = o.nesterov();
     so.weight_decay = o.weight_decay();
     so.decay_filter = filter;
-    opt_ = std::make_unique<optim::SGD>(params, so);
-  } else {
+    return std::make_unique<optim::SGD>(params, so);
+  }
+  optim::AdamWOptions ao;
+  ao.lr = o.lr();
+  ao.beta1 = o.beta1();
+  ao.beta2 = o.beta2();
+  ao.eps = o.eps();
+  ao.weight_decay = o.weight_decay();
+  ao.decay_filter = filter;
+  return std::make_unique<optim::AdamW>(params, ao);
+}
+
+void Trainer::build_optimizer() {
+  const auto& o = cfg_.optimizer();
+  auto params = model_->named_parameters();
+  if (o.type() != config::OptimizerConfig::SGD && grid_ && cfg_.parallel().zero_stage() == 1) {
+    auto filter = [o](const std::string& name, const Tensor& p) { return decays(o, name, p); };
     optim::AdamWOptions ao;
-    if (grid_ && cfg_.parallel().zero_stage() == 1) {
-      ao.lr = o.lr();
-      ao.beta1 = o.beta1();
-      ao.beta2 = o.beta2();
-      ao.eps = o.eps();
-      zero_ = std::make_unique<ZeroAdamW>(
-          optim::make_decay_groups(params, o.lr(), o.weight_decay(), filter), ao,
-          grid_->dp_group());
-      return;
-    }
     ao.lr = o.lr();
     ao.beta1 = o.beta1();
     ao.beta2 = o.beta2();
     ao.eps = o.eps();
-    ao.weight_decay = o.weight_decay();
-    ao.decay_filter = filter;
-    opt_ = std::make_unique<optim::AdamW>(params, ao);
+    zero_ = std::make_unique<ZeroAdamW>(
+        optim::make_decay_groups(params, o.lr(), o.weight_decay(), filter), ao,
+        grid_->dp_group());
+    return;
   }
+  opt_ = make_optimizer(params);
 }
 
 std::string Trainer::save(int64_t step) {
@@ -305,6 +338,7 @@ std::string Trainer::write_checkpoint(int64_t step,
   }
   Generator& dg = model_->dropout_generator();
   state["dropout_rng"] = {{"seed", dg.seed()}, {"offset", dg.offset()}};
+  if (ppo_) state["ppo"] = json::parse(add_ppo_state(ck));
   ck.meta["trainer"] = state.dump();
   ck.meta["config"] = config::to_text(cfg_);
   return save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()));
@@ -355,10 +389,16 @@ void Trainer::resume_from(const std::string& dir) {
     train_loader_->set_state({epoch, position});
   model_->dropout_generator().set_state(state["dropout_rng"].value("seed", uint64_t(0)),
                                         state["dropout_rng"].value("offset", uint64_t(0)));
+  if (ppo_) {
+    LOOM_CHECK_T(CheckpointError, state.contains("ppo"), "checkpoint ", dir,
+                 ": has no PPO state (critic, KL coefficient); expected a checkpoint of a PPO run");
+    load_ppo_state(ck, state["ppo"].dump(), dir);
+  }
   LOG_RANK0(INFO) << "resumed from " << dir << " at step " << step_;
 }
 
 double Trainer::train_step(int64_t step, double& grad_norm) {
+  if (ppo_) return ppo_train_step(step, grad_norm);
   if (zero_)
     zero_->set_lr(schedule_.lr_at(step - 1));
   else
@@ -396,6 +436,84 @@ double Trainer::train_step(int64_t step, double& grad_norm) {
     loss = t.item() / double(grid_->dp_size());
   }
   return loss;
+}
+
+double Trainer::ppo_train_step(int64_t step, double& grad_norm) {
+  const double lr = schedule_.lr_at(step - 1);
+  opt_->set_lr(lr);
+  critic_opt_->set_lr(lr);
+  rlhf::PpoIteration it = ppo_->iterate(step, [&] { ppo_optimizer_step(grad_norm); });
+  stage_metrics_ = it.metrics;
+  if (!std::isfinite(it.loss))
+    throw NonFiniteError(detail::str_cat("train: PPO loss is ", it.loss, " at step ", step,
+                                         "; hint: lower optimizer.lr or ppo.clip"));
+  return it.loss;
+}
+
+void Trainer::ppo_optimizer_step(double& grad_norm) {
+  std::vector<Tensor> actor = model_->parameters(), critic = ppo_->critic().parameters();
+  if (grid_ && grid_->dp_size() > 1) {
+    const double inv = 1.0 / double(grid_->dp_size());
+    for (const auto* list : {&actor, &critic})
+      for (const Tensor& p : *list) {
+        Tensor g = p.grad();
+        if (!g.defined()) continue;  // unused on every rank alike (e.g. the critic's LM head)
+        grid_->dp_group().all_reduce(g);
+        g.mul_(inv);
+      }
+  }
+  const double clip = cfg_.optimizer().grad_clip();
+  grad_norm = clip > 0 ? optim::clip_grad_norm(actor, clip) : optim::grad_norm(actor);
+  if (clip > 0) optim::clip_grad_norm(critic, clip);
+  opt_->step();
+  critic_opt_->step();
+  opt_->zero_grad();
+  critic_opt_->zero_grad();
+}
+
+std::string Trainer::add_ppo_state(Checkpoint& ck) const {
+  json j;
+  for (const auto& [name, p] : ppo_->critic().named_parameters())
+    ck.tensors["critic/" + name] = p.detach();
+  j["critic_param_steps"] = json::object();
+  for (const auto& [name, st] : critic_opt_->states()) {
+    for (const auto& [key, buf] : st.buffers) ck.tensors["critic_optim/" + key + "/" + name] = buf;
+    j["critic_param_steps"][name] = st.step;
+  }
+  j["critic_optimizer_steps"] = critic_opt_->step_count();
+  j["kl_coef"] = ppo_->kl_controller().value();
+  return j.dump();
+}
+
+void Trainer::load_ppo_state(const Checkpoint& ck, const std::string& meta,
+                             const std::string& dir) {
+  const json j = json::parse(meta);
+  std::string problems;
+  auto params = ppo_->critic().named_parameters();
+  for (const auto& [name, p] : params) {
+    auto it = ck.tensors.find("critic/" + name);
+    if (it == ck.tensors.end())
+      problems += "\n  missing tensor critic/" + name;
+    else if (it->second.shape() != p.shape())
+      problems += "\n  critic/" + name + ": expected shape " + shape_str(p.shape()) + ", got " +
+                  shape_str(it->second.shape());
+  }
+  LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", dir, ":", problems);
+  {
+    NoGradGuard g;
+    for (const auto& [name, p] : params) p.detach().copy_(ck.tensors.at("critic/" + name));
+  }
+  const json steps = j.value("critic_param_steps", json::object());
+  for (const auto& [key, t] : ck.tensors) {
+    if (key.rfind("critic_optim/", 0) != 0) continue;
+    const size_t slash = key.find('/', 13);
+    const std::string buf = key.substr(13, slash - 13), name = key.substr(slash + 1);
+    optim::ParamState& st = critic_opt_->state(name);
+    st.buffers[buf] = t.to(device_).clone();
+    st.step = steps.value(name, int64_t(0));
+  }
+  critic_opt_->set_step_count(j.value("critic_optimizer_steps", int64_t(0)));
+  ppo_->kl_controller().set_value(j.value("kl_coef", ppo_->kl_controller().value()));
 }
 
 void Trainer::optimizer_step(double& grad_norm) {

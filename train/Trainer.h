@@ -14,6 +14,10 @@
 // Stages SFT, REWARD and DPO (cfg.stage) swap the token loader and LM loss for an rlhf::Stage
 // (rlhf/Stages.h): JSONL examples and the stage's loss; REWARD trains a models::RewardModel.
 // Checkpoints, resume, schedule, DP and metrics are the same for every stage.
+// Stage PPO (rlhf/PpoStage.h): one step = one PPO iteration (rollout + epochs of mini-batch
+// updates); the trainer owns the actor's and the critic's optimizers, reduces both models'
+// gradients over DP ranks, and checkpoints the critic ("critic/..."), its optimizer state
+// ("critic_optim/...") and the KL coefficient besides the actor.
 #pragma once
 
 #include <map>
@@ -38,7 +42,8 @@ class ZeroAdamW;
 }  // namespace loom
 namespace loom::rlhf {
 class Stage;
-}
+class PpoStage;
+}  // namespace loom::rlhf
 
 namespace loom::train {
 
@@ -75,6 +80,9 @@ class Trainer {
  private:
   void setup_parallel(std::shared_ptr<Communicator> world);
   void build_optimizer();
+  // SGD or AdamW (cfg.optimizer, decay filter by parameter name) over `params`.
+  std::unique_ptr<optim::Optimizer> make_optimizer(
+      const std::vector<models::NamedTensor>& params) const;
   void resume_if_asked();
   void optimizer_step(double& grad_norm);
   // init_from: a Loom checkpoint directory, or "hf:DIR" for a Hugging Face GPT-2 directory.
@@ -88,6 +96,12 @@ class Trainer {
   std::string save(int64_t step);  // collective; rank 0 writes, every rank gets the path
   std::string write_checkpoint(int64_t step, const std::map<std::string, optim::ParamState>& states);
   double train_step(int64_t step, double& grad_norm);
+  double ppo_train_step(int64_t step, double& grad_norm);
+  // After a PPO mini-batch's backward: DP-average, clip and apply the actor and critic grads.
+  void ppo_optimizer_step(double& grad_norm);
+  // The critic, its optimizer state and the KL coefficient: into / out of a checkpoint.
+  std::string add_ppo_state(Checkpoint& ck) const;  // returns the meta JSON text
+  void load_ppo_state(const Checkpoint& ck, const std::string& meta, const std::string& dir);
   // Validation metrics ("val_loss", "val_ppl", stage extras); empty when there is no val split.
   std::vector<std::pair<std::string, double>> evaluate_metrics();
   // Averages stage_metrics_ over micro-batches and DP ranks.
@@ -100,7 +114,9 @@ class Trainer {
   std::unique_ptr<optim::Optimizer> opt_;
   optim::LrSchedule schedule_;
   std::unique_ptr<data::DataLoader> train_loader_, val_loader_;  // PRETRAIN
-  std::unique_ptr<rlhf::Stage> stage_;                            // SFT, REWARD, DPO
+  std::unique_ptr<rlhf::Stage> stage_;                            // SFT, REWARD, DPO, PPO
+  rlhf::PpoStage* ppo_ = nullptr;                                 // stage_ when stage PPO
+  std::unique_ptr<optim::Optimizer> critic_opt_;                  // PPO critic
   std::vector<std::pair<std::string, double>> stage_metrics_;     // of the last step
   std::unique_ptr<MetricsLogger> metrics_;
   int64_t step_ = 0;  // optimizer updates done so far
