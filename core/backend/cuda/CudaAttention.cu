@@ -4,6 +4,12 @@
 // accumulates D/32 output dims; lse = m + log(l) is stored for backward. Backward recomputes P
 // from lse in two kernels, one owning key tiles (dK, dV) and one owning query tiles (dQ), so every
 // gradient element is written by exactly one thread: no atomics, bitwise deterministic.
+// bf16 goes through cuBLASLt instead (tensor cores): per chunk of heads, f32 scores S = scale Q K^T,
+// a row softmax to bf16 P, O = P V; backward recomputes S, dP = dO V^T, then P and
+// dS = P (dP - rowsum(dO O)) scale, and dV = P^T dO, dQ = dS K, dK = dS^T Q. The (T,T) scratch
+// lives only during the call (chunks of heads bound it to ~1 GiB); everything stays deterministic.
+#include <algorithm>
+
 #include "core/backend/cuda/CudaCommon.cuh"
 
 namespace loom::cuda {
@@ -255,6 +261,64 @@ __global__ void attention_dq_kernel(T* dq, const T* dout, const T* q, const T* k
   }
 }
 
+// ---- bf16 attention on cuBLASLt --------------------------------------------------------------
+constexpr int64_t kScoreBytes = int64_t(1) << 30;  // f32 scores per chunk of heads
+
+// One warp per row of S (rows, Tk) f32, already scaled: p = softmax over the row's valid keys as
+// bf16 (0 elsewhere), lse[lse0 + row] = max + log(sum).
+__global__ void scores_softmax_kernel(bf16* p, AnyLse lse, const float* s, int64_t rows,
+                                      int64_t Tq, int64_t Tk, bool causal, int64_t lse0) {
+  const int lane = threadIdx.x & 31;
+  for (int64_t row = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32; row < rows;
+       row += int64_t(gridDim.x) * blockDim.x / 32) {
+    const int64_t qi = row % Tq, n = causal ? min(Tk, qi + 1) : Tk;
+    const float* sr = s + row * Tk;
+    bf16* pr = p + row * Tk;
+    float m = -INFINITY;
+    for (int64_t j = lane; j < n; j += 32) m = fmaxf(m, sr[j]);
+    m = warp_max(m);
+    float l = 0;
+    for (int64_t j = lane; j < n; j += 32) l += expf(sr[j] - m);
+    l = warp_sum(l);
+    const float inv = l > 0 ? 1.0f / l : 0.0f;
+    for (int64_t j = lane; j < Tk; j += 32)
+      pr[j] = __float2bfloat16_rn(j < n ? expf(sr[j] - m) * inv : 0.0f);
+    if (lane == 0) store_lse(lse, lse0 + row, double(m) + log(double(l)));
+  }
+}
+
+// Elementwise over (rows, Tk): p = exp(s - lse) and ds = p (dp - di) scale on valid keys, else 0.
+__global__ void scores_grad_kernel(bf16* p, bf16* ds, const float* s, const float* dp, AnyLse lse,
+                                   const float* di, int64_t rows, int64_t Tq, int64_t Tk,
+                                   bool causal, int64_t lse0, float scale) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < rows * Tk;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = e / Tk, j = e % Tk;
+    float pv = 0, dsv = 0;
+    if (!causal || j <= row % Tq) {
+      pv = expf(s[e] - float(load_lse(lse, lse0 + row)));
+      dsv = pv * (dp[e] - di[lse0 + row]) * scale;
+    }
+    p[e] = __float2bfloat16_rn(pv);
+    ds[e] = __float2bfloat16_rn(dsv);
+  }
+}
+
+// Heads [b0, b0 + nb) of a contiguous (BH, T, D) tensor t as a raw (nb, T, D) view.
+Tensor heads(const Tensor& t, int64_t b0, int64_t nb) {
+  const int64_t T = t.size(2), D = t.size(3);
+  return make_view(t, {nb, T, D}, {T * D, D, 1}, t.offset() + b0 * T * D);
+}
+
+int64_t heads_per_chunk(int64_t BH, int64_t Tq, int64_t Tk) {
+  const int64_t per_head = Tq * Tk * int64_t(sizeof(float));
+  return std::max<int64_t>(1, std::min<int64_t>(BH, kScoreBytes / std::max<int64_t>(per_head, 1)));
+}
+
+bool use_gemm_path(const Tensor& q, const Tensor& k, const Tensor& v) {
+  return q.dtype() == DType::BF16 && q.is_contiguous() && k.is_contiguous() && v.is_contiguous();
+}
+
 // Raises the kernel's dynamic shared memory limit when it needs more than the 48 KiB default.
 template <class K>
 void set_smem(K kernel, size_t bytes) {
@@ -281,6 +345,53 @@ AnyLse any_lse(const Tensor& t) {
 }
 }  // namespace
 
+namespace {
+void gemm_attention_forward(CudaBackend& be, const Tensor& out, AnyLse lse, const Tensor& q,
+                            const Tensor& k, const Tensor& v, const AttnDims& g, int64_t BH,
+                            cudaStream_t st) {
+  const int64_t chunk = heads_per_chunk(BH, g.Tq, g.Tk);
+  const Device dev = q.device();
+  for (int64_t b0 = 0; b0 < BH; b0 += chunk) {
+    const int64_t nb = std::min(chunk, BH - b0), rows = nb * g.Tq;
+    Tensor S = Tensor::empty({nb, g.Tq, g.Tk}, DType::F32, dev);
+    Tensor P = Tensor::empty({nb, g.Tq, g.Tk}, DType::BF16, dev);
+    be.gemm(S, heads(q, b0, nb), heads(k, b0, nb), false, true, g.scale, 0.0);  // (nb,Tq,Tk)
+    scores_softmax_kernel<<<grid_for(rows * 32, 256), 256, 0, st>>>(
+        static_cast<bf16*>(P.raw_data()), lse, static_cast<const float*>(S.raw_data()), rows,
+        g.Tq, g.Tk, g.causal, b0 * g.Tq);
+    CUDA_CHECK_LAUNCH();
+    be.gemm(heads(out, b0, nb), P, heads(v, b0, nb), false, false, 1.0, 0.0);  // (nb,Tq,D)
+  }
+}
+
+void gemm_attention_backward(CudaBackend& be, const Tensor& dq, const Tensor& dk,
+                             const Tensor& dv, const Tensor& dout, const Tensor& q,
+                             const Tensor& k, const Tensor& v, AnyLse lse, const float* di,
+                             const AttnDims& g, int64_t BH, cudaStream_t st) {
+  const int64_t chunk = heads_per_chunk(BH, g.Tq, g.Tk);
+  const Device dev = q.device();
+  for (int64_t b0 = 0; b0 < BH; b0 += chunk) {
+    const int64_t nb = std::min(chunk, BH - b0), rows = nb * g.Tq;
+    const Tensor qc = heads(q, b0, nb), kc = heads(k, b0, nb), vc = heads(v, b0, nb);
+    const Tensor doc = heads(dout, b0, nb);
+    Tensor S = Tensor::empty({nb, g.Tq, g.Tk}, DType::F32, dev);
+    Tensor dP = Tensor::empty({nb, g.Tq, g.Tk}, DType::F32, dev);
+    Tensor P = Tensor::empty({nb, g.Tq, g.Tk}, DType::BF16, dev);
+    Tensor dS = Tensor::empty({nb, g.Tq, g.Tk}, DType::BF16, dev);
+    be.gemm(S, qc, kc, false, true, g.scale, 0.0);  // S (nb,Tq,Tk) = scale Q K^T
+    be.gemm(dP, doc, vc, false, true, 1.0, 0.0);    // dP (nb,Tq,Tk) = dO V^T
+    scores_grad_kernel<<<grid_for(rows * g.Tk, 256), 256, 0, st>>>(
+        static_cast<bf16*>(P.raw_data()), static_cast<bf16*>(dS.raw_data()),
+        static_cast<const float*>(S.raw_data()), static_cast<const float*>(dP.raw_data()), lse,
+        di, rows, g.Tq, g.Tk, g.causal, b0 * g.Tq, float(g.scale));
+    CUDA_CHECK_LAUNCH();
+    be.gemm(heads(dv, b0, nb), P, doc, true, false, 1.0, 0.0);  // dV (nb,Tk,D) = P^T dO
+    be.gemm(heads(dq, b0, nb), dS, kc, false, false, 1.0, 0.0);  // dQ (nb,Tq,D) = dS K
+    be.gemm(heads(dk, b0, nb), dS, qc, true, false, 1.0, 0.0);   // dK (nb,Tk,D) = dS^T Q
+  }
+}
+}  // namespace
+
 void CudaBackend::attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q,
                                     const Tensor& k, const Tensor& v, double scale, bool causal) {
   AttnDims g = check_attention(q, k, v, out, scale, causal);
@@ -288,6 +399,10 @@ void CudaBackend::attention_forward(const Tensor& out, const Tensor& lse, const 
   if (BH == 0 || g.Tq == 0) return;
   cudaStream_t s = stream_for(out);
   AnyLse pl = any_lse(lse);
+  if (use_gemm_path(q, k, v) && out.is_contiguous() && g.Tk > 0) {
+    gemm_attention_forward(*this, out, pl, q, k, v, g, BH, s);
+    return;
+  }
   visit_cuda_float(q.dtype(), "attention", [&]<class T>() {
     size_t smem = size_t(3 * kTile * (g.D + 1)) * sizeof(acc_t<T>);
     set_smem(attention_forward_kernel<T>, smem);
@@ -321,6 +436,13 @@ void CudaBackend::attention_backward(const Tensor& dq, const Tensor& dk, const T
       attention_di_kernel<T><<<grid_for(BH * g.Tq * 32, 256), 256, 0, s>>>(
           pdi, pdo, static_cast<const T*>(out.raw_data()), BH * g.Tq, g.D);
       CUDA_CHECK_LAUNCH();
+    }
+    if constexpr (std::is_same_v<T, bf16>) {
+      if (use_gemm_path(q, k, v) && dout.is_contiguous() && dq.is_contiguous() &&
+          dk.is_contiguous() && dv.is_contiguous() && g.Tk > 0 && g.Tq > 0) {
+        gemm_attention_backward(*this, dq, dk, dv, dout, q, k, v, pl, pdi, g, BH, s);
+        return;
+      }
     }
     if (g.Tk > 0) {
       size_t smem = size_t(4 * kTile * (g.D + 1) + 2 * kTile) * sizeof(A);

@@ -1,8 +1,9 @@
 // GEMM through cuBLASLt: c = alpha * op(a) @ op(b) + beta * c on row-major tensors, batched over
 // dim 0 with per-operand batch strides (stride 0 broadcasts). f32 uses CUBLAS_COMPUTE_32F (TF32
 // off, so results match the CPU to fp32 rounding), bf16 multiplies bf16 inputs with f32
-// accumulation, f64 uses CUBLAS_COMPUTE_64F. Row-major C = A B is computed as column-major
-// C^T = B^T A^T, which is the same memory.
+// accumulation, f64 uses CUBLAS_COMPUTE_64F. bf16 inputs may also write an f32 c (the f32 scores
+// of the bf16 attention path). Row-major C = A B is computed as column-major C^T = B^T A^T, which
+// is the same memory.
 #include <cublasLt.h>
 
 #include <mutex>
@@ -116,13 +117,15 @@ struct GemmTypes {
   cudaDataType_t data, scale;
   cublasComputeType_t compute;
   size_t elem;
+  cudaDataType_t out;  // c's type
+  size_t out_elem;
 };
 
 GemmTypes gemm_types(DType dt) {
   switch (dt) {
-    case DType::F32: return {CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F, 4};
-    case DType::BF16: return {CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 2};
-    case DType::F64: return {CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F, 8};
+    case DType::F32: return {CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F, 4, CUDA_R_32F, 4};
+    case DType::BF16: return {CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 2, CUDA_R_16BF, 2};
+    case DType::F64: return {CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F, 8, CUDA_R_64F, 8};
     default: break;
   }
   throw ValueError(detail::str_cat("gemm: expected dtype f32, bf16 or f64 on device cuda, got ",
@@ -141,7 +144,7 @@ void lt_matmul(int device, cudaStream_t s, const GemmTypes& ty, Operand a, Opera
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
   Layout la(ty.data, uint64_t(b.cols), uint64_t(b.rows), b.ld, batch, b.bstride);
   Layout lb(ty.data, uint64_t(a.cols), uint64_t(a.rows), a.ld, batch, a.bstride);
-  Layout lc(ty.data, uint64_t(N), uint64_t(M), c.ld, batch, c.bstride);
+  Layout lc(ty.out, uint64_t(N), uint64_t(M), c.ld, batch, c.bstride);
   Preference pref;
   pref.set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, kWorkspaceBytes);
   pref.set32(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment_of(b.ptr));
@@ -169,9 +172,15 @@ const void* advance(const void* p, int64_t elems, size_t elem) {
 
 void CudaBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a,
                        bool trans_b, double alpha, double beta) {
-  LOOM_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "gemm: expected one dtype, got ",
+  const bool bf16_to_f32 = a.dtype() == DType::BF16 && c.dtype() == DType::F32;
+  LOOM_CHECK(b.dtype() == a.dtype() && (a.dtype() == c.dtype() || bf16_to_f32),
+             "gemm: expected one dtype (or bf16 inputs with an f32 output), got ",
              dtype_name(a.dtype()), ", ", dtype_name(b.dtype()), " -> ", dtype_name(c.dtype()));
-  const GemmTypes ty = gemm_types(c.dtype());
+  GemmTypes ty = gemm_types(a.dtype());
+  if (bf16_to_f32) {
+    ty.out = CUDA_R_32F;
+    ty.out_elem = 4;
+  }
   Operand oa = operand_of(a), ob = operand_of(b), oc = operand_of(c);
   const int64_t M = oc.rows, N = oc.cols, K = trans_a ? oa.rows : oa.cols;
   LOOM_CHECK((trans_a ? oa.cols : oa.rows) == M && (trans_b ? ob.cols : ob.rows) == K &&
@@ -201,7 +210,7 @@ void CudaBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, bool t
       Operand ai = oa, bi = ob, ci = oc;
       ai.ptr = advance(oa.ptr, i * oa.bstride, ty.elem);
       bi.ptr = advance(ob.ptr, i * ob.bstride, ty.elem);
-      ci.ptr = advance(oc.ptr, i * oc.bstride, ty.elem);
+      ci.ptr = advance(oc.ptr, i * oc.bstride, ty.out_elem);
       lt_matmul(dev, s, ty, ai, bi, ci, trans_a, trans_b, M, N, K, 1, alpha, beta);
     }
     return;
