@@ -1,6 +1,6 @@
 // Row kernels of the vocab-parallel cross entropy on the CPU (VocabCrossEntropyCpu.h). Rows run in
-// parallel (OpenMP); f32 rows use 8-wide AVX2 with the shared vectorised exp, so the per-row
-// results do not depend on the thread count.
+// parallel (OpenMP); f32 rows use the build's row primitives (8-wide AVX2 with the shared
+// vectorised exp, or scalar in a portable build); per-row results do not depend on the thread count.
 #include "parallel/tensor/VocabCrossEntropyCpu.h"
 
 #include <algorithm>
@@ -8,7 +8,6 @@
 #include <limits>
 #include <type_traits>
 
-#include "core/backend/cpu/VecMath.h"
 #include "core/util/Check.h"
 
 namespace loom::tp::cpu {
@@ -17,59 +16,32 @@ namespace {
 
 constexpr int64_t kParallelMinElems = 1 << 15;  // below this, threads cost more than they save
 
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
-float hmax(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
+// Rows of any float type: f32 goes to the row primitives of this build (AVX2 or portable,
+// VocabRowOps*.cpp, chosen by CMake); f64 runs the scalar loops.
 template <class T>
 T max_of(const T* row, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) return row_max_f32(row, n);
   T v = -std::numeric_limits<T>::infinity();
-  int64_t j = 0;
-  if constexpr (std::is_same_v<T, float>) {
-    __m256 acc = _mm256_set1_ps(v);
-    for (; j + 8 <= n; j += 8) acc = _mm256_max_ps(acc, _mm256_loadu_ps(row + j));
-    v = hmax(acc);
-  }
-  for (; j < n; ++j) v = std::max(v, row[j]);
+  for (int64_t j = 0; j < n; ++j) v = std::max(v, row[j]);
   return v;
 }
 
 template <class T>
 T sum_exp(const T* row, int64_t n, T m) {
+  if constexpr (std::is_same_v<T, float>) return row_sum_exp_f32(row, n, m);
   T s = 0;
-  int64_t j = 0;
-  if constexpr (std::is_same_v<T, float>) {
-    __m256 acc = _mm256_setzero_ps(), mv = _mm256_set1_ps(m);
-    for (; j + 8 <= n; j += 8)
-      acc = _mm256_add_ps(acc, loom::cpu::vec::exp(_mm256_sub_ps(_mm256_loadu_ps(row + j), mv)));
-    s = hsum(acc);
-  }
-  for (; j < n; ++j) s += std::exp(row[j] - m);
+  for (int64_t j = 0; j < n; ++j) s += std::exp(row[j] - m);
   return s;
 }
 
 // out[j] = exp(row[j] - lse) * g for j < n.
 template <class T>
 void scaled_softmax(T* out, const T* row, int64_t n, T lse, T g) {
-  int64_t j = 0;
   if constexpr (std::is_same_v<T, float>) {
-    __m256 lv = _mm256_set1_ps(lse), gv = _mm256_set1_ps(g);
-    for (; j + 8 <= n; j += 8) {
-      __m256 p = loom::cpu::vec::exp(_mm256_sub_ps(_mm256_loadu_ps(row + j), lv));
-      _mm256_storeu_ps(out + j, _mm256_mul_ps(p, gv));
-    }
+    row_scaled_softmax_f32(out, row, n, lse, g);
+  } else {
+    for (int64_t j = 0; j < n; ++j) out[j] = std::exp(row[j] - lse) * g;
   }
-  for (; j < n; ++j) out[j] = std::exp(row[j] - lse) * g;
 }
 
 void check_f_contig(const char* op, const Tensor& t) {

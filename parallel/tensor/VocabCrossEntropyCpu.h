@@ -26,4 +26,10 @@ void row_sum_exp_and_pick(const Tensor& s, const Tensor& tl, const Tensor& x, co
 void softmax_minus_onehot(const Tensor& dx, const Tensor& x, const Tensor& lse, const Tensor& g,
                           const std::vector<int64_t>& col, int64_t real);
 
+// f32 row primitives behind the kernels above, one implementation per build (VocabRowOpsAvx2.cpp
+// or VocabRowOpsPortable.cpp): max of row[0..n), sum of exp(row[j] - m), out[j] = exp(row[j] - lse) * g.
+float row_max_f32(const float* row, int64_t n);
+float row_sum_exp_f32(const float* row, int64_t n, float m);
+void row_scaled_softmax_f32(float* out, const float* row, int64_t n, float lse, float g);
+
 }  // namespace loom::tp::cpu

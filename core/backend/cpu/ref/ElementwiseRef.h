@@ -121,7 +121,7 @@ inline T binary_scalar(BinaryOp op, T a, T b) {
       case BinaryOp::Pow: return std::pow(a, b);
       case BinaryOp::GeluBackward: return gelu_backward(a, b);
       case BinaryOp::ReluBackward: return b > T(0) ? a : T(0);
-      case BinaryOp::TanhBackward: return a * (T(1) - b * b);
+      case BinaryOp::TanhBackward: return a * ((T(1) - b) * (T(1) + b));  // no cancellation at |b|~1
       default: break;
     }
   }
