@@ -1,6 +1,8 @@
 // The `loom` command line. Verbs arrive with their issues (train, launch, preprocess, tokenizer,
 // generate, eval, convert, bench, plan). This is the only place that calls exit(): exceptions map
 // to documented exit codes (STYLE.md section 6).
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -9,6 +11,7 @@
 #include "core/backend/Backend.h"
 #include "core/backend/cpu/CpuBackend.h"
 #include "core/util/Check.h"
+#include "core/util/Env.h"
 #include "launch/cli/Commands.h"
 
 namespace {
@@ -68,7 +71,16 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
+// libgomp reads OMP_WAIT_POLICY once, when it loads: default it to passive by re-executing once
+// (see core/util/Env.h). Returns only if the variable was already set or exec failed.
+void default_to_passive_omp_wait(char** argv) {
+  if (loom::env::is_set(loom::env::kOmpWaitPolicy)) return;
+  ::setenv(loom::env::kOmpWaitPolicy, "passive", 1);
+  ::execv("/proc/self/exe", argv);  // on failure, carry on with libgomp's default
+}
+
 int main(int argc, char** argv) {
+  default_to_passive_omp_wait(argv);
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

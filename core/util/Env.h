@@ -31,6 +31,11 @@ inline constexpr const char* kSlurmJobId = "SLURM_JOB_ID";
 // The mpirun executable `loom launch` runs (default: mpirun from PATH).
 inline constexpr const char* kMpirun = "LOOM_MPIRUN";
 
+// OpenMP's wait policy (read by libgomp at load time). `loom` sets it to passive and re-executes
+// itself when it is unset, so idle OpenMP threads sleep instead of spinning on cores that other
+// ranks or processes need; set it to active explicitly for dedicated cores.
+inline constexpr const char* kOmpWaitPolicy = "OMP_WAIT_POLICY";
+
 bool is_set(const char* name);
 std::string get_string(const char* name, const std::string& fallback);
 // Parses a base-10 integer in [lo, hi]; throws ConfigError otherwise.
