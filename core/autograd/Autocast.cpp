@@ -1,9 +1,11 @@
 // Autocast state and casting rules (see Autocast.h). Policy under AutocastGuard(BF16), CUDA only:
 //   linear, matmul, bmm, scaled_dot_product_attention: floating inputs -> bf16, output bf16
-//     (GEMMs accumulate in f32 in cuBLASLt; attention keeps its log-sum-exp in f32);
+//     (GEMMs accumulate in f32 in cuBLASLt; attention keeps f32 scores and log-sum-exp);
+//   layer_norm: x, weight, bias -> bf16, output bf16; statistics (mean, rstd) and arithmetic f32;
 //   embedding: output cast to bf16, so the residual stream is bf16 (as in llm.c; Loom's
 //     elementwise ops do not promote mixed dtypes, so the stream must have one dtype);
-//   layer_norm, softmax, log_softmax, cross_entropy: bf16 inputs -> f32, output f32;
+//   cross_entropy: bf16 logits read as they are, f32 arithmetic, f32 loss (bf16 dlogits);
+//   softmax, log_softmax: bf16 inputs -> f32, output f32;
 //   everything else (gelu, add, dropout, ...) runs in its input's dtype.
 // CPU tensors are left alone (CPU kernels are f32/f64 only), so autocast is a no-op on CPU.
 #include "core/autograd/Autocast.h"

@@ -1,8 +1,8 @@
 // bf16 autocast (like torch.autocast(device_type="cuda", dtype=torch.bfloat16)): a thread-local
-// AutocastGuard under which CUDA linear/matmul/attention cast floating inputs to bf16 and return
-// bf16, while layer_norm, softmax and cross_entropy compute in f32. Parameters stay f32: the cast
-// is the differentiable to_dtype, so their gradients arrive in f32. The policy per op is in
-// Autocast.cpp and docs/PERFORMANCE.md; CPU tensors are never cast (a no-op on CPU).
+// AutocastGuard under which CUDA linear/matmul/attention/layer_norm cast floating inputs to bf16
+// and return bf16 (f32 accumulation inside), while softmax and cross_entropy compute and return
+// f32. Parameters stay f32: the cast is the differentiable to_dtype, so their gradients arrive in
+// f32. The policy per op is in Autocast.cpp; CPU tensors are never cast (a no-op on CPU).
 #pragma once
 
 #include "core/tensor/Tensor.h"
@@ -32,9 +32,9 @@ class AutocastGuard {
 
 // Casting rules used by the ops (each returns x itself when no cast applies, i.e. autocast off,
 // x undefined, not floating, or not on a CUDA device):
-// - lower precision ops (linear, matmul, attention): to the autocast dtype;
+// - lower precision ops (linear, matmul, attention, layer_norm): to the autocast dtype;
 Tensor autocast_lower(const Tensor& x);
-// - f32 ops (layer_norm, softmax, cross_entropy): bf16/f16 inputs up to f32.
+// - f32 ops (softmax, log_softmax): bf16/f16 inputs up to f32.
 Tensor autocast_f32(const Tensor& x);
 
 }  // namespace loom::autograd

@@ -2,8 +2,9 @@
 // embedding and cross_entropy (Nn.h). Each op checks its arguments, makes inputs contiguous and
 // calls one fused backend kernel (Backend.h) forward and one backward; the mean/sum of
 // cross_entropy is composed from the reduction and elementwise ops, which are cheap next to it.
-// Under bf16 autocast (Autocast.h) softmax, layer_norm and cross_entropy take bf16 CUDA inputs up
-// to f32, and embedding outputs are cast to bf16 (the residual stream's dtype).
+// Under bf16 autocast (Autocast.h) softmax takes bf16 CUDA inputs up to f32; layer_norm runs in
+// bf16 (f32 statistics); embedding outputs are cast to bf16 (the residual stream's dtype). bf16
+// CUDA logits give an f32 loss (cross_entropy's kernels compute in f32).
 #include "core/ops/Nn.h"
 
 #include "core/autograd/Autocast.h"
@@ -22,6 +23,12 @@ using autograd::Ctx;
 void check_float(const Tensor& x, const char* op, const char* what) {
   LOOM_CHECK(is_floating(x.dtype()), op, ": expected a floating-point ", what, ", got dtype ",
              dtype_name(x.dtype()));
+}
+
+// Side tensors (layer-norm statistics, cross-entropy loss and log-sum-exp) of a bf16 CUDA input
+// are f32: the kernels compute in f32 and only the big tensors are stored in bf16.
+DType side_dtype(const Tensor& x) {
+  return x.dtype() == DType::BF16 && x.device().is_cuda() ? DType::F32 : x.dtype();
 }
 
 struct SoftmaxFn {  // over the last dim
@@ -63,8 +70,9 @@ struct LayerNormFn {
     Tensor w = weight.defined() ? weight.contiguous() : Tensor();
     Tensor b = bias.defined() ? bias.contiguous() : Tensor();
     Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-    Tensor mean = Tensor::empty({N}, x.dtype(), x.device());
-    Tensor rstd = Tensor::empty({N}, x.dtype(), x.device());
+    const DType stat_dt = side_dtype(x);
+    Tensor mean = Tensor::empty({N}, stat_dt, x.device());
+    Tensor rstd = Tensor::empty({N}, stat_dt, x.device());
     if (y.numel() > 0) backend_for(x.device()).layernorm_forward(y, mean, rstd, xc, w, b, eps);
     ctx.save(xc, w, mean, rstd);
     ctx.ints = {bias.defined() ? 1 : 0};
@@ -148,8 +156,8 @@ struct CrossEntropyFn {  // per-row losses (Reduction::None)
                         int64_t ignore_index) {
     const int64_t N = logits.size(0);
     Tensor lc = logits.contiguous(), tc = targets.contiguous();
-    Tensor loss = Tensor::empty({N}, logits.dtype(), logits.device());
-    Tensor lse = Tensor::empty({N}, logits.dtype(), logits.device());
+    Tensor loss = Tensor::empty({N}, side_dtype(logits), logits.device());
+    Tensor lse = Tensor::empty({N}, side_dtype(logits), logits.device());
     if (N > 0) backend_for(logits.device()).cross_entropy_forward(loss, lse, lc, tc, ignore_index);
     ctx.save(lc, tc, lse);
     ctx.ints = {ignore_index};
@@ -171,8 +179,11 @@ struct CrossEntropyFn {  // per-row losses (Reduction::None)
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
 
-Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
-  const Tensor x = autograd::autocast_f32(x_in);
+Tensor layer_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
+                  double eps) {
+  // Autocast: bf16 in and out (weight and bias cast too), f32 statistics and arithmetic.
+  const Tensor x = autograd::autocast_lower(x_in), weight = autograd::autocast_lower(weight_in),
+               bias = autograd::autocast_lower(bias_in);
   check_float(x, "layer_norm", "input");
   LOOM_CHECK(x.dim() >= 1, "layer_norm: expected an input with at least 1 dim, got a 0-d tensor");
   const int64_t C = x.size(-1);
@@ -204,9 +215,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   return autograd::autocast_lower(autograd::apply<EmbeddingFn>(weight, ids));
 }
 
-Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets, int64_t ignore_index,
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                      Reduction reduction) {
-  const Tensor logits = autograd::autocast_f32(logits_in);
   LOOM_CHECK(logits.dim() == 2, "cross_entropy: expected logits of shape (N,V), got ",
              logits.shape());
   check_float(logits, "cross_entropy", "logits");
@@ -222,7 +232,7 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets, int64_t ign
   // Mean over non-ignored rows, computed on the device (no host sync). With no such row the sum
   // is 0 and the count is clamped to 1, giving 0.
   Tensor ignore = Tensor::scalar(double(ignore_index), DType::I64, targets.device());
-  Tensor count = sum(ne(targets, ignore).to(logits.dtype()));
+  Tensor count = sum(ne(targets, ignore).to(loss.dtype()));
   return div(sum(loss), clamp(count, 1.0, double(logits.size(0) > 0 ? logits.size(0) : 1)));
 }
 

@@ -38,13 +38,14 @@ TEST(AutocastGpuTest, OpPolicyAndF32Gradients) {
     AutocastGuard ac(DType::BF16);
     Tensor y = linear(x, w, b);
     EXPECT_EQ(y.dtype(), DType::BF16);
-    Tensor h = layer_norm(y, lw, lb, 1e-5);
-    EXPECT_EQ(h.dtype(), DType::F32);
+    Tensor h = layer_norm(y, lw, lb, 1e-5);  // bf16 in and out, f32 statistics
+    EXPECT_EQ(h.dtype(), DType::BF16);
     Tensor q = h.reshape({2, 16, 3, 16}).transpose(1, 2);  // (B,H,T,D)
     Tensor a = scaled_dot_product_attention(q, q, q, /*causal=*/true);
     EXPECT_EQ(a.dtype(), DType::BF16);
     EXPECT_EQ(matmul(h, w).dtype(), DType::BF16);
     EXPECT_EQ(softmax(a, -1).dtype(), DType::F32);
+    EXPECT_EQ(layer_norm(x, lw.narrow(0, 0, 32), Tensor(), 1e-5).dtype(), DType::BF16);
     Tensor logits = a.reshape({32, 16 * 3}).narrow(1, 0, 40);
     Tensor targets = Tensor::zeros({32}, DType::I64, Device::cuda(0));
     loss = cross_entropy(logits, targets);

@@ -287,20 +287,23 @@ __global__ void scores_softmax_kernel(bf16* p, AnyLse lse, const float* s, int64
   }
 }
 
-// Elementwise over (rows, Tk): p = exp(s - lse) and ds = p (dp - di) scale on valid keys, else 0.
+// One block per row of (rows, Tk): p = exp(s - lse) and ds = p (dp - di) scale on the row's valid
+// keys, 0 elsewhere (masked scores and dP are never read).
 __global__ void scores_grad_kernel(bf16* p, bf16* ds, const float* s, const float* dp, AnyLse lse,
                                    const float* di, int64_t rows, int64_t Tq, int64_t Tk,
                                    bool causal, int64_t lse0, float scale) {
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < rows * Tk;
-       e += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = e / Tk, j = e % Tk;
-    float pv = 0, dsv = 0;
-    if (!causal || j <= row % Tq) {
-      pv = expf(s[e] - float(load_lse(lse, lse0 + row)));
-      dsv = pv * (dp[e] - di[lse0 + row]) * scale;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const int64_t n = causal ? min(Tk, row % Tq + 1) : Tk, base = row * Tk;
+    const float l = float(load_lse(lse, lse0 + row)), d = di[lse0 + row];
+    for (int64_t j = threadIdx.x; j < Tk; j += blockDim.x) {
+      float pv = 0, dsv = 0;
+      if (j < n) {
+        pv = expf(s[base + j] - l);
+        dsv = pv * (dp[base + j] - d) * scale;
+      }
+      p[base + j] = __float2bfloat16_rn(pv);
+      ds[base + j] = __float2bfloat16_rn(dsv);
     }
-    p[e] = __float2bfloat16_rn(pv);
-    ds[e] = __float2bfloat16_rn(dsv);
   }
 }
 
@@ -380,7 +383,7 @@ void gemm_attention_backward(CudaBackend& be, const Tensor& dq, const Tensor& dk
     Tensor dS = Tensor::empty({nb, g.Tq, g.Tk}, DType::BF16, dev);
     be.gemm(S, qc, kc, false, true, g.scale, 0.0);  // S (nb,Tq,Tk) = scale Q K^T
     be.gemm(dP, doc, vc, false, true, 1.0, 0.0);    // dP (nb,Tq,Tk) = dO V^T
-    scores_grad_kernel<<<grid_for(rows * g.Tk, 256), 256, 0, st>>>(
+    scores_grad_kernel<<<unsigned(std::min<int64_t>(rows, 65535 * 16)), 256, 0, st>>>(
         static_cast<bf16*>(P.raw_data()), static_cast<bf16*>(dS.raw_data()),
         static_cast<const float*>(S.raw_data()), static_cast<const float*>(dP.raw_data()), lse,
         di, rows, g.Tq, g.Tk, g.causal, b0 * g.Tq, float(g.scale));

@@ -9,7 +9,8 @@ namespace loom::cuda {
 namespace {
 constexpr int kBlock = 256;
 
-// A side tensor (lse, mean, rstd, dloss) may be f32, f64 or bf16 independently of the main dtype.
+// A side tensor (lse, mean, rstd, loss, dloss) may be f32, f64 or bf16 independently of the main
+// dtype.
 struct AnyPtr {
   void* p = nullptr;
   DType dt = DType::F32;
@@ -275,7 +276,7 @@ void CudaBackend::layernorm_backward(const Tensor& dx, const Tensor& dweight, co
 // ---- cross-entropy ---------------------------------------------------------------------------
 namespace {
 template <class T>
-__global__ void cross_entropy_forward_kernel(T* loss, AnyPtr lse, const T* logits,
+__global__ void cross_entropy_forward_kernel(AnyPtr loss, AnyPtr lse, const T* logits,
                                              const int64_t* targets, int64_t rows, int64_t V,
                                              int64_t ignore, int* bad) {
   using A = acc_t<T>;
@@ -296,7 +297,7 @@ __global__ void cross_entropy_forward_kernel(T* loss, AnyPtr lse, const T* logit
         if (t < 0 || t >= V) *bad = 1;
         else out = l - to_acc(xr[t]);
       }
-      loss[r] = from_acc<T>(out);
+      store_any(loss, r, double(out));
       store_any(lse, r, double(l));
     }
   }
@@ -328,10 +329,10 @@ void CudaBackend::cross_entropy_forward(const Tensor& loss, const Tensor& lse,
   if (rows == 0) return;
   const int dev = logits.device().index;
   cudaStream_t s = stream_for(logits);
-  AnyPtr pl = any_ptr(lse, "cross_entropy");
+  AnyPtr pl = any_ptr(lse, "cross_entropy"), ploss = any_ptr(loss, "cross_entropy");
   visit_cuda_float(logits.dtype(), "cross_entropy", [&]<class T>() {
     cross_entropy_forward_kernel<T><<<row_grid(rows), kBlock, 0, s>>>(
-        static_cast<T*>(loss.raw_data()), pl, static_cast<const T*>(logits.raw_data()),
+        ploss, pl, static_cast<const T*>(logits.raw_data()),
         static_cast<const int64_t*>(targets.raw_data()), rows, V, ignore_index, error_flag(dev));
     CUDA_CHECK_LAUNCH();
   });
