@@ -23,6 +23,7 @@ usage: loom <command> [options]
 
 commands:
   train       train from a config file
+  pipeline    run several training stages in order (pretrain -> sft -> reward -> ppo)
   launch      run a multi-process job through mpirun or srun
   preprocess  tokenize text/JSONL into an HDF5 token dataset
   tokenizer   train or inspect a BPE tokenizer
@@ -66,6 +67,7 @@ int run(int argc, char** argv) {
   if (verb == "convert") return loom::cli::cmd_convert(argc, argv);
   if (verb == "bench") return loom::cli::cmd_bench(argc, argv);
   if (verb == "launch") return loom::cli::cmd_launch(argc, argv);
+  if (verb == "pipeline") return loom::cli::cmd_pipeline(argc, argv);
   throw loom::ConfigError("loom: unknown command \"" + verb + "\"; run `loom --help` for the list");
 }
 

@@ -14,6 +14,7 @@ int cmd_generate(int argc, char** argv);    // loom generate --checkpoint DIR --
 int cmd_bench(int argc, char** argv);       // loom bench --model NAME --batch B --seq T ...
 int cmd_convert(int argc, char** argv);     // loom convert --from hf DIR --to CKPT (and back)
 int cmd_launch(int argc, char** argv);      // loom launch -n N [--hostfile F] CONFIG [--set ...]
+int cmd_pipeline(int argc, char** argv);    // loom pipeline PIPELINE [--set [STAGE:]a.b=v]...
 
 // The documented exit code for an error (ConfigError 2, CheckpointError 3, CommTimeout 4, ...).
 int exit_code_of(const std::exception& e);
