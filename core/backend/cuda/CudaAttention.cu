@@ -4,8 +4,8 @@
 // accumulates D/32 output dims; lse = m + log(l) is stored for backward. Backward recomputes P
 // from lse in two kernels, one owning key tiles (dK, dV) and one owning query tiles (dQ), so every
 // gradient element is written by exactly one thread: no atomics, bitwise deterministic.
-// bf16 goes through cuBLASLt instead (tensor cores): per chunk of heads, f32 scores S = scale Q K^T,
-// a row softmax to bf16 P, O = P V; backward recomputes S, dP = dO V^T, then P and
+// bf16 goes through cuBLASLt instead (tensor cores): per chunk of heads, f32 scores
+// S = scale Q K^T, a row softmax to bf16 P, O = P V; backward recomputes S, dP = dO V^T, then P and
 // dS = P (dP - rowsum(dO O)) scale, and dV = P^T dO, dQ = dS K, dK = dS^T Q. The (T,T) scratch
 // lives only during the call (chunks of heads bound it to ~1 GiB); everything stays deterministic.
 #include <algorithm>
