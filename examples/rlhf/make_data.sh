@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Data for the RLHF example: single-digit addition "a+b=" -> "c" (checkable answers). Of the 100
-# pairs, 20 are held out from the SFT, preference and PPO data for evaluation. Writes into DIR:
-#   corpus.txt   pretraining text over all 100 pairs: answers right 45%, off by one 45%, else random
-#   sft.jsonl    {prompt, response}: correct answers for half of the training pairs
-#   pref.jsonl / pref_val.jsonl  {prompt, chosen, rejected}: right answer vs a wrong one
-#                (training pairs / held-out pairs, for the reward model and its held-out accuracy)
-#   prompts.jsonl  {prompt}: PPO prompts (training pairs)
-#   eval.tsv     held-out prompt <TAB> answer
+# Data for the RLHF example: single-digit addition "a+b=" -> "c" (checkable answers). Writes DIR/:
+#   corpus.txt     pretraining text over all 100 pairs: answers right 45%, off by one 45%, else random
+#   sft.jsonl      {prompt, response}: correct answers for half of the 80 training pairs
+#   pref.jsonl     {prompt, chosen, rejected}: the right answer vs a wrong one, for every pair (the
+#                  "human labels" of the reward model), all but the last 2 wrong answers per prompt
+#   pref_val.jsonl the held-out preference pairs: the last 2 wrong answers of every prompt
+#   prompts.jsonl  {prompt}: PPO prompts (the 80 training pairs)
+#   eval.tsv       every prompt <TAB> answer (true accuracy over the task)
+#   eval_heldout.tsv  the 20 pairs that are in no SFT or PPO data
 # Usage: make_data.sh DIR [SEED] [WRONG_PER_PROMPT]
 set -euo pipefail
-out=${1:?usage: make_data.sh DIR [SEED]}
+out=${1:?usage: make_data.sh DIR [SEED] [WRONG_PER_PROMPT]}
 seed=${2:-1}
 nwrong=${3:-6}  # wrong answers per prompt in the preference data
 mkdir -p "$out"
@@ -25,12 +26,13 @@ awk -v seed="$seed" -v nwrong="$nwrong" -v out="$out" 'BEGIN {
       w = (u < 0.45) ? c : (u < 0.9) ? c + 1 : int(rand() * 19)
       print p w > (out "/corpus.txt")
     }
-    if (held) print p "\t" c > (out "/eval.tsv")
+    print p "\t" c > (out "/eval.tsv")
+    if (held) print p "\t" c > (out "/eval_heldout.tsv")
     for (k = 0; k < nwrong; k++) {
       w = c + 1
       if (k > 0) { w = c; while (w == c) w = int(rand() * 19) }
       line = "{\"prompt\":\"" p "\",\"chosen\":\"" c "\",\"rejected\":\"" w "\"}"
-      print line > (out "/" (held ? "pref_val.jsonl" : "pref.jsonl"))
+      print line > (out "/" (k >= nwrong - 2 ? "pref_val.jsonl" : "pref.jsonl"))
     }
     if (held) continue
     print "{\"prompt\":\"" p "\"}" > (out "/prompts.jsonl")

@@ -23,7 +23,7 @@ echo "== 2/4 pipeline: pretrain -> sft -> reward -> ppo"
 "$loom" pipeline "$here/pipeline.pbtxt" "$@"
 
 # Greedy answers of a checkpoint to every held-out prompt; prints the accuracy in percent.
-accuracy() {
+accuracy() {  # accuracy CHECKPOINT TSV
   local ckpt=$1 right=0 total=0 prompt answer got
   while IFS=$'\t' read -r prompt answer; do
     got=$("$loom" generate --checkpoint "$ckpt" --prompt "$prompt" --temperature 0 \
@@ -32,7 +32,7 @@ accuracy() {
     got=${got%"<|endoftext|>"}
     total=$((total + 1))
     [ "$got" = "$answer" ] && right=$((right + 1))
-  done < data/eval.tsv
+  done < "$2"
   awk -v r="$right" -v t="$total" 'BEGIN { printf "%.1f%% (%d/%d)", 100 * r / t, r, t }'
 }
 # The last value of a metric in a metrics.jsonl.
@@ -44,12 +44,15 @@ mean_last() {  # mean of the last N values of a metric
 }
 
 echo "== 3/4 held-out evaluation"
-sft_acc=$(accuracy runs/sft/checkpoints)
-ppo_acc=$(accuracy runs/ppo/checkpoints)
+sft_acc=$(accuracy runs/sft/checkpoints data/eval.tsv)
+ppo_acc=$(accuracy runs/ppo/checkpoints data/eval.tsv)
+sft_held=$(accuracy runs/sft/checkpoints data/eval_heldout.tsv)
+ppo_held=$(accuracy runs/ppo/checkpoints data/eval_heldout.tsv)
 echo "== 4/4 results ($((SECONDS - start)) s)"
 echo "reward model pairwise accuracy (held-out pairs): $(last_metric runs/reward/metrics.jsonl val_accuracy)"
 echo "reward model mean margin (held-out pairs):       $(last_metric runs/reward/metrics.jsonl val_margin)"
-echo "SFT true accuracy (held-out prompts):            $sft_acc"
-echo "PPO true accuracy (held-out prompts):            $ppo_acc"
+echo "SFT true accuracy (all 100 prompts):             $sft_acc"
+echo "PPO true accuracy (all 100 prompts):             $ppo_acc"
+echo "SFT / PPO true accuracy (20 prompts in no SFT or PPO data): $sft_held / $ppo_held"
 echo "PPO score_mean, first / last 10 iterations:      $(grep -o '"score_mean": [-0-9.eE+]*' runs/ppo/metrics.jsonl | head -n 10 | awk '{ s += $2 } END { printf "%.4f", s / NR }') / $(mean_last runs/ppo/metrics.jsonl score_mean 10)"
 echo "PPO KL to the reference, last 10 iterations:     $(mean_last runs/ppo/metrics.jsonl kl 10)"
