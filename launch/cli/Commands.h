@@ -2,6 +2,8 @@
 // returns an exit code; exceptions propagate to main(), which maps them to exit codes.
 #pragma once
 
+#include <string>
+
 #include <exception>
 
 namespace loom::cli {
@@ -18,5 +20,9 @@ int cmd_pipeline(int argc, char** argv);    // loom pipeline PIPELINE [--set [ST
 
 // The documented exit code for an error (ConfigError 2, CheckpointError 3, CommTimeout 4, ...).
 int exit_code_of(const std::exception& e);
+
+// `--blas auto|NAME`: re-runs OpenBLAS's kernel dispatch (cpu::set_blas_kernels). In its own file
+// because core's ReduceOp and the communicators' ReduceOp cannot meet in one translation unit.
+void set_blas_kernels_option(const std::string& name);
 
 }  // namespace loom::cli

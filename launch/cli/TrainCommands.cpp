@@ -64,7 +64,10 @@ int train_with(const Args& a, std::shared_ptr<Communicator> world) {
 int cmd_train(int argc, char** argv) {
   Args a("train", argc, argv, 2,
          {{"set", Kind::List, "override a config field, e.g. --set optimizer.lr=3e-4"},
-          {"resume", Kind::Value, "auto (newest complete checkpoint), none, or a checkpoint dir"}});
+          {"resume", Kind::Value, "auto (newest complete checkpoint), none, or a checkpoint dir"},
+          {"blas", Kind::Value, "OpenBLAS kernel set: auto (detect the CPU, overriding "
+                                "OPENBLAS_CORETYPE) or a name such as Haswell"}});
+  if (a.has("blas")) set_blas_kernels_option(a.get("blas", ""));
   if (!dist::started_by_launcher()) return train_with(a, nullptr);
   dist::MpiSession mpi;
   try {
