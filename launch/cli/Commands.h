@@ -2,9 +2,14 @@
 // returns an exit code; exceptions propagate to main(), which maps them to exit codes.
 #pragma once
 
+#include <exception>
+#include <functional>
+#include <memory>
 #include <string>
 
-#include <exception>
+namespace loom {
+class Communicator;
+}
 
 namespace loom::cli {
 
@@ -20,6 +25,11 @@ int cmd_pipeline(int argc, char** argv);    // loom pipeline PIPELINE [--set [ST
 
 // The documented exit code for an error (ConfigError 2, CheckpointError 3, CommTimeout 4, ...).
 int exit_code_of(const std::exception& e);
+
+// Runs body(world): world is null for a single process; under mpirun/srun MPI is initialised and
+// world spans every rank, and an exception on any rank prints "[rank R of N]" and aborts the job
+// with the documented exit code (so no rank waits for a dead one).
+int run_with_launcher_world(const std::function<int(std::shared_ptr<Communicator>)>& body);
 
 // `--blas auto|NAME`: re-runs OpenBLAS's kernel dispatch (cpu::set_blas_kernels). In its own file
 // because core's ReduceOp and the communicators' ReduceOp cannot meet in one translation unit.

@@ -337,19 +337,9 @@ int cmd_pipeline(int argc, char** argv) {
          {{"set", Kind::List, "override a field: a.b=v for every stage, STAGE:a.b=v for one stage"},
           {"until", Kind::Value, "stop after this stage"},
           {"dry-run", Kind::Bool, "resolve and print the stages without running them"}});
-  if (!dist::started_by_launcher()) return run_pipeline(a, nullptr);
-  dist::MpiSession mpi;
-  try {
-    // Scoped so that the communicators are gone before MPI_Finalize.
-    return run_pipeline(a, mpi.world_size() > 1 ? MpiCommunicator::world() : nullptr);
-  } catch (const std::exception& e) {
-    if (mpi.world_size() == 1) throw;
-    std::fprintf(stderr, "loom: error: [rank %d of %d] %s\n", mpi.world_rank(), mpi.world_size(),
-                 e.what());
-    std::fflush(stderr);
-    std::fflush(stdout);
-    dist::abort_job(exit_code_of(e));
-  }
+  return run_with_launcher_world([&](std::shared_ptr<Communicator> world) {
+    return run_pipeline(a, std::move(world));
+  });
 }
 
 }  // namespace loom::cli

@@ -68,11 +68,17 @@ int cmd_train(int argc, char** argv) {
           {"blas", Kind::Value, "OpenBLAS kernel set: auto (detect the CPU, overriding "
                                 "OPENBLAS_CORETYPE) or a name such as Haswell"}});
   if (a.has("blas")) set_blas_kernels_option(a.get("blas", ""));
-  if (!dist::started_by_launcher()) return train_with(a, nullptr);
+  return run_with_launcher_world([&](std::shared_ptr<Communicator> world) {
+    return train_with(a, std::move(world));
+  });
+}
+
+int run_with_launcher_world(const std::function<int(std::shared_ptr<Communicator>)>& body) {
+  if (!dist::started_by_launcher()) return body(nullptr);
   dist::MpiSession mpi;
   try {
     // Scoped so that the communicators are gone before MPI_Finalize.
-    return train_with(a, mpi.world_size() > 1 ? MpiCommunicator::world() : nullptr);
+    return body(mpi.world_size() > 1 ? MpiCommunicator::world() : nullptr);
   } catch (const std::exception& e) {
     if (mpi.world_size() == 1) throw;
     std::fprintf(stderr, "loom: error: [rank %d of %d] %s\n", mpi.world_rank(), mpi.world_size(),
