@@ -5,7 +5,6 @@
 // and accumulate dv, dk (per key block) and dq in a fixed order, so results are independent of the
 // thread count. Tile GEMMs run on OpenBLAS (single-threaded inside our parallel region); exp runs
 // on an AVX2 polynomial. The plain reference is cpu/ref/AttentionRef.cpp.
-#include <cblas.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/backend/cpu/Blas.h"
 #include "core/backend/cpu/CpuBackend.h"
 
 namespace loom::cpu {
@@ -21,20 +21,6 @@ namespace {
 
 constexpr int64_t kBr = 64;  // query rows per tile
 constexpr int64_t kBc = 64;  // key columns per tile
-
-template <class T>
-void tile_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
-               int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  const CBLAS_TRANSPOSE ca = ta ? CblasTrans : CblasNoTrans;
-  const CBLAS_TRANSPOSE cb = tb ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, ca, cb, int(M), int(N), int(K), alpha, a, int(lda), b, int(ldb),
-                beta, c, int(ldc));
-  } else {
-    cblas_dgemm(CblasRowMajor, ca, cb, int(M), int(N), int(K), alpha, a, int(lda), b, int(ldb),
-                beta, c, int(ldc));
-  }
-}
 
 // Cephes-style expf on 8 lanes (max rel. error ~2 ulp on [-87, 88]); inputs below -87 give 0.
 inline __m256 exp256(__m256 x) {
@@ -115,7 +101,7 @@ void forward_block(const Dims& d, const T* q, const T* k, const T* v, T* o, T* l
   const int64_t kend = d.causal ? i0 + rows : d.T;
   for (int64_t j0 = 0; j0 < kend; j0 += kBc) {
     const int64_t cols = std::min(kBc, kend - j0);
-    tile_gemm<T>(false, true, rows, cols, D, scale, q + i0 * D, D, k + j0 * D, D, T(0), s.data(),
+    blas_gemm<T>(false, true, rows, cols, D, scale, q + i0 * D, D, k + j0 * D, D, T(0), s.data(),
                  kBc);
     for (int64_t r = 0; r < rows; ++r) {
       T* sr = s.data() + r * kBc;
@@ -135,7 +121,7 @@ void forward_block(const Dims& d, const T* q, const T* k, const T* v, T* o, T* l
         for (int64_t c = 0; c < D; ++c) ar[c] *= alpha;
       }
     }
-    tile_gemm<T>(false, false, rows, D, cols, T(1), s.data(), kBc, v + j0 * D, D, T(1),
+    blas_gemm<T>(false, false, rows, D, cols, T(1), s.data(), kBc, v + j0 * D, D, T(1),
                  acc.data(), D);
   }
   for (int64_t r = 0; r < rows; ++r) {
@@ -180,7 +166,7 @@ struct BackwardScratch {
 template <class T>
 void recompute_p(const Dims& d, const T* q, const T* k, const T* lse, int64_t i0, int64_t rows,
                  int64_t j0, int64_t cols, T scale, T* p) {
-  tile_gemm<T>(false, true, rows, cols, d.D, scale, q + i0 * d.D, d.D, k + j0 * d.D, d.D, T(0), p,
+  blas_gemm<T>(false, true, rows, cols, d.D, scale, q + i0 * d.D, d.D, k + j0 * d.D, d.D, T(0), p,
                kBc);
   for (int64_t r = 0; r < rows; ++r) {
     T* pr = p + r * kBc;
@@ -212,10 +198,10 @@ void backward_head(const Dims& d, T* dq, T* dk, T* dv, const T* dout, const T* q
       T* dp = s.dp.data();
       recompute_p<T>(d, q, k, lse, i0, rows, j0, cols, scale, p);
       // dv_j (cols,D) += P^T (cols,rows) @ dout_i (rows,D)
-      tile_gemm<T>(true, false, cols, D, rows, T(1), p, kBc, dout + i0 * D, D, T(1), dv + j0 * D,
+      blas_gemm<T>(true, false, cols, D, rows, T(1), p, kBc, dout + i0 * D, D, T(1), dv + j0 * D,
                    D);
       // dP (rows,cols) = dout_i (rows,D) @ v_j^T (D,cols)
-      tile_gemm<T>(false, true, rows, cols, D, T(1), dout + i0 * D, D, v + j0 * D, D, T(0), dp,
+      blas_gemm<T>(false, true, rows, cols, D, T(1), dout + i0 * D, D, v + j0 * D, D, T(0), dp,
                    kBc);
       for (int64_t r = 0; r < rows; ++r) {  // dS = P * (dP - Di), written over P
         const T di = s.di[size_t(i0 + r)];
@@ -224,10 +210,10 @@ void backward_head(const Dims& d, T* dq, T* dk, T* dv, const T* dout, const T* q
         for (int64_t c = 0; c < cols; ++c) pr[c] = pr[c] * (dpr[c] - di);
       }
       // dq_i (rows,D) += scale * dS (rows,cols) @ k_j (cols,D)
-      tile_gemm<T>(false, false, rows, D, cols, scale, p, kBc, k + j0 * D, D, T(1), dq + i0 * D,
+      blas_gemm<T>(false, false, rows, D, cols, scale, p, kBc, k + j0 * D, D, T(1), dq + i0 * D,
                    D);
       // dk_j (cols,D) += scale * dS^T (cols,rows) @ q_i (rows,D)
-      tile_gemm<T>(true, false, cols, D, rows, scale, p, kBc, q + i0 * D, D, T(1), dk + j0 * D,
+      blas_gemm<T>(true, false, cols, D, rows, scale, p, kBc, q + i0 * D, D, T(1), dk + j0 * D,
                    D);
     }
   }

@@ -4,7 +4,6 @@
 // The plain reference is cpu/ref/GemmRef.cpp. set_blas_kernels() re-runs OpenBLAS's kernel
 // dispatch: on the AVX-512 dev machine (Zen 5), whose environment pins OPENBLAS_CORETYPE=Haswell,
 // the SkylakeX kernels make a GPT-2 124M training step ~2.7x faster (measured 2.03 -> 0.73 s).
-#include <cblas.h>
 #include <omp.h>
 
 #include <strings.h>
@@ -13,6 +12,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/backend/cpu/Blas.h"
 #include "core/backend/cpu/CpuBackend.h"
 #include "core/util/Env.h"
 
@@ -49,20 +49,6 @@ Operand describe(const Tensor& x, const char* name) {
                        " < cols ", o.cols);
   o.batch_stride = (d == 3 && x.size(0) > 1) ? x.stride(0) : 0;
   return o;
-}
-
-template <class T>
-void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
-               int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  const CBLAS_TRANSPOSE ca = ta ? CblasTrans : CblasNoTrans;
-  const CBLAS_TRANSPOSE cb = tb ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, ca, cb, int(M), int(N), int(K), alpha, a, int(lda), b, int(ldb),
-                beta, c, int(ldc));
-  } else {
-    cblas_dgemm(CblasRowMajor, ca, cb, int(M), int(N), int(K), alpha, a, int(lda), b, int(ldb),
-                beta, c, int(ldc));
-  }
 }
 
 }  // namespace
