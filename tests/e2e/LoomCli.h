@@ -80,6 +80,18 @@ inline std::string tiny_config(const TempDir& dir, int64_t max_steps) {
          "eval { interval: 5 steps: 2 }\ncheckpoint { interval: 5 }\nlogging { progress: OFF }\n";
 }
 
+// The values of `key` in metrics.jsonl records that have it, in order.
+inline std::vector<double> values_of(const std::string& metrics_path, const std::string& key) {
+  std::ifstream f(metrics_path);
+  std::vector<double> out;
+  const std::string pat = "\"" + key + "\": ";
+  for (std::string line; std::getline(f, line);) {
+    size_t p = line.find(pat);
+    if (p != std::string::npos) out.push_back(std::stod(line.substr(p + pat.size())));
+  }
+  return out;
+}
+
 // The "loss" values of metrics.jsonl, as the exact text written.
 inline std::vector<std::string> losses_of(const std::string& metrics_path) {
   std::ifstream f(metrics_path);

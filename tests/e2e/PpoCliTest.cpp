@@ -12,18 +12,6 @@
 namespace loom::e2e {
 namespace {
 
-// The values of `key` in metrics.jsonl records that have it, in order.
-std::vector<double> values_of(const std::string& metrics_path, const std::string& key) {
-  std::ifstream f(metrics_path);
-  std::vector<double> out;
-  const std::string pat = "\"" + key + "\": ";
-  for (std::string line; std::getline(f, line);) {
-    size_t p = line.find(pat);
-    if (p != std::string::npos) out.push_back(std::stod(line.substr(p + pat.size())));
-  }
-  return out;
-}
-
 double mean_of(const std::vector<double>& v, size_t begin, size_t end) {
   double s = 0.0;
   for (size_t i = begin; i < end; ++i) s += v[i];

@@ -11,18 +11,6 @@
 namespace loom::e2e {
 namespace {
 
-// The values of `key` in metrics.jsonl records that have it, in order.
-std::vector<double> values_of(const std::string& metrics_path, const std::string& key) {
-  std::ifstream f(metrics_path);
-  std::vector<double> out;
-  const std::string pat = "\"" + key + "\": ";
-  for (std::string line; std::getline(f, line);) {
-    size_t p = line.find(pat);
-    if (p != std::string::npos) out.push_back(std::stod(line.substr(p + pat.size())));
-  }
-  return out;
-}
-
 // Prompt "say W:" -> response " W W"; preference: chosen " good W", rejected " bad W".
 struct RlhfData {
   explicit RlhfData(const TempDir& d) : dir(d) {
