@@ -7,6 +7,7 @@
 
 #include "core/autograd/GradMode.h"
 #include "core/autograd/Node.h"
+#include "core/ops/Elementwise.h"
 
 namespace loom::autograd {
 
@@ -25,10 +26,8 @@ void accumulate(std::vector<Tensor>& buf, uint32_t slot, const Node& target, Ten
   if (!buf[slot].defined()) {
     buf[slot] = std::move(g);
   } else {
-    // Out of place: buf[slot] may alias a gradient that another edge also received.
-    Tensor sum = buf[slot].clone();
-    sum.add_(g.dtype() == sum.dtype() ? g : g.to(sum.dtype()));
-    buf[slot] = sum;
+    // Out of place (one pass, no clone): buf[slot] may alias a gradient another edge received.
+    buf[slot] = add(buf[slot], g.dtype() == buf[slot].dtype() ? g : g.to(buf[slot].dtype()));
   }
 }
 }  // namespace
