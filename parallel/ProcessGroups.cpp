@@ -37,6 +37,8 @@ ProcessGrid::ProcessGrid(std::shared_ptr<Communicator> world, int tp, int pp, in
                             detail::str_cat(base, ".pp[tp", c.tp, ",dp", c.dp, "]"));
   dp_group_ = world_->split(c.tp + tp * c.pp, c.dp,
                             detail::str_cat(base, ".dp[tp", c.tp, ",pp", c.pp, "]"));
+  // The model-parallel group: the TP x PP ranks of one data-parallel replica.
+  mp_group_ = world_->split(c.dp, c.tp + tp * c.pp, detail::str_cat(base, ".mp[dp", c.dp, "]"));
   LOOM_INTERNAL_ASSERT(tp_group_->size() == tp && tp_group_->rank() == c.tp);
   LOOM_INTERNAL_ASSERT(pp_group_->size() == pp && pp_group_->rank() == c.pp);
   LOOM_INTERNAL_ASSERT(dp_group_->size() == dp && dp_group_->rank() == c.dp);

@@ -43,11 +43,14 @@ class ProcessGrid {
   Communicator& tp_group() const { return *tp_group_; }
   Communicator& pp_group() const { return *pp_group_; }
   Communicator& dp_group() const { return *dp_group_; }
+  // The TP x PP ranks of this rank's data-parallel replica (rank = tp + tp_size * pp): the group
+  // over which a replica's global gradient norm is summed.
+  Communicator& mp_group() const { return *mp_group_; }
   // Log prefix, e.g. "[r3 tp1 pp0 dp1] " (see core/util/Logging.h).
   std::string tag() const;
 
  private:
-  std::shared_ptr<Communicator> world_, tp_group_, pp_group_, dp_group_;
+  std::shared_ptr<Communicator> world_, tp_group_, pp_group_, dp_group_, mp_group_;
   int tp_, pp_, dp_;
   GridCoords coords_;
 };

@@ -50,6 +50,9 @@ TEST(ProcessGroupsTest, GroupsOnEightRanksHaveTheRightMembers) {
       EXPECT_EQ(members(g.tp_group()), (std::vector<int>{base_tp, base_tp + 1}));
       EXPECT_EQ(members(g.pp_group()), (std::vector<int>{c.tp + 4 * c.dp, c.tp + 2 + 4 * c.dp}));
       EXPECT_EQ(members(g.dp_group()), (std::vector<int>{c.tp + 2 * c.pp, c.tp + 2 * c.pp + 4}));
+      EXPECT_EQ(members(g.mp_group()), (std::vector<int>{4 * c.dp, 4 * c.dp + 1, 4 * c.dp + 2,
+                                                         4 * c.dp + 3}));
+      EXPECT_EQ(g.mp_group().rank(), c.tp + 2 * c.pp);
       Tensor t = Tensor::full({1}, double(r), DType::I64);
       g.dp_group().all_reduce(t);
       EXPECT_EQ(t.item(), double(2 * (c.tp + 2 * c.pp) + 4));
