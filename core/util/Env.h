@@ -16,6 +16,8 @@ inline constexpr const char* kNumThreads = "LOOM_NUM_THREADS";
 inline constexpr const char* kDeterministic = "LOOM_DETERMINISTIC";
 // Fault injection spec (only with -DLOOM_FAULT_INJECTION=ON), e.g. "ckpt.after_shards:rank=1:signal=KILL".
 inline constexpr const char* kFault = "LOOM_FAULT";
+// Test-only fault injection: this world rank _Exit(9)s halfway through writing its checkpoint shard.
+inline constexpr const char* kTestKillRankInSave = "LOOM_TEST_KILL_RANK_IN_SAVE";
 // Collective deadline in seconds for parallel/ communicators (default 300).
 inline constexpr const char* kCommTimeoutS = "LOOM_COMM_TIMEOUT_S";
 // 1 = communicators exchange a fingerprint (op, seq, dtype, shape) before every collective and
