@@ -3,12 +3,14 @@
 // forward and its backward; the schedules only decide the order of forward_step/backward_step.
 // NB: sends are asynchronous and receives block (under the deadline) right before use; with that
 // rule 1F1B cannot deadlock: a stage's recv_backward(m) only needs stage+1 to have finished
-// forward(m), which needs only sends that were already issued.
+// forward(m), which needs only sends that were already issued. run_pipeline_eval is the same
+// sweep forward only: no StageRunner, no history, the loss averaged on the last stage.
 #include "parallel/pipeline/Schedule.h"
 
 #include <algorithm>
 #include <map>
 
+#include "core/autograd/GradMode.h"
 #include "core/ops/Elementwise.h"
 #include "core/util/Check.h"
 
@@ -122,6 +124,29 @@ PipelineResult run_pipeline(ScheduleKind kind, PipelineStage& stage, PipelineP2P
     run_1f1b(runner, p2p.stage(), p2p.num_stages(), M);
   }
   return runner.finish();
+}
+
+double run_pipeline_eval(PipelineStage& stage, PipelineP2P& p2p,
+                         const std::vector<MicroBatch>& micro_batches) {
+  const int64_t M = int64_t(micro_batches.size());
+  LOOM_CHECK(M >= 1, "run_pipeline_eval: expected at least one micro-batch, got 0");
+  NoGradGuard no_grad;
+  double total = 0.0;
+  for (int64_t m = 0; m < M; ++m) {
+    Tensor input = p2p.is_first() ? Tensor() : p2p.recv_forward(m);
+    Tensor out = stage.forward(input, micro_batches[size_t(m)]);
+    if (p2p.is_last()) {
+      LOOM_CHECK(out.numel() == 1, "run_pipeline_eval: expected the last stage to return a ",
+                 "scalar loss, got shape ", out.shape());
+      total += out.item();
+    } else {
+      p2p.send_forward(out, m);
+    }
+  }
+  p2p.wait_sends();
+  Tensor loss = Tensor::scalar(p2p.is_last() ? total / double(M) : 0.0, DType::F64);
+  p2p.group().broadcast(loss, p2p.num_stages() - 1);
+  return loss.item();
 }
 
 }  // namespace loom::pipeline

@@ -36,6 +36,13 @@ struct PipelineResult {
 PipelineResult run_pipeline(ScheduleKind kind, PipelineStage& stage, PipelineP2P& p2p,
                             const std::vector<MicroBatch>& micro_batches);
 
+// Forward-only evaluation of the micro-batches (no autograd history, activations flow forward
+// only; put the model in eval mode first if it has dropout). Returns the mean over micro-batches
+// of each micro-batch's loss, summed in f64 on the last stage and broadcast over p2p.group(), so
+// every stage returns the same value. Collective like run_pipeline; works at pp == 1.
+double run_pipeline_eval(PipelineStage& stage, PipelineP2P& p2p,
+                         const std::vector<MicroBatch>& micro_batches);
+
 // How many forwards stage `stage` of `pp` runs before its first backward under 1F1B.
 int64_t warmup_forwards(int stage, int pp, int64_t num_micro_batches);
 

@@ -1,0 +1,274 @@
+// ParallelGpt (TP x PP GPT-2 shard) under the Fake communicator, ranks as threads: for (tp, pp) in
+// {(1,1),(2,1),(4,1),(1,2),(2,2)}, f64 and f32, tied and untied, GPipe and 1F1B with M = 4, every
+// rank loads its pieces out of the full models::GPT, and the pipelined loss, every piece's
+// gradient (tied wte after TiedGradSync), the TP x PP gradient norm and run_pipeline_eval match
+// the single process accumulating the same micro-batches. Also: the pieces cover every logical
+// element exactly once as owners, load_from's error list and padding rows, dropout at pp > 1.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "core/autograd/GradMode.h"
+#include "core/ops/Elementwise.h"
+#include "core/ops/Reduction.h"
+#include "parallel/ProcessGroups.h"
+#include "parallel/comm/FakeCommunicator.h"
+#include "parallel/model/ParallelGpt.h"
+#include "parallel/pipeline/Schedule.h"
+#include "parallel/pipeline/TiedGradSync.h"
+#include "parallel/tensor/TensorParallelGradNorm.h"
+#include "tests/parallel/PipelineCases.h"
+#include "tests/parallel/TensorParallelCases.h"
+
+namespace loom::pipeline {
+namespace {
+
+using loom::test::rel_frob;
+using loom::test::tp_tolerance;
+
+constexpr uint64_t kSeed = 1234;
+constexpr int64_t kM = 4;  // micro-batches (of test::kMicroBatch x test::kSeqLen tokens)
+
+// 4 layers, 4 heads, C 32, T 16, vocab 64. NB: models::GPT's cross entropy runs over all V
+// columns while the vocab-parallel one masks padded columns out; they agree only when no column
+// is padding, and 64 is a multiple of every tested TP size (1, 2, 4).
+models::GPTConfig tiny_config(bool tied) { return test::tiny_config(tied, 32); }
+
+CommOptions fake_options() {
+  CommOptions o;
+  o.name = "world";
+  o.timeout_s = 60.0;  // TESTPLAN: 60 s deadline for every collective in a multi-rank test
+  return o;
+}
+
+// Rank threads run with one OpenMP thread each, as MPI ranks do (OMP_NUM_THREADS=1).
+class OneOmpThread {
+ public:
+  OneOmpThread() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneOmpThread() { omp_set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+// Runs fn(world communicator of rank r) on n threads; a rank's exception becomes a test failure.
+void run_world(int n, const std::function<void(std::shared_ptr<Communicator>)>& fn) {
+  auto comms = FakeCommunicator::create_world(n, fake_options());
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        OneOmpThread one;
+        fn(comms[size_t(r)]);
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < n; ++r)
+    EXPECT_TRUE(errors[size_t(r)].empty()) << "rank " << r << ": " << errors[size_t(r)];
+}
+
+std::map<std::string, Tensor> by_name(const std::vector<models::NamedTensor>& v) {
+  return {v.begin(), v.end()};
+}
+
+double rel_diff(double a, double b) { return std::abs(a - b) / std::abs(b); }
+
+// The single process: gradient accumulation over the micro-batches, each loss scaled by 1/M.
+struct Reference {
+  double loss = 0.0;       // sum of float(loss_m / M), as PipelineResult::loss
+  double eval_loss = 0.0;  // mean of the micro-batch losses without autograd
+  double grad_norm = 0.0;
+  std::map<std::string, Tensor> grads;
+  std::map<std::string, int64_t> numel;
+};
+
+Reference run_reference(const models::GPTConfig& cfg, DType dt,
+                        const std::vector<MicroBatch>& mbs) {
+  OneOmpThread one;
+  Generator gen(kSeed);
+  models::GPT model(cfg, gen, dt);
+  Reference ref;
+  for (const MicroBatch& mb : mbs) {
+    Tensor l = model.loss(mb.ids, mb.targets) * (1.0 / double(mbs.size()));
+    ref.loss += l.item();
+    l.backward();
+  }
+  double sq = 0.0;
+  for (const auto& [name, p] : model.named_parameters()) {
+    ref.grads[name] = p.grad().clone();
+    ref.numel[name] = p.numel();
+    for (double g : p.grad().to_vector<double>()) sq += g * g;
+  }
+  ref.grad_norm = std::sqrt(sq);
+  NoGradGuard no_grad;
+  for (const MicroBatch& mb : mbs) ref.eval_loss += model.loss(mb.ids, mb.targets).item();
+  ref.eval_loss /= double(mbs.size());
+  return ref;
+}
+
+// Owner numel per name, summed over every rank of one layout (must equal the logical numel).
+struct Coverage {
+  std::mutex mu;
+  std::map<std::string, int64_t> owned;
+};
+
+struct Case {
+  int tp, pp;
+  DType dt;
+  bool tied;
+  ScheduleKind kind;
+};
+
+std::string describe(const Case& c) {
+  return detail::str_cat("tp=", c.tp, " pp=", c.pp, " ", dtype_name(c.dt),
+                         c.tied ? " tied " : " untied ", schedule_name(c.kind));
+}
+
+// One rank of a layout: load, train-step backward, compare, then evaluate.
+void check_rank(std::shared_ptr<Communicator> world, const Case& c, const models::GPTConfig& cfg,
+                const std::vector<MicroBatch>& mbs, const Reference& ref, Coverage& cov) {
+  SCOPED_TRACE(describe(c) + " rank " + std::to_string(world->rank()));
+  const double tol = tp_tolerance(c.dt);
+  ProcessGrid grid(world, c.tp, c.pp, 1);
+  Generator gen(kSeed);
+  models::GPT full(cfg, gen, c.dt);
+  ParallelGpt m(cfg, cfg.vocab_size, grid.tp_group(), grid.pp_rank(), c.pp, kSeed, c.dt);
+  m.load_from(by_name(full.named_parameters()));
+  PipelineP2P p2p(grid.pp_group(), m.activation_shape(test::kMicroBatch, test::kSeqLen), c.dt);
+  TiedGradSync tied(grid.pp_group());
+
+  PipelineResult r = run_pipeline(c.kind, m, p2p, mbs);
+  if (cfg.tie_embeddings) tied.all_reduce(m.tied_weight());
+  EXPECT_LE(rel_diff(r.loss, ref.loss), tol) << r.loss << " vs " << ref.loss;
+  std::vector<models::NamedTensor> named = m.named_parameters();
+  ASSERT_EQ(named.size(), m.pieces().size());
+  for (size_t i = 0; i < named.size(); ++i) {
+    const ParallelParam& p = m.pieces()[i];
+    EXPECT_EQ(named[i].first, p.name) << "registration order";
+    ASSERT_TRUE(ref.grads.count(p.name)) << p.name;
+    ASSERT_TRUE(p.tensor.grad().defined()) << p.name;
+    const Tensor want = extract_shard(ref.grads.at(p.name), p.spec);
+    EXPECT_EQ(p.tensor.grad().shape(), want.shape()) << p.name;
+    EXPECT_LE(rel_frob(p.tensor.grad(), want), tol) << p.name << " " << p.spec.str();
+    if (p.owner) {
+      std::lock_guard<std::mutex> lock(cov.mu);
+      cov.owned[p.name] += p.tensor.numel();
+    }
+  }
+  const double norm = tp::grad_norm(m.norm_sharded(), m.norm_replicated(), grid.tp_rank(),
+                                    grid.mp_group());
+  EXPECT_LE(rel_diff(norm, ref.grad_norm), tol) << norm << " vs " << ref.grad_norm;
+
+  m.zero_grad();
+  const double eval = run_pipeline_eval(m, p2p, mbs);
+  EXPECT_LE(rel_diff(eval, ref.eval_loss), tol) << eval << " vs " << ref.eval_loss;
+  for (const ParallelParam& p : m.pieces())
+    EXPECT_FALSE(p.tensor.grad().defined()) << "eval wrote a gradient into " << p.name;
+}
+
+void check_layouts(DType dt) {
+  for (bool tied : {false, true}) {
+    const models::GPTConfig cfg = tiny_config(tied);
+    const auto mbs = test::make_micro_batches(kM, cfg.vocab_size, 42);
+    const Reference ref = run_reference(cfg, dt, mbs);
+    for (auto [tp, pp] : std::vector<std::pair<int, int>>{{1, 1}, {2, 1}, {4, 1}, {1, 2}, {2, 2}}) {
+      for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB}) {
+        const Case c{tp, pp, dt, tied, kind};
+        Coverage cov;
+        run_world(tp * pp, [&](std::shared_ptr<Communicator> w) {
+          check_rank(std::move(w), c, cfg, mbs, ref, cov);
+        });
+        // Every logical element has exactly one owner over the TP x PP ranks.
+        SCOPED_TRACE(describe(c));
+        EXPECT_EQ(cov.owned, ref.numel);
+      }
+    }
+  }
+}
+
+TEST(ParallelGptTest, MatchesSingleProcessGptF64) { check_layouts(DType::F64); }
+
+TEST(ParallelGptTest, MatchesSingleProcessGptF32) { check_layouts(DType::F32); }
+
+TEST(ParallelGptTest, PipelineWithDropoutIsRejected) {
+  auto world = FakeCommunicator::create_world(1, fake_options());
+  models::GPTConfig cfg = tiny_config(true);
+  cfg.dropout = 0.1;
+  try {
+    ParallelGpt m(cfg, cfg.vocab_size, *world[0], /*stage=*/0, /*pp=*/2, kSeed);
+    ADD_FAILURE() << "expected a ValueError for dropout at pp 2";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("expected dropout 0"), std::string::npos) << e.what();
+  }
+  // pp == 1 admits dropout.
+  EXPECT_NO_THROW(ParallelGpt(cfg, cfg.vocab_size, *world[0], 0, 1, kSeed));
+}
+
+TEST(ParallelGptTest, LoadFromListsEveryProblemAndCopiesNothing) {
+  auto world = FakeCommunicator::create_world(1, fake_options());
+  const models::GPTConfig cfg = tiny_config(false);
+  Generator gen(kSeed);
+  models::GPT full(cfg, gen);
+  std::map<std::string, Tensor> src = by_name(full.named_parameters());
+  src.erase("blocks.1.mlp.fc.bias");
+  src["ln_f.weight"] = Tensor::zeros({7});
+  src["lm_head.weight"] = Tensor::zeros({10, 32});  // fewer rows than the vocabulary (64)
+  ParallelGpt m(cfg, cfg.vocab_size, *world[0], 0, 1, kSeed);
+  try {
+    m.load_from(src);
+    ADD_FAILURE() << "expected a ValueError";
+  } catch (const ValueError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("3 problem(s)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("missing 'blocks.1.mlp.fc.bias'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'ln_f.weight' expected shape (32,), got (7,)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'lm_head.weight' expected shape (>= 64, 32), got (10, 32)"),
+              std::string::npos)
+        << msg;
+  }
+  // Checked before copying: the zero-initialised pieces are untouched.
+  EXPECT_EQ(sum(abs(m.parameter("wte.weight"))).item(), 0.0);
+}
+
+// A real vocabulary of 62 padded to 64 rows at TP 4: sources with 62 rows or with another
+// layout's 66 rows load the real rows into each rank's range and zero the padding rows.
+TEST(ParallelGptTest, LoadFromCopiesRealVocabRowsAndZerosPadding) {
+  models::GPTConfig cfg = tiny_config(false);
+  const int64_t real = 62;
+  Generator gen(7);
+  const Tensor table = Tensor::randn({66, 32}, gen);
+  for (int64_t rows : {int64_t(62), int64_t(66)}) {
+    run_world(4, [&](std::shared_ptr<Communicator> w) {
+      Generator g(kSeed);
+      models::GPT full(cfg, g);  // vocab 64: only its non-vocab tensors are used
+      std::map<std::string, Tensor> src = by_name(full.named_parameters());
+      src["wte.weight"] = table.narrow(0, 0, rows);
+      src["lm_head.weight"] = table.narrow(0, 0, rows) * 2.0;
+      ParallelGpt m(cfg, real, *w, 0, 1, kSeed);
+      m.load_from(src);
+      const int64_t start = 16 * w->rank(), stop = std::min<int64_t>(start + 16, real);
+      for (const char* name : {"wte.weight", "lm_head.weight"}) {
+        SCOPED_TRACE(detail::str_cat(name, " from ", rows, " rows, rank ", w->rank()));
+        const Tensor piece = m.parameter(name).detach();
+        const double scale = std::string(name) == "wte.weight" ? 1.0 : 2.0;
+        EXPECT_EQ(rel_frob(piece.narrow(0, 0, stop - start),
+                           table.narrow(0, start, stop - start) * scale),
+                  0.0);
+        if (stop - start < 16) {
+          EXPECT_EQ(sum(abs(piece.narrow(0, stop - start, 16 - (stop - start)))).item(), 0.0);
+        }
+      }
+    });
+  }
+}
+
+}  // namespace
+}  // namespace loom::pipeline
