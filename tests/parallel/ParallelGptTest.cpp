@@ -2,8 +2,9 @@
 // {(1,1),(2,1),(4,1),(1,2),(2,2)}, f64 and f32, tied and untied, GPipe and 1F1B with M = 4, every
 // rank loads its pieces out of the full models::GPT, and the pipelined loss, every piece's
 // gradient (tied wte after TiedGradSync), the TP x PP gradient norm and run_pipeline_eval match
-// the single process accumulating the same micro-batches. Also: the pieces cover every logical
-// element exactly once as owners, load_from's error list and padding rows, dropout at pp > 1.
+// the single process accumulating the same micro-batches (also without biases). Also: the pieces
+// cover every logical element exactly once as owners, load_from's error list and padding rows,
+// dropout through rng() at pp == 1 and its rejection at pp > 1.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -174,22 +175,25 @@ void check_rank(std::shared_ptr<Communicator> world, const Case& c, const models
     EXPECT_FALSE(p.tensor.grad().defined()) << "eval wrote a gradient into " << p.name;
 }
 
+// All ranks of one layout against `ref`; then every logical element has exactly one owner.
+void check_case(const Case& c, const models::GPTConfig& cfg, const std::vector<MicroBatch>& mbs,
+                const Reference& ref) {
+  Coverage cov;
+  run_world(c.tp * c.pp, [&](std::shared_ptr<Communicator> w) {
+    check_rank(std::move(w), c, cfg, mbs, ref, cov);
+  });
+  SCOPED_TRACE(describe(c));
+  EXPECT_EQ(cov.owned, ref.numel);
+}
+
 void check_layouts(DType dt) {
   for (bool tied : {false, true}) {
     const models::GPTConfig cfg = tiny_config(tied);
     const auto mbs = test::make_micro_batches(kM, cfg.vocab_size, 42);
     const Reference ref = run_reference(cfg, dt, mbs);
     for (auto [tp, pp] : std::vector<std::pair<int, int>>{{1, 1}, {2, 1}, {4, 1}, {1, 2}, {2, 2}}) {
-      for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB}) {
-        const Case c{tp, pp, dt, tied, kind};
-        Coverage cov;
-        run_world(tp * pp, [&](std::shared_ptr<Communicator> w) {
-          check_rank(std::move(w), c, cfg, mbs, ref, cov);
-        });
-        // Every logical element has exactly one owner over the TP x PP ranks.
-        SCOPED_TRACE(describe(c));
-        EXPECT_EQ(cov.owned, ref.numel);
-      }
+      for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB})
+        check_case(Case{tp, pp, dt, tied, kind}, cfg, mbs, ref);
     }
   }
 }
@@ -197,6 +201,47 @@ void check_layouts(DType dt) {
 TEST(ParallelGptTest, MatchesSingleProcessGptF64) { check_layouts(DType::F64); }
 
 TEST(ParallelGptTest, MatchesSingleProcessGptF32) { check_layouts(DType::F32); }
+
+TEST(ParallelGptTest, MatchesSingleProcessGptWithoutBiases) {
+  for (bool tied : {false, true}) {
+    models::GPTConfig cfg = tiny_config(tied);
+    cfg.bias = false;
+    const auto mbs = test::make_micro_batches(kM, cfg.vocab_size, 43);
+    const Reference ref = run_reference(cfg, DType::F64, mbs);
+    check_case(Case{2, 2, DType::F64, tied, ScheduleKind::OneFOneB}, cfg, mbs, ref);
+  }
+}
+
+// pp == 1 with dropout at TP 2: training masks come from rng() (restoring its state reproduces
+// the loss bitwise and the masks change it); eval mode is the single process's eval loss.
+TEST(ParallelGptTest, DropoutAtPp1UsesTheTensorParallelRng) {
+  models::GPTConfig cfg = tiny_config(true);
+  cfg.dropout = 0.1;
+  const auto mbs = test::make_micro_batches(1, cfg.vocab_size, 44);
+  double ref_eval = 0.0;
+  {
+    Generator gen(kSeed);
+    models::GPT full(cfg, gen, DType::F64);
+    full.eval();
+    ref_eval = full.loss(mbs[0].ids, mbs[0].targets).item();
+  }
+  run_world(2, [&](std::shared_ptr<Communicator> w) {
+    Generator gen(kSeed);
+    models::GPT full(cfg, gen, DType::F64);
+    ParallelGpt m(cfg, cfg.vocab_size, *w, 0, 1, kSeed, DType::F64);
+    m.load_from(by_name(full.named_parameters()));
+    const tp::TensorParallelRng::State before = m.rng().state();
+    const double a = m.forward(Tensor(), mbs[0]).item();
+    EXPECT_NE(m.rng().state().replicated_offset, before.replicated_offset);
+    EXPECT_NE(m.rng().state().tensor_parallel_offset, before.tensor_parallel_offset);
+    m.rng().set_state(before);
+    EXPECT_EQ(m.forward(Tensor(), mbs[0]).item(), a) << "masks not reproducible from the state";
+    m.eval();
+    const double e = m.forward(Tensor(), mbs[0]).item();
+    EXPECT_NE(a, e) << "training mode dropped nothing";
+    EXPECT_LE(rel_diff(e, ref_eval), tp_tolerance(DType::F64)) << e << " vs " << ref_eval;
+  });
+}
 
 TEST(ParallelGptTest, PipelineWithDropoutIsRejected) {
   auto world = FakeCommunicator::create_world(1, fake_options());
