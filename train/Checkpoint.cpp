@@ -81,7 +81,8 @@ json read_manifest(const std::string& dir) {
   int version = m.value("version", -1);
   if (version < 1 || version > kCheckpointVersion)
     fail(path + ": expected version 1 to " + std::to_string(kCheckpointVersion) + ", got " +
-         std::to_string(version) + (version > kCheckpointVersion ? " (written by a newer Loom)" : ""));
+         std::to_string(version) +
+         (version > kCheckpointVersion ? " (written by a newer Loom)" : ""));
   if (!m.contains("files") || !m["files"].is_object()) fail(path + ": no \"files\" table");
   return m;
 }
@@ -91,7 +92,8 @@ std::vector<std::string> tensor_files(const json& m, const std::string& dir) {
   std::vector<std::string> names;
   if (m.contains("world_size")) {
     int64_t n = m["world_size"].is_number_integer() ? m["world_size"].get<int64_t>() : -1;
-    if (n < 1 || n > 1000000) fail(dir + "/MANIFEST.json: expected world_size >= 1, got " + m["world_size"].dump());
+    if (n < 1 || n > 1000000)
+      fail(dir + "/MANIFEST.json: expected world_size >= 1, got " + m["world_size"].dump());
     for (int r = 0; r < int(n); ++r) names.push_back(rank_file_name(r));
   } else {
     names.push_back(kSingleFile);
@@ -117,7 +119,10 @@ json file_entry(const std::string& path) {
 }
 
 json new_manifest(int64_t step, int version) {
-  return {{"format", kCheckpointFormat}, {"version", version}, {"step", step}, {"files", json::object()}};
+  return {{"format", kCheckpointFormat},
+          {"version", version},
+          {"step", step},
+          {"files", json::object()}};
 }
 
 // Creates an empty temporary directory for `step` under root and returns it.
@@ -198,7 +203,7 @@ struct RankReport {
   }
 };
 
-// Writes this rank's tensor file (and meta.json on rank 0); never throws, the error goes to `error`.
+// Writes this rank's tensor file (and meta.json on rank 0); never throws: errors go to `error`.
 RankReport write_rank_part(const std::string& tmp, const Checkpoint& ckpt, Communicator& world,
                            std::string& error) {
   RankReport rep;
@@ -221,7 +226,8 @@ RankReport write_rank_part(const std::string& tmp, const Checkpoint& ckpt, Commu
 }
 
 // Rank 0, after every rank reported success: the manifest of the collective save.
-json collective_manifest(const std::string& tmp, const std::vector<RankReport>& reps, int64_t step) {
+json collective_manifest(const std::string& tmp, const std::vector<RankReport>& reps,
+                         int64_t step) {
   json m = new_manifest(step, kCheckpointVersion);
   m["world_size"] = reps.size();
   for (size_t r = 0; r < reps.size(); ++r) {
@@ -232,8 +238,9 @@ json collective_manifest(const std::string& tmp, const std::vector<RankReport>& 
     std::error_code ec;
     uint64_t seen = fs::file_size(tmp + "/" + name, ec);
     if (ec || seen != uint64_t(reps[r].bytes))
-      fail("collective save: rank " + std::to_string(r) + " wrote " + std::to_string(reps[r].bytes) +
-           " bytes to " + tmp + "/" + name + " but rank 0 sees " + (ec ? "no file" : std::to_string(seen)) +
+      fail("collective save: rank " + std::to_string(r) + " wrote " +
+           std::to_string(reps[r].bytes) + " bytes to " + tmp + "/" + name + " but rank 0 sees " +
+           (ec ? "no file" : std::to_string(seen)) +
            " (is the checkpoint directory on a filesystem every rank shares?)");
     m["files"][name] = {{"bytes", reps[r].bytes}, {"sha256", reps[r].sha256}};
   }

@@ -59,7 +59,7 @@ std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt, int
 // every rank; a rank that dies makes the others throw CommTimeout. Either way the temporary
 // directory is never renamed and the previous checkpoint stays the latest.
 // Fault-injection hook for tests: if LOOM_TEST_KILL_RANK_IN_SAVE=<world rank> is set, that rank
-// calls std::_Exit(9) after writing half of its datasets (the multi-process "killed mid-save" test).
+// calls std::_Exit(9) after writing half of its datasets (multi-process "killed mid-save" test).
 std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt, int keep_last,
                             Communicator& world);
 

@@ -1,6 +1,6 @@
-// Checkpoint tensor files (see CheckpointShards.h): HDF5 datasets carrying their dtype and ShardSpec
-// as attributes, and the assembly of logical tensors from the pieces of any number of files with
-// overlap / gap / disagreement checks done on a coverage mask before any data is read.
+// Checkpoint tensor files (see CheckpointShards.h): HDF5 datasets carrying their dtype and
+// ShardSpec as attributes, and the assembly of logical tensors from the pieces of any number of
+// files with overlap / gap / disagreement checks done on a coverage mask before any data is read.
 #include "train/CheckpointShards.h"
 
 #include <fcntl.h>
@@ -81,7 +81,8 @@ void write_dataset(hid_t file, hid_t lcpl, const std::string& name, const Tensor
                    const ShardSpec* spec, const std::string& path) {
   Tensor t = t0.detach().to(Device::cpu()).contiguous();
   std::vector<hsize_t> dims(t.shape().begin(), t.shape().end());
-  hid_t space = dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(dims.size()), dims.data(), nullptr);
+  hid_t space = dims.empty() ? H5Screate(H5S_SCALAR)
+                             : H5Screate_simple(int(dims.size()), dims.data(), nullptr);
   H5Type ty = h5_type(t.dtype());
   hid_t ds = H5Dcreate2(file, name.c_str(), ty.mem, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
   H5Sclose(space);
@@ -169,7 +170,8 @@ herr_t visit_cb(hid_t, const char* name, const H5O_info_t* info, void* data) {
   return 0;
 }
 
-PieceRef describe_dataset(hid_t file, size_t index, const std::string& name, const std::string& path) {
+PieceRef describe_dataset(hid_t file, size_t index, const std::string& name,
+                          const std::string& path) {
   hid_t ds = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
   if (ds < 0) checkpoint_fail("cannot open tensor \"" + name + "\" in " + path);
   PieceRef r;
@@ -266,7 +268,9 @@ Tensor read_piece(hid_t file, const PieceRef& r, const std::string& path) {
   hid_t ds = H5Dopen2(file, r.name.c_str(), H5P_DEFAULT);
   if (ds < 0) checkpoint_fail("cannot open tensor \"" + r.name + "\" in " + path);
   Tensor t = Tensor::empty(r.stored, r.dtype);
-  herr_t st = t.numel() ? H5Dread(ds, h5_type(r.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw_data()) : 0;
+  herr_t st = t.numel()
+                  ? H5Dread(ds, h5_type(r.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw_data())
+                  : 0;
   H5Dclose(ds);
   if (st < 0) checkpoint_fail("cannot read tensor \"" + r.name + "\" from " + path);
   return t;
