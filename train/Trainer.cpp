@@ -24,6 +24,7 @@
 #include "rlhf/PpoStage.h"
 #include "rlhf/Stages.h"
 #include "train/HfConvert.h"
+#include "train/ModelParallel.h"
 
 namespace loom::train {
 
@@ -88,6 +89,13 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
   else
     model_ = std::make_unique<models::GPT>(gpt_config_from(cfg), init_gen_, DType::F32, device_);
   if (!cfg.init_from().empty()) init_weights_from(cfg.init_from());
+  num_parameters_ = model_->num_parameters();
+  if (grid_ && grid_->tp_size() * grid_->pp_size() > 1) {
+    // Every rank built the same full model from the same seed (or init_from); each keeps only
+    // its pieces.
+    mp_ = std::make_unique<ModelParallel>(cfg, *grid_, *model_);
+    model_.reset();
+  }
   build_optimizer();
 
   const auto& s = cfg.schedule();
@@ -109,11 +117,12 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
   resume_if_asked();
   if (grid_ && grid_->dp_size() > 1) {
     NoGradGuard g;  // replicas start bitwise equal even if an init path were rank dependent
-    for (const Tensor& p : model_->parameters()) grid_->dp_group().broadcast(p.detach(), 0);
+    for (const Tensor& p : mp_ ? mp_->model().parameters() : model_->parameters())
+      grid_->dp_group().broadcast(p.detach(), 0);
     if (ppo_)
       for (const Tensor& p : ppo_->critic().parameters())
         grid_->dp_group().broadcast(p.detach(), 0);
-    if (!zero_ && !ppo_)  // PPO reduces its two models' gradients itself (ppo_optimizer_step)
+    if (!zero_ && !ppo_ && !mp_)  // PPO and ModelParallel reduce its two models' gradients itself (ppo_optimizer_step)
       reducer_ = std::make_unique<GradBucketReducer>(model_->parameters(), grid_->dp_group());
   }
 }
@@ -149,9 +158,6 @@ void Trainer::setup_parallel(std::shared_ptr<Communicator> world) {
                "train: expected parallel.tp*pp*dp = world size ", world->size(), ", got tp=",
                par.tp(), " pp=", par.pp(), " dp=", par.dp(),
                "; hint: resolve the config with the job's world size");
-  LOOM_CHECK_T(ConfigError, par.tp() == 1 && par.pp() == 1,
-               "train: this trainer runs data parallelism only; expected parallel.tp=1 and pp=1, "
-               "got tp=", par.tp(), " pp=", par.pp());
   LOOM_CHECK_T(ConfigError,
                par.zero_stage() == 0 || cfg_.optimizer().type() != config::OptimizerConfig::SGD,
                "train: parallel.zero_stage=1 shards AdamW state; expected optimizer.type=ADAMW, "
@@ -289,7 +295,7 @@ std::unique_ptr<optim::Optimizer> Trainer::make_optimizer(
 
 void Trainer::build_optimizer() {
   const auto& o = cfg_.optimizer();
-  auto params = model_->named_parameters();
+  auto params = mp_ ? mp_->model().named_parameters() : model_->named_parameters();
   if (o.type() != config::OptimizerConfig::SGD && grid_ && cfg_.parallel().zero_stage() == 1) {
     auto filter = [o](const std::string& name, const Tensor& p) { return decays(o, name, p); };
     optim::AdamWOptions ao;
@@ -311,6 +317,7 @@ std::string Trainer::save(int64_t step) {
   const std::map<std::string, optim::ParamState> states =
       zero_ ? zero_->gather_states() : opt_->states();
   std::string path;
+  if (mp_) return write_checkpoint(step, states);  // collective: every rank writes its pieces
   if (writer_) path = write_checkpoint(step, states);
   // Also keeps the other ranks from running ahead while rank 0 writes.
   if (grid_) path = dist::broadcast_string(grid_->world(), path, 0);
@@ -321,10 +328,15 @@ std::string Trainer::write_checkpoint(int64_t step,
                                       const std::map<std::string, optim::ParamState>& states) {
   Checkpoint ck;
   ck.step = step;
-  add_model_tensors(ck, *model_);
+  if (mp_)
+    mp_->add_pieces(ck, states);
+  else
+    add_model_tensors(ck, *model_);
   json state;
   for (const auto& [name, st] : states) {
-    for (const auto& [key, buf] : st.buffers) ck.tensors["optim/" + key + "/" + name] = buf;
+    if (!mp_)
+      for (const auto& [key, buf] : st.buffers) ck.tensors["optim/" + key + "/" + name] = buf;
+    // Under TP x PP rank 0 holds only its stage's names; the others resume at optimizer_steps.
     state["param_steps"][name] = st.step;
   }
   state["step"] = step;
@@ -334,13 +346,24 @@ std::string Trainer::write_checkpoint(int64_t step,
     state["loader"] = {{"epoch", p.epoch}, {"position", p.position}};
   } else {
     auto ls = train_loader_->state();
-    state["loader"] = {{"epoch", ls.epoch}, {"position", ls.position}};
+    // position counts this DP rank's windows; "dp" lets a run with another DP size convert it.
+    state["loader"] = {{"epoch", ls.epoch}, {"position", ls.position},
+                       {"dp", grid_ ? grid_->dp_size() : 1}};
   }
-  Generator& dg = model_->dropout_generator();
-  state["dropout_rng"] = {{"seed", dg.seed()}, {"offset", dg.offset()}};
+  if (mp_) {
+    tp::TensorParallelRng::State r = mp_->model().rng().state();
+    state["tp_rng"] = {{"seed", r.seed}, {"replicated_offset", r.replicated_offset},
+                       {"tensor_parallel_offset", r.tensor_parallel_offset}};
+  } else {
+    Generator& dg = model_->dropout_generator();
+    state["dropout_rng"] = {{"seed", dg.seed()}, {"offset", dg.offset()}};
+  }
   if (ppo_) state["ppo"] = json::parse(add_ppo_state(ck));
   ck.meta["trainer"] = state.dump();
   ck.meta["config"] = config::to_text(cfg_);
+  if (mp_)
+    return save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()),
+                           grid_->world());
   return save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()));
 }
 
@@ -364,16 +387,21 @@ void Trainer::resume_from(const std::string& dir) {
     if (!found) problems += "\n  no optimizer state for " + name;
   }
   LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", dir, ":", problems);
-  load_model_tensors(ck, *model_, dir);
-  std::map<std::string, optim::ParamState> states;
-  for (const auto& [key, t] : ck.tensors) {
-    if (key.rfind("optim/", 0) != 0) continue;
-    size_t slash = key.find('/', 6);
-    std::string buf = key.substr(6, slash - 6), name = key.substr(slash + 1);
-    states[name].buffers[buf] = t.to(device_).clone();
-    states[name].step = param_steps.value(name, int64_t(0));
-  }
   const int64_t opt_steps = state.value("optimizer_steps", int64_t(0));
+  std::map<std::string, optim::ParamState> states;
+  if (mp_) {
+    states = mp_->load(ck, dir);
+  } else {
+    load_model_tensors(ck, *model_, dir);
+    for (const auto& [key, t] : ck.tensors) {
+      if (key.rfind("optim/", 0) != 0) continue;
+      size_t slash = key.find('/', 6);
+      std::string buf = key.substr(6, slash - 6), name = key.substr(slash + 1);
+      states[name].buffers[buf] = t.to(device_).clone();
+    }
+  }
+  // A name missing from param_steps was saved by a TP x PP rank other than 0: it took every step.
+  for (auto& [name, st] : states) st.step = param_steps.value(name, opt_steps);
   if (zero_) {
     zero_->load_states(states, opt_steps);
   } else {
@@ -383,12 +411,28 @@ void Trainer::resume_from(const std::string& dir) {
   step_ = state.value("step", int64_t(0));
   const int64_t epoch = state["loader"].value("epoch", int64_t(0));
   const int64_t position = state["loader"].value("position", int64_t(0));
-  if (stage_)
+  if (stage_) {
     stage_->set_position({epoch, position});
-  else
-    train_loader_->set_state({epoch, position});
-  model_->dropout_generator().set_state(state["dropout_rng"].value("seed", uint64_t(0)),
-                                        state["dropout_rng"].value("offset", uint64_t(0)));
+  } else {
+    // Windows are dealt round-robin over DP ranks, so a per-rank position p at DP size d is the
+    // global position p * d: convert it for this run's DP size.
+    const int64_t saved_dp = state["loader"].value("dp", int64_t(1));
+    const int64_t dp = grid_ ? grid_->dp_size() : 1;
+    const int64_t global = position * saved_dp;
+    LOOM_CHECK_T(CheckpointError, global % dp == 0, "checkpoint ", dir, ": its data position (",
+                 global, " windows over ", saved_dp, " data-parallel ranks) does not split over ",
+                 dp, " data-parallel ranks; hint: resume with a DP size that divides ", global);
+    train_loader_->set_state({epoch, global / dp});
+  }
+  if (mp_ && state.contains("tp_rng")) {
+    const json& r = state["tp_rng"];
+    mp_->model().rng().set_state({r.value("seed", uint64_t(0)),
+                                  r.value("replicated_offset", uint64_t(0)),
+                                  r.value("tensor_parallel_offset", uint64_t(0))});
+  } else if (!mp_ && state.contains("dropout_rng")) {  // absent when a TP x PP run saved it
+    model_->dropout_generator().set_state(state["dropout_rng"].value("seed", uint64_t(0)),
+                                          state["dropout_rng"].value("offset", uint64_t(0)));
+  }
   if (ppo_) {
     LOOM_CHECK_T(CheckpointError, state.contains("ppo"), "checkpoint ", dir,
                  ": has no PPO state (critic, KL coefficient); expected a checkpoint of a PPO run");
@@ -405,6 +449,14 @@ double Trainer::train_step(int64_t step, double& grad_norm) {
     opt_->set_lr(schedule_.lr_at(step - 1));
   double loss_sum = 0.0;
   stage_metrics_.clear();
+  if (mp_) {  // the pipeline schedule runs every micro-batch of the step
+    const double loss = mp_->forward_backward(next_micro_batches(*train_loader_, grad_accum_));
+    if (!std::isfinite(loss))
+      throw NonFiniteError(detail::str_cat("train: loss is ", loss, " at step ", step,
+                                           "; hint: lower optimizer.lr or check the data"));
+    optimizer_step(grad_norm);
+    return loss;
+  }
   for (int64_t micro = 0; micro < grad_accum_; ++micro) {
     // Gradients are reduced (during backward) on the last micro-batch only.
     if (reducer_) reducer_->set_sync(micro == grad_accum_ - 1);
@@ -436,6 +488,16 @@ double Trainer::train_step(int64_t step, double& grad_norm) {
     loss = t.item() / double(grid_->dp_size());
   }
   return loss;
+}
+
+std::vector<pipeline::MicroBatch> Trainer::next_micro_batches(data::DataLoader& loader,
+                                                              int64_t n) {
+  std::vector<pipeline::MicroBatch> out;
+  for (int64_t i = 0; i < n; ++i) {
+    data::Batch b = loader.next();
+    out.push_back({b.inputs.to(device_), b.targets.to(device_)});
+  }
+  return out;
 }
 
 double Trainer::ppo_train_step(int64_t step, double& grad_norm) {
@@ -523,6 +585,12 @@ void Trainer::optimizer_step(double& grad_norm) {
     zero_->zero_grad();
     return;
   }
+  if (mp_) {
+    grad_norm = mp_->clip_gradients(clip);  // over all ranks of the replica, each element once
+    opt_->step();
+    opt_->zero_grad();
+    return;
+  }
   if (reducer_) reducer_->finish();  // every rank now holds the same averaged gradients
   grad_norm = clip > 0 ? optim::clip_grad_norm(model_->parameters(), clip)
                        : optim::grad_norm(model_->parameters());
@@ -562,11 +630,17 @@ double Trainer::evaluate() {
   }
   if (!val_loader_) return std::numeric_limits<double>::quiet_NaN();
   NoGradGuard g;
-  model_->eval();
   val_loader_->set_state({0, 0});  // the same batches every time
   int64_t n = std::min<int64_t>(cfg_.eval().steps(), val_loader_->batches_per_epoch());
   LOOM_CHECK_T(DataError, n > 0, "eval: the validation set ", cfg_.data().val_path(),
                " has no full window of seq_len+1 tokens");
+  if (mp_) {
+    mp_->model().eval();
+    const double v = mp_->evaluate(next_micro_batches(*val_loader_, n));
+    mp_->model().train();
+    return v;
+  }
+  model_->eval();
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     data::Batch b = val_loader_->next();
@@ -602,7 +676,10 @@ TrainSummary Trainer::run() {
     if (show) progress.message(text);
   };
   if (step_ == 0 && eval_every > 0) do_eval(0);
-  model_->train();
+  if (mp_)
+    mp_->model().train();
+  else
+    model_->train();
   while (step_ < max_steps) {
     int64_t step = step_ + 1;
     auto t0 = std::chrono::steady_clock::now();

@@ -40,12 +40,17 @@ class ProcessGrid;
 class GradBucketReducer;
 class ZeroAdamW;
 }  // namespace loom
+namespace loom::pipeline {
+struct MicroBatch;
+}  // namespace loom::pipeline
 namespace loom::rlhf {
 class Stage;
 class PpoStage;
 }  // namespace loom::rlhf
 
 namespace loom::train {
+
+class ModelParallel;
 
 struct TrainSummary {
   int64_t first_step = 0;            // first step run by this process (after a resume: > 0)
@@ -65,12 +70,17 @@ void load_model_tensors(const Checkpoint& ck, models::GPT& model, const std::str
 
 class Trainer {
  public:
-  // `world`: null for one process; otherwise every rank of the job (tp = pp = 1 in this trainer).
+  // `world`: null for one process; otherwise every rank of the job. parallel.tp * pp > 1 runs the
+  // model through train/ModelParallel.h (stage PRETRAIN).
   explicit Trainer(const config::RunConfig& cfg, std::shared_ptr<Communicator> world = nullptr);
   ~Trainer();
   TrainSummary run();
 
+  // The single-process model (tp = pp = 1 only: a TP x PP rank holds pieces, see parallel_model()).
   models::GPT& model() { return *model_; }
+  ModelParallel* parallel_model() { return mp_.get(); }
+  // Parameters of the whole (logical) model, whatever the layout.
+  int64_t num_parameters() const { return num_parameters_; }
   // Mean loss over eval.steps batches of the validation set (model in eval mode).
   // For SFT / REWARD the stage's validation split (val_loss first); NaN without one.
   double evaluate();
@@ -96,6 +106,8 @@ class Trainer {
   std::string save(int64_t step);  // collective; rank 0 writes, every rank gets the path
   std::string write_checkpoint(int64_t step, const std::map<std::string, optim::ParamState>& states);
   double train_step(int64_t step, double& grad_norm);
+  // The next grad_accum_ training batches (or `n` validation batches) as pipeline micro-batches.
+  std::vector<pipeline::MicroBatch> next_micro_batches(data::DataLoader& loader, int64_t n);
   double ppo_train_step(int64_t step, double& grad_norm);
   // After a PPO mini-batch's backward: DP-average, clip and apply the actor and critic grads.
   void ppo_optimizer_step(double& grad_norm);
@@ -120,10 +132,12 @@ class Trainer {
   std::vector<std::pair<std::string, double>> stage_metrics_;     // of the last step
   std::unique_ptr<MetricsLogger> metrics_;
   int64_t step_ = 0;  // optimizer updates done so far
+  int64_t num_parameters_ = 0;
   int64_t grad_accum_ = 1;
   std::unique_ptr<ProcessGrid> grid_;           // null for one process
   std::unique_ptr<GradBucketReducer> reducer_;  // dp > 1 without ZeRO
   std::unique_ptr<ZeroAdamW> zero_;             // zero_stage 1 (then opt_ is null)
+  std::unique_ptr<ModelParallel> mp_;           // tp * pp > 1 (then model_ is null)
   bool writer_ = true;
 };
 

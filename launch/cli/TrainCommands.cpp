@@ -45,7 +45,7 @@ int train_with(const Args& a, std::shared_ptr<Communicator> world) {
   const bool out = trainer.is_writer();
   if (out)
     std::printf("loom train: %s, %lld parameters, %lld steps, %d rank(s), output %s\n",
-                cfg.name().c_str(), (long long)trainer.model().num_parameters(),
+                cfg.name().c_str(), (long long)trainer.num_parameters(),
                 (long long)cfg.max_steps(), world ? world->size() : 1, cfg.output_dir().c_str());
   train::TrainSummary s = trainer.run();
   if (!out) return 0;

@@ -1,0 +1,184 @@
+// ModelParallel (see ModelParallel.h).
+#include "train/ModelParallel.h"
+
+#include <cmath>
+
+#include "core/autograd/GradMode.h"
+#include "launch/config/ConfigDefaults.h"
+#include "parallel/tensor/TensorParallelGradNorm.h"
+
+namespace loom::train {
+
+using config::RunConfig;
+
+namespace {
+
+models::GPTConfig parallel_gpt_config(const RunConfig& cfg) {
+  const auto& m = cfg.model();
+  models::GPTConfig g;
+  g.n_layer = m.n_layer();
+  g.n_head = m.n_head();
+  g.n_embd = m.n_embd();
+  g.vocab_size = config::padded_vocab_size(cfg);
+  g.block_size = m.block_size();
+  g.dropout = m.dropout();
+  g.bias = m.bias();
+  g.tie_embeddings = m.tie_embeddings();
+  g.init_std = m.init_std();
+  return g;
+}
+
+bool is_vocab_table(const std::string& name) {
+  return name == "wte.weight" || name == "lm_head.weight";
+}
+
+}  // namespace
+
+ModelParallel::ModelParallel(const RunConfig& cfg, ProcessGrid& grid, const models::GPT& full)
+    : cfg_(cfg), grid_(grid) {
+  const auto& par = cfg.parallel();
+  LOOM_CHECK_T(ConfigError, cfg.stage() == RunConfig::PRETRAIN, "train: parallel.tp=", par.tp(),
+               " pp=", par.pp(), " runs stage PRETRAIN only so far; expected parallel.tp=1 and "
+               "pp=1 for stage ", RunConfig::Stage_Name(cfg.stage()));
+  LOOM_CHECK_T(ConfigError, par.zero_stage() == 0, "train: parallel.zero_stage=1 shards AdamW over "
+               "data-parallel ranks of a tp=1, pp=1 layout only; expected zero_stage=0 with tp=",
+               par.tp(), " pp=", par.pp());
+  LOOM_CHECK_T(ConfigError, par.pp() == 1 || cfg.model().dropout() == 0.0,
+               "train: model.dropout=", cfg.model().dropout(), " with parallel.pp=", par.pp(),
+               ": pipeline stages have no dropout streams yet; expected model.dropout=0");
+  schedule_ = par.schedule() == config::ParallelConfig::GPIPE ? pipeline::ScheduleKind::GPipe
+                                                              : pipeline::ScheduleKind::OneFOneB;
+  model_ = std::make_unique<pipeline::ParallelGpt>(parallel_gpt_config(cfg),
+                                                   cfg.model().vocab_size(), grid.tp_group(),
+                                                   grid.pp_rank(), grid.pp_size(), cfg.seed());
+  std::map<std::string, Tensor> source;
+  for (const auto& [name, p] : full.named_parameters()) source[name] = p.detach();
+  model_->load_from(source);
+  tied_ = std::make_unique<pipeline::TiedGradSync>(grid.pp_group());
+}
+
+ModelParallel::~ModelParallel() = default;
+
+pipeline::PipelineP2P& ModelParallel::p2p_for(const Shape& ids_shape) {
+  LOOM_INTERNAL_ASSERT(ids_shape.size() == 2);
+  auto& slot = p2p_[ids_shape];
+  if (!slot)
+    slot = std::make_unique<pipeline::PipelineP2P>(
+        grid_.pp_group(), model_->activation_shape(ids_shape[0], ids_shape[1]), DType::F32);
+  return *slot;
+}
+
+double ModelParallel::forward_backward(const std::vector<pipeline::MicroBatch>& micro_batches) {
+  LOOM_INTERNAL_ASSERT(!micro_batches.empty());
+  pipeline::PipelineResult r = pipeline::run_pipeline(
+      schedule_, *model_, p2p_for(micro_batches.front().ids.shape()), micro_batches);
+  if (cfg_.model().tie_embeddings() && tied_->holds_weight())
+    tied_->all_reduce(model_->tied_weight());
+  double loss = r.loss;
+  if (grid_.dp_size() > 1) {
+    NoGradGuard g;
+    const double inv = 1.0 / double(grid_.dp_size());
+    for (const Tensor& p : model_->parameters()) {
+      Tensor grad = p.grad();
+      LOOM_INTERNAL_ASSERT(grad.defined());  // every piece takes part in every step's loss
+      grid_.dp_group().all_reduce(grad);
+      grad.mul_(inv);
+    }
+    Tensor t = Tensor::from_vector<double>({loss}, {1});
+    grid_.dp_group().all_reduce(t);
+    loss = t.item() * inv;
+  }
+  return loss;
+}
+
+double ModelParallel::clip_gradients(double clip) {
+  const double norm = tp::grad_norm(model_->norm_sharded(), model_->norm_replicated(),
+                                    grid_.tp_rank(), grid_.mp_group());
+  // The single-process rule (optim::clip_grad_norm) applied to every piece, the last stage's
+  // copy of a tied table included.
+  if (clip <= 0.0 || !std::isfinite(norm)) return norm;
+  const double coef = clip / (norm + 1e-6);
+  if (coef >= 1.0) return norm;
+  NoGradGuard g;
+  for (const Tensor& p : model_->parameters()) {
+    Tensor grad = p.grad();
+    if (grad.defined()) grad.mul_(coef);
+  }
+  return norm;
+}
+
+double ModelParallel::evaluate(const std::vector<pipeline::MicroBatch>& batches) {
+  if (batches.empty()) return 0.0;
+  // Batches of one shape share a pipeline pass; a short last batch gets a pass of its own.
+  double sum = 0.0;
+  size_t i = 0;
+  while (i < batches.size()) {
+    size_t j = i;
+    while (j < batches.size() && batches[j].ids.shape() == batches[i].ids.shape()) ++j;
+    std::vector<pipeline::MicroBatch> run(batches.begin() + long(i), batches.begin() + long(j));
+    sum += pipeline::run_pipeline_eval(*model_, p2p_for(run.front().ids.shape()), run) *
+           double(run.size());
+    i = j;
+  }
+  return sum / double(batches.size());
+}
+
+void ModelParallel::add_pieces(Checkpoint& ck,
+                               const std::map<std::string, optim::ParamState>& states) const {
+  if (grid_.dp_rank() != 0) return;  // DP replicas hold identical pieces
+  for (const pipeline::ParallelParam& p : model_->pieces()) {
+    if (!p.owner) continue;
+    ck.pieces["model/" + p.name] = {p.tensor.detach(), p.spec};
+    auto it = states.find(p.name);
+    if (it == states.end()) continue;
+    for (const auto& [key, buf] : it->second.buffers)
+      ck.pieces["optim/" + key + "/" + p.name] = {buf, p.spec};
+  }
+}
+
+Tensor ModelParallel::fit_logical(const std::string& name, const Tensor& t,
+                                  const ShardSpec& spec) const {
+  if (t.shape() == spec.logical) return t;
+  const int64_t V = cfg_.model().vocab_size();
+  const std::string base = name.substr(name.rfind('/') + 1);
+  const bool fits = is_vocab_table(base) && t.dim() == 2 && spec.logical.size() == 2 &&
+                    t.size(1) == spec.logical[1] && t.size(0) >= V && spec.logical[0] >= V;
+  LOOM_CHECK_T(CheckpointError, fits, name, ": expected shape ", spec.logical, ", got ",
+               t.shape(), "; hint: the model section of the config must match the checkpoint's");
+  // Vocab tables padded for another TP size: the real rows carry over, padded rows are zero.
+  Tensor out = Tensor::zeros(spec.logical, t.dtype());
+  NoGradGuard g;
+  out.narrow(0, 0, V).copy_(t.narrow(0, 0, V));
+  return out;
+}
+
+std::map<std::string, optim::ParamState> ModelParallel::load(const Checkpoint& ck,
+                                                             const std::string& dir) {
+  std::map<std::string, Tensor> source;
+  std::string missing;
+  for (const pipeline::ParallelParam& p : model_->pieces()) {
+    auto it = ck.tensors.find("model/" + p.name);
+    if (it == ck.tensors.end())
+      missing += "\n  missing tensor model/" + p.name;
+    else
+      source[p.name] = it->second;
+  }
+  LOOM_CHECK_T(CheckpointError, missing.empty(), "checkpoint ", dir,
+               " does not fit this model:", missing);
+  model_->load_from(source);
+  std::map<std::string, optim::ParamState> states;
+  for (const pipeline::ParallelParam& p : model_->pieces()) {
+    const std::string suffix = "/" + p.name;
+    for (const auto& [key, t] : ck.tensors) {
+      if (key.rfind("optim/", 0) != 0 || key.size() <= suffix.size() + 6 ||
+          key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0)
+        continue;
+      const std::string buf = key.substr(6, key.size() - suffix.size() - 6);
+      if (buf.find('/') != std::string::npos) continue;  // a longer name ending in this one
+      states[p.name].buffers[buf] = extract_shard(fit_logical(key, t, p.spec), p.spec);
+    }
+  }
+  return states;
+}
+
+}  // namespace loom::train
