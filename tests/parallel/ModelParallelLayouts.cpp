@@ -16,7 +16,8 @@ namespace {
 
 using namespace loom::test;
 
-// 16 sequences per step whatever the layout: micro-batch 2, so 8 / dp micro-batches per rank.
+// 8 sequences per step whatever the layout: micro-batch 2, so 4 / dp micro-batches per rank
+// (issue 4: PP=2 with 1F1B over 4 micro-batches).
 std::string write_layout_config(const SharedDir& dir) {
   std::string path = dir.file("mp.pbtxt");
   if (world_rank() == 0) {
@@ -28,7 +29,7 @@ std::string write_layout_config(const SharedDir& dir) {
         << "data { train_path: \"" << dir.file("train.h5") << "\" seq_len: 16 }\n"
         << "optimizer { lr: 3e-3 grad_clip: 1.0 weight_decay: 0.1 }\n"
         << "schedule { warmup_steps: 3 decay_steps: 20 }\n"
-        << "batch { micro_batch_size: 2 global_batch_size: 16 }\n"
+        << "batch { micro_batch_size: 2 global_batch_size: 8 }\n"
         << "eval { interval: 0 }\ncheckpoint { interval: 0 resume: \"none\" }\n"
         << "logging { progress: OFF tensorboard: false }\n";
   }
