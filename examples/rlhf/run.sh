@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
 # The RLHF example, start to finish: data (make_data.sh) -> tokenizer -> token dataset -> `loom
-# pipeline pipeline.pbtxt` (pretrain -> sft -> reward -> ppo) -> measurements on the 20 held-out
-# addition prompts: true accuracy of the SFT and PPO models (greedy `loom generate`), the reward
-# model's pairwise accuracy on held-out preference pairs and PPO's KL to the reference.
-# Usage: run.sh [WORK_DIR] [loom pipeline args...]   (default WORK_DIR out/rlhf). Re-running resumes.
+# pipeline pipeline.pbtxt` in three legs: pretrain -> sft; SFT samples labelled by the checker
+# (label_samples.sh) -> reward -> ppo; round-1 PPO samples labelled -> reward_2 -> ppo_2. Then
+# measures the true accuracy of SFT and PPO (greedy `loom generate`), the reward models' pairwise
+# accuracy on held-out preference pairs and PPO's KL to the SFT reference.
+# Usage: [SEED=1] run.sh [WORK_DIR] [loom pipeline args...]  (default WORK_DIR out/rlhf); resumes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 loom=${LOOM:-$root/build/bin/loom}
 work=${1:-$root/out/rlhf}
 shift || true
+seed=${SEED:-1}  # data, model initialisation and sampling seed
 mkdir -p "$work"
 cd "$work"
 start=$SECONDS
 
 echo "== 1/4 data: single-digit addition, 20 of 100 pairs held out"
-[ -s data/eval.tsv ] || "$here/make_data.sh" data
+[ -s data/eval.tsv ] || "$here/make_data.sh" data "$seed" "${WRONG_PER_PROMPT:-12}"
 [ -s tok/merges.txt ] || "$loom" tokenizer train --input data/corpus.txt --vocab-size 270 --output tok
 [ -s data/train.h5 ] || "$loom" preprocess --input data/corpus.txt --output data/train.h5 \
   --vocab tok/vocab.json --merges tok/merges.txt
-echo "== 2/4 pipeline: pretrain -> sft -> reward -> ppo"
-"$loom" pipeline "$here/pipeline.pbtxt" "$@"
+echo "== 2/4 pipeline: pretrain -> sft, SFT samples labelled by the checker, reward -> ppo"
+"$loom" pipeline "$here/pipeline.pbtxt" --set seed="$seed" --until sft "$@"
+if [ ! -s data/pref_rm.jsonl ]; then
+  "$here/label_samples.sh" "$loom" runs/sft/checkpoints data/prompts.jsonl data/eval.tsv \
+    "${SAMPLES_PER_PROMPT:-16}" "$seed" data/pref_sft.jsonl
+  cat data/pref.jsonl data/pref_sft.jsonl > data/pref_rm.jsonl
+fi
+"$loom" pipeline "$here/pipeline.pbtxt" --set seed="$seed" --until ppo "$@"
+if [ ! -s data/pref_rm2.jsonl ]; then
+  "$here/label_samples.sh" "$loom" runs/ppo/checkpoints data/prompts.jsonl data/eval.tsv \
+    "${SAMPLES_PER_PROMPT:-16}" "$seed" data/pref_ppo.jsonl
+  cat data/pref_rm.jsonl data/pref_ppo.jsonl > data/pref_rm2.jsonl
+fi
+"$loom" pipeline "$here/pipeline.pbtxt" --set seed="$seed" "$@"
 
 # Greedy answers of a checkpoint to every held-out prompt; prints the accuracy in percent.
 accuracy() {  # accuracy CHECKPOINT TSV
@@ -45,14 +59,20 @@ mean_last() {  # mean of the last N values of a metric
 
 echo "== 3/4 held-out evaluation"
 sft_acc=$(accuracy runs/sft/checkpoints data/eval.tsv)
-ppo_acc=$(accuracy runs/ppo/checkpoints data/eval.tsv)
+ppo1_acc=$(accuracy runs/ppo/checkpoints data/eval.tsv)
+ppo_acc=$(accuracy runs/ppo_2/checkpoints data/eval.tsv)
 sft_held=$(accuracy runs/sft/checkpoints data/eval_heldout.tsv)
-ppo_held=$(accuracy runs/ppo/checkpoints data/eval_heldout.tsv)
+ppo_held=$(accuracy runs/ppo_2/checkpoints data/eval_heldout.tsv)
+first_mean() {  # mean of the first N values of a metric
+  grep -o "\"$2\": [-0-9.eE+na]*" "$1" | head -n "$3" | awk '{ s += $2 } END { printf "%.4f", s / NR }'
+}
 echo "== 4/4 results ($((SECONDS - start)) s)"
-echo "reward model pairwise accuracy (held-out pairs): $(last_metric runs/reward/metrics.jsonl val_accuracy)"
-echo "reward model mean margin (held-out pairs):       $(last_metric runs/reward/metrics.jsonl val_margin)"
-echo "SFT true accuracy (all 100 prompts):             $sft_acc"
-echo "PPO true accuracy (all 100 prompts):             $ppo_acc"
+for rm in reward reward_2; do
+  echo "$rm: pairwise accuracy / mean margin, 200 held-out pairs: $(last_metric runs/$rm/metrics.jsonl val_accuracy) / $(last_metric runs/$rm/metrics.jsonl val_margin)"
+done
+echo "SFT true accuracy (all 100 prompts):                 $sft_acc"
+echo "PPO round 1 / 2 true accuracy (all 100 prompts):     $ppo1_acc / $ppo_acc"
 echo "SFT / PPO true accuracy (20 prompts in no SFT or PPO data): $sft_held / $ppo_held"
-echo "PPO score_mean, first / last 10 iterations:      $(grep -o '"score_mean": [-0-9.eE+]*' runs/ppo/metrics.jsonl | head -n 10 | awk '{ s += $2 } END { printf "%.4f", s / NR }') / $(mean_last runs/ppo/metrics.jsonl score_mean 10)"
-echo "PPO KL to the reference, last 10 iterations:     $(mean_last runs/ppo/metrics.jsonl kl 10)"
+for ppo in ppo ppo_2; do
+  echo "$ppo: score_mean first / last 10 iterations: $(first_mean runs/$ppo/metrics.jsonl score_mean 10) / $(mean_last runs/$ppo/metrics.jsonl score_mean 10); KL to the SFT reference, last 10: $(mean_last runs/$ppo/metrics.jsonl kl 10)"
+done
