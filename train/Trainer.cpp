@@ -54,9 +54,29 @@ void add_model_tensors(Checkpoint& ck, const models::GPT& model) {
   for (const auto& [name, p] : model.named_parameters()) ck.tensors["model/" + name] = p.detach();
 }
 
-void load_model_tensors(const Checkpoint& ck, models::GPT& model, const std::string& source) {
+Tensor drop_padded_vocab_rows(const std::string& name, const Tensor& t, const Shape& want) {
+  const std::string base = name.substr(name.rfind('/') + 1);
+  if (t.shape() == want || (base != "wte.weight" && base != "lm_head.weight") || t.dim() != 2 ||
+      want.size() != 2 || t.size(1) != want[1] || t.size(0) <= want[0])
+    return t;
+  // A layout with more TP ranks padded the vocabulary further; those rows never train (no id
+  // looks them up, the vocab-parallel loss masks them), so they must be zero to be dropped.
+  NoGradGuard g;
+  Tensor extra = t.narrow(0, want[0], t.size(0) - want[0]).contiguous();
+  for (double v : extra.to_vector<double>())
+    if (v != 0.0) return t;
+  return t.narrow(0, 0, want[0]).contiguous();
+}
+
+void load_model_tensors(const Checkpoint& ck_in, models::GPT& model, const std::string& source) {
   std::string problems;
   auto params = model.named_parameters();
+  Checkpoint ck;  // model tensors only, vocab tables fitted to this model's padding
+  for (const auto& [name, p] : params) {
+    auto it = ck_in.tensors.find("model/" + name);
+    if (it != ck_in.tensors.end())
+      ck.tensors["model/" + name] = drop_padded_vocab_rows(name, it->second, p.shape());
+  }
   for (const auto& [name, p] : params) {
     auto it = ck.tensors.find("model/" + name);
     if (it == ck.tensors.end()) {
@@ -83,14 +103,22 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
   LOOM_CHECK_T(ConfigError, cfg.stage() != RunConfig::PPO || cfg.parallel().zero_stage() == 0,
                "train: stage PPO keeps whole optimizer states per rank; expected "
                "parallel.zero_stage=0, got ", cfg.parallel().zero_stage());
+  models::GPTConfig gc = gpt_config_from(cfg);
+  const bool model_parallel = grid_ && grid_->tp_size() * grid_->pp_size() > 1;
+  if (model_parallel) {
+    // The full model every rank slices is the single process's (its vocabulary padding, so its
+    // initial draws); ParallelGpt pads the vocabulary further for TP with zero rows.
+    RunConfig one = cfg;
+    one.mutable_parallel()->set_tp(1);
+    gc.vocab_size = config::padded_vocab_size(one);
+  }
   if (cfg.stage() == RunConfig::REWARD)
-    model_ = std::make_unique<models::RewardModel>(gpt_config_from(cfg), init_gen_, DType::F32,
-                                                   device_);
+    model_ = std::make_unique<models::RewardModel>(gc, init_gen_, DType::F32, device_);
   else
-    model_ = std::make_unique<models::GPT>(gpt_config_from(cfg), init_gen_, DType::F32, device_);
+    model_ = std::make_unique<models::GPT>(gc, init_gen_, DType::F32, device_);
   if (!cfg.init_from().empty()) init_weights_from(cfg.init_from());
   num_parameters_ = model_->num_parameters();
-  if (grid_ && grid_->tp_size() * grid_->pp_size() > 1) {
+  if (model_parallel) {
     // Every rank built the same full model from the same seed (or init_from); each keeps only
     // its pieces.
     mp_ = std::make_unique<ModelParallel>(cfg, *grid_, *model_);
@@ -397,7 +425,10 @@ void Trainer::resume_from(const std::string& dir) {
       if (key.rfind("optim/", 0) != 0) continue;
       size_t slash = key.find('/', 6);
       std::string buf = key.substr(6, slash - 6), name = key.substr(slash + 1);
-      states[name].buffers[buf] = t.to(device_).clone();
+      Tensor fitted = t;
+      for (const auto& [pname, p] : model_->named_parameters())
+        if (pname == name) fitted = drop_padded_vocab_rows(name, t, p.shape());
+      states[name].buffers[buf] = fitted.to(device_).clone();
     }
   }
   // A name missing from param_steps was saved by a TP x PP rank other than 0: it took every step.
