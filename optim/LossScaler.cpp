@@ -88,10 +88,12 @@ void LossScaler::update() {
   if (!options_.enabled) return;
   if (found_inf_) {
     ++skipped_;
+    if (!options_.dynamic) return;
     state_.scale = std::max(state_.scale * options_.backoff_factor, options_.min_scale);
     state_.growth_tracker = 0;
     return;
   }
+  if (!options_.dynamic) return;
   if (++state_.growth_tracker >= options_.growth_interval) {
     double grown = state_.scale * options_.growth_factor;
     if (std::isfinite(grown)) state_.scale = grown;

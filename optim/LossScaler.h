@@ -26,6 +26,7 @@ struct LossScalerOptions {
   int64_t growth_interval = 2000;  // good steps in a row before the scale grows
   double min_scale = 1.0;
   bool enabled = true;  // false: scale stays 1, nothing is checked (f32 / bf16 runs)
+  bool dynamic = true;  // false: a fixed scale (overflowing steps are still skipped)
 };
 
 // What a checkpoint stores.

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <nlohmann/json.hpp>
 
+#include "core/autograd/Autocast.h"
 #include "core/autograd/GradMode.h"
 #include "core/ops/Elementwise.h"
 #include "core/util/Logging.h"
@@ -16,6 +17,7 @@
 #include "models/RewardModel.h"
 #include "optim/AdamW.h"
 #include "optim/ClipGradNorm.h"
+#include "optim/LossScaler.h"
 #include "optim/SGD.h"
 #include "parallel/ProcessGroups.h"
 #include "parallel/data/DistributedRuntime.h"
@@ -93,12 +95,46 @@ void load_model_tensors(const Checkpoint& ck_in, models::GPT& model, const std::
   for (const auto& [name, p] : params) p.detach().copy_(ck.tensors.at("model/" + name));
 }
 
+namespace {
+// dtype F32 runs in f32; BF16 runs the model under bf16 autocast (f32 master weights, gradients
+// and optimizer state), which only the CUDA kernels implement.
+void check_precision(const RunConfig& cfg) {
+  LOOM_CHECK_T(ConfigError, cfg.dtype() != RunConfig::F16, "train: dtype=F16: the CUDA kernels "
+               "compute in bf16 and f32 only so far; expected dtype=BF16 (optionally with a "
+               "loss_scale block) or F32");
+  LOOM_CHECK_T(ConfigError, cfg.dtype() != RunConfig::BF16 || cfg.device() == RunConfig::CUDA,
+               "train: dtype=BF16 autocasts CUDA kernels only (the CPU kernels are f32/f64); "
+               "expected device=CUDA, or dtype=F32 on the CPU");
+}
+}  // namespace
+
+void Trainer::build_loss_scaler() {
+  LOOM_CHECK_T(ConfigError, !mp_ && !zero_ && !ppo_, "train: loss_scale is supported with "
+               "tp = pp = 1, zero_stage 0 and stages other than PPO; got tp=",
+               cfg_.parallel().tp(), " pp=", cfg_.parallel().pp(), " zero_stage=",
+               cfg_.parallel().zero_stage(), " stage=", RunConfig::Stage_Name(cfg_.stage()));
+  const config::LossScaleConfig& l = cfg_.loss_scale();
+  optim::LossScalerOptions o;
+  o.init_scale = l.init_scale();
+  o.growth_factor = l.growth_factor();
+  o.backoff_factor = l.backoff_factor();
+  o.growth_interval = l.growth_interval();
+  o.dynamic = l.dynamic();
+  o.min_scale = std::min(1.0, o.init_scale);
+  optim::FoundInfReducer reduce;
+  if (grid_ && grid_->dp_size() > 1)  // every DP rank skips the same steps
+    reduce = [this](const Tensor& found_inf) {
+      Tensor host = found_inf.to(Device::cpu());
+      grid_->dp_group().all_reduce(host, ReduceOp::Max);
+      Tensor(found_inf).copy_(host);
+    };
+  scaler_ = std::make_unique<optim::LossScaler>(o, std::move(reduce));
+}
+
 Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
     : cfg_(cfg), device_(device_from(cfg)), init_gen_(cfg.seed()) {
   if (world) setup_parallel(std::move(world));
-  LOOM_CHECK_T(ConfigError, cfg.dtype() == RunConfig::F32,
-               "train: dtype=", RunConfig::DType_Name(cfg.dtype()),
-               " is not supported by this build's trainer yet; expected F32");
+  check_precision(cfg);
   grad_accum_ = config::grad_accum_steps(cfg);
   LOOM_CHECK_T(ConfigError, cfg.stage() != RunConfig::PPO || cfg.parallel().zero_stage() == 0,
                "train: stage PPO keeps whole optimizer states per rank; expected "
@@ -125,6 +161,7 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
     model_.reset();
   }
   build_optimizer();
+  if (cfg.has_loss_scale()) build_loss_scaler();
 
   const auto& s = cfg.schedule();
   schedule_.kind = s.decay() == config::LrScheduleConfig::LINEAR     ? optim::DecayKind::Linear
@@ -387,6 +424,10 @@ std::string Trainer::write_checkpoint(int64_t step,
     state["dropout_rng"] = {{"seed", dg.seed()}, {"offset", dg.offset()}};
   }
   if (ppo_) state["ppo"] = json::parse(add_ppo_state(ck));
+  if (scaler_)
+    state["loss_scale"] = {{"scale", scaler_->state().scale},
+                           {"growth_tracker", scaler_->state().growth_tracker},
+                           {"skipped_steps", scaler_->skipped_steps()}};
   ck.meta["trainer"] = state.dump();
   ck.meta["config"] = config::to_text(cfg_);
   if (mp_)
@@ -464,6 +505,11 @@ void Trainer::resume_from(const std::string& dir) {
     model_->dropout_generator().set_state(state["dropout_rng"].value("seed", uint64_t(0)),
                                           state["dropout_rng"].value("offset", uint64_t(0)));
   }
+  if (scaler_ && state.contains("loss_scale")) {  // else: a run without scaling; start fresh
+    const json& l = state["loss_scale"];
+    scaler_->set_state({l.value("scale", cfg_.loss_scale().init_scale()),
+                        l.value("growth_tracker", int64_t(0))});
+  }
   if (ppo_) {
     LOOM_CHECK_T(CheckpointError, state.contains("ppo"), "checkpoint ", dir,
                  ": has no PPO state (critic, KL coefficient); expected a checkpoint of a PPO run");
@@ -508,6 +554,7 @@ double Trainer::train_step(int64_t step, double& grad_norm) {
                                            micro, "); hint: lower optimizer.lr or check the data"));
     loss_sum += v;
     if (grad_accum_ > 1) loss = loss * (1.0 / double(grad_accum_));
+    if (scaler_) loss = scaler_->scale_loss(loss);
     loss.backward();
   }
   optimizer_step(grad_norm);
@@ -623,9 +670,16 @@ void Trainer::optimizer_step(double& grad_norm) {
     return;
   }
   if (reducer_) reducer_->finish();  // every rank now holds the same averaged gradients
+  if (scaler_ && scaler_->unscale_(*opt_)) {  // overflow on some rank: every rank skips
+    grad_norm = std::numeric_limits<double>::quiet_NaN();
+    scaler_->update();
+    opt_->zero_grad();
+    return;
+  }
   grad_norm = clip > 0 ? optim::clip_grad_norm(model_->parameters(), clip)
                        : optim::grad_norm(model_->parameters());
   opt_->step();
+  if (scaler_) scaler_->update();
   opt_->zero_grad();
 }
 
@@ -682,6 +736,8 @@ double Trainer::evaluate() {
 }
 
 TrainSummary Trainer::run() {
+  // bf16 autocast for every forward of the run (a no-op for F32; CUDA only, see check_precision).
+  AutocastGuard autocast(cfg_.dtype() == RunConfig::BF16 ? DType::BF16 : DType::F32);
   TrainSummary s;
   s.first_step = step_ + 1;
   s.first_val_loss = s.last_val_loss = std::numeric_limits<double>::quiet_NaN();
@@ -723,6 +779,10 @@ TrainSummary Trainer::run() {
     MetricRecord rec{{"step", double(step)}, {"loss", loss}, {"lr", schedule_.lr_at(step - 1)},
                      {"grad_norm", grad_norm}, {"tokens_per_s", tps}, {"step_ms", dt * 1e3}};
     rec.insert(rec.end(), stage_metrics_.begin(), stage_metrics_.end());
+    if (scaler_) {
+      rec.emplace_back("loss_scale", scaler_->scale());
+      rec.emplace_back("skipped_steps", double(scaler_->skipped_steps()));
+    }
     if (metrics_) metrics_->write(rec);
     if (show) progress.update(step, loss, schedule_.lr_at(step - 1), tps);
     if (eval_every > 0 && step % eval_every == 0 && step != max_steps) do_eval(step);

@@ -48,6 +48,9 @@ class Stage;
 class PpoStage;
 }  // namespace loom::rlhf
 
+namespace loom::optim {
+class LossScaler;
+}  // namespace loom::optim
 namespace loom::train {
 
 class ModelParallel;
@@ -93,6 +96,7 @@ class Trainer {
  private:
   void setup_parallel(std::shared_ptr<Communicator> world);
   void build_optimizer();
+  void build_loss_scaler();  // cfg.loss_scale: dynamic loss scaling of the plain optimizer path
   // SGD or AdamW (cfg.optimizer, decay filter by parameter name) over `params`.
   std::unique_ptr<optim::Optimizer> make_optimizer(
       const std::vector<models::NamedTensor>& params) const;
@@ -141,6 +145,7 @@ class Trainer {
   std::unique_ptr<GradBucketReducer> reducer_;  // dp > 1 without ZeRO
   std::unique_ptr<ZeroAdamW> zero_;             // zero_stage 1 (then opt_ is null)
   std::unique_ptr<ModelParallel> mp_;           // tp * pp > 1 (then model_ is null)
+  std::unique_ptr<optim::LossScaler> scaler_;   // cfg.loss_scale set
   bool writer_ = true;
 };
 

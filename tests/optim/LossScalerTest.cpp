@@ -69,6 +69,18 @@ TEST(LossScalerTest, InfOrNaNSkipsTheStepAndBacksOff) {
   }
 }
 
+TEST(LossScalerTest, FixedScaleSkipsOverflowButNeverMoves) {
+  LossScaler s({.init_scale = 256.0, .growth_interval = 1, .dynamic = false});
+  Tensor p = param_with_grad({kInf});
+  SGD opt({{"p", p}}, {.lr = 0.1});
+  EXPECT_FALSE(s.step(opt));
+  EXPECT_EQ(s.skipped_steps(), 1);
+  EXPECT_EQ(s.scale(), 256.0);  // no backoff
+  p.set_grad(Tensor::full({1}, 256.0));
+  EXPECT_TRUE(s.step(opt));
+  EXPECT_EQ(s.scale(), 256.0);  // no growth, although growth_interval is 1
+}
+
 TEST(LossScalerTest, BackoffStopsAtMinScale) {
   LossScaler s({.init_scale = 4.0, .min_scale = 1.0});
   const double expected[] = {2.0, 1.0, 1.0, 1.0};
