@@ -176,14 +176,28 @@ void GPT::init_weights(Generator& gen) {
     NoGradGuard no_grad;
     lm_head_.normal_(gen, 0.0, std);
   }
+  // Padded vocabulary rows start (and, untouched by the loss, stay near) zero. Zeroed after the
+  // draws, so the generator's sequence is that of the unpadded layout's draws plus the padding.
+  const int64_t real = config_.logits_size(), V = config_.vocab_size;
+  if (real < V) {
+    NoGradGuard no_grad;
+    wte_.weight().narrow(0, real, V - real).zero_();
+    if (lm_head_.defined()) lm_head_.narrow(0, real, V - real).zero_();
+  }
 }
 
 const Tensor& GPT::lm_head_weight() const {
   return lm_head_.defined() ? lm_head_ : wte_.weight();
 }
 
+Tensor GPT::logits_of(const Tensor& h) const {
+  const Tensor& head = lm_head_weight();
+  const int64_t real = config_.logits_size();
+  return linear(h, real < head.size(0) ? head.narrow(0, 0, real) : head);  // (...,V_real)
+}
+
 Tensor GPT::forward(const Tensor& ids) {
-  return linear(hidden_states(ids), lm_head_weight());  // (B,T,V)
+  return logits_of(hidden_states(ids));  // (B,T,V)
 }
 
 Tensor GPT::hidden_states(const Tensor& ids) {
@@ -225,14 +239,14 @@ Tensor GPT::forward_cached(const Tensor& ids, KVCache& cache, bool last_only) {
   cache.advance(T);
   if (last_only) x = x.narrow(1, T - 1, 1);
   x = ln_f_.forward(x);
-  return linear(x, lm_head_weight());  // (B,T,V) or (B,1,V)
+  return logits_of(x);  // (B,T,V) or (B,1,V)
 }
 
 Tensor GPT::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index) {
   LOOM_CHECK(targets.shape() == ids.shape(), "GPT.loss: expected targets of shape ", ids.shape(),
              ", got ", targets.shape());
   Tensor logits = forward(ids);
-  const int64_t N = ids.numel(), V = config_.vocab_size;
+  const int64_t N = ids.numel(), V = logits.size(-1);
   return cross_entropy(logits.reshape({N, V}), targets.reshape({N}), ignore_index);
 }
 

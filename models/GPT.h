@@ -81,7 +81,8 @@ class GPT : public Module {
   // init_std/sqrt(2*n_layer)) for attn.proj and mlp.proj weights, zero biases, LayerNorm 1/0.
   void init_weights(Generator& gen);
 
-  // ids (B,T) I64 with T <= block_size -> logits (B,T,V). Not const: in training mode with
+  // ids (B,T) I64 with T <= block_size -> logits (B,T,V) over the real vocabulary
+  // (config.logits_size() columns; padded rows of the head are left out). Not const: in training mode with
   // dropout > 0 it advances dropout_generator().
   Tensor forward(const Tensor& ids);
   // The final hidden states ln_f(x) (B,T,C) that forward() projects onto the vocabulary (reward
@@ -104,6 +105,7 @@ class GPT : public Module {
   Generator& dropout_generator() { return dropout_gen_; }
 
  private:
+  Tensor logits_of(const Tensor& h) const;  // h (...,C) -> (...,logits_size())
   GPTConfig config_;
   Embedding wte_;
   Embedding wpe_;

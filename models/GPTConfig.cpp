@@ -52,6 +52,9 @@ void GPTConfig::validate() const {
   LOOM_CHECK(dropout >= 0.0 && dropout < 1.0, "GPTConfig: expected dropout in [0, 1), got ",
              dropout);
   LOOM_CHECK(init_std > 0.0, "GPTConfig: expected init_std > 0, got ", init_std);
+  LOOM_CHECK(real_vocab_size >= 0 && real_vocab_size <= vocab_size,
+             "GPTConfig: expected real_vocab_size in [0, vocab_size ", vocab_size, "], got ",
+             real_vocab_size);
 }
 
 int64_t GPTConfig::num_parameters() const {

@@ -6,33 +6,11 @@
 #include "core/autograd/GradMode.h"
 #include "launch/config/ConfigDefaults.h"
 #include "parallel/tensor/TensorParallelGradNorm.h"
+#include "train/Trainer.h"
 
 namespace loom::train {
 
 using config::RunConfig;
-
-namespace {
-
-models::GPTConfig parallel_gpt_config(const RunConfig& cfg) {
-  const auto& m = cfg.model();
-  models::GPTConfig g;
-  g.n_layer = m.n_layer();
-  g.n_head = m.n_head();
-  g.n_embd = m.n_embd();
-  g.vocab_size = config::padded_vocab_size(cfg);
-  g.block_size = m.block_size();
-  g.dropout = m.dropout();
-  g.bias = m.bias();
-  g.tie_embeddings = m.tie_embeddings();
-  g.init_std = m.init_std();
-  return g;
-}
-
-bool is_vocab_table(const std::string& name) {
-  return name == "wte.weight" || name == "lm_head.weight";
-}
-
-}  // namespace
 
 ModelParallel::ModelParallel(const RunConfig& cfg, ProcessGrid& grid, const models::GPT& full)
     : cfg_(cfg), grid_(grid) {
@@ -48,7 +26,7 @@ ModelParallel::ModelParallel(const RunConfig& cfg, ProcessGrid& grid, const mode
                ": pipeline stages have no dropout streams yet; expected model.dropout=0");
   schedule_ = par.schedule() == config::ParallelConfig::GPIPE ? pipeline::ScheduleKind::GPipe
                                                               : pipeline::ScheduleKind::OneFOneB;
-  model_ = std::make_unique<pipeline::ParallelGpt>(parallel_gpt_config(cfg),
+  model_ = std::make_unique<pipeline::ParallelGpt>(gpt_config_from(cfg),
                                                    cfg.model().vocab_size(), grid.tp_group(),
                                                    grid.pp_rank(), grid.pp_size(), cfg.seed());
   std::map<std::string, Tensor> source;
@@ -138,18 +116,11 @@ void ModelParallel::add_pieces(Checkpoint& ck,
 
 Tensor ModelParallel::fit_logical(const std::string& name, const Tensor& t,
                                   const ShardSpec& spec) const {
-  if (t.shape() == spec.logical) return t;
-  const int64_t V = cfg_.model().vocab_size();
-  const std::string base = name.substr(name.rfind('/') + 1);
-  const bool fits = is_vocab_table(base) && t.dim() == 2 && spec.logical.size() == 2 &&
-                    t.size(1) == spec.logical[1] && t.size(0) >= V && spec.logical[0] >= V;
-  LOOM_CHECK_T(CheckpointError, fits, name, ": expected shape ", spec.logical, ", got ",
-               t.shape(), "; hint: the model section of the config must match the checkpoint's");
-  // Vocab tables padded for another TP size: the real rows carry over, padded rows are zero.
-  Tensor out = Tensor::zeros(spec.logical, t.dtype());
-  NoGradGuard g;
-  out.narrow(0, 0, V).copy_(t.narrow(0, 0, V));
-  return out;
+  Tensor fitted = fit_vocab_rows(name, t, spec.logical, cfg_.model().vocab_size());
+  LOOM_CHECK_T(CheckpointError, fitted.shape() == spec.logical, name, ": expected shape ",
+               spec.logical, ", got ", t.shape(),
+               "; hint: the model section of the config must match the checkpoint's");
+  return fitted;
 }
 
 std::map<std::string, optim::ParamState> ModelParallel::load(const Checkpoint& ck,

@@ -40,6 +40,7 @@ models::GPTConfig gpt_config_from(const RunConfig& cfg) {
   g.n_head = m.n_head();
   g.n_embd = m.n_embd();
   g.vocab_size = config::padded_vocab_size(cfg);
+  g.real_vocab_size = m.vocab_size();
   g.block_size = m.block_size();
   g.dropout = m.dropout();
   g.bias = m.bias();
@@ -56,18 +57,18 @@ void add_model_tensors(Checkpoint& ck, const models::GPT& model) {
   for (const auto& [name, p] : model.named_parameters()) ck.tensors["model/" + name] = p.detach();
 }
 
-Tensor drop_padded_vocab_rows(const std::string& name, const Tensor& t, const Shape& want) {
+Tensor fit_vocab_rows(const std::string& name, const Tensor& t, const Shape& want,
+                      int64_t real_vocab) {
   const std::string base = name.substr(name.rfind('/') + 1);
   if (t.shape() == want || (base != "wte.weight" && base != "lm_head.weight") || t.dim() != 2 ||
-      want.size() != 2 || t.size(1) != want[1] || t.size(0) <= want[0])
+      want.size() != 2 || t.size(1) != want[1] || t.size(0) < real_vocab || want[0] < real_vocab)
     return t;
-  // A layout with more TP ranks padded the vocabulary further; those rows never train (no id
-  // looks them up, the vocab-parallel loss masks them), so they must be zero to be dropped.
+  // Another vocabulary padding (vocab_pad_multiple, TP size): rows beyond the real vocabulary
+  // are never looked up and not part of the logits, so only the real rows carry over.
   NoGradGuard g;
-  Tensor extra = t.narrow(0, want[0], t.size(0) - want[0]).contiguous();
-  for (double v : extra.to_vector<double>())
-    if (v != 0.0) return t;
-  return t.narrow(0, 0, want[0]).contiguous();
+  Tensor out = Tensor::zeros(want, t.dtype(), t.device());
+  out.narrow(0, 0, real_vocab).copy_(t.narrow(0, 0, real_vocab));
+  return out;
 }
 
 void load_model_tensors(const Checkpoint& ck_in, models::GPT& model, const std::string& source) {
@@ -77,7 +78,8 @@ void load_model_tensors(const Checkpoint& ck_in, models::GPT& model, const std::
   for (const auto& [name, p] : params) {
     auto it = ck_in.tensors.find("model/" + name);
     if (it != ck_in.tensors.end())
-      ck.tensors["model/" + name] = drop_padded_vocab_rows(name, it->second, p.shape());
+      ck.tensors["model/" + name] =
+          fit_vocab_rows(name, it->second, p.shape(), model.config().logits_size());
   }
   for (const auto& [name, p] : params) {
     auto it = ck.tensors.find("model/" + name);
@@ -468,7 +470,8 @@ void Trainer::resume_from(const std::string& dir) {
       std::string buf = key.substr(6, slash - 6), name = key.substr(slash + 1);
       Tensor fitted = t;
       for (const auto& [pname, p] : model_->named_parameters())
-        if (pname == name) fitted = drop_padded_vocab_rows(name, t, p.shape());
+        if (pname == name)
+          fitted = fit_vocab_rows(name, t, p.shape(), model_->config().logits_size());
       states[name].buffers[buf] = fitted.to(device_).clone();
     }
   }

@@ -70,9 +70,10 @@ Device device_from(const config::RunConfig& cfg);
 // before copying anything (CheckpointError lists the mismatches).
 void add_model_tensors(Checkpoint& ck, const models::GPT& model);
 void load_model_tensors(const Checkpoint& ck, models::GPT& model, const std::string& source);
-// `t` without the extra zero rows of a vocabulary table (wte / lm_head) saved under a layout that
-// padded the vocabulary to more rows than `want`; otherwise `t` unchanged.
-Tensor drop_padded_vocab_rows(const std::string& name, const Tensor& t, const Shape& want);
+// A vocabulary table (wte / lm_head, or its optimizer state) saved with another padding, fitted to
+// `want` rows: the first real_vocab rows copied, padded rows zero. Other tensors: `t` unchanged.
+Tensor fit_vocab_rows(const std::string& name, const Tensor& t, const Shape& want,
+                      int64_t real_vocab);
 
 class Trainer {
  public:

@@ -154,6 +154,53 @@ TEST(GPTTest, ForwardShapeAndInputChecks) {
   EXPECT_THROW(model.loss(random_ids(2, 4, 64, 1), random_ids(2, 3, 64, 2)), ValueError);
 }
 
+// A vocabulary padded to more rows (vocab_pad_multiple, TP) is storage only: the padded rows start
+// at zero, the logits cover the real vocabulary, and loss and gradients equal those of the
+// unpadded model holding the same real rows (the padded rows get no gradient).
+TEST(GPTTest, PaddedVocabularyRowsTakeNoPartInTheLoss) {
+  for (bool tied : {true, false}) {
+    GPTConfig padded = tiny_config(), plain = tiny_config();
+    padded.tie_embeddings = plain.tie_embeddings = tied;
+    padded.vocab_size = 72;
+    padded.real_vocab_size = 61;
+    plain.vocab_size = 61;
+    Generator g1(5), g2(6);
+    GPT a(padded, g1, DType::F64), b(plain, g2, DType::F64);
+    for (const char* head : {"wte.weight", "lm_head.weight"}) {
+      if (tied && std::string(head) == "lm_head.weight") continue;
+      std::vector<double> pad = a.parameter(head).narrow(0, 61, 11).contiguous().to_vector<double>();
+      EXPECT_EQ(pad, std::vector<double>(pad.size(), 0.0)) << head;
+    }
+    {
+      NoGradGuard no_grad;
+      for (auto& [name, p] : b.named_parameters()) {
+        Tensor src = a.parameter(name);
+        p.copy_(name == "wte.weight" || name == "lm_head.weight" ? src.narrow(0, 0, 61) : src);
+      }
+    }
+    Tensor ids = random_ids(2, 8, 61, 7), tg = random_ids(2, 8, 61, 8);
+    EXPECT_EQ(a.forward(ids).shape(), (Shape{2, 8, 61}));
+    Tensor la = a.loss(ids, tg), lb = b.loss(ids, tg);
+    // Same arithmetic on the same real rows: f64 agreement to rounding.
+    EXPECT_NEAR(la.item(), lb.item(), 1e-12);
+    la.backward();
+    lb.backward();
+    for (auto& [name, p] : b.named_parameters()) {
+      Tensor ga = a.parameter(name).grad();
+      if (name == "wte.weight" || name == "lm_head.weight") {
+        std::vector<double> pad = ga.narrow(0, 61, 11).contiguous().to_vector<double>();
+        EXPECT_EQ(pad, std::vector<double>(pad.size(), 0.0)) << name;
+        ga = ga.narrow(0, 0, 61);
+      }
+      EXPECT_LE(rel_f(ga, p.grad()), 1e-12) << name;
+    }
+  }
+  GPTConfig bad = tiny_config();
+  bad.real_vocab_size = 65;
+  Generator g(1);
+  EXPECT_THROW(GPT(bad, g), ValueError);
+}
+
 TEST(GPTTest, LogitsDoNotSeeTheFuture) {
   Generator gen(3);
   GPT model(tiny_config(), gen);
