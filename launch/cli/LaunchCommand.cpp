@@ -2,6 +2,9 @@
 // config for N ranks, then replaces this process with
 //   mpirun -np N [--oversubscribe] [--allow-run-as-root] [--hostfile FILE] --tag-output
 //          <this loom> train CONFIG [--set ...]
+// With --pipeline, CONFIG is a `loom pipeline` file and every rank runs
+//   <this loom> pipeline CONFIG [--set ...] [--until STAGE]
+// (each stage resolves and validates itself for N ranks when it starts).
 // (--oversubscribe when N exceeds this machine's cores and no hostfile is given; --allow-run-as-
 // root when run as root). mpirun ends the job when a rank exits non-zero, and a failing rank
 // aborts it itself (see cmd_train). Inside a Slurm allocation without -n it points to srun.
@@ -53,13 +56,15 @@ std::vector<std::string> mpirun_command(const Args& a, int64_t n, const char* ar
   }
   cmd.push_back("--tag-output");
   cmd.push_back(self_exe(argv0));
-  cmd.push_back("train");
+  const bool pipeline = a.flag("pipeline");
+  cmd.push_back(pipeline ? "pipeline" : "train");
   cmd.push_back(a.positional()[0]);
   for (const std::string& s : a.list("set")) {
     cmd.push_back("--set");
     cmd.push_back(s);
   }
   if (a.has("resume")) cmd.push_back("--resume=" + a.get("resume", ""));
+  if (a.has("until")) cmd.push_back("--until=" + a.get("until", ""));
   return cmd;
 }
 }  // namespace
@@ -76,7 +81,9 @@ int cmd_launch(int argc, char** argv) {
           {"hostfile", Kind::Value, "OpenMPI hostfile for a multi-node job"},
           {"set", Kind::List, "override a config field (passed to every rank)"},
           {"resume", Kind::Value, "auto, none, or a checkpoint dir"},
-          {"dry-run", Kind::Bool, "print the mpirun command instead of running it"}});
+          {"dry-run", Kind::Bool, "print the mpirun command instead of running it"},
+          {"pipeline", Kind::Bool, "CONFIG is a `loom pipeline` file: run its stages on N ranks"},
+          {"until", Kind::Value, "with --pipeline: stop after this stage"}});
   LOOM_CHECK_T(ConfigError, a.positional().size() == 1,
                "loom launch: expected exactly one CONFIG file, got ", a.positional().size(),
                " positional arguments\n", a.usage());
@@ -91,9 +98,13 @@ int cmd_launch(int argc, char** argv) {
   }
   const int64_t n = a.get_int("n", 0);
   LOOM_CHECK_T(ConfigError, n >= 1, "loom launch: expected -n >= 1, got ", n);
+  LOOM_CHECK_T(ConfigError, a.flag("pipeline") || !a.has("until"),
+               "loom launch: --until names a pipeline stage; expected --pipeline with it");
+  LOOM_CHECK_T(ConfigError, !a.flag("pipeline") || !a.has("resume"),
+               "loom launch: --resume is for a single config; a pipeline resumes by itself");
   // Fail here, once, rather than on every rank.
   std::vector<std::string> sets = a.list("set");
-  config::resolve(a.positional()[0], sets, int(n));
+  if (!a.flag("pipeline")) config::resolve(a.positional()[0], sets, int(n));
 
   std::vector<std::string> cmd = mpirun_command(a, n, argv[0]);
   std::string line;
