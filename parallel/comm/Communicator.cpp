@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <sstream>
 
 #include "core/util/Env.h"
@@ -214,6 +216,21 @@ std::string format_ranks(const std::vector<int>& ranks) {
   for (size_t i = 0; i < ranks.size(); ++i) os << (i ? ", " : "") << ranks[i];
   os << "]";
   return os.str();
+}
+
+void poll_backoff(int& spins, int long_sleep_us) {
+  ++spins;
+  if (spins < 64)
+    std::this_thread::yield();
+  else
+    std::this_thread::sleep_for(std::chrono::microseconds(spins < 1024 ? 20 : long_sleep_us));
+}
+
+void park_forever(WorkPtr w) {
+  static std::mutex mu;
+  static std::vector<WorkPtr> graveyard;
+  std::lock_guard<std::mutex> lock(mu);
+  graveyard.push_back(std::move(w));
 }
 
 std::string timeout_message(const std::string& group, int rank, double timeout_s,

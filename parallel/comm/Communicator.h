@@ -160,4 +160,11 @@ std::string mismatch_message(const std::string& group, int rank, const Collectiv
 // "[2, 5]"
 std::string format_ranks(const std::vector<int>& ranks);
 
+// Shared by the backends' wait loops: one step of polling back-off (yield for the first 64 polls,
+// then short sleeps of 20 us up to poll 1024, then long_sleep_us).
+void poll_backoff(int& spins, int long_sleep_us);
+// Keeps a timed-out Work (and the buffers its pending operation may still write) alive until the
+// process ends, so an operation that completes late never writes into freed memory.
+void park_forever(WorkPtr w);
+
 }  // namespace loom

@@ -22,22 +22,6 @@ using Clock = std::chrono::steady_clock;
 constexpr int kProbeTag = 1;   // side channel: "tell me your seq" (payload: seq asked about)
 constexpr int kStatusTag = 2;  // side channel: {seq asked about, last started seq, last op}
 
-void park_forever(std::shared_ptr<Work> w) {
-  static std::mutex mu;
-  static std::vector<std::shared_ptr<Work>> graveyard;
-  std::lock_guard<std::mutex> lock(mu);
-  graveyard.push_back(std::move(w));
-}
-
-void backoff(int& spins) {
-  ++spins;
-  if (spins < 64) {
-    std::this_thread::yield();
-  } else {
-    std::this_thread::sleep_for(std::chrono::microseconds(spins < 1024 ? 20 : 500));
-  }
-}
-
 Clock::time_point after(double seconds) {
   return Clock::now() +
          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -135,7 +119,7 @@ struct MpiState {
       MPI_Status st;
       MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kStatusTag, side.get(), &flag, &st));
       if (!flag) {
-        backoff(spins);
+        poll_backoff(spins, 500);
         continue;
       }
       int64_t msg[3];
@@ -176,7 +160,7 @@ class MpiWork : public Work, public std::enable_shared_from_this<MpiWork> {
       for (int spins = 0; !test();) {
         state_->serve_probes();
         if (Clock::now() > deadline_) on_timeout();
-        backoff(spins);
+        poll_backoff(spins, 500);
       }
       if (finish) finish(*this);
       done_ = true;

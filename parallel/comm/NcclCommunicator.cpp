@@ -53,22 +53,6 @@ void check_nccl(ncclResult_t r, ncclComm_t comm, const char* expr, const char* f
 #define LOOM_CUDA_CALL(expr) check_cuda((expr), #expr, __FILE__, __LINE__)
 #define LOOM_NCCL_CALL(comm, expr) check_nccl((expr), (comm), #expr, __FILE__, __LINE__)
 
-void park_forever(std::shared_ptr<Work> w) {
-  static std::mutex mu;
-  static std::vector<std::shared_ptr<Work>> graveyard;
-  std::lock_guard<std::mutex> lock(mu);
-  graveyard.push_back(std::move(w));
-}
-
-void backoff(int& spins) {
-  ++spins;
-  if (spins < 64) {
-    std::this_thread::yield();
-  } else {
-    std::this_thread::sleep_for(std::chrono::microseconds(spins < 1024 ? 20 : 200));
-  }
-}
-
 // Makes `device` current for the guard's lifetime and restores the previous one.
 class DeviceGuard {
  public:
@@ -219,7 +203,7 @@ class NcclWork : public Work, public std::enable_shared_from_this<NcclWork> {
       if (q != cudaErrorNotReady) LOOM_CUDA_CALL(q);
       check_async_error();
       if (Clock::now() > deadline_) on_timeout();
-      backoff(spins);
+      poll_backoff(spins, 200);
     }
   }
 
