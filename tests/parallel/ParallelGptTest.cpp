@@ -30,35 +30,20 @@ namespace {
 
 using loom::test::rel_frob;
 using loom::test::tp_tolerance;
+using test::fake_options;
+using test::OneOmpThread;
 
 constexpr uint64_t kSeed = 1234;
 constexpr int64_t kM = 4;  // micro-batches (of test::kMicroBatch x test::kSeqLen tokens)
 
-// 4 layers, 4 heads, C 32, T 16, vocab 64. NB: models::GPT's cross entropy runs over all V
-// columns while the vocab-parallel one masks padded columns out; they agree only when no column
-// is padding, and 64 is a multiple of every tested TP size (1, 2, 4).
+// 4 layers, 4 heads, C 32, T 16, vocab 64 (a multiple of every tested TP size, so the full
+// models::GPT reference needs no padding).
 models::GPTConfig tiny_config(bool tied) { return test::tiny_config(tied, 32); }
 
-CommOptions fake_options() {
-  CommOptions o;
-  o.name = "world";
-  o.timeout_s = 60.0;  // TESTPLAN: 60 s deadline for every collective in a multi-rank test
-  return o;
-}
-
-// Rank threads run with one OpenMP thread each, as MPI ranks do (OMP_NUM_THREADS=1).
-class OneOmpThread {
- public:
-  OneOmpThread() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
-  ~OneOmpThread() { omp_set_num_threads(saved_); }
-
- private:
-  int saved_;
-};
 
 // Runs fn(world communicator of rank r) on n threads; a rank's exception becomes a test failure.
 void run_world(int n, const std::function<void(std::shared_ptr<Communicator>)>& fn) {
-  auto comms = FakeCommunicator::create_world(n, fake_options());
+  auto comms = FakeCommunicator::create_world(n, fake_options("world"));
   std::vector<std::string> errors(static_cast<size_t>(n));
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r) {
@@ -244,7 +229,7 @@ TEST(ParallelGptTest, DropoutAtPp1UsesTheTensorParallelRng) {
 }
 
 TEST(ParallelGptTest, PipelineWithDropoutIsRejected) {
-  auto world = FakeCommunicator::create_world(1, fake_options());
+  auto world = FakeCommunicator::create_world(1, fake_options("world"));
   models::GPTConfig cfg = tiny_config(true);
   cfg.dropout = 0.1;
   try {
@@ -258,7 +243,7 @@ TEST(ParallelGptTest, PipelineWithDropoutIsRejected) {
 }
 
 TEST(ParallelGptTest, LoadFromListsEveryProblemAndCopiesNothing) {
-  auto world = FakeCommunicator::create_world(1, fake_options());
+  auto world = FakeCommunicator::create_world(1, fake_options("world"));
   const models::GPTConfig cfg = tiny_config(false);
   Generator gen(kSeed);
   models::GPT full(cfg, gen);

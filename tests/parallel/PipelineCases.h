@@ -5,6 +5,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdint>
@@ -19,11 +20,32 @@
 #include "models/GPT.h"
 #include "optim/AdamW.h"
 #include "optim/SGD.h"
+#include "parallel/comm/Communicator.h"
 #include "parallel/pipeline/GptStage.h"
 #include "parallel/pipeline/Schedule.h"
 #include "parallel/pipeline/TiedGradSync.h"
 
 namespace loom::pipeline::test {
+
+// Fake-rank world options: TESTPLAN's 60 s deadline for every collective in a multi-rank test.
+inline CommOptions fake_options(const char* name) {
+  CommOptions o;
+  o.name = name;
+  o.timeout_s = 60.0;
+  return o;
+}
+
+// Rank threads run with one OpenMP thread each, as MPI ranks do (OMP_NUM_THREADS=1). NB: CPU
+// kernels are not bitwise independent of the OpenMP thread count, so single-process references
+// compared bitwise must run under it too.
+class OneOmpThread {
+ public:
+  OneOmpThread() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneOmpThread() { omp_set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
 
 constexpr uint64_t kInitSeed = 1234;
 constexpr int64_t kMicroBatch = 2, kSeqLen = 16;

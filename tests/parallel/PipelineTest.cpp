@@ -13,26 +13,11 @@
 namespace loom::pipeline {
 namespace {
 
+using test::fake_options;
+using test::OneOmpThread;
 using test::RunResult;
 
-CommOptions fake_options() {
-  CommOptions o;
-  o.name = "pp";
-  o.timeout_s = 60.0;  // TESTPLAN: 60 s deadline for every collective in a multi-rank test
-  return o;
-}
 
-// NB: CPU kernels are not bitwise independent of the OpenMP thread count (at C=64 the
-// single-process gradients at 2 threads differ from those at 1 thread), so the reference runs with
-// the one thread each rank thread uses.
-class OneOmpThread {
- public:
-  OneOmpThread() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
-  ~OneOmpThread() { omp_set_num_threads(saved_); }
-
- private:
-  int saved_;
-};
 
 std::vector<RunResult> run_all_stages(int pp, const models::GPTConfig& cfg,
                                       const std::vector<MicroBatch>& mbs, ScheduleKind kind,
@@ -46,7 +31,7 @@ std::vector<RunResult> run_all_stages(int pp, const models::GPTConfig& cfg,
         OneOmpThread one;
         out[size_t(c.rank())] = test::run_pipelined(c, cfg, mbs, kind, steps);
       },
-      fake_options());
+      fake_options("pp"));
   return out;
 }
 
@@ -129,7 +114,7 @@ TEST(PipelineTest, SendChecksTheActivationShape) {
 }
 
 TEST(PipelineTest, MissingActivationTimesOutNamingTheSender) {
-  CommOptions o = fake_options();
+  CommOptions o = fake_options("pp");
   o.timeout_s = 0.3;  // short: the sender never sends, so only the deadline ends the wait
   run_fake_ranks(
       2,
