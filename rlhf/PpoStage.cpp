@@ -46,9 +46,11 @@ std::vector<T> gather_rows(const std::vector<T>& v, const std::vector<int64_t>& 
   return out;
 }
 
-// logits (B,T,V) of `m` divided by the sampling temperature.
-Tensor scaled_logits(models::GPT& m, const Tensor& ids, double temperature) {
+// logits (B,T,V) of `m` divided by the sampling temperature; only the first `vocab` columns when
+// 0 < vocab < V (padded vocabulary rows are never sampled, so they get no probability mass).
+Tensor scaled_logits(models::GPT& m, const Tensor& ids, double temperature, int64_t vocab) {
   Tensor logits = m.forward(ids);
+  if (vocab > 0 && vocab < logits.size(2)) logits = logits.narrow(2, 0, vocab);
   return temperature == 1.0 ? logits : logits * (1.0 / temperature);
 }
 
@@ -71,16 +73,19 @@ data::Tokenizer ppo_tokenizer(const RunConfig& cfg) {
 
 PpoRollout score_rollout(PpoModels m, const std::vector<std::vector<int32_t>>& prompts,
                          const std::vector<std::vector<int64_t>>& responses, int64_t pad_id,
-                         double temperature, double kl_coef, Device device) {
+                         double temperature, double kl_coef, Device device, int64_t vocab,
+                         double missing_eos_penalty) {
   LOOM_CHECK(prompts.size() == responses.size() && !prompts.empty(),
              "score_rollout: expected as many responses as prompts (> 0), got ", responses.size(),
              " and ", prompts.size());
   PpoRollout r;
   r.rows = int64_t(prompts.size());
   std::vector<int64_t> last;
+  std::vector<float> penalty;
   for (size_t i = 0; i < prompts.size(); ++i) {
     LOOM_CHECK(!prompts[i].empty() && !responses[i].empty(),
                "score_rollout: expected a non-empty prompt and response, row ", i);
+    penalty.push_back(responses[i].back() == pad_id ? 0.0f : float(missing_eos_penalty));
     r.T = std::max<int64_t>(r.T, int64_t(prompts[i].size() + responses[i].size()));
   }
   const int64_t B = r.rows, T = r.T;
@@ -99,10 +104,11 @@ PpoRollout score_rollout(PpoModels m, const std::vector<std::vector<int32_t>>& p
   Tensor ids = Tensor::from_vector<int64_t>(r.ids, {B, T}, device);
   Tensor targets = Tensor::from_vector<int64_t>(r.targets, {B, T}, device);
   Tensor mask = label_mask(targets, DType::F32);
-  Tensor logp = token_logprobs(scaled_logits(m.actor, ids, temperature), targets);
-  Tensor ref_logp = token_logprobs(scaled_logits(m.reference, ids, temperature), targets);
+  Tensor logp = token_logprobs(scaled_logits(m.actor, ids, temperature, vocab), targets);
+  Tensor ref_logp = token_logprobs(scaled_logits(m.reference, ids, temperature, vocab), targets);
   Tensor values = m.critic.values(ids);
   Tensor score = m.reward.score(ids, Tensor::from_vector<int64_t>(last, {B}, device));
+  if (missing_eos_penalty != 0.0) score = score - Tensor::from_vector<float>(penalty, {B}, device);
   Tensor rewards = compute_rewards(score, logp, ref_logp, mask, kl_coef);
   r.mask = mask.to_vector<float>();
   r.logp = logp.to_vector<float>();
@@ -182,7 +188,7 @@ PpoUpdateStats ppo_update(PpoModels m, const PpoRollout& r, const PpoUpdateOptio
       std::vector<double> n = {mb.tokens};
       reduce_sum(reduce, n);
       const double scale = n[0] > 0 ? mb.tokens * double(o.dp_size) / n[0] : 0.0;
-      Tensor logits = scaled_logits(m.actor, mb.ids, o.temperature);
+      Tensor logits = scaled_logits(m.actor, mb.ids, o.temperature, o.vocab);
       Tensor logp = token_logprobs(logits, mb.targets);
       PolicyLoss pl = ppo_policy_loss(logp, mb.old_logp, mb.advantages, mb.mask, o.clip);
       Tensor values = m.critic.values(mb.ids);
@@ -264,7 +270,9 @@ PpoStage::PpoStage(const RunConfig& cfg, models::GPT& actor, StageContext ctx, S
   upd_.temperature = ro.temperature();
   upd_.epochs = p.epochs();
   upd_.mini_batches = p.mini_batches();
+  upd_.vocab = vocab_;
   upd_.dp_size = ctx_.dp_size;
+  missing_eos_penalty_ = p.missing_eos_penalty();
   sampling_.max_new_tokens = ro.max_new_tokens();
   sampling_.temperature = ro.temperature();
   sampling_.top_k = ro.top_k();
@@ -305,7 +313,7 @@ PpoIteration PpoStage::iterate(int64_t step, const std::function<void()>& update
   auto t1 = Clock::now();
   const double kl_coef = kl_->value();
   PpoRollout r = score_rollout(models(), prompts, responses, pad_id_, upd_.temperature, kl_coef,
-                               ctx_.device);
+                               ctx_.device, vocab_, missing_eos_penalty_);
   compute_advantages(r, gamma_, lam_, reduce_);
   PpoUpdateStats st = ppo_update(models(), r, upd_, reduce_, ctx_.device, update);
   auto t2 = Clock::now();

@@ -45,11 +45,15 @@ struct PpoModels {
 };
 
 // Builds the rollout of prompt i followed by response i (both non-empty, total <= block_size):
-// actor and reference log-probs of the response tokens (logits / temperature), critic values,
-// the reward model's score at the last token and compute_rewards(..., kl_coef). No gradient.
+// actor and reference log-probs of the response tokens (logits / temperature, over the first
+// `vocab` logits when vocab > 0: the ids sampling may draw), critic values, the reward model's
+// score at the last token minus missing_eos_penalty for a response that does not end with pad_id
+// (the EOS: cut at max_new_tokens, a sequence the reward model never saw in training) and
+// compute_rewards(..., kl_coef). No gradient.
 PpoRollout score_rollout(PpoModels m, const std::vector<std::vector<int32_t>>& prompts,
                          const std::vector<std::vector<int64_t>>& responses, int64_t pad_id,
-                         double temperature, double kl_coef, Device device);
+                         double temperature, double kl_coef, Device device, int64_t vocab = 0,
+                         double missing_eos_penalty = 0.0);
 
 // GAE per row, then advantages whitened over the response tokens of all ranks' rows.
 void compute_advantages(PpoRollout& r, double gamma, double lam, const SumReducer& reduce);
@@ -57,6 +61,7 @@ void compute_advantages(PpoRollout& r, double gamma, double lam, const SumReduce
 struct PpoUpdateOptions {
   double clip = 0.2, value_clip = 0.2, entropy_coef = 0.0, temperature = 1.0;
   int64_t epochs = 4, mini_batches = 4;
+  int64_t vocab = 0;  // log-probs over the first vocab logits (0 = all), as in score_rollout
   int dp_size = 1;
 };
 // Token-weighted means over every mini-batch of every epoch (and every rank).
@@ -102,7 +107,7 @@ class PpoStage : public Stage {
   SumReducer reduce_;
   std::vector<std::vector<int32_t>> prompts_;
   int64_t pad_id_ = 0, batch_ = 1, vocab_ = 0;
-  double gamma_ = 1.0, lam_ = 0.95;
+  double gamma_ = 1.0, lam_ = 0.95, missing_eos_penalty_ = 0.0;
   PpoUpdateOptions upd_;
   models::SamplingOptions sampling_;
   std::string desc_;

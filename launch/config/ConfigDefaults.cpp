@@ -137,6 +137,7 @@ void stage_defaults(RunConfig& cfg) {
     LOOM_CFG_DEFAULT(p, value_clip, 0.2);
     LOOM_CFG_DEFAULT(p, epochs, 4);
     LOOM_CFG_DEFAULT(p, mini_batches, 4);
+    LOOM_CFG_DEFAULT(p, missing_eos_penalty, 0.0);
     RolloutConfig& r = *p.mutable_rollout();
     int64_t half_block = std::max<int64_t>(1, cfg.model().block_size() / 2);
     LOOM_CFG_DEFAULT(r, max_new_tokens, std::min<int64_t>(64, half_block));

@@ -225,6 +225,8 @@ void check_ppo(const RunConfig& c, Problems& P) {
   P.expect(p.lam() >= 0.0 && p.lam() <= 1.0, fv("ppo.lam", p.lam()), ": expected [0, 1]");
   P.expect(p.clip() > 0.0, fv("ppo.clip", p.clip()), ": expected > 0");
   P.expect(p.value_clip() > 0.0, fv("ppo.value_clip", p.value_clip()), ": expected > 0");
+  P.expect(p.missing_eos_penalty() >= 0.0, fv("ppo.missing_eos_penalty", p.missing_eos_penalty()),
+           ": expected >= 0");
   P.expect(p.epochs() >= 1, fv("ppo.epochs", p.epochs()), ": expected >= 1");
   P.expect(p.mini_batches() >= 1, fv("ppo.mini_batches", p.mini_batches()), ": expected >= 1");
   const RolloutConfig& r = p.rollout();

@@ -99,6 +99,36 @@ TEST(PpoStageTest, LogProbsAlignWithResponseTokensAndKlPenaltyHasTheRightSign) {
   EXPECT_NE(r.kl[1], 0.0);
 }
 
+TEST(PpoStageTest, MissingEosPenaltyLowersOnlyTheScoresOfResponsesCutWithoutEos) {
+  Models m(/*ref_seed=*/1);
+  const std::vector<std::vector<int64_t>> responses = {{6, kPad}, {8, 9, 10, 11}};  // row 1 cut
+  PpoRollout plain = score_rollout(m.get(), kPrompts, responses, kPad, 1.0, 0.1, Device::cpu());
+  PpoRollout pen =
+      score_rollout(m.get(), kPrompts, responses, kPad, 1.0, 0.1, Device::cpu(), 0, 5.0);
+  EXPECT_EQ(pen.scores[0], plain.scores[0]);
+  EXPECT_NEAR(pen.scores[1], plain.scores[1] - 5.0, 1e-5);  // one f32 subtraction
+  // The score (penalty included) is the reward at the last response token (position 4, row 1).
+  EXPECT_EQ(pen.rewards[size_t(plain.T + 4)], float(pen.scores[1]));
+}
+
+TEST(PpoStageTest, LogProbsCoverOnlyTheSampledVocabulary) {
+  Models m(/*ref_seed=*/7);
+  const int64_t vocab = 28;  // ids 28..31 are padding rows that sampling never draws
+  const std::vector<std::vector<int64_t>> responses = {{6, 7}, {8, 9, 10, 27}};
+  PpoRollout r =
+      score_rollout(m.get(), kPrompts, responses, 27, 1.0, 0.1, Device::cpu(), vocab);
+  Tensor ids = Tensor::from_vector<int64_t>({4, 5, 8, 9, 10, 27}, {1, 6});
+  Tensor tg = Tensor::from_vector<int64_t>({-100, 8, 9, 10, 27, -100}, {1, 6});
+  NoGradGuard g;
+  std::vector<float> lp =
+      token_logprobs(m.actor->forward(ids).narrow(2, 0, vocab), tg).to_vector<float>();
+  std::vector<float> full = token_logprobs(m.actor->forward(ids), tg).to_vector<float>();
+  for (int64_t t = 1; t < 5; ++t) {
+    EXPECT_NEAR(r.logp[size_t(6 + t)], lp[size_t(t)], 1e-5) << t;  // f32, other batch shape
+    EXPECT_GT(r.logp[size_t(6 + t)], full[size_t(t)]) << t;  // the padding mass is left out
+  }
+}
+
 TEST(PpoStageTest, AdvantagesAreWhitenedGaeAlsoAcrossSimulatedRanks) {
   Models m(7);
   PpoRollout r = score_rollout(m.get(), kPrompts, kResponses, kPad, 1.0, 0.1, Device::cpu());
