@@ -749,7 +749,8 @@ TrainSummary Trainer::run() {
                                   grad_accum_ * (grid_ ? grid_->dp_size() : 1);
   const int64_t eval_every = cfg_.eval().interval(), ckpt_every = cfg_.checkpoint().interval();
   bool show = writer_ && cfg_.logging().progress() != config::LoggingConfig::OFF;
-  ProgressDisplay progress(max_steps, /*force_plain=*/false, cfg_.logging().interval());
+  // Under mpirun a rank's stdout is a pty even when the job's output goes to a file: plain lines.
+  ProgressDisplay progress(max_steps, /*force_plain=*/grid_ != nullptr, cfg_.logging().interval());
   auto do_eval = [&](int64_t step) {
     auto m = evaluate_metrics();
     if (m.empty()) return;
