@@ -28,8 +28,9 @@ namespace {
 
 class StageRunner {
  public:
-  StageRunner(PipelineStage& stage, PipelineP2P& p2p, const std::vector<MicroBatch>& mbs)
-      : stage_(stage), p2p_(p2p), mbs_(mbs), scale_(1.0 / double(mbs.size())) {}
+  StageRunner(PipelineStage& stage, PipelineP2P& p2p, const std::vector<MicroBatch>& mbs,
+              const PipelineHooks& hooks)
+      : stage_(stage), p2p_(p2p), mbs_(mbs), hooks_(hooks), scale_(1.0 / double(mbs.size())) {}
 
   void forward_step(int64_t m) {
     Live live;
@@ -57,6 +58,7 @@ class StageRunner {
                          " before its forward");
     Live live = std::move(it->second);
     live_.erase(it);
+    if (hooks_.before_backward) hooks_.before_backward(m);
     if (p2p_.is_last()) {
       live.output.backward();
     } else {
@@ -89,6 +91,7 @@ class StageRunner {
   PipelineStage& stage_;
   PipelineP2P& p2p_;
   const std::vector<MicroBatch>& mbs_;
+  const PipelineHooks& hooks_;
   double scale_;
   double loss_ = 0.0;
   std::map<int64_t, Live> live_;
@@ -114,10 +117,11 @@ void run_1f1b(StageRunner& r, int stage, int pp, int64_t M) {
 }  // namespace
 
 PipelineResult run_pipeline(ScheduleKind kind, PipelineStage& stage, PipelineP2P& p2p,
-                            const std::vector<MicroBatch>& micro_batches) {
+                            const std::vector<MicroBatch>& micro_batches,
+                            const PipelineHooks& hooks) {
   const int64_t M = int64_t(micro_batches.size());
   LOOM_CHECK(M >= 1, "run_pipeline: expected at least one micro-batch, got 0");
-  StageRunner runner(stage, p2p, micro_batches);
+  StageRunner runner(stage, p2p, micro_batches, hooks);
   if (kind == ScheduleKind::GPipe) {
     run_gpipe(runner, M);
   } else {

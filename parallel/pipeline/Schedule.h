@@ -5,12 +5,15 @@
 // 1/M before its backward, exactly as single-process gradient accumulation does), and leave the
 // parameter gradients accumulated over all M micro-batches (backwards run in micro-batch order,
 // so the accumulation order equals the single-process one). No optimizer step, no grad zeroing.
+// PipelineHooks::before_backward(m) runs right before micro-batch m's backward on this stage
+// (e.g. to arm a data-parallel gradient reducer for the last one).
 //   PipelineP2P p2p(grid.pp_group(), {b, T, C}, DType::F32);
 //   PipelineResult r = run_pipeline(ScheduleKind::OneFOneB, stage, p2p, micro_batches);
 //   r.loss;  // the same on every stage (broadcast from the last)
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "parallel/pipeline/P2P.h"
@@ -31,10 +34,18 @@ struct PipelineResult {
   int64_t forwards = 0, backwards = 0;  // steps run on this stage (each M)
 };
 
+// Optional callbacks into a schedule; empty ones are not called.
+struct PipelineHooks {
+  // Called on this stage right before the backward of micro-batch `mb` (once per micro-batch, in
+  // backward order, which is 0, 1, ..., M-1 under both schedules).
+  std::function<void(int64_t mb)> before_backward;
+};
+
 // Runs one global batch through the pipeline. Collective over p2p.group(): every stage calls it
 // with the same kind and the same number of micro-batches.
 PipelineResult run_pipeline(ScheduleKind kind, PipelineStage& stage, PipelineP2P& p2p,
-                            const std::vector<MicroBatch>& micro_batches);
+                            const std::vector<MicroBatch>& micro_batches,
+                            const PipelineHooks& hooks = {});
 
 // Forward-only evaluation of the micro-batches (no autograd history, activations flow forward
 // only; put the model in eval mode first if it has dropout). Returns the mean over micro-batches

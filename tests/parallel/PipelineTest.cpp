@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <map>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "parallel/comm/FakeCommunicator.h"
 #include "tests/parallel/PipelineCases.h"
@@ -76,6 +79,64 @@ TEST(PipelineTest, FewerMicroBatchesThanStages) {
   // M < pp: 1F1B's warm-up is cut short to M forwards, and the result is still exact.
   check_case(4, 2, ScheduleKind::OneFOneB, /*tied=*/false, 32);
   check_case(4, 1, ScheduleKind::GPipe, /*tied=*/false, 32);
+}
+
+// GptStage that logs "F<m>" per forward; the hook logs "H<m>" and a post-accumulate-grad hook
+// on one parameter logs "G" once per backward, so the log shows each hook's place in the schedule.
+class LoggingStage : public PipelineStage {
+ public:
+  LoggingStage(GptStage& inner, const std::vector<MicroBatch>& mbs, std::vector<std::string>& log)
+      : inner_(inner), mbs_(mbs), log_(log) {}
+  Tensor forward(const Tensor& x, const MicroBatch& mb) override {
+    log_.push_back("F" + std::to_string(&mb - mbs_.data()));  // the schedule passes mbs_[m]
+    return inner_.forward(x, mb);
+  }
+
+ private:
+  GptStage& inner_;
+  const std::vector<MicroBatch>& mbs_;
+  std::vector<std::string>& log_;
+};
+
+std::vector<std::vector<std::string>> hook_logs(ScheduleKind kind, int pp, int64_t M) {
+  const models::GPTConfig cfg = test::tiny_config(false, 32);
+  const auto mbs = test::make_micro_batches(M, cfg.vocab_size, 7);
+  std::vector<std::vector<std::string>> logs(static_cast<size_t>(pp));
+  run_fake_ranks(
+      pp,
+      [&](Communicator& c) {
+        OneOmpThread one;
+        std::vector<std::string>& log = logs[size_t(c.rank())];
+        Generator gen(test::kInitSeed);
+        models::GPT full(cfg, gen);
+        GptStage stage(cfg, c.rank(), c.size());
+        stage.load_from(full.named_parameters());
+        const Tensor w = stage.named_parameters().front().second;
+        const int id = w.register_post_accumulate_grad_hook([&](const Tensor&) {
+          log.push_back("G");
+        });
+        LoggingStage logging(stage, mbs, log);
+        PipelineP2P p2p(c, stage.activation_shape(test::kMicroBatch, test::kSeqLen), DType::F32);
+        PipelineHooks hooks;
+        hooks.before_backward = [&](int64_t mb) { log.push_back("H" + std::to_string(mb)); };
+        run_pipeline(kind, logging, p2p, mbs, hooks);
+        w.remove_hook(id);
+      },
+      fake_options("pp"));
+  return logs;
+}
+
+TEST(PipelineTest, BeforeBackwardHookRunsOncePerMicroBatchRightBeforeItsBackward) {
+  using Log = std::vector<std::string>;
+  // GPipe: all forwards, then each backward preceded by its hook, on every stage.
+  const Log gpipe = {"F0", "F1", "F2", "H0", "G", "H1", "G", "H2", "G"};
+  auto logs = hook_logs(ScheduleKind::GPipe, 2, 3);
+  EXPECT_EQ(logs[0], gpipe);
+  EXPECT_EQ(logs[1], gpipe);
+  // 1F1B with pp=2, M=3: stage 0 warms up with one forward, the last stage with none.
+  logs = hook_logs(ScheduleKind::OneFOneB, 2, 3);
+  EXPECT_EQ(logs[0], Log({"F0", "F1", "H0", "G", "F2", "H1", "G", "H2", "G"}));
+  EXPECT_EQ(logs[1], Log({"F0", "H0", "G", "F1", "H1", "G", "F2", "H2", "G"}));
 }
 
 TEST(PipelineTest, WarmupForwards) {
