@@ -17,22 +17,24 @@ cd "$work"
 start=$SECONDS
 
 echo "== 1/4 data: single-digit addition, 20 of 100 pairs held out"
-[ -s data/eval.tsv ] || "$here/make_data.sh" data "$seed" "${WRONG_PER_PROMPT:-12}"
+[ -s data/eval.tsv ] || "$here/make_data.sh" data "$seed" "${WRONG_PER_PROMPT:-10}" "${NEAR:-4}"
 [ -s tok/merges.txt ] || "$loom" tokenizer train --input data/corpus.txt --vocab-size 270 --output tok
 [ -s data/train.h5 ] || "$loom" preprocess --input data/corpus.txt --output data/train.h5 \
   --vocab tok/vocab.json --merges tok/merges.txt
+# Labelled sample pairs minus the held-out preference pairs (they stay out of every training set).
+held_out_removed() { grep -vxF -f data/pref_val.jsonl "$1" || true; }
 echo "== 2/4 pipeline: pretrain -> sft, SFT samples labelled by the checker, reward -> ppo"
 "$loom" pipeline "$here/pipeline.pbtxt" --set seed="$seed" --until sft "$@"
 if [ ! -s data/pref_rm.jsonl ]; then
   "$here/label_samples.sh" "$loom" runs/sft/checkpoints data/prompts.jsonl data/eval.tsv \
     "${SAMPLES_PER_PROMPT:-16}" "$seed" data/pref_sft.jsonl
-  cat data/pref.jsonl data/pref_sft.jsonl > data/pref_rm.jsonl
+  cat data/pref.jsonl <(held_out_removed data/pref_sft.jsonl) > data/pref_rm.jsonl
 fi
 "$loom" pipeline "$here/pipeline.pbtxt" --set seed="$seed" --until ppo "$@"
 if [ ! -s data/pref_rm2.jsonl ]; then
   "$here/label_samples.sh" "$loom" runs/ppo/checkpoints data/prompts.jsonl data/eval.tsv \
     "${SAMPLES_PER_PROMPT:-16}" "$seed" data/pref_ppo.jsonl
-  cat data/pref_rm.jsonl data/pref_ppo.jsonl > data/pref_rm2.jsonl
+  cat data/pref_rm.jsonl <(held_out_removed data/pref_ppo.jsonl) > data/pref_rm2.jsonl
 fi
 "$loom" pipeline "$here/pipeline.pbtxt" --set seed="$seed" "$@"
 
