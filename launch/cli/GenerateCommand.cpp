@@ -153,7 +153,9 @@ int cmd_generate(int argc, char** argv) {
     prompt = a.get_int_list("prompt-ids");
   }
   const models::GPTConfig gc = train::gpt_config_from(cfg);
-  opts.vocab_size = cfg.model().vocab_size();  // never draw the padding rows
+  // Never draw a padding row, nor a model row the tokenizer has no token for.
+  opts.vocab_size = cfg.model().vocab_size();
+  if (tok) opts.vocab_size = std::min<int64_t>(opts.vocab_size, tok->vocab_size());
   LOOM_CHECK_T(ConfigError, !prompt.empty(), "loom generate: expected a non-empty prompt");
   LOOM_CHECK_T(ConfigError, int64_t(prompt.size()) <= gc.block_size, "loom generate: expected a ",
                "prompt of at most ", gc.block_size, " tokens (the model's block_size), got ",
