@@ -5,6 +5,7 @@
 
 #include "core/autograd/GradMode.h"
 #include "launch/config/ConfigDefaults.h"
+#include "parallel/data/GradBucketReducer.h"
 #include "parallel/tensor/TensorParallelGradNorm.h"
 #include "train/Trainer.h"
 
@@ -33,6 +34,10 @@ ModelParallel::ModelParallel(const RunConfig& cfg, ProcessGrid& grid, const mode
   for (const auto& [name, p] : full.named_parameters()) source[name] = p.detach();
   model_->load_from(source);
   tied_ = std::make_unique<pipeline::TiedGradSync>(grid.pp_group());
+  // Every DP rank of this (tp, pp) position holds the same pieces in the same order, so the
+  // reducer's buckets and their collective sequence match across the DP group.
+  if (grid.dp_size() > 1)
+    reducer_ = std::make_unique<GradBucketReducer>(model_->parameters(), grid.dp_group());
 }
 
 ModelParallel::~ModelParallel() = default;
@@ -48,23 +53,23 @@ pipeline::PipelineP2P& ModelParallel::p2p_for(const Shape& ids_shape) {
 
 double ModelParallel::forward_backward(const std::vector<pipeline::MicroBatch>& micro_batches) {
   LOOM_INTERNAL_ASSERT(!micro_batches.empty());
+  const int64_t M = int64_t(micro_batches.size());
+  pipeline::PipelineHooks hooks;
+  // DP buckets are reduced during the last micro-batch's backward only (the earlier ones just
+  // accumulate), so their all-reduces overlap the rest of that backward on this stage.
+  if (reducer_) hooks.before_backward = [&](int64_t mb) { reducer_->set_sync(mb == M - 1); };
   pipeline::PipelineResult r = pipeline::run_pipeline(
-      schedule_, *model_, p2p_for(micro_batches.front().ids.shape()), micro_batches);
+      schedule_, *model_, p2p_for(micro_batches.front().ids.shape()), micro_batches, hooks);
+  // Grads become DP averages first; the tied sum of the two copies' averages is the DP average
+  // of their sums. A piece without a gradient this step gets zeros rather than hanging finish().
+  if (reducer_) reducer_->finish();
   if (cfg_.model().tie_embeddings() && tied_->holds_weight())
     tied_->all_reduce(model_->tied_weight());
   double loss = r.loss;
   if (grid_.dp_size() > 1) {
-    NoGradGuard g;
-    const double inv = 1.0 / double(grid_.dp_size());
-    for (const Tensor& p : model_->parameters()) {
-      Tensor grad = p.grad();
-      LOOM_INTERNAL_ASSERT(grad.defined());  // every piece takes part in every step's loss
-      grid_.dp_group().all_reduce(grad);
-      grad.mul_(inv);
-    }
     Tensor t = Tensor::from_vector<double>({loss}, {1});
     grid_.dp_group().all_reduce(t);
-    loss = t.item() * inv;
+    loss = t.item() * (1.0 / double(grid_.dp_size()));
   }
   return loss;
 }

@@ -1,7 +1,8 @@
 // ModelParallel: the Trainer's tensor + pipeline parallel path (parallel.tp * parallel.pp > 1).
 // This rank holds a pipeline::ParallelGpt (its stage's layers, its TP slices); one optimizer step
-// runs the global batch's micro-batches through the pipeline schedule (GPipe or 1F1B), keeps the
-// tied embedding's two copies in sync, averages gradients over the DP group, computes the global
+// runs the global batch's micro-batches through the pipeline schedule (GPipe or 1F1B), averages
+// gradients over the DP group in buckets started during the last micro-batch's backward (a
+// GradBucketReducer), keeps the tied embedding's two copies in sync, computes the global
 // gradient norm once over the replica's TP x PP ranks (each logical element counted once) and
 // clips every piece with the single-process rule. Checkpoints are layout-free: each rank adds only
 // the pieces it owns (DP rank 0) of every parameter and optimizer buffer, with their ShardSpecs,
@@ -25,6 +26,10 @@
 #include "parallel/pipeline/Schedule.h"
 #include "parallel/pipeline/TiedGradSync.h"
 #include "train/Checkpoint.h"
+
+namespace loom {
+class GradBucketReducer;
+}  // namespace loom
 
 namespace loom::train {
 
@@ -62,6 +67,7 @@ class ModelParallel {
   pipeline::ScheduleKind schedule_;
   std::unique_ptr<pipeline::ParallelGpt> model_;
   std::unique_ptr<pipeline::TiedGradSync> tied_;
+  std::unique_ptr<GradBucketReducer> reducer_;  // dp > 1: DP averaging overlapped with backward
   std::map<Shape, std::unique_ptr<pipeline::PipelineP2P>> p2p_;  // one per micro-batch shape
   pipeline::PipelineP2P& p2p_for(const Shape& ids_shape);
 };
