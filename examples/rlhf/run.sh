@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The RLHF example, start to finish: data (make_data.sh) -> tokenizer -> token dataset -> `loom
-# pipeline pipeline.pbtxt` in three legs: pretrain -> sft; SFT samples labelled by the checker
-# (label_samples.sh) -> reward -> ppo; round-1 PPO samples labelled -> reward_2 -> ppo_2. Then
+# pipeline pipeline.pbtxt` in two legs: pretrain -> sft; SFT samples labelled by the checker
+# (label_samples.sh, InstructGPT's comparison data) -> reward -> ppo. Then
 # measures the true accuracy of SFT and PPO (greedy `loom generate`), the reward models' pairwise
 # accuracy on held-out preference pairs and PPO's KL to the SFT reference.
 # Usage: [SEED=1] run.sh [WORK_DIR] [loom pipeline args...]  (default WORK_DIR out/rlhf); resumes.
@@ -30,12 +30,6 @@ if [ ! -s data/pref_rm.jsonl ]; then
     "${SAMPLES_PER_PROMPT:-16}" "$seed" data/pref_sft.jsonl
   cat data/pref.jsonl <(held_out_removed data/pref_sft.jsonl) > data/pref_rm.jsonl
 fi
-"$loom" pipeline "$here/pipeline.pbtxt" --set seed="$seed" --until ppo "$@"
-if [ ! -s data/pref_rm2.jsonl ]; then
-  "$here/label_samples.sh" "$loom" runs/ppo/checkpoints data/prompts.jsonl data/eval.tsv \
-    "${SAMPLES_PER_PROMPT:-16}" "$seed" data/pref_ppo.jsonl
-  cat data/pref_rm.jsonl <(held_out_removed data/pref_ppo.jsonl) > data/pref_rm2.jsonl
-fi
 "$loom" pipeline "$here/pipeline.pbtxt" --set seed="$seed" "$@"
 
 # Greedy answers of a checkpoint to every held-out prompt; prints the accuracy in percent.
@@ -61,20 +55,15 @@ mean_last() {  # mean of the last N values of a metric
 
 echo "== 3/4 held-out evaluation"
 sft_acc=$(accuracy runs/sft/checkpoints data/eval.tsv)
-ppo1_acc=$(accuracy runs/ppo/checkpoints data/eval.tsv)
-ppo_acc=$(accuracy runs/ppo_2/checkpoints data/eval.tsv)
+ppo_acc=$(accuracy runs/ppo/checkpoints data/eval.tsv)
 sft_held=$(accuracy runs/sft/checkpoints data/eval_heldout.tsv)
-ppo_held=$(accuracy runs/ppo_2/checkpoints data/eval_heldout.tsv)
+ppo_held=$(accuracy runs/ppo/checkpoints data/eval_heldout.tsv)
 first_mean() {  # mean of the first N values of a metric
   grep -o "\"$2\": [-0-9.eE+na]*" "$1" | head -n "$3" | awk '{ s += $2 } END { printf "%.4f", s / NR }'
 }
 echo "== 4/4 results ($((SECONDS - start)) s)"
-for rm in reward reward_2; do
-  echo "$rm: pairwise accuracy / mean margin, 200 held-out pairs: $(last_metric runs/$rm/metrics.jsonl val_accuracy) / $(last_metric runs/$rm/metrics.jsonl val_margin)"
-done
+echo "reward: pairwise accuracy / mean margin, 200 held-out pairs: $(last_metric runs/reward/metrics.jsonl val_accuracy) / $(last_metric runs/reward/metrics.jsonl val_margin)"
 echo "SFT true accuracy (all 100 prompts):                 $sft_acc"
-echo "PPO round 1 / 2 true accuracy (all 100 prompts):     $ppo1_acc / $ppo_acc"
+echo "PPO true accuracy (all 100 prompts):                 $ppo_acc"
 echo "SFT / PPO true accuracy (20 prompts in no SFT or PPO data): $sft_held / $ppo_held"
-for ppo in ppo ppo_2; do
-  echo "$ppo: score_mean first / last 10 iterations: $(first_mean runs/$ppo/metrics.jsonl score_mean 10) / $(mean_last runs/$ppo/metrics.jsonl score_mean 10); KL to the SFT reference, last 10: $(mean_last runs/$ppo/metrics.jsonl kl 10)"
-done
+echo "ppo: score_mean first / last 10 iterations: $(first_mean runs/ppo/metrics.jsonl score_mean 10) / $(mean_last runs/ppo/metrics.jsonl score_mean 10); KL to the SFT reference, last 10: $(mean_last runs/ppo/metrics.jsonl kl 10)"
