@@ -438,26 +438,9 @@ std::string Trainer::write_checkpoint(int64_t step,
   return save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()));
 }
 
-void Trainer::resume_from(const std::string& dir) {
-  Checkpoint ck = load_checkpoint(dir);  // verified and fully read before anything changes
-  json state;
-  try {
-    state = json::parse(ck.meta.at("trainer"));
-  } catch (const std::exception& e) {
-    throw CheckpointError("checkpoint " + dir + ": meta.json has no valid \"trainer\" entry (" +
-                          e.what() + ")");
-  }
-  std::string problems;
+void Trainer::load_optimizer_states(const Checkpoint& ck, const json& state,
+                                    const std::string& dir) {
   const json param_steps = state.value("param_steps", json::object());
-  for (const auto& [name, steps] : param_steps.items()) {
-    (void)steps;
-    bool found = false;
-    for (const auto& [key, t] : ck.tensors)
-      found = found || (key.rfind("optim/", 0) == 0 && key.size() > name.size() &&
-                        key.compare(key.size() - name.size(), name.size(), name) == 0);
-    if (!found) problems += "\n  no optimizer state for " + name;
-  }
-  LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", dir, ":", problems);
   const int64_t opt_steps = state.value("optimizer_steps", int64_t(0));
   std::map<std::string, optim::ParamState> states;
   if (mp_) {
@@ -483,6 +466,9 @@ void Trainer::resume_from(const std::string& dir) {
     for (auto& [name, st] : states) opt_->state(name) = std::move(st);
     opt_->set_step_count(opt_steps);
   }
+}
+
+void Trainer::restore_position(const json& state, const std::string& dir) {
   step_ = state.value("step", int64_t(0));
   const int64_t epoch = state["loader"].value("epoch", int64_t(0));
   const int64_t position = state["loader"].value("position", int64_t(0));
@@ -513,6 +499,30 @@ void Trainer::resume_from(const std::string& dir) {
     scaler_->set_state({l.value("scale", cfg_.loss_scale().init_scale()),
                         l.value("growth_tracker", int64_t(0))});
   }
+}
+
+void Trainer::resume_from(const std::string& dir) {
+  Checkpoint ck = load_checkpoint(dir);  // verified and fully read before anything changes
+  json state;
+  try {
+    state = json::parse(ck.meta.at("trainer"));
+  } catch (const std::exception& e) {
+    throw CheckpointError("checkpoint " + dir + ": meta.json has no valid \"trainer\" entry (" +
+                          e.what() + ")");
+  }
+  std::string problems;
+  const json param_steps = state.value("param_steps", json::object());
+  for (const auto& [name, steps] : param_steps.items()) {
+    (void)steps;
+    bool found = false;
+    for (const auto& [key, t] : ck.tensors)
+      found = found || (key.rfind("optim/", 0) == 0 && key.size() > name.size() &&
+                        key.compare(key.size() - name.size(), name.size(), name) == 0);
+    if (!found) problems += "\n  no optimizer state for " + name;
+  }
+  LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", dir, ":", problems);
+  load_optimizer_states(ck, state, dir);
+  restore_position(state, dir);
   if (ppo_) {
     LOOM_CHECK_T(CheckpointError, state.contains("ppo"), "checkpoint ", dir,
                  ": has no PPO state (critic, KL coefficient); expected a checkpoint of a PPO run");
@@ -660,6 +670,23 @@ double Trainer::evaluate() {
   return sum / double(n);
 }
 
+models::Module& Trainer::active_model() {
+  if (mp_) return mp_->model();
+  return *model_;
+}
+
+MetricRecord Trainer::step_record(int64_t step, double loss, double grad_norm, double tps,
+                                  double seconds) const {
+  MetricRecord rec{{"step", double(step)}, {"loss", loss}, {"lr", schedule_.lr_at(step - 1)},
+                   {"grad_norm", grad_norm}, {"tokens_per_s", tps}, {"step_ms", seconds * 1e3}};
+  rec.insert(rec.end(), stage_metrics_.begin(), stage_metrics_.end());
+  if (scaler_) {
+    rec.emplace_back("loss_scale", scaler_->scale());
+    rec.emplace_back("skipped_steps", double(scaler_->skipped_steps()));
+  }
+  return rec;
+}
+
 TrainSummary Trainer::run() {
   // bf16 autocast for every forward of the run (a no-op for F32; CUDA only, see check_precision).
   AutocastGuard autocast(cfg_.dtype() == RunConfig::BF16 ? DType::BF16 : DType::F32);
@@ -689,10 +716,7 @@ TrainSummary Trainer::run() {
     if (show) progress.message(text);
   };
   if (step_ == 0 && eval_every > 0) do_eval(0);
-  if (mp_)
-    mp_->model().train();
-  else
-    model_->train();
+  active_model().train();
   while (step_ < max_steps) {
     int64_t step = step_ + 1;
     auto t0 = std::chrono::steady_clock::now();
@@ -702,14 +726,7 @@ TrainSummary Trainer::run() {
     step_ = step;
     s.losses.push_back(loss);
     double tps = double(tokens_per_step) / dt;
-    MetricRecord rec{{"step", double(step)}, {"loss", loss}, {"lr", schedule_.lr_at(step - 1)},
-                     {"grad_norm", grad_norm}, {"tokens_per_s", tps}, {"step_ms", dt * 1e3}};
-    rec.insert(rec.end(), stage_metrics_.begin(), stage_metrics_.end());
-    if (scaler_) {
-      rec.emplace_back("loss_scale", scaler_->scale());
-      rec.emplace_back("skipped_steps", double(scaler_->skipped_steps()));
-    }
-    if (metrics_) metrics_->write(rec);
+    if (metrics_) metrics_->write(step_record(step, loss, grad_norm, tps, dt));
     if (show) progress.update(step, loss, schedule_.lr_at(step - 1), tps);
     if (eval_every > 0 && step % eval_every == 0 && step != max_steps) do_eval(step);
     if (ckpt_every > 0 && step % ckpt_every == 0 && step != max_steps) {

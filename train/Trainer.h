@@ -21,6 +21,7 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <memory>
 #include <string>
 #include <utility>
@@ -111,9 +112,18 @@ class Trainer {
   void build_stage();
   void build_loaders();  // PRETRAIN: token datasets
   void resume_from(const std::string& dir);
+  // Parts of resume_from: model + optimizer state; step, data position, RNG and loss-scale state.
+  void load_optimizer_states(const Checkpoint& ck, const nlohmann::json& state,
+                             const std::string& dir);
+  void restore_position(const nlohmann::json& state, const std::string& dir);
   std::string save(int64_t step);  // collective; rank 0 writes, every rank gets the path
   std::string write_checkpoint(int64_t step, const std::map<std::string, optim::ParamState>& states);
   double train_step(int64_t step, double& grad_norm);
+  // The model this rank trains: the whole GPT, or its TP x PP pieces.
+  models::Module& active_model();
+  // One metrics.jsonl record of a training step (stage metrics and loss scale included).
+  MetricRecord step_record(int64_t step, double loss, double grad_norm, double tps,
+                           double seconds) const;
   // The next grad_accum_ training batches (or `n` validation batches) as pipeline micro-batches.
   std::vector<pipeline::MicroBatch> next_micro_batches(data::DataLoader& loader, int64_t n);
   double ppo_train_step(int64_t step, double& grad_norm);
