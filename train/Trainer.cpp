@@ -229,6 +229,10 @@ void Trainer::setup_parallel(std::shared_ptr<Communicator> world) {
                par.zero_stage() == 0 || cfg_.optimizer().type() != config::OptimizerConfig::SGD,
                "train: parallel.zero_stage=1 shards AdamW state; expected optimizer.type=ADAMW, "
                "got SGD");
+  LOOM_CHECK_T(ConfigError, cfg_.device() != RunConfig::CUDA || world->size() == 1,
+               "train: device=CUDA on ", world->size(), " ranks: the trainer reduces over MPI "
+               "(CPU tensors) and does not drive the NCCL communicator yet; expected device=CPU "
+               "for a multi-rank run, or a single-process run on the GPU");
   if (par.ordered_reduce()) world->set_ordered_reduce(true);
   grid_ = std::make_unique<ProcessGrid>(world, int(par.tp()), int(par.pp()), int(par.dp()));
   if (par.ordered_reduce()) grid_->dp_group().set_ordered_reduce(true);

@@ -129,6 +129,13 @@ TEST_F(LaunchRun, FailingRanksEndTheJob) {
   EXPECT_NE(r.output.find("missing.h5"), std::string::npos) << r.output;
 }
 
+TEST_F(LaunchRun, CudaOnSeveralRanksIsAClearConfigError) {
+  // The trainer's multi-rank reductions run over MPI on CPU tensors; NCCL is not wired in yet.
+  RunResult r = run_loom_env(kEnv, "launch -n 2 " + cfg + " --set device=CUDA");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("device=CUDA on 2 ranks"), std::string::npos) << r.output;
+}
+
 TEST_F(LaunchRun, SlurmWithoutRankCountPointsToSrun) {
   RunResult r = run_loom_env("SLURM_JOB_ID=42 ", "launch " + cfg);
   EXPECT_EQ(r.exit_code, 2) << r.output;
