@@ -13,6 +13,8 @@
 #include "models/GPTConfig.h"
 #include "parallel/comm/MpiCommunicator.h"
 #include "parallel/data/DistributedRuntime.h"
+#include "parallel/model/ParallelGpt.h"
+#include "parallel/pipeline/GptStage.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -100,6 +102,17 @@ int cmd_plan(int argc, char** argv) {
   std::printf("# parameters: %lld\n# gradient accumulation: %lld\n# padded vocab: %lld\n",
               (long long)g.num_parameters(), (long long)config::grad_accum_steps(cfg),
               (long long)config::padded_vocab_size(cfg));
+  const int tp = int(cfg.parallel().tp()), pp = int(cfg.parallel().pp());
+  std::printf("# layout: tp=%d pp=%d dp=%lld, %lld micro-batch(es) per step\n", tp, pp,
+              (long long)cfg.parallel().dp(), (long long)config::grad_accum_steps(cfg));
+  for (int s = 0; s < pp; ++s) {
+    const auto [begin, end] = pipeline::stage_layers(g.n_layer, pp, s);
+    const int64_t n = pipeline::ParallelGpt::local_parameters(g, tp, s, pp);
+    // f32 parameter + gradient + AdamW's two moments: 16 bytes per element (activations extra).
+    std::printf("# stage %d: blocks [%lld, %lld), %lld parameters per rank, %.2f GiB f32 "
+                "training state per rank\n",
+                s, (long long)begin, (long long)end, (long long)n, double(n) * 16.0 / (1 << 30));
+  }
   return 0;
 }
 

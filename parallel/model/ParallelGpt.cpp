@@ -91,6 +91,21 @@ ParallelGpt::ParallelGpt(const models::GPTConfig& config, int64_t vocab_size, Co
   }
 }
 
+int64_t ParallelGpt::local_parameters(const models::GPTConfig& c, int tp, int stage, int pp) {
+  const int64_t C = c.n_embd, b = c.bias ? 1 : 0;
+  const auto [begin, end] = stage_layers(c.n_layer, pp, stage);
+  // Per block: two layer norms and the row-parallel biases whole; qkv, fc (with their biases)
+  // and the attn/mlp output weights split over TP.
+  const int64_t whole = 2 * (C + b * C) + 2 * b * C;
+  const int64_t split = (3 * C * C + b * 3 * C + C * C + 4 * C * C + b * 4 * C + 4 * C * C) / tp;
+  int64_t n = (end - begin) * (whole + split);
+  const int64_t vocab_rows = c.vocab_size / tp * C;
+  const bool first = stage == 0, last = stage == pp - 1;
+  if (first) n += vocab_rows + c.block_size * C;
+  if (last) n += C + b * C + ((!c.tie_embeddings || pp > 1) ? vocab_rows : 0);  // head or tied copy
+  return n;
+}
+
 void ParallelGpt::add_piece(const std::string& name, const Tensor& t, const ShardSpec& spec,
                             bool owner) {
   LOOM_INTERNAL_ASSERT(t.shape() == spec.local_shape(), "ParallelGpt: piece ", name, " of shape ",

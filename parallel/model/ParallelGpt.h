@@ -50,6 +50,10 @@ class ParallelGpt : public models::Module, public PipelineStage {
   ParallelGpt(const models::GPTConfig& config, int64_t vocab_size, Communicator& tp, int stage,
               int pp, uint64_t seed, DType dtype = DType::F32, Device device = Device::cpu());
 
+  // Elements of the pieces a rank at (stage, any TP rank) holds for `config` (padded vocab rows
+  // included, the last stage's tied copy of wte counted): what `loom plan` reports per rank.
+  static int64_t local_parameters(const models::GPTConfig& config, int tp, int stage, int pp);
+
   // Copies every piece this rank holds out of the logical tensors in `source` (full shapes, as
   // models::GPT::named_parameters() or a checkpoint's "model/..." tensors without the prefix).
   // wte/lm_head tables may have any row count >= vocab_size: real rows are copied, padded rows

@@ -136,6 +136,9 @@ void check_rank(std::shared_ptr<Communicator> world, const Case& c, const models
   EXPECT_LE(rel_diff(r.loss, ref.loss), tol) << r.loss << " vs " << ref.loss;
   std::vector<models::NamedTensor> named = m.named_parameters();
   ASSERT_EQ(named.size(), m.pieces().size());
+  int64_t held = 0;
+  for (const ParallelParam& p : m.pieces()) held += p.tensor.numel();
+  EXPECT_EQ(ParallelGpt::local_parameters(cfg, c.tp, grid.pp_rank(), c.pp), held);
   for (size_t i = 0; i < named.size(); ++i) {
     const ParallelParam& p = m.pieces()[i];
     EXPECT_EQ(named[i].first, p.name) << "registration order";
