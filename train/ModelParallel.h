@@ -7,7 +7,7 @@
 // clips every piece with the single-process rule. Checkpoints are layout-free: each rank adds only
 // the pieces it owns (DP rank 0) of every parameter and optimizer buffer, with their ShardSpecs,
 // and loading slices the logical tensors for whatever layout is running.
-//   ModelParallel mp(cfg, grid, full_gpt);          // full_gpt: the initialised single-process model
+//   ModelParallel mp(cfg, grid, full_gpt);   // full_gpt: the initialised single-process model
 //   double loss = mp.step(micro_batches, *opt);      // forward + backward + reduce, no update
 #pragma once
 

@@ -189,7 +189,8 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world)
     if (ppo_)
       for (const Tensor& p : ppo_->critic().parameters())
         grid_->dp_group().broadcast(p.detach(), 0);
-    if (!zero_ && !ppo_ && !mp_)  // PPO and ModelParallel reduce its two models' gradients itself (ppo_optimizer_step)
+    // PPO (its two models, ppo_optimizer_step) and ModelParallel reduce their gradients themselves.
+    if (!zero_ && !ppo_ && !mp_)
       reducer_ = std::make_unique<GradBucketReducer>(model_->parameters(), grid_->dp_group());
   }
 }
