@@ -1,8 +1,8 @@
 // Tensor + pipeline + data parallelism through the Trainer on MPI ranks (issue 4, TESTPLAN R-3,
-// each layout trains a tiny GPT (4 layers, 4 heads, fp32, no dropout, no biases) for 20 steps and
-// must match the single-process run with the same global batch: every step's loss and every
-// final parameter piece within 1e-5 relative. Checkpoints saved under TP=2 x PP=2 resume under one
-// process and under DP=2 x PP=2; DP=2 x TP=2 x PP=2 resumes bitwise.
+// each layout trains a tiny GPT (4 layers, 4 heads, fp32, no dropout, no biases) for 20
+// steps and must match the single-process run with the same global batch: every step's loss and
+// every final parameter piece within 1e-5 relative. Checkpoints saved under TP=2 x PP=2 resume
+// under one process and under DP=2 x PP=2; DP=2 x TP=2 x PP=2 resumes bitwise.
 // The executable is registered once per world size with the tests for that size (see
 // tests/parallel/CMakeLists.txt); each test asserts the world size it needs.
 #include <gtest/gtest.h>
