@@ -19,9 +19,6 @@ ModelParallel::ModelParallel(const RunConfig& cfg, ProcessGrid& grid, const mode
   LOOM_CHECK_T(ConfigError, cfg.stage() == RunConfig::PRETRAIN, "train: parallel.tp=", par.tp(),
                " pp=", par.pp(), " runs stage PRETRAIN only so far; expected parallel.tp=1 and "
                "pp=1 for stage ", RunConfig::Stage_Name(cfg.stage()));
-  LOOM_CHECK_T(ConfigError, par.zero_stage() == 0, "train: parallel.zero_stage=1 shards AdamW over "
-               "data-parallel ranks of a tp=1, pp=1 layout only; expected zero_stage=0 with tp=",
-               par.tp(), " pp=", par.pp());
   LOOM_CHECK_T(ConfigError, par.pp() == 1 || cfg.model().dropout() == 0.0,
                "train: model.dropout=", cfg.model().dropout(), " with parallel.pp=", par.pp(),
                ": pipeline stages have no dropout streams yet; expected model.dropout=0");
@@ -35,8 +32,9 @@ ModelParallel::ModelParallel(const RunConfig& cfg, ProcessGrid& grid, const mode
   model_->load_from(source);
   tied_ = std::make_unique<pipeline::TiedGradSync>(grid.pp_group());
   // Every DP rank of this (tp, pp) position holds the same pieces in the same order, so the
-  // reducer's buckets and their collective sequence match across the DP group.
-  if (grid.dp_size() > 1)
+  // reducer's buckets and their collective sequence match across the DP group. Under ZeRO-1 the
+  // optimizer reduce-scatters the gradients itself.
+  if (grid.dp_size() > 1 && par.zero_stage() == 0)
     reducer_ = std::make_unique<GradBucketReducer>(model_->parameters(), grid.dp_group());
 }
 
@@ -62,6 +60,7 @@ double ModelParallel::forward_backward(const std::vector<pipeline::MicroBatch>& 
       schedule_, *model_, p2p_for(micro_batches.front().ids.shape()), micro_batches, hooks);
   // Grads become DP averages first; the tied sum of the two copies' averages is the DP average
   // of their sums. A piece without a gradient this step gets zeros rather than hanging finish().
+  // (ZeRO-1: no reducer; the optimizer's reduce-scatter averages the tied sums.)
   if (reducer_) reducer_->finish();
   if (cfg_.model().tie_embeddings() && tied_->holds_weight())
     tied_->all_reduce(model_->tied_weight());
@@ -72,6 +71,14 @@ double ModelParallel::forward_backward(const std::vector<pipeline::MicroBatch>& 
     loss = t.item() * (1.0 / double(grid_.dp_size()));
   }
   return loss;
+}
+
+ZeroNormOptions ModelParallel::zero_norm_options() const {
+  ZeroNormOptions o;
+  o.model_parallel = &grid_.mp_group();
+  for (const pipeline::ParallelParam& p : model_->pieces())
+    if (!p.owner) o.not_counted.insert(p.name);
+  return o;
 }
 
 double ModelParallel::clip_gradients(double clip) {

@@ -2,13 +2,13 @@
 // This rank holds a pipeline::ParallelGpt (its stage's layers, its TP slices); one optimizer step
 // runs the global batch's micro-batches through the pipeline schedule (GPipe or 1F1B), averages
 // gradients over the DP group in buckets started during the last micro-batch's backward (a
-// GradBucketReducer), keeps the tied embedding's two copies in sync, computes the global
+// GradBucketReducer; under ZeRO-1 the optimizer's reduce-scatter does it instead), keeps the tied embedding's two copies in sync, computes the global
 // gradient norm once over the replica's TP x PP ranks (each logical element counted once) and
 // clips every piece with the single-process rule. Checkpoints are layout-free: each rank adds only
 // the pieces it owns (DP rank 0) of every parameter and optimizer buffer, with their ShardSpecs,
 // and loading slices the logical tensors for whatever layout is running.
 //   ModelParallel mp(cfg, grid, full_gpt);   // full_gpt: the initialised single-process model
-//   double loss = mp.step(micro_batches, *opt);      // forward + backward + reduce, no update
+//   double loss = mp.forward_backward(micro_batches);  // forward + backward + reduce, no update
 #pragma once
 
 #include <cstdint>
@@ -21,6 +21,7 @@
 #include "models/GPT.h"
 #include "optim/Optimizer.h"
 #include "parallel/ProcessGroups.h"
+#include "parallel/data/ZeroOptimizer.h"
 #include "parallel/model/ParallelGpt.h"
 #include "parallel/pipeline/P2P.h"
 #include "parallel/pipeline/Schedule.h"
@@ -48,6 +49,9 @@ class ModelParallel {
   double forward_backward(const std::vector<pipeline::MicroBatch>& micro_batches);
   // Global gradient norm of the logical model (before clipping); clips every piece when clip > 0.
   double clip_gradients(double clip);
+  // For ZeroAdamW over this rank's pieces: the norm counts owned pieces and sums over the
+  // replica's TP x PP ranks (so ZeRO-1's clipping equals clip_gradients').
+  ZeroNormOptions zero_norm_options() const;
   // Mean loss over `batches` (forward only); equal on every rank.
   double evaluate(const std::vector<pipeline::MicroBatch>& batches);
 

@@ -377,7 +377,7 @@ void Trainer::build_optimizer() {
     ao.eps = o.eps();
     zero_ = std::make_unique<ZeroAdamW>(
         optim::make_decay_groups(params, o.lr(), o.weight_decay(), filter), ao,
-        grid_->dp_group());
+        grid_->dp_group(), mp_ ? mp_->zero_norm_options() : ZeroNormOptions{});
     return;
   }
   opt_ = make_optimizer(params);

@@ -12,8 +12,8 @@
 namespace loom {
 
 ZeroAdamW::ZeroAdamW(std::vector<optim::ParamGroup> groups, const optim::AdamWOptions& options,
-                     Communicator& dp)
-    : dp_(dp), groups_(std::move(groups)) {
+                     Communicator& dp, ZeroNormOptions norm)
+    : dp_(dp), norm_(std::move(norm)), groups_(std::move(groups)) {
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     for (const auto& [name, p] : groups_[gi].params) {
       if (!slots_.empty()) {
@@ -47,11 +47,13 @@ ZeroAdamW::ZeroAdamW(std::vector<optim::ParamGroup> groups, const optim::AdamWOp
     local[gi].lr = groups_[gi].lr;
     local[gi].weight_decay = groups_[gi].weight_decay;
   }
+  if (!norm_.not_counted.empty()) norm_mask_ = Tensor::ones({shard_}, DType::F64, dev);
   for (const Slot& s : slots_) {
     int64_t a = std::max(s.offset, lo_), b = std::min(s.offset + s.param.numel(), lo_ + shard_);
     if (a >= b) continue;
     local[size_t(s.group)].params.emplace_back(s.name, param_shard_.narrow(0, a - lo_, b - a));
     shard_offset_[s.name] = a - lo_;
+    if (norm_.not_counted.count(s.name)) norm_mask_.narrow(0, a - lo_, b - a).zero_();
   }
   std::vector<optim::ParamGroup> nonempty;
   for (auto& g : local)
@@ -88,9 +90,12 @@ void ZeroAdamW::pack_grads() {
 }
 
 double ZeroAdamW::clip_shard(double max_norm) {
-  Tensor sq = sum(square(grad_shard_.to(DType::F64))).reshape({1});
+  Tensor g64 = grad_shard_.to(DType::F64);
+  if (norm_mask_.defined()) g64 = g64 * norm_mask_;
+  Tensor sq = sum(square(g64)).reshape({1});
   if (sq.device() != Device::cpu()) sq = sq.to(Device::cpu());
   dp_.all_reduce(sq);
+  if (norm_.model_parallel) norm_.model_parallel->all_reduce(sq);
   const double total = std::sqrt(sq.item());
   if (max_norm <= 0.0 || !std::isfinite(total)) return total;
   const double coef = max_norm / (total + 1e-6);  // as optim::clip_grad_norm

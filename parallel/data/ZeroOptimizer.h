@@ -11,6 +11,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,11 +21,20 @@
 
 namespace loom {
 
+// Under tensor / pipeline parallelism each DP replica's model is spread over TP x PP ranks: the
+// global gradient norm then sums the DP shards' squares, counting only the parameters this rank
+// owns for the norm (each logical element once), and adds them up over the replica's
+// `model_parallel` group as well.
+struct ZeroNormOptions {
+  Communicator* model_parallel = nullptr;  // null: the DP group holds the whole model
+  std::set<std::string> not_counted;        // parameters another rank counts (replicas, tied copy)
+};
+
 class ZeroAdamW {
  public:
   // Throws ValueError for parameters that are not all of one dtype and device.
   ZeroAdamW(std::vector<optim::ParamGroup> groups, const optim::AdamWOptions& options,
-            Communicator& dp);
+            Communicator& dp, ZeroNormOptions norm = {});
   ~ZeroAdamW();
 
   // Collective over dp. Returns the global gradient norm before clipping; max_norm <= 0: no clip.
@@ -53,6 +63,8 @@ class ZeroAdamW {
   void scatter_params();
 
   Communicator& dp_;
+  ZeroNormOptions norm_;
+  Tensor norm_mask_;  // (shard) 1 where the element counts in the norm; undefined: all count
   std::vector<Slot> slots_;
   std::vector<optim::ParamGroup> groups_;
   int64_t total_ = 0, shard_ = 0, lo_ = 0;

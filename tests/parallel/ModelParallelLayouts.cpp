@@ -109,13 +109,15 @@ std::vector<std::string> layout(int tp, int pp, int dp) {
 // statistics, the DP gradient average, the norm's per-rank partial sums).
 constexpr double kLayoutTol = 1e-5;
 
-void check_layout(int tp, int pp, int dp, const char* schedule) {
+void check_layout(int tp, int pp, int dp, const char* schedule,
+                  const std::vector<std::string>& extra = {}) {
   ASSERT_EQ(world_size(), tp * pp * dp) << "run this test with mpirun -np " << tp * pp * dp;
   SharedDir dir;
   std::string cfg = write_layout_config(dir);
   LayoutRun ref = reference(dir, cfg, {});
   std::vector<std::string> sets = layout(tp, pp, dp);
   sets.push_back(std::string("parallel.schedule=") + schedule);
+  sets.insert(sets.end(), extra.begin(), extra.end());
   LayoutRun got = run_layout(cfg, sets, true);
   ASSERT_EQ(got.losses.size(), 20u);
   expect_layout_match(got, ref, kLayoutTol);
@@ -150,6 +152,11 @@ TEST(Layouts2, Tp2OddVocabMatchesAndResumesOnOneProcess) {
 
 TEST(Layouts4, Tp2Pp2) { check_layout(2, 2, 1, "ONE_F_ONE_B"); }
 TEST(Layouts8, Dp2Tp2Pp2) { check_layout(2, 2, 2, "ONE_F_ONE_B"); }
+// ZeRO-1 under TP x PP: AdamW state sharded over the DP ranks of each (tp, pp) position; the
+// clipping norm counts owned pieces over DP shards and the replica's TP x PP ranks.
+TEST(Layouts8, Dp2Tp2Pp2Zero1) {
+  check_layout(2, 2, 2, "ONE_F_ONE_B", {"parallel.zero_stage=1"});
+}
 
 // Saved under TP=2 x PP=2 at step 10; resumed under one process and under DP=2 x PP=2, the next
 // 10 steps match the uninterrupted single-process run.
@@ -178,6 +185,27 @@ TEST(Layouts4, CheckpointFromTp2Pp2ResumesUnderOtherLayouts) {
   dp_pp.push_back(resume);
   dp_pp.push_back("output_dir=" + dir.file("dppp"));
   LayoutRun b = run_layout(cfg, dp_pp, true);
+  ASSERT_EQ(b.losses.size(), 10u);
+  expect_layout_match(b, ref, kLayoutTol, 10);
+}
+
+// ZeRO-1 under DP=2 x PP=2 saves logical optimizer state (gathered over DP, written as pieces):
+// resumed under TP=2 x PP=2 without ZeRO, steps 11-20 match the uninterrupted single process.
+TEST(Layouts4, Zero1CheckpointResumesWithoutZeroUnderTp2Pp2) {
+  ASSERT_EQ(world_size(), 4) << "run this test with mpirun -np 4";
+  SharedDir dir;
+  std::string cfg = write_layout_config(dir);
+  LayoutRun ref = reference(dir, cfg, {});
+  std::vector<std::string> first = layout(1, 2, 2);
+  for (const char* set : {"parallel.zero_stage=1", "max_steps=10"}) first.push_back(set);
+  first.push_back("checkpoint.dir=" + dir.file("ck"));
+  LayoutRun a = run_layout(cfg, first, true);
+  ASSERT_EQ(a.losses.size(), 10u);
+  expect_layout_match(a, ref, kLayoutTol);
+  std::vector<std::string> second = layout(2, 2, 1);
+  second.push_back("checkpoint.resume=" + a.checkpoint);
+  second.push_back("output_dir=" + dir.file("tppp"));
+  LayoutRun b = run_layout(cfg, second, true);
   ASSERT_EQ(b.losses.size(), 10u);
   expect_layout_match(b, ref, kLayoutTol, 10);
 }
