@@ -19,9 +19,6 @@ ModelParallel::ModelParallel(const RunConfig& cfg, ProcessGrid& grid, const mode
   LOOM_CHECK_T(ConfigError, cfg.stage() == RunConfig::PRETRAIN, "train: parallel.tp=", par.tp(),
                " pp=", par.pp(), " runs stage PRETRAIN only so far; expected parallel.tp=1 and "
                "pp=1 for stage ", RunConfig::Stage_Name(cfg.stage()));
-  LOOM_CHECK_T(ConfigError, par.pp() == 1 || cfg.model().dropout() == 0.0,
-               "train: model.dropout=", cfg.model().dropout(), " with parallel.pp=", par.pp(),
-               ": pipeline stages have no dropout streams yet; expected model.dropout=0");
   schedule_ = par.schedule() == config::ParallelConfig::GPIPE ? pipeline::ScheduleKind::GPipe
                                                               : pipeline::ScheduleKind::OneFOneB;
   model_ = std::make_unique<pipeline::ParallelGpt>(gpt_config_from(cfg),
@@ -49,8 +46,10 @@ pipeline::PipelineP2P& ModelParallel::p2p_for(const Shape& ids_shape) {
   return *slot;
 }
 
-double ModelParallel::forward_backward(const std::vector<pipeline::MicroBatch>& micro_batches) {
+double ModelParallel::forward_backward(const std::vector<pipeline::MicroBatch>& micro_batches,
+                                       int64_t step) {
   LOOM_INTERNAL_ASSERT(!micro_batches.empty());
+  model_->set_step(step);  // keys the dropout masks (with each micro-batch's index)
   const int64_t M = int64_t(micro_batches.size());
   pipeline::PipelineHooks hooks;
   // DP buckets are reduced during the last micro-batch's backward only (the earlier ones just

@@ -8,7 +8,7 @@
 // the pieces it owns (DP rank 0) of every parameter and optimizer buffer, with their ShardSpecs,
 // and loading slices the logical tensors for whatever layout is running.
 //   ModelParallel mp(cfg, grid, full_gpt);   // full_gpt: the initialised single-process model
-//   double loss = mp.forward_backward(micro_batches);  // forward + backward + reduce, no update
+//   double loss = mp.forward_backward(micro_batches, step);  // forward + backward + reduce
 #pragma once
 
 #include <cstdint>
@@ -46,7 +46,8 @@ class ModelParallel {
   // Forward + backward of one global step's micro-batches (this DP rank's share), tied-weight
   // sync and DP averaging. Returns the step loss (mean over micro-batches and DP ranks), equal on
   // every rank. Gradients are left in the pieces' .grad.
-  double forward_backward(const std::vector<pipeline::MicroBatch>& micro_batches);
+  // `step` (1-based) and each micro-batch's index key its dropout masks.
+  double forward_backward(const std::vector<pipeline::MicroBatch>& micro_batches, int64_t step);
   // Global gradient norm of the logical model (before clipping); clips every piece when clip > 0.
   double clip_gradients(double clip);
   // For ZeroAdamW over this rank's pieces: the norm counts owned pieces and sums over the

@@ -545,7 +545,8 @@ double Trainer::train_step(int64_t step, double& grad_norm) {
   double loss_sum = 0.0;
   stage_metrics_.clear();
   if (mp_) {  // the pipeline schedule runs every micro-batch of the step
-    const double loss = mp_->forward_backward(next_micro_batches(*train_loader_, grad_accum_));
+    const double loss =
+        mp_->forward_backward(next_micro_batches(*train_loader_, grad_accum_), step);
     if (!std::isfinite(loss))
       throw NonFiniteError(detail::str_cat("train: loss is ", loss, " at step ", step,
                                            "; hint: lower optimizer.lr or check the data"));
@@ -591,7 +592,7 @@ std::vector<pipeline::MicroBatch> Trainer::next_micro_batches(data::DataLoader& 
   std::vector<pipeline::MicroBatch> out;
   for (int64_t i = 0; i < n; ++i) {
     data::Batch b = loader.next();
-    out.push_back({b.inputs.to(device_), b.targets.to(device_)});
+    out.push_back({b.inputs.to(device_), b.targets.to(device_), i});
   }
   return out;
 }

@@ -41,10 +41,22 @@ const models::GPTConfig& checked(const models::GPTConfig& c, int stage, int pp) 
   c.validate();
   LOOM_CHECK(pp >= 1 && stage >= 0 && stage < pp, "ParallelGpt: expected 0 <= stage < pp, got ",
              "stage ", stage, " and pp ", pp);
-  LOOM_CHECK(pp == 1 || c.dropout == 0.0, "ParallelGpt: expected dropout 0 with pipeline ",
-             "parallelism (pp = ", pp, "; pipeline dropout streams are not implemented), got ",
-             c.dropout);
   return c;
+}
+
+// A 64-bit mix (splitmix64's finaliser) of the run seed and a dropout key: distinct keys give
+// unrelated Philox keys, so every (step, micro-batch, layer) has a stream of its own.
+uint64_t stream_seed(uint64_t seed, int64_t step, int64_t micro_batch, int64_t layer) {
+  uint64_t h = seed;
+  for (uint64_t v : {uint64_t(step), uint64_t(micro_batch), uint64_t(layer)}) {
+    h ^= v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+    h ^= h >> 30;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 27;
+    h *= 0x94D049BB133111EBull;
+    h ^= h >> 31;
+  }
+  return h;
 }
 
 }  // namespace
@@ -58,6 +70,7 @@ ParallelGpt::ParallelGpt(const models::GPTConfig& config, int64_t vocab_size, Co
       pp_(pp),
       layers_(stage_layers(config.n_layer, pp, stage)),
       rng_(seed, tp.rank()),
+      seed_(seed),
       part_(make_partition(config.vocab_size, vocab_size, tp)) {
   const int64_t C = config_.n_embd, V = config_.vocab_size;
   const bool tied_copy = is_last() && config_.tie_embeddings && pp_ > 1;
@@ -218,11 +231,26 @@ Tensor ParallelGpt::head_loss(const Tensor& h, const Tensor& targets) const {
 
 Tensor ParallelGpt::forward(const Tensor& x, const MicroBatch& mb) {
   const bool training = is_training() && config_.dropout > 0.0;
-  Tensor h = is_first() ? embed(mb.ids, training) : x;
+  const bool keyed = training && mb.index >= 0;
+  LOOM_CHECK(!training || keyed || pp_ == 1, "ParallelGpt.forward: dropout with pipeline ",
+             "parallelism (pp = ", pp_, ") needs micro-batches with their index in the step ",
+             "(MicroBatch.index), got index ", mb.index);
+  // Keyed dropout: the embedding is "layer" 0, block i is layer i + 1.
+  auto key = [&](int64_t layer) {
+    if (keyed) rng_.set_state({stream_seed(seed_, step_, mb.index, layer), 0, 0});
+  };
+  Tensor h = x;
+  if (is_first()) {
+    key(0);
+    h = embed(mb.ids, training);
+  }
   LOOM_CHECK(h.defined() && h.dim() == 3 && h.size(2) == config_.n_embd,
              "ParallelGpt.forward: expected an activation of shape (b,T,", config_.n_embd,
              "), got ", h.defined() ? shape_str(h.shape()) : std::string("none"));
-  for (auto& b : blocks_) h = b->forward(h, rng_, training);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    key(layers_.first + int64_t(i) + 1);
+    h = blocks_[i]->forward(h, rng_, training);
+  }
   return is_last() ? head_loss(h, mb.targets) : h;
 }
 

@@ -46,7 +46,7 @@ class ParallelGpt : public models::Module, public PipelineStage {
  public:
   // config.vocab_size: the padded row count (a multiple of tp); vocab_size: the real vocabulary
   // (ids and targets are < vocab_size; padded columns are masked out of the loss).
-  // config.dropout must be 0 when pp > 1 (ValueError otherwise). `tp` must outlive the model.
+  // `tp` must outlive the model.
   ParallelGpt(const models::GPTConfig& config, int64_t vocab_size, Communicator& tp, int stage,
               int pp, uint64_t seed, DType dtype = DType::F32, Device device = Device::cpu());
 
@@ -80,7 +80,13 @@ class ParallelGpt : public models::Module, public PipelineStage {
   std::pair<int64_t, int64_t> layers() const { return layers_; }
   Shape activation_shape(int64_t b, int64_t T) const { return {b, T, config_.n_embd}; }
   const models::GPTConfig& config() const { return config_; }
-  tp::TensorParallelRng& rng() { return rng_; }  // dropout streams (pp == 1 only)
+  tp::TensorParallelRng& rng() { return rng_; }  // dropout streams
+  // Dropout masks keyed by (step, micro-batch index, layer): every layer of every micro-batch
+  // draws from its own Philox stream (tp::TensorParallelRng seeded by a hash of the key), so the
+  // masks do not depend on how the layers are split over stages or on the schedule, and resuming
+  // at a step redraws them exactly. Used for micro-batches with index >= 0; a micro-batch
+  // without an index draws from rng() in call order, which only pp == 1 allows.
+  void set_step(int64_t step) { step_ = step; }
 
  private:
   void add_piece(const std::string& name, const Tensor& t, const ShardSpec& spec, bool owner);
@@ -96,6 +102,8 @@ class ParallelGpt : public models::Module, public PipelineStage {
   int stage_, pp_;
   std::pair<int64_t, int64_t> layers_;
   tp::TensorParallelRng rng_;
+  uint64_t seed_;
+  int64_t step_ = 0;
   tp::VocabPartition part_;  // this rank's rows of the padded vocabulary (wte and lm_head)
   std::unique_ptr<tp::VocabParallelEmbedding> wte_;
   Tensor wpe_;

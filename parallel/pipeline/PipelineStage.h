@@ -16,6 +16,9 @@ namespace loom::pipeline {
 struct MicroBatch {
   Tensor ids;      // (b,T) I64
   Tensor targets;  // (b,T) I64
+  // Position of this micro-batch in its optimizer step (keys its dropout masks, see ParallelGpt);
+  // -1 when the caller does not say.
+  int64_t index = -1;
 };
 
 class PipelineStage {

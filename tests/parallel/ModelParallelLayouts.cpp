@@ -151,6 +151,30 @@ TEST(Layouts2, Tp2OddVocabMatchesAndResumesOnOneProcess) {
 }
 
 TEST(Layouts4, Tp2Pp2) { check_layout(2, 2, 1, "ONE_F_ONE_B"); }
+
+// Dropout under TP=2 x PP=2: masks keyed by (step, micro-batch, layer), so 10 + restart + 10
+// steps equal 20 straight ones bitwise, and the run differs from the dropout-free one.
+TEST(Layouts4, Tp2Pp2WithDropoutResumesBitwise) {
+  ASSERT_EQ(world_size(), 4) << "run this test with mpirun -np 4";
+  SharedDir dir;
+  std::string cfg = write_layout_config(dir);
+  std::vector<std::string> sets = layout(2, 2, 1);
+  LayoutRun plain = run_layout(cfg, sets, true);
+  sets.push_back("model.dropout=0.1");
+  sets.push_back("output_dir=" + dir.file("drop"));
+  LayoutRun straight = run_layout(cfg, sets, true);
+  sets.push_back("checkpoint.dir=" + dir.file("drop_ck"));
+  std::vector<std::string> half = sets;
+  half.push_back("max_steps=10");
+  LayoutRun a = run_layout(cfg, half, true);
+  sets.push_back("checkpoint.resume=auto");
+  LayoutRun b = run_layout(cfg, sets, true);
+  std::vector<double> joined = a.losses;
+  joined.insert(joined.end(), b.losses.begin(), b.losses.end());
+  EXPECT_EQ(joined, straight.losses);
+  EXPECT_NE(straight.losses, plain.losses) << "dropout 0.1 dropped nothing";
+  EXPECT_LT(straight.losses.back(), straight.losses.front());
+}
 TEST(Layouts8, Dp2Tp2Pp2) { check_layout(2, 2, 2, "ONE_F_ONE_B"); }
 // ZeRO-1 under TP x PP: AdamW state sharded over the DP ranks of each (tp, pp) position; the
 // clipping norm counts owned pieces over DP shards and the replica's TP x PP ranks.

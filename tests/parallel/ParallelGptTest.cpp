@@ -231,18 +231,71 @@ TEST(ParallelGptTest, DropoutAtPp1UsesTheTensorParallelRng) {
   });
 }
 
-TEST(ParallelGptTest, PipelineWithDropoutIsRejected) {
-  auto world = FakeCommunicator::create_world(1, fake_options("world"));
+// Keyed dropout (micro-batches with their index): masks depend on (step, index, layer) only, so
+// a TP=2 x PP=2 pipeline computes what TP=2 in one stage computes, under either schedule, and
+// another step draws other masks. Without an index, dropout at pp > 1 is an error.
+struct DropoutRun {
+  std::vector<double> loss;                 // rank 0's PipelineResult::loss
+  std::map<std::string, Tensor> tp0_grads;  // the gradients of TP rank 0's pieces, by name
+};
+
+void keyed_dropout_rank(std::shared_ptr<Communicator> w, int pp, ScheduleKind kind, int64_t step,
+                        const models::GPTConfig& cfg, const std::vector<MicroBatch>& mbs,
+                        DropoutRun& out, std::mutex& mu) {
+  ProcessGrid grid(w, 2, pp, 1);
+  Generator gen(kSeed);
+  models::GPT full(cfg, gen, DType::F64);
+  ParallelGpt m(cfg, cfg.vocab_size, grid.tp_group(), grid.pp_rank(), pp, kSeed, DType::F64);
+  m.load_from(by_name(full.named_parameters()));
+  m.set_step(step);
+  PipelineP2P p2p(grid.pp_group(), m.activation_shape(test::kMicroBatch, test::kSeqLen),
+                  DType::F64);
+  PipelineResult r = run_pipeline(kind, m, p2p, mbs);
+  TiedGradSync(grid.pp_group()).all_reduce(m.tied_weight());
+  std::lock_guard<std::mutex> lock(mu);
+  if (w->rank() == 0) out.loss.push_back(r.loss);
+  if (grid.tp_rank() == 0)
+    for (const ParallelParam& p : m.pieces()) out.tp0_grads[p.name] = p.tensor.grad().clone();
+}
+
+TEST(ParallelGptTest, KeyedDropoutIsIndependentOfStagesAndSchedule) {
   models::GPTConfig cfg = tiny_config(true);
   cfg.dropout = 0.1;
+  auto mbs = test::make_micro_batches(kM, cfg.vocab_size, 45);
+  for (size_t i = 0; i < mbs.size(); ++i) mbs[i].index = int64_t(i);
+  std::mutex mu;
+  DropoutRun one, gpipe, onef, other_step;
+  auto run = [&](int pp, ScheduleKind kind, int64_t step, DropoutRun& out) {
+    run_world(2 * pp, [&](auto w) { keyed_dropout_rank(w, pp, kind, step, cfg, mbs, out, mu); });
+  };
+  run(1, ScheduleKind::OneFOneB, 3, one);
+  run(2, ScheduleKind::GPipe, 3, gpipe);
+  run(2, ScheduleKind::OneFOneB, 3, onef);
+  run(1, ScheduleKind::OneFOneB, 4, other_step);
+  ASSERT_EQ(one.loss.size(), 1u);
+  // Same masks, same summation orders up to the pipeline's hand-off: f64 agreement (TESTPLAN R-2).
+  EXPECT_LE(rel_diff(gpipe.loss[0], one.loss[0]), 1e-12);
+  EXPECT_EQ(onef.loss[0], gpipe.loss[0]);  // the schedule changes nothing
+  EXPECT_NE(other_step.loss[0], one.loss[0]) << "step 4 drew step 3's masks";
+  ASSERT_EQ(gpipe.tp0_grads.size(), one.tp0_grads.size());
+  for (const auto& [name, g] : one.tp0_grads)
+    EXPECT_LE(rel_frob(gpipe.tp0_grads.at(name), g), tp_tolerance(DType::F64)) << name;
+}
+
+TEST(ParallelGptTest, PipelineDropoutWithoutMicroBatchIndexIsRejected) {
+  models::GPTConfig cfg = tiny_config(true);
+  cfg.dropout = 0.1;
+  auto mbs = test::make_micro_batches(1, cfg.vocab_size, 46);  // index -1
+  auto world = FakeCommunicator::create_world(1, fake_options("world"));
+  ParallelGpt m(cfg, cfg.vocab_size, *world[0], /*stage=*/0, /*pp=*/2, kSeed);
   try {
-    ParallelGpt m(cfg, cfg.vocab_size, *world[0], /*stage=*/0, /*pp=*/2, kSeed);
-    ADD_FAILURE() << "expected a ValueError for dropout at pp 2";
+    m.forward(Tensor(), mbs[0]);
+    ADD_FAILURE() << "expected a ValueError for dropout at pp 2 without an index";
   } catch (const ValueError& e) {
-    EXPECT_NE(std::string(e.what()).find("expected dropout 0"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("MicroBatch.index"), std::string::npos) << e.what();
   }
-  // pp == 1 admits dropout.
-  EXPECT_NO_THROW(ParallelGpt(cfg, cfg.vocab_size, *world[0], 0, 1, kSeed));
+  m.eval();  // no dropout in eval mode: fine without an index
+  EXPECT_NO_THROW(m.forward(Tensor(), mbs[0]));
 }
 
 TEST(ParallelGptTest, LoadFromListsEveryProblemAndCopiesNothing) {
