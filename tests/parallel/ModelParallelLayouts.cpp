@@ -99,6 +99,30 @@ void expect_layout_match(const LayoutRun& got, const LayoutRun& want, double tol
   }
 }
 
+// 20 straight steps under `sets` vs 10 + restart (checkpoint.resume=auto) + 10: the losses of
+// every step and the final pieces must be bitwise equal. Returns the straight run.
+LayoutRun expect_bitwise_resume(const SharedDir& dir, const std::string& cfg,
+                                std::vector<std::string> sets, const std::string& name) {
+  LayoutRun straight = run_layout(cfg, sets, true);
+  sets.push_back("output_dir=" + dir.file(name));
+  sets.push_back("checkpoint.dir=" + dir.file(name + "_ck"));
+  std::vector<std::string> half = sets;
+  half.push_back("max_steps=10");
+  LayoutRun a = run_layout(cfg, half, true);
+  sets.push_back("checkpoint.resume=auto");
+  LayoutRun b = run_layout(cfg, sets, true);
+  EXPECT_EQ(a.losses.size(), 10u);
+  EXPECT_EQ(b.losses.size(), 10u);
+  std::vector<double> joined = a.losses;
+  joined.insert(joined.end(), b.losses.begin(), b.losses.end());
+  EXPECT_EQ(joined, straight.losses);
+  EXPECT_EQ(b.pieces.size(), straight.pieces.size());
+  for (size_t i = 0; i < std::min(b.pieces.size(), straight.pieces.size()); ++i)
+    EXPECT_EQ(b.pieces[i].second.to_vector<float>(), straight.pieces[i].second.to_vector<float>())
+        << b.pieces[i].first;
+  return straight;
+}
+
 std::vector<std::string> layout(int tp, int pp, int dp) {
   return {"parallel.tp=" + std::to_string(tp), "parallel.pp=" + std::to_string(pp),
           "parallel.dp=" + std::to_string(dp)};
@@ -161,17 +185,7 @@ TEST(Layouts4, Tp2Pp2WithDropoutResumesBitwise) {
   std::vector<std::string> sets = layout(2, 2, 1);
   LayoutRun plain = run_layout(cfg, sets, true);
   sets.push_back("model.dropout=0.1");
-  sets.push_back("output_dir=" + dir.file("drop"));
-  LayoutRun straight = run_layout(cfg, sets, true);
-  sets.push_back("checkpoint.dir=" + dir.file("drop_ck"));
-  std::vector<std::string> half = sets;
-  half.push_back("max_steps=10");
-  LayoutRun a = run_layout(cfg, half, true);
-  sets.push_back("checkpoint.resume=auto");
-  LayoutRun b = run_layout(cfg, sets, true);
-  std::vector<double> joined = a.losses;
-  joined.insert(joined.end(), b.losses.begin(), b.losses.end());
-  EXPECT_EQ(joined, straight.losses);
+  LayoutRun straight = expect_bitwise_resume(dir, cfg, sets, "drop");
   EXPECT_NE(straight.losses, plain.losses) << "dropout 0.1 dropped nothing";
   EXPECT_LT(straight.losses.back(), straight.losses.front());
 }
@@ -240,24 +254,7 @@ TEST(Layouts8, BitwiseResumeUnderDp2Tp2Pp2) {
   ASSERT_EQ(world_size(), 8) << "run this test with mpirun -np 8";
   SharedDir dir;
   std::string cfg = write_layout_config(dir);
-  std::vector<std::string> sets = layout(2, 2, 2);
-  LayoutRun straight = run_layout(cfg, sets, true);
-  sets.push_back("output_dir=" + dir.file("split"));
-  sets.push_back("checkpoint.dir=" + dir.file("split_ck"));
-  std::vector<std::string> half = sets;
-  half.push_back("max_steps=10");
-  LayoutRun a = run_layout(cfg, half, true);
-  sets.push_back("checkpoint.resume=auto");
-  LayoutRun b = run_layout(cfg, sets, true);
-  ASSERT_EQ(a.losses.size(), 10u);
-  ASSERT_EQ(b.losses.size(), 10u);
-  std::vector<double> joined = a.losses;
-  joined.insert(joined.end(), b.losses.begin(), b.losses.end());
-  EXPECT_EQ(joined, straight.losses);
-  ASSERT_EQ(b.pieces.size(), straight.pieces.size());
-  for (size_t i = 0; i < b.pieces.size(); ++i)
-    EXPECT_EQ(b.pieces[i].second.to_vector<float>(), straight.pieces[i].second.to_vector<float>())
-        << b.pieces[i].first;
+  expect_bitwise_resume(dir, cfg, layout(2, 2, 2), "split");
 }
 
 }  // namespace
