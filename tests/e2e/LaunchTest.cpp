@@ -15,20 +15,6 @@ namespace {
 // One thread per rank (2 ranks share the 2-core test machine).
 const std::string kEnv = "OMP_NUM_THREADS=1 ";
 
-// run_loom with environment assignments ("A=1 B=2 ") before the binary.
-RunResult run_loom_env(const std::string& env, const std::string& args) {
-  std::string cmd = env + std::string(LOOM_BIN) + " " + args + " 2>&1";
-  RunResult r;
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
 struct LaunchRun : ::testing::Test {
   TempDir dir{"launch"};
   std::string cfg = dir.file("tiny.pbtxt");

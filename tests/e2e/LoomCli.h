@@ -21,9 +21,10 @@ struct RunResult {
   std::string output;  // stdout + stderr
 };
 
-// Runs `loom <args>` (a shell command line) and captures its output.
-inline RunResult run_loom(const std::string& args) {
-  std::string cmd = std::string(LOOM_BIN) + " " + args + " 2>&1";
+// Runs `loom <args>` (a shell command line) with environment assignments ("A=1 B=2 ", or "")
+// before the binary, and captures its output (stdout and stderr).
+inline RunResult run_loom_env(const std::string& env, const std::string& args) {
+  std::string cmd = env + std::string(LOOM_BIN) + " " + args + " 2>&1";
   RunResult r;
   std::FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -34,6 +35,9 @@ inline RunResult run_loom(const std::string& args) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
+
+// Runs `loom <args>` in this process's environment.
+inline RunResult run_loom(const std::string& args) { return run_loom_env("", args); }
 
 // A scratch directory removed at the end of the test. The pid keeps test processes that CTest
 // runs in parallel (one per test case) out of each other's directories.
