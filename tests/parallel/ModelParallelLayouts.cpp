@@ -123,15 +123,48 @@ LayoutRun expect_bitwise_resume(const SharedDir& dir, const std::string& cfg,
   return straight;
 }
 
-std::vector<std::string> layout(int tp, int pp, int dp) {
-  return {"parallel.tp=" + std::to_string(tp), "parallel.pp=" + std::to_string(pp),
-          "parallel.dp=" + std::to_string(dp)};
-}
-
 // Issue 4: losses at every step and final parameters within 1e-5 relative of one process (the
 // layouts change only summation orders: row-parallel partial sums, vocab-parallel softmax
 // statistics, the DP gradient average, the norm's per-rank partial sums).
 constexpr double kLayoutTol = 1e-5;
+
+// Steps 1-10 under `sets` (distributed), checked against the single-process `ref`; returns the
+// run, whose last_checkpoint is step 10's.
+LayoutRun first_ten_steps(const SharedDir& dir, const std::string& cfg, const LayoutRun& ref,
+                          std::vector<std::string> sets) {
+  sets.push_back("max_steps=10");
+  sets.push_back("checkpoint.dir=" + dir.file("ck"));
+  LayoutRun a = run_layout(cfg, sets, true);
+  EXPECT_EQ(a.losses.size(), 10u);
+  expect_layout_match(a, ref, kLayoutTol);
+  return a;
+}
+
+// Resumes `checkpoint` under `sets` (into output dir `out`) and checks steps 11-20 and the final
+// parameters against `ref`. distributed = false: rank 0 alone runs one process while the others
+// wait (a failed assertion still reaches the barrier).
+void expect_resume_matches(const SharedDir& dir, const std::string& cfg, const LayoutRun& ref,
+                           const std::string& checkpoint, std::vector<std::string> sets,
+                           const std::string& out, bool distributed) {
+  sets.push_back("checkpoint.resume=" + checkpoint);
+  sets.push_back("output_dir=" + dir.file(out));
+  auto run = [&] {
+    LayoutRun b = run_layout(cfg, sets, distributed);
+    ASSERT_EQ(b.losses.size(), 10u);
+    expect_layout_match(b, ref, kLayoutTol, 10);
+  };
+  if (distributed) {
+    run();
+    return;
+  }
+  if (world_rank() == 0) run();
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+std::vector<std::string> layout(int tp, int pp, int dp) {
+  return {"parallel.tp=" + std::to_string(tp), "parallel.pp=" + std::to_string(pp),
+          "parallel.dp=" + std::to_string(dp)};
+}
 
 void check_layout(int tp, int pp, int dp, const char* schedule,
                   const std::vector<std::string>& extra = {}) {
@@ -161,17 +194,8 @@ TEST(Layouts2, Tp2OddVocabMatchesAndResumesOnOneProcess) {
   LayoutRun ref = reference(dir, cfg, {"model.vocab_size=65"});
   std::vector<std::string> sets = layout(2, 1, 1);
   sets.push_back("model.vocab_size=65");
-  sets.push_back("max_steps=10");
-  sets.push_back("checkpoint.dir=" + dir.file("ck"));
-  LayoutRun a = run_layout(cfg, sets, true);
-  expect_layout_match(a, ref, kLayoutTol);
-  if (world_rank() == 0) [&] {  // a lambda, so a failed ASSERT still reaches the barrier
-      LayoutRun one = run_layout(cfg, {"model.vocab_size=65", "checkpoint.resume=" + a.checkpoint,
-                                       "output_dir=" + dir.file("one")}, false);
-      ASSERT_EQ(one.losses.size(), 10u);
-      expect_layout_match(one, ref, kLayoutTol, 10);
-    }();
-  MPI_Barrier(MPI_COMM_WORLD);
+  LayoutRun a = first_ten_steps(dir, cfg, ref, sets);
+  expect_resume_matches(dir, cfg, ref, a.checkpoint, {"model.vocab_size=65"}, "one", false);
 }
 
 TEST(Layouts4, Tp2Pp2) { check_layout(2, 2, 1, "ONE_F_ONE_B"); }
@@ -203,28 +227,9 @@ TEST(Layouts4, CheckpointFromTp2Pp2ResumesUnderOtherLayouts) {
   SharedDir dir;
   std::string cfg = write_layout_config(dir);
   LayoutRun ref = reference(dir, cfg, {});
-  std::vector<std::string> first = layout(2, 2, 1);
-  first.push_back("max_steps=10");
-  first.push_back("checkpoint.dir=" + dir.file("ck"));
-  LayoutRun a = run_layout(cfg, first, true);
-  ASSERT_EQ(a.losses.size(), 10u);
-  expect_layout_match(a, ref, kLayoutTol);
-  const std::string resume = "checkpoint.resume=" + a.checkpoint;
-
-  // One process (rank 0 only; the others wait).
-  if (world_rank() == 0) [&] {  // a lambda, so a failed ASSERT still reaches the barrier
-      LayoutRun one = run_layout(cfg, {resume, "output_dir=" + dir.file("one")}, false);
-      ASSERT_EQ(one.losses.size(), 10u);
-      expect_layout_match(one, ref, kLayoutTol, 10);
-    }();
-  MPI_Barrier(MPI_COMM_WORLD);
-
-  std::vector<std::string> dp_pp = layout(1, 2, 2);
-  dp_pp.push_back(resume);
-  dp_pp.push_back("output_dir=" + dir.file("dppp"));
-  LayoutRun b = run_layout(cfg, dp_pp, true);
-  ASSERT_EQ(b.losses.size(), 10u);
-  expect_layout_match(b, ref, kLayoutTol, 10);
+  LayoutRun a = first_ten_steps(dir, cfg, ref, layout(2, 2, 1));
+  expect_resume_matches(dir, cfg, ref, a.checkpoint, {}, "one", false);
+  expect_resume_matches(dir, cfg, ref, a.checkpoint, layout(1, 2, 2), "dppp", true);
 }
 
 // ZeRO-1 under DP=2 x PP=2 saves logical optimizer state (gathered over DP, written as pieces):
@@ -234,18 +239,10 @@ TEST(Layouts4, Zero1CheckpointResumesWithoutZeroUnderTp2Pp2) {
   SharedDir dir;
   std::string cfg = write_layout_config(dir);
   LayoutRun ref = reference(dir, cfg, {});
-  std::vector<std::string> first = layout(1, 2, 2);
-  for (const char* set : {"parallel.zero_stage=1", "max_steps=10"}) first.push_back(set);
-  first.push_back("checkpoint.dir=" + dir.file("ck"));
-  LayoutRun a = run_layout(cfg, first, true);
-  ASSERT_EQ(a.losses.size(), 10u);
-  expect_layout_match(a, ref, kLayoutTol);
-  std::vector<std::string> second = layout(2, 2, 1);
-  second.push_back("checkpoint.resume=" + a.checkpoint);
-  second.push_back("output_dir=" + dir.file("tppp"));
-  LayoutRun b = run_layout(cfg, second, true);
-  ASSERT_EQ(b.losses.size(), 10u);
-  expect_layout_match(b, ref, kLayoutTol, 10);
+  std::vector<std::string> zero = layout(1, 2, 2);
+  zero.push_back("parallel.zero_stage=1");
+  LayoutRun a = first_ten_steps(dir, cfg, ref, zero);
+  expect_resume_matches(dir, cfg, ref, a.checkpoint, layout(2, 2, 1), "tppp", true);
 }
 
 // DP=2 x TP=2 x PP=2: 20 straight steps vs 10 + restart + 10, bitwise (same layout, same
