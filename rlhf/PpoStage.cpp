@@ -11,7 +11,7 @@
 #include "core/autograd/GradMode.h"
 #include "core/ops/Elementwise.h"
 #include "core/util/Check.h"
-#include "launch/config/Config.pb.h"
+#include "config/Config.pb.h"
 #include "rlhf/JsonlReader.h"
 #include "rlhf/Losses.h"
 #include "rlhf/Ppo.h"

@@ -7,7 +7,7 @@
 #include "core/autograd/GradMode.h"
 #include "core/ops/Reduction.h"
 #include "core/util/Check.h"
-#include "launch/config/Config.pb.h"
+#include "config/Config.pb.h"
 #include "models/RewardModel.h"
 #include "rlhf/Losses.h"
 #include "rlhf/PreferenceDataset.h"

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "core/autograd/GradMode.h"
-#include "launch/config/ConfigDefaults.h"
+#include "config/ConfigDefaults.h"
 #include "parallel/data/GradBucketReducer.h"
 #include "parallel/tensor/TensorParallelGradNorm.h"
 #include "train/Trainer.h"
@@ -112,7 +112,7 @@ double ModelParallel::evaluate(const std::vector<pipeline::MicroBatch>& batches)
   return sum / double(batches.size());
 }
 
-void ModelParallel::add_pieces(Checkpoint& ck,
+void ModelParallel::add_pieces(io::Checkpoint& ck,
                                const std::map<std::string, optim::ParamState>& states) const {
   if (grid_.dp_rank() != 0) return;  // DP replicas hold identical pieces
   for (const pipeline::ParallelParam& p : model_->pieces()) {
@@ -134,7 +134,7 @@ Tensor ModelParallel::fit_logical(const std::string& name, const Tensor& t,
   return fitted;
 }
 
-std::map<std::string, optim::ParamState> ModelParallel::load(const Checkpoint& ck,
+std::map<std::string, optim::ParamState> ModelParallel::load(const io::Checkpoint& ck,
                                                              const std::string& dir) {
   std::map<std::string, Tensor> source;
   std::string missing;

@@ -17,16 +17,16 @@
 #include <string>
 #include <vector>
 
-#include "launch/config/Config.pb.h"
+#include "config/Config.pb.h"
 #include "models/GPT.h"
 #include "optim/Optimizer.h"
 #include "parallel/ProcessGroups.h"
-#include "parallel/data/ZeroOptimizer.h"
+#include "optim/ZeroAdamW.h"
 #include "parallel/model/ParallelGpt.h"
 #include "parallel/pipeline/P2P.h"
 #include "parallel/pipeline/Schedule.h"
 #include "parallel/pipeline/TiedGradSync.h"
-#include "train/Checkpoint.h"
+#include "io/Checkpoint.h"
 
 namespace loom {
 class GradBucketReducer;
@@ -57,10 +57,10 @@ class ModelParallel {
   double evaluate(const std::vector<pipeline::MicroBatch>& batches);
 
   // Adds this rank's owned pieces ("model/<name>", "optim/<buf>/<name>") to ck.pieces.
-  void add_pieces(Checkpoint& ck, const std::map<std::string, optim::ParamState>& states) const;
+  void add_pieces(io::Checkpoint& ck, const std::map<std::string, optim::ParamState>& states) const;
   // Copies this rank's slices of the logical "model/..." tensors of `ck` into the model and returns
   // this rank's slices of the "optim/<buf>/<name>" tensors (steps left 0 for the caller to set).
-  std::map<std::string, optim::ParamState> load(const Checkpoint& ck, const std::string& dir);
+  std::map<std::string, optim::ParamState> load(const io::Checkpoint& ck, const std::string& dir);
 
  private:
   // A logical tensor of `ck` fitted to this layout's logical shape (vocab tables may differ in

@@ -12,8 +12,8 @@
 #include "core/ops/Elementwise.h"
 #include "core/util/Logging.h"
 #include "data/TokenDataset.h"
-#include "launch/config/ConfigDefaults.h"
-#include "launch/config/ConfigLoader.h"
+#include "config/ConfigDefaults.h"
+#include "config/ConfigLoader.h"
 #include "models/RewardModel.h"
 #include "optim/AdamW.h"
 #include "optim/ClipGradNorm.h"
@@ -22,10 +22,10 @@
 #include "parallel/ProcessGroups.h"
 #include "parallel/data/DistributedRuntime.h"
 #include "parallel/data/GradBucketReducer.h"
-#include "parallel/data/ZeroOptimizer.h"
+#include "optim/ZeroAdamW.h"
 #include "rlhf/PpoStage.h"
 #include "rlhf/Stages.h"
-#include "train/HfConvert.h"
+#include "io/HfConvert.h"
 #include "train/ModelParallel.h"
 
 namespace loom::train {
@@ -53,7 +53,7 @@ Device device_from(const RunConfig& cfg) {
   return cfg.device() == RunConfig::CUDA ? Device::cuda(0) : Device::cpu();
 }
 
-void add_model_tensors(Checkpoint& ck, const models::GPT& model) {
+void add_model_tensors(io::Checkpoint& ck, const models::GPT& model) {
   for (const auto& [name, p] : model.named_parameters()) ck.tensors["model/" + name] = p.detach();
 }
 
@@ -71,10 +71,10 @@ Tensor fit_vocab_rows(const std::string& name, const Tensor& t, const Shape& wan
   return out;
 }
 
-void load_model_tensors(const Checkpoint& ck_in, models::GPT& model, const std::string& source) {
+void load_model_tensors(const io::Checkpoint& ck_in, models::GPT& model, const std::string& source) {
   std::string problems;
   auto params = model.named_parameters();
-  Checkpoint ck;  // model tensors only, vocab tables fitted to this model's padding
+  io::Checkpoint ck;  // model tensors only, vocab tables fitted to this model's padding
   for (const auto& [name, p] : params) {
     auto it = ck_in.tensors.find("model/" + name);
     if (it != ck_in.tensors.end())
@@ -246,7 +246,7 @@ void Trainer::resume_if_asked() {
   std::string dir;
   if (resume == "auto") {
     // Rank 0 picks the checkpoint so every rank resumes from the same one (shared filesystem).
-    if (writer_) dir = find_latest_checkpoint(cfg_.checkpoint().dir());
+    if (writer_) dir = io::find_latest_checkpoint(cfg_.checkpoint().dir());
     if (grid_) dir = dist::broadcast_string(grid_->world(), dir, 0);
   } else if (resume != "none" && !resume.empty()) {
     dir = resume;
@@ -265,7 +265,7 @@ Trainer::~Trainer() = default;
 
 namespace {
 // A reward head the source checkpoint lacks keeps its fresh initial values.
-void keep_fresh_head(Checkpoint& ck, const models::GPT& model) {
+void keep_fresh_head(io::Checkpoint& ck, const models::GPT& model) {
   for (const auto& [name, p] : model.named_parameters())
     if (name.rfind("value_head.", 0) == 0 && !ck.tensors.count("model/" + name))
       ck.tensors["model/" + name] = p.detach().clone();
@@ -274,17 +274,17 @@ void keep_fresh_head(Checkpoint& ck, const models::GPT& model) {
 
 void Trainer::load_weights(const std::string& source, models::GPT& model) const {
   if (source.rfind("hf:", 0) != 0) {
-    Checkpoint ck = load_checkpoint(source);
+    io::Checkpoint ck = io::load_checkpoint(source);
     keep_fresh_head(ck, model);
     load_model_tensors(ck, model, source);
     return;
   }
   // A Hugging Face GPT-2 directory: same layout policy as the config (padded vocab rows).
   std::string dir = source.substr(3);
-  HfImportOptions o;
+  io::HfImportOptions o;
   o.vocab_pad_multiple = std::lcm(std::max<int64_t>(cfg_.model().vocab_pad_multiple(), 1),
                                   std::max<int64_t>(cfg_.parallel().tp(), 1));
-  HfModel hf = hf_to_loom(dir, o);
+  io::HfModel hf = io::hf_to_loom(dir, o);
   const models::GPTConfig& want = model.config();
   std::string problems;
   auto check = [&](const char* field, int64_t hf_value, int64_t ours) {
@@ -299,7 +299,7 @@ void Trainer::load_weights(const std::string& source, models::GPT& model) const 
   LOOM_CHECK_T(ConfigError, problems.empty(), "init_from=", source,
                ": the model section does not match the Hugging Face model:", problems,
                "\n  hint: use a matching preset (gpt2-124m, ...) or set these fields");
-  Checkpoint ck;
+  io::Checkpoint ck;
   for (auto& [name, t] : hf.params) ck.tensors["model/" + name] = t;
   keep_fresh_head(ck, model);
   load_model_tensors(ck, model, dir);
@@ -398,7 +398,7 @@ std::string Trainer::save(int64_t step) {
 
 std::string Trainer::write_checkpoint(int64_t step,
                                       const std::map<std::string, optim::ParamState>& states) {
-  Checkpoint ck;
+  io::Checkpoint ck;
   ck.step = step;
   if (mp_)
     mp_->add_pieces(ck, states);
@@ -438,12 +438,12 @@ std::string Trainer::write_checkpoint(int64_t step,
   ck.meta["trainer"] = state.dump();
   ck.meta["config"] = config::to_text(cfg_);
   if (mp_)
-    return save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()),
+    return io::save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()),
                            grid_->world());
-  return save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()));
+  return io::save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()));
 }
 
-void Trainer::load_optimizer_states(const Checkpoint& ck, const json& state,
+void Trainer::load_optimizer_states(const io::Checkpoint& ck, const json& state,
                                     const std::string& dir) {
   const json param_steps = state.value("param_steps", json::object());
   const int64_t opt_steps = state.value("optimizer_steps", int64_t(0));
@@ -507,7 +507,7 @@ void Trainer::restore_position(const json& state, const std::string& dir) {
 }
 
 void Trainer::resume_from(const std::string& dir) {
-  Checkpoint ck = load_checkpoint(dir);  // verified and fully read before anything changes
+  io::Checkpoint ck = io::load_checkpoint(dir);  // verified and fully read before anything changes
   json state;
   try {
     state = json::parse(ck.meta.at("trainer"));

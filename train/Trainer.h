@@ -28,11 +28,11 @@
 #include <vector>
 
 #include "data/DataLoader.h"
-#include "launch/config/Config.pb.h"
+#include "config/Config.pb.h"
 #include "models/GPT.h"
 #include "optim/LrSchedule.h"
 #include "optim/Optimizer.h"
-#include "train/Checkpoint.h"
+#include "io/Checkpoint.h"
 #include "train/Metrics.h"
 
 namespace loom {
@@ -69,8 +69,8 @@ Device device_from(const config::RunConfig& cfg);
 
 // Model parameters -> checkpoint tensors "model/<name>"; and back, checking every name and shape
 // before copying anything (CheckpointError lists the mismatches).
-void add_model_tensors(Checkpoint& ck, const models::GPT& model);
-void load_model_tensors(const Checkpoint& ck, models::GPT& model, const std::string& source);
+void add_model_tensors(io::Checkpoint& ck, const models::GPT& model);
+void load_model_tensors(const io::Checkpoint& ck, models::GPT& model, const std::string& source);
 // A vocabulary table (wte / lm_head, or its optimizer state) saved with another padding, fitted to
 // `want` rows: the first real_vocab rows copied, padded rows zero. Other tensors: `t` unchanged.
 Tensor fit_vocab_rows(const std::string& name, const Tensor& t, const Shape& want,
@@ -113,7 +113,7 @@ class Trainer {
   void build_loaders();  // PRETRAIN: token datasets
   void resume_from(const std::string& dir);
   // Parts of resume_from: model + optimizer state; step, data position, RNG and loss-scale state.
-  void load_optimizer_states(const Checkpoint& ck, const nlohmann::json& state,
+  void load_optimizer_states(const io::Checkpoint& ck, const nlohmann::json& state,
                              const std::string& dir);
   void restore_position(const nlohmann::json& state, const std::string& dir);
   std::string save(int64_t step);  // collective; rank 0 writes, every rank gets the path
@@ -130,8 +130,8 @@ class Trainer {
   // After a PPO mini-batch's backward: DP-average, clip and apply the actor and critic grads.
   void ppo_optimizer_step(double& grad_norm);
   // The critic, its optimizer state and the KL coefficient: into / out of a checkpoint.
-  std::string add_ppo_state(Checkpoint& ck) const;  // returns the meta JSON text
-  void load_ppo_state(const Checkpoint& ck, const std::string& meta, const std::string& dir);
+  std::string add_ppo_state(io::Checkpoint& ck) const;  // returns the meta JSON text
+  void load_ppo_state(const io::Checkpoint& ck, const std::string& meta, const std::string& dir);
   // Validation metrics ("val_loss", "val_ppl", stage extras); empty when there is no val split.
   std::vector<std::pair<std::string, double>> evaluate_metrics();
   // Averages stage_metrics_ over micro-batches and DP ranks.

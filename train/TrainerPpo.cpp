@@ -47,7 +47,7 @@ void Trainer::ppo_optimizer_step(double& grad_norm) {
   critic_opt_->zero_grad();
 }
 
-std::string Trainer::add_ppo_state(Checkpoint& ck) const {
+std::string Trainer::add_ppo_state(io::Checkpoint& ck) const {
   json j;
   for (const auto& [name, p] : ppo_->critic().named_parameters())
     ck.tensors["critic/" + name] = p.detach();
@@ -61,7 +61,7 @@ std::string Trainer::add_ppo_state(Checkpoint& ck) const {
   return j.dump();
 }
 
-void Trainer::load_ppo_state(const Checkpoint& ck, const std::string& meta,
+void Trainer::load_ppo_state(const io::Checkpoint& ck, const std::string& meta,
                              const std::string& dir) {
   const json j = json::parse(meta);
   std::string problems;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/tensor/ReduceOp.h"
 #include "core/tensor/Tensor.h"
 
 namespace loom {
@@ -32,7 +33,6 @@ enum class BinaryOp : uint8_t {
   TanhBackward,            // out = a * (1 - b^2)  (a = dy, b = y = tanh(x))
 };
 
-enum class ReduceOp : uint8_t { Sum, Max, Min };
 enum class RandomKind : uint8_t { Uniform, Normal, Bernoulli };
 
 const char* unary_op_name(UnaryOp op);

@@ -14,9 +14,9 @@
 #include "data/Tokenizer.h"
 #include "launch/cli/Args.h"
 #include "launch/cli/Commands.h"
-#include "launch/config/ConfigLoader.h"
+#include "config/ConfigLoader.h"
 #include "models/Generate.h"
-#include "train/Checkpoint.h"
+#include "io/Checkpoint.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -49,13 +49,13 @@ std::string resolve_step_dir(const std::string& dir) {
   LOOM_CHECK_T(CheckpointError, fs::is_directory(dir), "loom generate: --checkpoint ", dir,
                " is not a directory");
   if (fs::exists(fs::path(dir) / "MANIFEST.json")) return dir;
-  std::string latest = train::find_latest_checkpoint(dir);
+  std::string latest = io::find_latest_checkpoint(dir);
   LOOM_CHECK_T(CheckpointError, !latest.empty(), "loom generate: expected a checkpoint step_* ",
                "directory or a root holding a complete one, got ", dir, " (no checkpoint found)");
   return latest;
 }
 
-config::RunConfig checkpoint_config(const train::Checkpoint& ck, const std::string& dir) {
+config::RunConfig checkpoint_config(const io::Checkpoint& ck, const std::string& dir) {
   auto it = ck.meta.find("config");
   LOOM_CHECK_T(CheckpointError, it != ck.meta.end(), "loom generate: checkpoint ", dir,
                " has no meta \"config\" (the model shape is unknown)");
@@ -141,7 +141,7 @@ int cmd_generate(int argc, char** argv) {
   LOOM_CHECK_T(ConfigError, num_samples >= 1, "loom generate: expected --num-samples >= 1, got ",
                num_samples);
   const std::string step_dir = resolve_step_dir(a.require("checkpoint"));
-  const train::Checkpoint ck = train::load_checkpoint(step_dir);
+  const io::Checkpoint ck = io::load_checkpoint(step_dir);
   const config::RunConfig cfg = checkpoint_config(ck, step_dir);
 
   std::optional<data::Tokenizer> tok;

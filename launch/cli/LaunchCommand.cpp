@@ -21,7 +21,7 @@
 #include "core/util/Env.h"
 #include "launch/cli/Args.h"
 #include "launch/cli/Commands.h"
-#include "launch/config/ConfigLoader.h"
+#include "config/ConfigLoader.h"
 
 namespace loom::cli {
 

@@ -1,4 +1,4 @@
-// `loom pipeline PIPELINE.pbtxt`: runs the stages of a pipeline (launch/config/Pipeline.proto) one
+// `loom pipeline PIPELINE.pbtxt`: runs the stages of a pipeline (config/Pipeline.proto) one
 // after another in this process, e.g. pretrain -> sft -> reward -> ppo. Every stage's RunConfig is
 // resolved and validated before the first one starts, with "@stage" references (init_from,
 // ppo.reward_model, ppo.critic_init, dpo.reference) replaced by that earlier stage's final
@@ -24,14 +24,14 @@
 #include "core/util/Check.h"
 #include "launch/cli/Args.h"
 #include "launch/cli/Commands.h"
-#include "launch/config/ConfigDefaults.h"
-#include "launch/config/ConfigLoader.h"
-#include "launch/config/ConfigOverride.h"
-#include "launch/config/ConfigValidate.h"
-#include "launch/config/Pipeline.pb.h"
+#include "config/ConfigDefaults.h"
+#include "config/ConfigLoader.h"
+#include "config/ConfigOverride.h"
+#include "config/ConfigValidate.h"
+#include "config/Pipeline.pb.h"
 #include "parallel/comm/MpiCommunicator.h"
 #include "parallel/data/DistributedRuntime.h"
-#include "train/Checkpoint.h"
+#include "io/Checkpoint.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -221,7 +221,7 @@ std::vector<StagePlan> plan_stages(const Pipeline& p, const std::string& path,
     }
     sp.hash = config::config_hash(sp.cfg);
     sp.final_checkpoint =
-        (fs::path(sp.cfg.checkpoint().dir()) / train::checkpoint_dir_name(sp.cfg.max_steps()))
+        (fs::path(sp.cfg.checkpoint().dir()) / io::checkpoint_dir_name(sp.cfg.max_steps()))
             .string();
     for (const StagePlan& q : plans)
       LOOM_CHECK_T(ConfigError, q.cfg.checkpoint().dir() != sp.cfg.checkpoint().dir(),

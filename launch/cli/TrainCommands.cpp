@@ -8,8 +8,8 @@
 
 #include "launch/cli/Args.h"
 #include "launch/cli/Commands.h"
-#include "launch/config/ConfigDefaults.h"
-#include "launch/config/ConfigLoader.h"
+#include "config/ConfigDefaults.h"
+#include "config/ConfigLoader.h"
 #include "models/GPTConfig.h"
 #include "parallel/comm/MpiCommunicator.h"
 #include "parallel/data/DistributedRuntime.h"

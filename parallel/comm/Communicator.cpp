@@ -26,7 +26,6 @@ const char* comm_op_name(CommOp op) {
   return "?";
 }
 
-const char* reduce_op_name(ReduceOp op) { return op == ReduceOp::Sum ? "sum" : "max"; }
 
 double CommOptions::default_timeout_s() {
   return double(env::get_int(env::kCommTimeoutS, 300, 1, 7 * 24 * 3600));
@@ -161,9 +160,10 @@ void reduce_typed(T* out, const void* const* parts, int n, int64_t count, Reduce
       if (op == ReduceOp::Sum) {
         acc = acc + x;
       } else if constexpr (std::is_floating_point_v<Acc>) {
-        acc = (std::isnan(acc) || x < acc) ? acc : x;  // NaN propagates
+        const bool keep = std::isnan(acc) || (op == ReduceOp::Max ? x < acc : x > acc);
+        acc = keep ? acc : x;  // NaN propagates
       } else {
-        acc = x > acc ? x : acc;
+        acc = (op == ReduceOp::Max ? x > acc : x < acc) ? x : acc;
       }
     }
     out[i] = T(acc);
@@ -177,7 +177,9 @@ void reduce_int(T* out, const void* const* parts, int n, int64_t count, ReduceOp
     T acc = static_cast<const T*>(parts[0])[i];
     for (int r = 1; r < n; ++r) {
       T x = static_cast<const T*>(parts[r])[i];
-      acc = op == ReduceOp::Sum ? T(U(acc) + U(x)) : (x > acc ? x : acc);
+      acc = op == ReduceOp::Sum   ? T(U(acc) + U(x))
+            : op == ReduceOp::Max ? (x > acc ? x : acc)
+                                  : (x < acc ? x : acc);
     }
     out[i] = acc;
   }
@@ -198,11 +200,16 @@ void reduce_ordered(void* out, const void* const* parts, int n, int64_t count, D
     case DType::I32: return reduce_int<int32_t>(static_cast<int32_t*>(out), parts, n, count, op);
     case DType::I64: return reduce_int<int64_t>(static_cast<int64_t*>(out), parts, n, count, op);
     case DType::Bool: {
-      auto* o = static_cast<uint8_t*>(out);  // bool tensors hold 0/1 bytes; Sum and Max are "or"
+      // Bool tensors hold 0/1 bytes; Sum and Max are "or", Min is "and".
+      auto* o = static_cast<uint8_t*>(out);
       for (int64_t i = 0; i < count; ++i) {
-        uint8_t acc = 0;
-        for (int r = 0; r < n; ++r) acc |= static_cast<const uint8_t*>(parts[r])[i];
-        o[i] = acc ? 1 : 0;
+        uint8_t any = 0, all = 1;
+        for (int r = 0; r < n; ++r) {
+          const uint8_t x = static_cast<const uint8_t*>(parts[r])[i] ? 1 : 0;
+          any |= x;
+          all &= x;
+        }
+        o[i] = op == ReduceOp::Min ? all : any;
       }
       return;
     }

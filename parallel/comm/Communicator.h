@@ -15,16 +15,15 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor/ReduceOp.h"
 #include "core/tensor/Tensor.h"
 #include "parallel/comm/CommErrors.h"
 
 namespace loom {
 
-enum class ReduceOp : uint8_t { Sum, Max };
 enum class CommOp : uint8_t { AllReduce, AllGather, ReduceScatter, Broadcast, Barrier, Send, Recv };
 
 const char* comm_op_name(CommOp op);
-const char* reduce_op_name(ReduceOp op);
 
 // What a rank is about to do in collective number `seq`; ranks compare these in debug mode.
 // Plain data (fixed size) so it can be exchanged as raw bytes.

@@ -334,7 +334,7 @@ void post_reduction(MpiWork& w, MPI_Comm c, int n, CommOp op, ReduceOp reduce, b
   const char* name = comm_op_name(op);
   bool is_int = t.dtype() == DType::I32 || t.dtype() == DType::I64;
   MPI_Datatype native = (is_int || !ordered) ? native_type(t.dtype()) : MPI_DATATYPE_NULL;
-  MPI_Op mop = reduce == ReduceOp::Sum ? MPI_SUM : MPI_MAX;
+  MPI_Op mop = reduce == ReduceOp::Sum ? MPI_SUM : reduce == ReduceOp::Max ? MPI_MAX : MPI_MIN;
   MPI_Request* req = &w.reqs[0];
   if (native != MPI_DATATYPE_NULL) {
     if (op == CommOp::AllReduce) {

@@ -369,7 +369,10 @@ void post_reduction(NcclWork& w, CommOp op, ReduceOp reduce, bool ordered, int n
   const Tensor in = w.in, out = w.out;
   const DType dt = in.dtype();
   const ncclDataType_t nt = nccl_type(dt);
-  const ncclRedOp_t nop = (reduce == ReduceOp::Max || dt == DType::Bool) ? ncclMax : ncclSum;
+  // NB: a Bool sum is an OR, which NCCL computes as a max.
+  const ncclRedOp_t nop = reduce == ReduceOp::Min                          ? ncclMin
+                          : (reduce == ReduceOp::Max || dt == DType::Bool) ? ncclMax
+                                                                           : ncclSum;
   const size_t count = size_t(out.numel());
   if (!needs_ordered_sum(dt, reduce, ordered)) {
     w.launch([&](ncclComm_t c, cudaStream_t s) {

@@ -87,7 +87,7 @@ TEST_F(LaunchRun, PretrainExampleOnFourRanksTp2Dp2) {
 }
 
 // Issue 4: a rank killed in the middle of a checkpoint save (the LOOM_TEST_KILL_RANK_IN_SAVE
-// fault-injection hook of train/Checkpoint.h) ends the job, and the previous checkpoint stays the
+// fault-injection hook of io/Checkpoint.h) ends the job, and the previous checkpoint stays the
 // latest and loads: a single process resumes from it.
 TEST_F(LaunchRun, RankKilledMidSaveLeavesPreviousCheckpoint) {
   const std::string sets = " --set model.dropout=0 --set parallel.tp=2 --set parallel.pp=2" +

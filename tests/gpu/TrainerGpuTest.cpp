@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "data/TokenDataset.h"
-#include "launch/config/ConfigLoader.h"
+#include "config/ConfigLoader.h"
 #include "tests/gpu/GpuCompare.h"
 #include "train/Trainer.h"
 

@@ -41,15 +41,20 @@ inline Tensor make_input(int r, int64_t n, DType dt, int salt) {
 template <class T>
 T reference_reduce(const std::vector<const T*>& xs, int64_t i, ReduceOp op) {
   if constexpr (std::is_same_v<T, bool>) {
-    bool acc = false;
-    for (const T* x : xs) acc = acc || x[i];
-    return acc;
+    bool any = false, all = true;  // Sum and Max are "or", Min is "and"
+    for (const T* x : xs) {
+      any = any || x[i];
+      all = all && x[i];
+    }
+    return op == ReduceOp::Min ? all : any;
   } else {
     using Acc = std::conditional_t<std::is_same_v<T, BFloat16> || std::is_same_v<T, Half>, float, T>;
     Acc acc = Acc(xs[0][i]);
     for (size_t r = 1; r < xs.size(); ++r) {
       Acc v = Acc(xs[r][i]);
-      acc = op == ReduceOp::Sum ? Acc(acc + v) : (v > acc ? v : acc);
+      acc = op == ReduceOp::Sum   ? Acc(acc + v)
+            : op == ReduceOp::Max ? (v > acc ? v : acc)
+                                  : (v < acc ? v : acc);
     }
     return T(acc);
   }
@@ -98,7 +103,7 @@ inline void run_conformance(Communicator& c) {
   for (DType dt : kAllDTypes) {
     for (int64_t len : kSizes) {
       ++salt;
-      for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max}) {
+      for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min}) {
         Tensor t = make_input(r, len, dt, salt);
         c.all_reduce(t, op);
         expect_bytes_equal(t, expected_reduction(n, len, 0, len, dt, salt, op), what("all_reduce", dt, len, c));

@@ -53,8 +53,8 @@ TEST(DataParallel, Zero1MatchesPlainDp) {
   expect_match(zero, plain, 0.0);
 
   // The ZeRO-1 checkpoint holds the logical (gathered) optimizer state: equal to plain DP's.
-  train::Checkpoint a = train::load_checkpoint(zero.checkpoint);
-  train::Checkpoint b = train::load_checkpoint(plain.checkpoint);
+  io::Checkpoint a = io::load_checkpoint(zero.checkpoint);
+  io::Checkpoint b = io::load_checkpoint(plain.checkpoint);
   int optim_tensors = 0;
   for (const auto& [key, t] : b.tensors) {
     if (key.rfind("optim/", 0) != 0) continue;

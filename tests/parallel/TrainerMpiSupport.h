@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "data/TokenDataset.h"
-#include "launch/config/ConfigLoader.h"
+#include "config/ConfigLoader.h"
 #include "parallel/comm/MpiCommunicator.h"
-#include "train/Checkpoint.h"
+#include "io/Checkpoint.h"
 #include "train/Trainer.h"
 
 namespace loom::test {

@@ -6,7 +6,7 @@
 
 #include "core/autograd/GradMode.h"
 #include "data/BpeTrainer.h"
-#include "launch/config/ConfigLoader.h"
+#include "config/ConfigLoader.h"
 #include "models/RewardModel.h"
 #include "rlhf/Stages.h"
 #include "tests/rlhf/RlhfTestUtil.h"

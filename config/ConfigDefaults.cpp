@@ -1,0 +1,188 @@
+// Default values and preset expansion for RunConfig (see ConfigDefaults.h; values documented in
+// Config.proto next to each field).
+#include "config/ConfigDefaults.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace loom::config {
+
+// Sets field `f` of message `m` to `v` unless it was given explicitly.
+#define LOOM_CFG_DEFAULT(m, f, v)       \
+  do {                                  \
+    if (!(m).has_##f()) (m).set_##f(v); \
+  } while (0)
+
+const std::vector<ModelPreset>& model_presets() {
+  static const std::vector<ModelPreset> presets = {
+      {"gpt2-124m", 12, 12, 768, 50257, 1024},
+      {"gpt2-350m", 24, 16, 1024, 50257, 1024},
+      {"gpt2-774m", 36, 20, 1280, 50257, 1024},
+      {"gpt2-1.5b", 48, 25, 1600, 50257, 1024},
+  };
+  return presets;
+}
+
+const ModelPreset* find_preset(const std::string& name) {
+  for (const ModelPreset& p : model_presets())
+    if (name == p.name) return &p;
+  return nullptr;
+}
+
+namespace {
+
+void model_defaults(ModelConfig& m) {
+  const ModelPreset* p = find_preset(m.preset());
+  if (!p) p = find_preset("gpt2-124m");  // custom models default to the 124M shape
+  LOOM_CFG_DEFAULT(m, n_layer, p->n_layer);
+  LOOM_CFG_DEFAULT(m, n_head, p->n_head);
+  LOOM_CFG_DEFAULT(m, n_embd, p->n_embd);
+  LOOM_CFG_DEFAULT(m, vocab_size, p->vocab_size);
+  LOOM_CFG_DEFAULT(m, block_size, p->block_size);
+  LOOM_CFG_DEFAULT(m, vocab_pad_multiple, 1);
+  LOOM_CFG_DEFAULT(m, dropout, 0.0);
+  LOOM_CFG_DEFAULT(m, bias, true);
+  LOOM_CFG_DEFAULT(m, tie_embeddings, true);
+  LOOM_CFG_DEFAULT(m, init_std, 0.02);
+}
+
+void parallel_and_batch_defaults(RunConfig& cfg, int world_size) {
+  ParallelConfig& p = *cfg.mutable_parallel();
+  LOOM_CFG_DEFAULT(p, tp, 1);
+  LOOM_CFG_DEFAULT(p, pp, 1);
+  int64_t tp_pp = p.tp() * p.pp();
+  if ((!p.has_dp() || p.dp() == 0) && tp_pp > 0 && world_size > 0 && world_size % tp_pp == 0)
+    p.set_dp(world_size / tp_pp);
+  LOOM_CFG_DEFAULT(p, schedule, ParallelConfig::ONE_F_ONE_B);
+  LOOM_CFG_DEFAULT(p, zero_stage, 0);
+  LOOM_CFG_DEFAULT(p, ordered_reduce, false);
+
+  BatchConfig& b = *cfg.mutable_batch();
+  LOOM_CFG_DEFAULT(b, micro_batch_size, 4);
+  if (p.dp() > 0) LOOM_CFG_DEFAULT(b, global_batch_size, b.micro_batch_size() * p.dp());
+  int64_t ga = grad_accum_steps(cfg);
+  if (ga > 0) LOOM_CFG_DEFAULT(p, micro_batches, ga);
+}
+
+void optimizer_defaults(RunConfig& cfg) {
+  OptimizerConfig& o = *cfg.mutable_optimizer();
+  LOOM_CFG_DEFAULT(o, type, OptimizerConfig::ADAMW);
+  LOOM_CFG_DEFAULT(o, lr, 6e-4);
+  LOOM_CFG_DEFAULT(o, beta1, 0.9);
+  LOOM_CFG_DEFAULT(o, beta2, 0.95);
+  LOOM_CFG_DEFAULT(o, eps, 1e-8);
+  LOOM_CFG_DEFAULT(o, weight_decay, 0.1);
+  LOOM_CFG_DEFAULT(o, momentum, 0.0);
+  LOOM_CFG_DEFAULT(o, nesterov, false);
+  LOOM_CFG_DEFAULT(o, grad_clip, 1.0);
+  LOOM_CFG_DEFAULT(o, no_decay_bias, true);
+  LOOM_CFG_DEFAULT(o, no_decay_norm, true);
+  LOOM_CFG_DEFAULT(o, no_decay_embedding, false);
+
+  LrScheduleConfig& s = *cfg.mutable_schedule();
+  LOOM_CFG_DEFAULT(s, warmup_steps, 0);
+  LOOM_CFG_DEFAULT(s, decay, LrScheduleConfig::COSINE);
+  if (!s.has_min_lr()) LOOM_CFG_DEFAULT(s, min_lr_ratio, 0.1);
+  // NB: left unset when max_steps is missing or invalid; validate() reports max_steps instead.
+  if (cfg.max_steps() > 0) LOOM_CFG_DEFAULT(s, decay_steps, cfg.max_steps());
+}
+
+void io_defaults(RunConfig& cfg) {
+  DataConfig& d = *cfg.mutable_data();
+  LOOM_CFG_DEFAULT(d, seq_len, cfg.model().block_size());
+  LOOM_CFG_DEFAULT(d, shuffle, true);
+
+  EvalConfig& e = *cfg.mutable_eval();
+  LOOM_CFG_DEFAULT(e, interval, 250);
+  LOOM_CFG_DEFAULT(e, steps, 20);
+
+  CheckpointConfig& c = *cfg.mutable_checkpoint();
+  LOOM_CFG_DEFAULT(c, dir, cfg.output_dir() + "/checkpoints");
+  LOOM_CFG_DEFAULT(c, interval, 1000);
+  LOOM_CFG_DEFAULT(c, keep_last, 3);
+  LOOM_CFG_DEFAULT(c, resume, "auto");
+
+  LoggingConfig& l = *cfg.mutable_logging();
+  LOOM_CFG_DEFAULT(l, interval, 10);
+  LOOM_CFG_DEFAULT(l, jsonl, true);
+  LOOM_CFG_DEFAULT(l, tensorboard, false);
+  LOOM_CFG_DEFAULT(l, progress, LoggingConfig::AUTO);
+
+  if (cfg.has_loss_scale()) {
+    LossScaleConfig& ls = *cfg.mutable_loss_scale();
+    LOOM_CFG_DEFAULT(ls, init_scale, 65536.0);
+    LOOM_CFG_DEFAULT(ls, growth_factor, 2.0);
+    LOOM_CFG_DEFAULT(ls, backoff_factor, 0.5);
+    LOOM_CFG_DEFAULT(ls, growth_interval, 2000);
+    LOOM_CFG_DEFAULT(ls, dynamic, true);
+  }
+}
+
+void stage_defaults(RunConfig& cfg) {
+  if (cfg.stage() == RunConfig::SFT) {
+    SftConfig& s = *cfg.mutable_sft();
+    LOOM_CFG_DEFAULT(s, template_, "plain");
+    LOOM_CFG_DEFAULT(s, packing, false);
+    LOOM_CFG_DEFAULT(s, mask_prompt, true);
+  } else if (cfg.stage() == RunConfig::PPO) {
+    PpoConfig& p = *cfg.mutable_ppo();
+    LOOM_CFG_DEFAULT(p, critic_init, p.reward_model());
+    LOOM_CFG_DEFAULT(p, kl_coef, 0.05);
+    LOOM_CFG_DEFAULT(p, adaptive_kl, false);
+    LOOM_CFG_DEFAULT(p, kl_target, 6.0);
+    LOOM_CFG_DEFAULT(p, kl_horizon, 10000);
+    LOOM_CFG_DEFAULT(p, gamma, 1.0);
+    LOOM_CFG_DEFAULT(p, lam, 0.95);
+    LOOM_CFG_DEFAULT(p, clip, 0.2);
+    LOOM_CFG_DEFAULT(p, value_clip, 0.2);
+    LOOM_CFG_DEFAULT(p, epochs, 4);
+    LOOM_CFG_DEFAULT(p, mini_batches, 4);
+    LOOM_CFG_DEFAULT(p, missing_eos_penalty, 0.0);
+    RolloutConfig& r = *p.mutable_rollout();
+    int64_t half_block = std::max<int64_t>(1, cfg.model().block_size() / 2);
+    LOOM_CFG_DEFAULT(r, max_new_tokens, std::min<int64_t>(64, half_block));
+    LOOM_CFG_DEFAULT(r, temperature, 1.0);
+    LOOM_CFG_DEFAULT(r, top_k, 0);
+    LOOM_CFG_DEFAULT(r, top_p, 1.0);
+    LOOM_CFG_DEFAULT(r, batch_size, 8);
+  } else if (cfg.stage() == RunConfig::DPO) {
+    DpoConfig& d = *cfg.mutable_dpo();
+    LOOM_CFG_DEFAULT(d, reference, cfg.init_from());
+    LOOM_CFG_DEFAULT(d, beta, 0.1);
+  }
+}
+
+}  // namespace
+
+void apply_defaults(RunConfig& cfg, int world_size) {
+  LOOM_CFG_DEFAULT(cfg, name, "run");
+  LOOM_CFG_DEFAULT(cfg, stage, RunConfig::PRETRAIN);
+  LOOM_CFG_DEFAULT(cfg, seed, 1337);
+  LOOM_CFG_DEFAULT(cfg, output_dir, "runs/" + cfg.name());
+  LOOM_CFG_DEFAULT(cfg, device, RunConfig::CPU);
+  LOOM_CFG_DEFAULT(cfg, dtype, RunConfig::F32);
+  LOOM_CFG_DEFAULT(cfg, init_from, "");
+  model_defaults(*cfg.mutable_model());
+  parallel_and_batch_defaults(cfg, world_size);
+  optimizer_defaults(cfg);
+  io_defaults(cfg);
+  stage_defaults(cfg);
+}
+
+#undef LOOM_CFG_DEFAULT
+
+int64_t grad_accum_steps(const RunConfig& cfg) {
+  int64_t per_step = cfg.batch().micro_batch_size() * cfg.parallel().dp();
+  int64_t global = cfg.batch().global_batch_size();
+  if (per_step <= 0 || global <= 0 || global % per_step != 0) return 0;
+  return global / per_step;
+}
+
+int64_t padded_vocab_size(const RunConfig& cfg) {
+  int64_t pad = std::max<int64_t>(1, cfg.model().vocab_pad_multiple());
+  int64_t tp = std::max<int64_t>(1, cfg.parallel().tp());
+  int64_t m = std::lcm(pad, tp);
+  return (cfg.model().vocab_size() + m - 1) / m * m;
+}
+
+}  // namespace loom::config

@@ -1,0 +1,34 @@
+// Loading a run configuration: text format (.pbtxt) or JSON (.json) into a RunConfig, with errors
+// as ConfigError "<file>:<line>:<col>: <message>" (unknown fields suggest the closest valid name),
+// plus the canonical text form of a config (saved into checkpoints) and its stable hash (ranks
+// compare hashes to detect being started with different configs).
+//
+//   RunConfig cfg = loom::config::resolve("configs/tiny.pbtxt", {"optimizer.lr=3e-4"}, world);
+//   std::string text = loom::config::to_text(cfg);   // the resolved config, every field explicit
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/Config.pb.h"
+
+namespace loom::config {
+
+// Parse text format. `source` names the input in error messages (a file name or "<string>").
+RunConfig parse_text(std::string_view text, const std::string& source = "<string>");
+// Parse proto3 JSON (field names as in the .proto or lowerCamelCase; unknown fields are errors).
+RunConfig parse_json(std::string_view text, const std::string& source = "<string>");
+// Read a file: ".json" -> parse_json, anything else -> parse_text. Missing file -> ConfigError.
+RunConfig load_file(const std::string& path);
+
+// The config as text format, fields in declaration order (deterministic).
+std::string to_text(const RunConfig& cfg);
+// 16 hex digits: FNV-1a 64 of to_text(cfg). Equal configs give equal hashes on every rank/build.
+std::string config_hash(const RunConfig& cfg);
+
+// The whole pipeline: load_file, apply the "a.b=v" overrides in order, apply_defaults, validate.
+RunConfig resolve(const std::string& path, const std::vector<std::string>& overrides,
+                  int world_size);
+
+}  // namespace loom::config

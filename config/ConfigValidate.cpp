@@ -1,0 +1,300 @@
+// Cross-field checks for RunConfig (see ConfigValidate.h). Each check_* function appends lines of
+// the form "<field>=<value>: expected <what>" so a user sees all mistakes in one run.
+#include "config/ConfigValidate.h"
+
+#include <cmath>
+
+#include "core/util/Check.h"
+#include "config/ConfigDefaults.h"
+
+namespace loom::config {
+
+namespace {
+
+// "name=value" with strings quoted, for problem lines.
+template <class T>
+std::string fv(const char* name, const T& v) {
+  if constexpr (std::is_convertible_v<T, std::string>) {
+    return detail::str_cat(name, "=\"", v, "\"");
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return detail::str_cat(name, "=", v ? "true" : "false");
+  } else {
+    return detail::str_cat(name, "=", v);
+  }
+}
+
+class Problems {
+ public:
+  template <class... Args>
+  void expect(bool ok, const Args&... what) {
+    if (!ok) lines_.push_back(detail::str_cat(what...));
+  }
+  std::vector<std::string> take() { return std::move(lines_); }
+
+ private:
+  std::vector<std::string> lines_;
+};
+
+void check_parallel(const RunConfig& c, int world, Problems& P) {
+  const ParallelConfig& p = c.parallel();
+  P.expect(p.tp() >= 1, fv("parallel.tp", p.tp()), ": expected >= 1");
+  P.expect(p.pp() >= 1, fv("parallel.pp", p.pp()), ": expected >= 1");
+  if (p.tp() >= 1 && p.pp() >= 1) {
+    if (!p.has_dp() || p.dp() == 0) {
+      P.expect(false, fv("parallel.tp", p.tp()), " * ", fv("parallel.pp", p.pp()), " = ",
+               p.tp() * p.pp(), ": expected to divide the world size ", world,
+               " (parallel.dp is unset, so it is derived as world / (tp * pp))");
+    } else if (p.dp() < 1) {
+      P.expect(false, fv("parallel.dp", p.dp()), ": expected >= 1 (or 0/unset to derive it)");
+    } else {
+      P.expect(p.tp() * p.pp() * p.dp() == world, fv("parallel.tp", p.tp()), " * ",
+               fv("parallel.pp", p.pp()), " * ", fv("parallel.dp", p.dp()), " = ",
+               p.tp() * p.pp() * p.dp(), ": expected to equal the world size ", world);
+    }
+  }
+  P.expect(p.zero_stage() == 0 || p.zero_stage() == 1, fv("parallel.zero_stage", p.zero_stage()),
+           ": expected 0 or 1");
+  int64_t ga = grad_accum_steps(c);
+  if (ga <= 0) return;  // check_batch reports the batch sizes
+  P.expect(p.micro_batches() == ga, fv("parallel.micro_batches", p.micro_batches()),
+           ": expected to equal the gradient accumulation steps ", ga, " = ",
+           fv("batch.global_batch_size", c.batch().global_batch_size()), " / (",
+           fv("batch.micro_batch_size", c.batch().micro_batch_size()), " * ",
+           fv("parallel.dp", p.dp()), "); leave it unset to derive it");
+  if (p.pp() > 1 && p.schedule() == ParallelConfig::ONE_F_ONE_B) {
+    P.expect(
+        ga >= p.pp(), fv("parallel.micro_batches", ga), ": expected >= ", fv("parallel.pp", p.pp()),
+        " for the 1F1B schedule; raise batch.global_batch_size=", c.batch().global_batch_size());
+  }
+}
+
+void check_model(const RunConfig& c, Problems& P) {
+  const ModelConfig& m = c.model();
+  if (m.has_preset() && !m.preset().empty() && m.preset() != "custom") {
+    std::string names;
+    for (const ModelPreset& p : model_presets()) names += std::string(p.name) + ", ";
+    P.expect(find_preset(m.preset()) != nullptr, fv("model.preset", m.preset()),
+             ": expected one of ", names, "custom");
+  }
+  P.expect(m.n_layer() >= 1, fv("model.n_layer", m.n_layer()), ": expected >= 1");
+  P.expect(m.n_head() >= 1, fv("model.n_head", m.n_head()), ": expected >= 1");
+  P.expect(m.n_embd() >= 1, fv("model.n_embd", m.n_embd()), ": expected >= 1");
+  P.expect(m.vocab_size() >= 1, fv("model.vocab_size", m.vocab_size()), ": expected >= 1");
+  P.expect(m.block_size() >= 1, fv("model.block_size", m.block_size()), ": expected >= 1");
+  P.expect(m.vocab_pad_multiple() >= 1, fv("model.vocab_pad_multiple", m.vocab_pad_multiple()),
+           ": expected >= 1");
+  if (m.n_head() >= 1 && m.n_embd() >= 1) {
+    P.expect(m.n_embd() % m.n_head() == 0, fv("model.n_embd", m.n_embd()),
+             ": expected a multiple of ", fv("model.n_head", m.n_head()));
+  }
+  int64_t tp = c.parallel().tp(), pp = c.parallel().pp();
+  if (tp >= 1 && m.n_head() >= 1) {
+    P.expect(m.n_head() % tp == 0, fv("model.n_head", m.n_head()), ": expected a multiple of ",
+             fv("parallel.tp", tp), " (heads are split across tensor-parallel ranks)");
+  }
+  if (pp >= 1 && m.n_layer() >= 1) {
+    P.expect(m.n_layer() % pp == 0, fv("model.n_layer", m.n_layer()), ": expected a multiple of ",
+             fv("parallel.pp", pp), " (layers are split evenly across pipeline stages)");
+  }
+  P.expect(m.dropout() >= 0.0 && m.dropout() < 1.0, fv("model.dropout", m.dropout()),
+           ": expected a value in [0, 1)");
+  P.expect(m.init_std() > 0.0, fv("model.init_std", m.init_std()), ": expected > 0");
+}
+
+void check_batch_and_data(const RunConfig& c, Problems& P) {
+  const BatchConfig& b = c.batch();
+  int64_t dp = c.parallel().dp();
+  P.expect(b.micro_batch_size() >= 1, fv("batch.micro_batch_size", b.micro_batch_size()),
+           ": expected >= 1");
+  // NB: global_batch_size stays unset only when dp could not be derived (reported elsewhere).
+  if (b.has_global_batch_size()) {
+    P.expect(b.global_batch_size() >= 1, fv("batch.global_batch_size", b.global_batch_size()),
+             ": expected >= 1");
+  }
+  if (b.micro_batch_size() >= 1 && b.global_batch_size() >= 1 && dp >= 1) {
+    int64_t per_step = b.micro_batch_size() * dp;
+    P.expect(
+        b.global_batch_size() % per_step == 0 && b.global_batch_size() >= per_step,
+        fv("batch.global_batch_size", b.global_batch_size()), ": expected a positive multiple of ",
+        fv("batch.micro_batch_size", b.micro_batch_size()), " * ", fv("parallel.dp", dp), " = ",
+        per_step, " (gradient accumulation = global / (micro * dp) must be an integer >= 1)");
+  }
+  const DataConfig& d = c.data();
+  P.expect(d.seq_len() >= 1 && d.seq_len() <= c.model().block_size(),
+           fv("data.seq_len", d.seq_len()), ": expected a value in [1, ",
+           fv("model.block_size", c.model().block_size()), "]");
+  if (!d.tokenizer_json().empty()) {
+    P.expect(d.tokenizer_vocab().empty() && d.tokenizer_merges().empty(),
+             fv("data.tokenizer_json", d.tokenizer_json()), ": expected either tokenizer_json or ",
+             fv("data.tokenizer_vocab", d.tokenizer_vocab()), " + ",
+             fv("data.tokenizer_merges", d.tokenizer_merges()), ", not both");
+  } else {
+    P.expect(d.tokenizer_vocab().empty() == d.tokenizer_merges().empty(),
+             fv("data.tokenizer_vocab", d.tokenizer_vocab()), " and ",
+             fv("data.tokenizer_merges", d.tokenizer_merges()), ": expected both or neither");
+  }
+}
+
+void check_optimizer(const RunConfig& c, Problems& P) {
+  const OptimizerConfig& o = c.optimizer();
+  P.expect(o.lr() > 0.0 && std::isfinite(o.lr()), fv("optimizer.lr", o.lr()), ": expected > 0");
+  P.expect(o.beta1() >= 0.0 && o.beta1() < 1.0, fv("optimizer.beta1", o.beta1()),
+           ": expected a value in [0, 1)");
+  P.expect(o.beta2() >= 0.0 && o.beta2() < 1.0, fv("optimizer.beta2", o.beta2()),
+           ": expected a value in [0, 1)");
+  P.expect(o.eps() > 0.0, fv("optimizer.eps", o.eps()), ": expected > 0");
+  P.expect(o.weight_decay() >= 0.0, fv("optimizer.weight_decay", o.weight_decay()),
+           ": expected >= 0");
+  P.expect(o.grad_clip() >= 0.0, fv("optimizer.grad_clip", o.grad_clip()),
+           ": expected >= 0 (0 = no clipping)");
+  P.expect(o.momentum() >= 0.0 && o.momentum() < 1.0, fv("optimizer.momentum", o.momentum()),
+           ": expected a value in [0, 1)");
+  if (o.nesterov()) {
+    P.expect(o.type() == OptimizerConfig::SGD && o.momentum() > 0.0, fv("optimizer.nesterov", true),
+             ": expected optimizer.type=SGD with ", fv("optimizer.momentum", o.momentum()), " > 0");
+  }
+  const LrScheduleConfig& s = c.schedule();
+  P.expect(s.warmup_steps() >= 0, fv("schedule.warmup_steps", s.warmup_steps()), ": expected >= 0");
+  if (c.max_steps() > 0) {
+    P.expect(s.warmup_steps() <= c.max_steps(), fv("schedule.warmup_steps", s.warmup_steps()),
+             ": expected <= ", fv("max_steps", c.max_steps()));
+  }
+  if (s.has_decay_steps()) {
+    P.expect(s.decay_steps() >= 1, fv("schedule.decay_steps", s.decay_steps()), ": expected >= 1");
+  }
+  if (s.has_min_lr()) {
+    P.expect(!s.has_min_lr_ratio(), fv("schedule.min_lr", s.min_lr()), " and ",
+             fv("schedule.min_lr_ratio", s.min_lr_ratio()), ": expected only one of them");
+    P.expect(s.min_lr() >= 0.0 && s.min_lr() <= o.lr(), fv("schedule.min_lr", s.min_lr()),
+             ": expected a value in [0, ", fv("optimizer.lr", o.lr()), "]");
+  } else {
+    P.expect(s.min_lr_ratio() >= 0.0 && s.min_lr_ratio() <= 1.0,
+             fv("schedule.min_lr_ratio", s.min_lr_ratio()), ": expected a value in [0, 1]");
+  }
+}
+
+void check_run(const RunConfig& c, Problems& P) {
+  P.expect(c.max_steps() > 0,
+           "max_steps=", c.has_max_steps() ? std::to_string(c.max_steps()) : std::string("unset"),
+           ": expected > 0");
+  P.expect(!c.output_dir().empty(), fv("output_dir", c.output_dir()), ": expected a directory");
+  P.expect(c.eval().interval() >= 0, fv("eval.interval", c.eval().interval()),
+           ": expected >= 0 (0 = off)");
+  P.expect(c.eval().steps() >= 1, fv("eval.steps", c.eval().steps()), ": expected >= 1");
+  P.expect(c.checkpoint().interval() >= 0, fv("checkpoint.interval", c.checkpoint().interval()),
+           ": expected >= 0 (0 = only at the end)");
+  P.expect(c.checkpoint().keep_last() >= 0, fv("checkpoint.keep_last", c.checkpoint().keep_last()),
+           ": expected >= 0 (0 = keep all)");
+  P.expect(!c.checkpoint().dir().empty(), fv("checkpoint.dir", c.checkpoint().dir()),
+           ": expected a directory");
+  P.expect(!c.checkpoint().resume().empty(), fv("checkpoint.resume", c.checkpoint().resume()),
+           ": expected \"auto\", \"none\" or a checkpoint path");
+  P.expect(c.logging().interval() >= 0, fv("logging.interval", c.logging().interval()),
+           ": expected >= 0 (0 = off)");
+  P.expect(c.init_from() != "hf:", fv("init_from", c.init_from()),
+           ": expected \"hf:DIR\" with a directory after the colon");
+}
+
+void check_precision(const RunConfig& c, Problems& P) {
+  if (c.dtype() == RunConfig::F16) {
+    P.expect(c.has_loss_scale(), "dtype=F16: expected a loss_scale { ... } block (f16 needs ",
+             "loss scaling; e.g. loss_scale { init_scale: 65536 }), got loss_scale=unset");
+  }
+  if (!c.has_loss_scale()) return;
+  const LossScaleConfig& l = c.loss_scale();
+  P.expect(l.init_scale() > 0.0, fv("loss_scale.init_scale", l.init_scale()), ": expected > 0");
+  P.expect(l.growth_factor() > 1.0, fv("loss_scale.growth_factor", l.growth_factor()),
+           ": expected > 1");
+  P.expect(l.backoff_factor() > 0.0 && l.backoff_factor() < 1.0,
+           fv("loss_scale.backoff_factor", l.backoff_factor()), ": expected a value in (0, 1)");
+  P.expect(l.growth_interval() >= 1, fv("loss_scale.growth_interval", l.growth_interval()),
+           ": expected >= 1");
+}
+
+void check_ppo(const RunConfig& c, Problems& P) {
+  const PpoConfig& p = c.ppo();
+  P.expect(!p.prompts_path().empty(), fv("ppo.prompts_path", p.prompts_path()),
+           ": expected a prompt dataset for stage PPO");
+  P.expect(!p.reward_model().empty(), fv("ppo.reward_model", p.reward_model()),
+           ": expected a reward model checkpoint for stage PPO");
+  P.expect(!c.init_from().empty(), fv("init_from", c.init_from()),
+           ": expected the SFT checkpoint that initialises the PPO actor");
+  P.expect(p.kl_coef() >= 0.0, fv("ppo.kl_coef", p.kl_coef()), ": expected >= 0");
+  P.expect(p.kl_target() > 0.0, fv("ppo.kl_target", p.kl_target()), ": expected > 0");
+  P.expect(p.gamma() >= 0.0 && p.gamma() <= 1.0, fv("ppo.gamma", p.gamma()), ": expected [0, 1]");
+  P.expect(p.lam() >= 0.0 && p.lam() <= 1.0, fv("ppo.lam", p.lam()), ": expected [0, 1]");
+  P.expect(p.clip() > 0.0, fv("ppo.clip", p.clip()), ": expected > 0");
+  P.expect(p.value_clip() > 0.0, fv("ppo.value_clip", p.value_clip()), ": expected > 0");
+  P.expect(p.missing_eos_penalty() >= 0.0, fv("ppo.missing_eos_penalty", p.missing_eos_penalty()),
+           ": expected >= 0");
+  P.expect(p.epochs() >= 1, fv("ppo.epochs", p.epochs()), ": expected >= 1");
+  P.expect(p.mini_batches() >= 1, fv("ppo.mini_batches", p.mini_batches()), ": expected >= 1");
+  const RolloutConfig& r = p.rollout();
+  P.expect(r.max_new_tokens() >= 1 && r.max_new_tokens() < c.model().block_size(),
+           fv("ppo.rollout.max_new_tokens", r.max_new_tokens()), ": expected a value in [1, ",
+           fv("model.block_size", c.model().block_size()), ")");
+  P.expect(r.temperature() > 0.0, fv("ppo.rollout.temperature", r.temperature()), ": expected > 0");
+  P.expect(r.top_k() >= 0, fv("ppo.rollout.top_k", r.top_k()), ": expected >= 0 (0 = off)");
+  P.expect(r.top_p() > 0.0 && r.top_p() <= 1.0, fv("ppo.rollout.top_p", r.top_p()),
+           ": expected a value in (0, 1]");
+  P.expect(r.batch_size() >= 1, fv("ppo.rollout.batch_size", r.batch_size()), ": expected >= 1");
+}
+
+void check_stage(const RunConfig& c, Problems& P) {
+  switch (c.stage()) {
+    case RunConfig::PRETRAIN:
+      P.expect(!c.data().train_path().empty(), fv("data.train_path", c.data().train_path()),
+               ": expected a token dataset for stage PRETRAIN");
+      break;
+    case RunConfig::SFT:
+      P.expect(!c.sft().train_path().empty(), fv("sft.train_path", c.sft().train_path()),
+               ": expected a prompt/response dataset for stage SFT");
+      break;
+    case RunConfig::REWARD:
+      P.expect(!c.reward().train_path().empty(), fv("reward.train_path", c.reward().train_path()),
+               ": expected a preference dataset for stage REWARD");
+      break;
+    case RunConfig::PPO:
+      check_ppo(c, P);
+      break;
+    case RunConfig::DPO:
+      P.expect(!c.dpo().train_path().empty(), fv("dpo.train_path", c.dpo().train_path()),
+               ": expected a preference dataset for stage DPO");
+      P.expect(!c.dpo().reference().empty(), fv("dpo.reference", c.dpo().reference()),
+               ": expected a reference checkpoint (set dpo.reference or init_from)");
+      P.expect(c.dpo().beta() > 0.0, fv("dpo.beta", c.dpo().beta()), ": expected > 0");
+      break;
+    default:
+      P.expect(false, "stage=", RunConfig::Stage_Name(c.stage()), ": expected one of PRETRAIN, ",
+               "SFT, REWARD, PPO, DPO");
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> find_problems(const RunConfig& cfg, int world_size) {
+  RunConfig c = cfg;
+  apply_defaults(c, world_size);
+  Problems P;
+  P.expect(world_size >= 1, "world_size=", world_size, ": expected >= 1");
+  check_parallel(c, world_size, P);
+  check_model(c, P);
+  check_batch_and_data(c, P);
+  check_optimizer(c, P);
+  check_run(c, P);
+  check_precision(c, P);
+  check_stage(c, P);
+  return P.take();
+}
+
+void validate(const RunConfig& cfg, int world_size) {
+  std::vector<std::string> problems = find_problems(cfg, world_size);
+  if (problems.empty()) return;
+  std::string msg =
+      detail::str_cat("config: ", problems.size(), problems.size() == 1 ? " problem" : " problems",
+                      " (world size ", world_size, "):");
+  for (const std::string& p : problems) msg += "\n  - " + p;
+  throw ConfigError(msg);
+}
+
+}  // namespace loom::config

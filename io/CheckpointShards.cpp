@@ -1,0 +1,318 @@
+// Checkpoint tensor files (see CheckpointShards.h): HDF5 datasets carrying their dtype and
+// ShardSpec as attributes, and the assembly of logical tensors from the pieces of any number of
+// files with overlap / gap / disagreement checks done on a coverage mask before any data is read.
+#include "io/CheckpointShards.h"
+
+#include <fcntl.h>
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "core/util/Check.h"
+
+namespace loom::io::detail {
+
+namespace {
+
+std::mutex& hdf5_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+struct H5Type {
+  hid_t mem;
+  const char* tag;  // stored in the "loom_dtype" attribute
+};
+
+H5Type h5_type(DType dt) {
+  switch (dt) {
+    case DType::F32: return {H5T_NATIVE_FLOAT, "f32"};
+    case DType::F64: return {H5T_NATIVE_DOUBLE, "f64"};
+    case DType::BF16: return {H5T_NATIVE_UINT16, "bf16"};
+    case DType::F16: return {H5T_NATIVE_UINT16, "f16"};
+    case DType::I32: return {H5T_NATIVE_INT32, "i32"};
+    case DType::I64: return {H5T_NATIVE_INT64, "i64"};
+    case DType::Bool: return {H5T_NATIVE_UINT8, "bool"};
+  }
+  checkpoint_fail("unsupported dtype");
+}
+
+void fsync_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) checkpoint_fail("cannot open " + path + " to flush it");
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) checkpoint_fail("fsync failed for " + path);
+}
+
+void write_string_attr(hid_t obj, const char* name, const std::string& value) {
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, value.size() + 1);
+  hid_t attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = attr < 0 ? -1 : H5Awrite(attr, type, value.c_str());
+  if (attr >= 0) H5Aclose(attr);
+  H5Tclose(type);
+  H5Sclose(space);
+  if (st < 0) checkpoint_fail(std::string("cannot write attribute ") + name);
+}
+
+std::optional<std::string> read_string_attr(hid_t obj, const char* name) {
+  if (H5Aexists(obj, name) <= 0) return std::nullopt;
+  hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+  if (attr < 0) return std::nullopt;
+  hid_t type = H5Aget_type(attr);
+  std::string buf(H5Tget_size(type) + 1, '\0');
+  herr_t st = H5Tget_class(type) == H5T_STRING ? H5Aread(attr, type, buf.data()) : -1;
+  H5Tclose(type);
+  H5Aclose(attr);
+  if (st < 0) return std::nullopt;
+  return std::string(buf.c_str());
+}
+
+// Writes one dataset (the whole tensor when spec is null) with its attributes.
+void write_dataset(hid_t file, hid_t lcpl, const std::string& name, const Tensor& t0,
+                   const ShardSpec* spec, const std::string& path) {
+  Tensor t = t0.detach().to(Device::cpu()).contiguous();
+  std::vector<hsize_t> dims(t.shape().begin(), t.shape().end());
+  hid_t space = dims.empty() ? H5Screate(H5S_SCALAR)
+                             : H5Screate_simple(int(dims.size()), dims.data(), nullptr);
+  H5Type ty = h5_type(t.dtype());
+  hid_t ds = H5Dcreate2(file, name.c_str(), ty.mem, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  H5Sclose(space);
+  if (ds < 0) checkpoint_fail("cannot create tensor \"" + name + "\" in " + path);
+  herr_t st = t.numel() ? H5Dwrite(ds, ty.mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw_data()) : 0;
+  try {
+    write_string_attr(ds, "loom_dtype", ty.tag);
+    if (spec) write_string_attr(ds, "loom_shard", spec->to_json());
+  } catch (const CheckpointError&) {
+    st = -1;
+  }
+  H5Dclose(ds);
+  if (st < 0) checkpoint_fail("cannot write tensor \"" + name + "\" to " + path);
+}
+
+struct Entry {
+  const std::string* name;
+  const Tensor* tensor;
+  const ShardSpec* spec;  // null: whole tensor
+};
+
+std::vector<Entry> entries_to_write(const std::map<std::string, Tensor>& whole,
+                                    const std::map<std::string, CheckpointPiece>& pieces,
+                                    const std::string& path) {
+  std::vector<Entry> out;
+  for (const auto& [name, t] : whole) out.push_back({&name, &t, nullptr});
+  for (const auto& [name, p] : pieces) {
+    if (whole.count(name))
+      checkpoint_fail(path + ": tensor \"" + name + "\" is both a whole tensor and a piece");
+    if (!p.tensor.defined() || p.tensor.shape() != p.spec.local_shape())
+      checkpoint_fail(path + ": piece \"" + name + "\" (" + p.spec.str() + "): expected shape " +
+                      shape_str(p.spec.local_shape()) + ", got " +
+                      (p.tensor.defined() ? shape_str(p.tensor.shape()) : std::string("none")));
+    out.push_back({&name, &p.tensor, &p.spec});
+  }
+  return out;
+}
+
+}  // namespace
+
+void checkpoint_fail(const std::string& msg) { throw CheckpointError("checkpoint: " + msg); }
+
+void write_tensor_file(const std::string& path, const std::map<std::string, Tensor>& whole,
+                       const std::map<std::string, CheckpointPiece>& pieces, bool kill_halfway) {
+  std::vector<Entry> entries = entries_to_write(whole, pieces, path);
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (file < 0) {
+    H5Pclose(lcpl);
+    checkpoint_fail("cannot create " + path);
+  }
+  try {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (kill_halfway && i == entries.size() / 2) {
+        H5Fflush(file, H5F_SCOPE_GLOBAL);
+        std::_Exit(9);
+      }
+      write_dataset(file, lcpl, *entries[i].name, *entries[i].tensor, entries[i].spec, path);
+    }
+  } catch (...) {
+    H5Fclose(file);
+    H5Pclose(lcpl);
+    throw;
+  }
+  H5Pclose(lcpl);
+  if (H5Fclose(file) < 0) checkpoint_fail("cannot close " + path);
+  fsync_file(path);
+}
+
+namespace {
+
+// One dataset found in a tensor file.
+struct PieceRef {
+  size_t file = 0;  // index into the file list
+  std::string name;
+  ShardSpec spec;
+  DType dtype = DType::F32;
+  Shape stored;  // the dataset's shape
+};
+
+herr_t visit_cb(hid_t, const char* name, const H5O_info_t* info, void* data) {
+  if (info->type == H5O_TYPE_DATASET) static_cast<std::vector<std::string>*>(data)->push_back(name);
+  return 0;
+}
+
+PieceRef describe_dataset(hid_t file, size_t index, const std::string& name,
+                          const std::string& path) {
+  hid_t ds = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
+  if (ds < 0) checkpoint_fail("cannot open tensor \"" + name + "\" in " + path);
+  PieceRef r;
+  r.file = index;
+  r.name = name;
+  std::optional<std::string> tag = read_string_attr(ds, "loom_dtype");
+  std::optional<std::string> shard = read_string_attr(ds, "loom_shard");
+  hid_t space = H5Dget_space(ds);
+  int nd = H5Sget_simple_extent_ndims(space);
+  std::vector<hsize_t> dims(size_t(std::max(nd, 0)));
+  if (nd > 0) H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  H5Sclose(space);
+  H5Dclose(ds);
+  r.stored.assign(dims.begin(), dims.end());
+  const std::string where = path + " tensor \"" + name + "\"";
+  try {
+    r.dtype = dtype_from_name(tag.value_or(""));
+  } catch (const ValueError&) {
+    checkpoint_fail("tensor \"" + name + "\" in " + path + " has unknown dtype tag \"" +
+                    tag.value_or("") + "\"");
+  }
+  try {
+    r.spec = shard ? ShardSpec::from_json(*shard, where) : ShardSpec::whole(r.stored);
+  } catch (const ValueError& e) {
+    checkpoint_fail(e.what());
+  }
+  if (r.stored != r.spec.local_shape())
+    checkpoint_fail(where + ": stored shape " + shape_str(r.stored) + " does not match its shard " +
+                    r.spec.str() + " (expected " + shape_str(r.spec.local_shape()) + ")");
+  return r;
+}
+
+// Calls fn(begin, end) for each flat (row-major) index range of the logical tensor in the piece.
+template <class Fn>
+void for_each_range(const ShardSpec& s, Fn&& fn) {
+  const int64_t n = shape_numel(s.logical);
+  if (s.is_whole()) {
+    fn(int64_t(0), n);
+    return;
+  }
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < s.dim; ++d) outer *= s.view[size_t(d)];
+  for (size_t d = size_t(s.dim) + 1; d < s.view.size(); ++d) inner *= s.view[d];
+  const int64_t extent = s.view[size_t(s.dim)];
+  for (int64_t a = 0; a < outer; ++a)
+    fn((a * extent + s.offset) * inner, (a * extent + s.offset + s.length) * inner);
+}
+
+bool covers(const ShardSpec& s, int64_t k) {
+  bool hit = false;
+  for_each_range(s, [&](int64_t b, int64_t e) { hit = hit || (b <= k && k < e); });
+  return hit;
+}
+
+// Checks that the pieces of one name agree and tile the logical tensor exactly.
+void check_tiling(const std::vector<const PieceRef*>& refs, const std::vector<std::string>& paths) {
+  const PieceRef& first = *refs[0];
+  const std::string tname = "tensor \"" + first.name + "\"";
+  for (const PieceRef* r : refs) {
+    if (r->spec.logical != first.spec.logical || r->dtype != first.dtype)
+      checkpoint_fail(tname + ": " + paths[r->file] + " has a " + dtype_name(r->dtype) + " " +
+                      shape_str(r->spec.logical) + " piece but " + paths[first.file] + " has " +
+                      dtype_name(first.dtype) + " " + shape_str(first.spec.logical));
+  }
+  const int64_t n = shape_numel(first.spec.logical);
+  std::vector<uint8_t> covered(size_t(n), 0);
+  for (size_t i = 0; i < refs.size(); ++i) {
+    int64_t clash = -1;
+    for_each_range(refs[i]->spec, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        if (covered[size_t(k)] && clash < 0) clash = k;
+        covered[size_t(k)] = 1;
+      }
+    });
+    if (clash < 0) continue;
+    size_t j = 0;
+    while (j < i && !covers(refs[j]->spec, clash)) ++j;
+    checkpoint_fail(tname + ": piece " + refs[i]->spec.str() + " in " + paths[refs[i]->file] +
+                    " overlaps piece " + refs[j]->spec.str() + " in " + paths[refs[j]->file] +
+                    " (element " + std::to_string(clash) + ")");
+  }
+  auto gap = std::find(covered.begin(), covered.end(), uint8_t(0));
+  if (gap != covered.end()) {
+    int64_t missing = std::count(covered.begin(), covered.end(), uint8_t(0));
+    std::string files;
+    for (const PieceRef* r : refs) files += (files.empty() ? "" : ", ") + paths[r->file];
+    checkpoint_fail(tname + ": the pieces in " + files + " leave " + std::to_string(missing) +
+                    " of " + std::to_string(n) + " elements uncovered (first at flat index " +
+                    std::to_string(gap - covered.begin()) + ")");
+  }
+}
+
+Tensor read_piece(hid_t file, const PieceRef& r, const std::string& path) {
+  hid_t ds = H5Dopen2(file, r.name.c_str(), H5P_DEFAULT);
+  if (ds < 0) checkpoint_fail("cannot open tensor \"" + r.name + "\" in " + path);
+  Tensor t = Tensor::empty(r.stored, r.dtype);
+  herr_t st = t.numel()
+                  ? H5Dread(ds, h5_type(r.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw_data())
+                  : 0;
+  H5Dclose(ds);
+  if (st < 0) checkpoint_fail("cannot read tensor \"" + r.name + "\" from " + path);
+  return t;
+}
+
+// Open HDF5 files, closed on scope exit.
+struct OpenFiles {
+  std::vector<hid_t> ids;
+  ~OpenFiles() {
+    for (hid_t f : ids) H5Fclose(f);
+  }
+};
+
+}  // namespace
+
+std::map<std::string, Tensor> assemble_tensor_files(const std::vector<std::string>& paths) {
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  OpenFiles files;
+  std::vector<PieceRef> refs;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    hid_t f = H5Fopen(paths[i].c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) checkpoint_fail("cannot open " + paths[i] + " as HDF5");
+    files.ids.push_back(f);
+    std::vector<std::string> names;
+    H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_NATIVE, visit_cb, &names, H5O_INFO_BASIC);
+    for (const std::string& n : names) refs.push_back(describe_dataset(f, i, n, paths[i]));
+  }
+  std::map<std::string, std::vector<const PieceRef*>> by_name;
+  for (const PieceRef& r : refs) by_name[r.name].push_back(&r);
+  for (const auto& [name, group] : by_name) check_tiling(group, paths);
+  std::map<std::string, Tensor> out;
+  for (const auto& [name, group] : by_name) {
+    if (group.size() == 1 && group[0]->spec.is_whole()) {
+      out[name] = read_piece(files.ids[group[0]->file], *group[0], paths[group[0]->file]);
+      continue;
+    }
+    Tensor full = Tensor::empty(group[0]->spec.logical, group[0]->dtype);
+    for (const PieceRef* r : group)
+      insert_shard(full, read_piece(files.ids[r->file], *r, paths[r->file]), r->spec);
+    out[name] = full;
+  }
+  return out;
+}
+
+}  // namespace loom::io::detail
