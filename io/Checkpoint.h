@@ -15,7 +15,7 @@
 #include <string>
 
 #include "core/tensor/Tensor.h"
-#include "parallel/ShardSpec.h"
+#include "core/nn/ShardSpec.h"
 
 namespace loom {
 class Communicator;

@@ -1,6 +1,8 @@
-// GPT-2 forward pass and init. Attention uses the fused causal kernel; only when attention dropout
-// is active (training, dropout > 0) does it fall back to explicit softmax(q k^T) so that the
-// probabilities can be dropped, exactly as nanoGPT / HF GPT-2 do.
+// GPT-2 forward pass on tensor-parallel layers, pipeline stages and KV-cached inference (see
+// GPT.h). Attention uses the fused causal kernel; only when attention dropout is active (training,
+// dropout > 0) does it fall back to explicit softmax(q k^T) so that the probabilities can be
+// dropped, exactly as nanoGPT / HF GPT-2 do. At tp = 1 every tensor-parallel mapping is the
+// identity and the vocab-parallel head is the plain one, so one process runs the plain GPT-2.
 #include "models/GPT.h"
 
 #include <algorithm>
@@ -9,50 +11,48 @@
 #include <string>
 
 #include "core/autograd/GradMode.h"
+#include "core/autograd/Recompute.h"
 #include "core/ops/Attention.h"
 #include "core/ops/Elementwise.h"
 #include "core/ops/Indexing.h"
 #include "core/ops/Linear.h"
 #include "core/ops/Nn.h"
+#include "core/ops/Reduction.h"
 #include "core/util/Check.h"
+#include "parallel/comm/FakeCommunicator.h"
+#include "parallel/tensor/Mappings.h"
 
 namespace loom::models {
 
-// ---- CausalSelfAttention -------------------------------------------------------------------
-
-CausalSelfAttention::CausalSelfAttention(const GPTConfig& c, DType dtype, Device device)
-    : n_head_(c.n_head),
-      dropout_(c.dropout),
-      qkv_(c.n_embd, 3 * c.n_embd, c.bias, dtype, device),
-      proj_(c.n_embd, c.n_embd, c.bias, dtype, device) {
-  register_module("qkv", qkv_);
-  register_module("proj", proj_);
+std::pair<int64_t, int64_t> stage_layers(int64_t n_layer, int pp, int stage) {
+  LOOM_CHECK(pp >= 1 && stage >= 0 && stage < pp, "stage_layers: expected 0 <= stage < pp, got ",
+             "stage ", stage, " and pp ", pp);
+  LOOM_CHECK(int64_t(pp) <= n_layer, "stage_layers: expected at most n_layer = ", n_layer,
+             " pipeline stages, got pp = ", pp);
+  const int64_t base = n_layer / pp, extra = n_layer % pp;
+  const int64_t begin = stage * base + std::min<int64_t>(stage, extra);
+  return {begin, begin + base + (stage < extra ? 1 : 0)};
 }
 
-Tensor CausalSelfAttention::forward(const Tensor& x, Generator& gen) const {
-  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = n_head_, D = C / H;
-  std::vector<Tensor> qkv = split(qkv_.forward(x), C, -1);  // 3 x (B,T,C)
-  auto heads = [&](const Tensor& t) { return t.reshape({B, T, H, D}).transpose(1, 2); };
-  Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);  // (B,H,T,D)
-  const bool drop = is_training() && dropout_ > 0.0;
-  Tensor y = drop ? attention_with_dropout(q, k, v, gen)
-                  : scaled_dot_product_attention(q, k, v, /*causal=*/true);  // (B,H,T,D)
-  y = proj_.forward(y.transpose(1, 2).reshape({B, T, C}));
-  return dropout(y, dropout_, gen, is_training());
-}
+// ---- Block ---------------------------------------------------------------------------------
 
-Tensor CausalSelfAttention::attention_with_dropout(const Tensor& q, const Tensor& k,
-                                                   const Tensor& v, Generator& gen) const {
+namespace {
+
+double residual_std(const GPTConfig& c) { return c.init_std / std::sqrt(2.0 * double(c.n_layer)); }
+
+// softmax(q k^T / sqrt(D) + causal mask) with dropout on the probabilities, then @ v.
+// q, k, v (B,h,T,D) -> (B,h,T,D).
+Tensor attention_with_dropout(const Tensor& q, const Tensor& k, const Tensor& v, double p,
+                              Generator& gen) {
   const int64_t T = q.size(2), D = q.size(3);
-  Tensor att = matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(double(D)));  // (B,H,T,T)
+  Tensor att = matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(double(D)));  // (B,h,T,T)
   Tensor pos = Tensor::arange(T, DType::I64, q.device());
   Tensor future = gt(pos.unsqueeze(0), pos.unsqueeze(1));  // (T,T): key j > query i
   att = masked_fill(att, future, -std::numeric_limits<double>::infinity());
-  att = dropout(softmax(att, -1), dropout_, gen, /*training=*/true);
-  return matmul(att, v);  // (B,H,T,D)
+  att = dropout(softmax(att, -1), p, gen, /*training=*/true);
+  return matmul(att, v);
 }
 
-namespace {
 // softmax(q keys^T / sqrt(D) + mask) values for queries at positions [past, past+T) over the keys
 // at [0, past+T): query i sees key j iff j <= past + i. q (B,H,T,D); keys, values (B,H,past+T,D).
 // NB: the fused kernel needs equal query and key lengths, so decoding takes this explicit path.
@@ -68,11 +68,87 @@ Tensor attention_over_cache(const Tensor& q, const Tensor& keys, const Tensor& v
   }
   return matmul(softmax(att, -1), values);  // (B,H,T,D)
 }
+
 }  // namespace
 
-Tensor CausalSelfAttention::forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const {
-  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = n_head_, D = C / H;
-  std::vector<Tensor> qkv = split(qkv_.forward(x), C, -1);  // 3 x (B,T,C)
+Block::Block(const GPTConfig& c, Communicator& tp, DType dtype, Device device)
+    : local_heads_(c.n_head / tp.size()),
+      dropout_(c.dropout),
+      ln_1_(c.n_embd, c.bias, tp.rank() == 0, dtype, device),
+      qkv_(c.n_embd, 3 * c.n_embd, tp, {c.bias, c.init_std, dtype, device}, /*stacked=*/3),
+      attn_proj_(c.n_embd, c.n_embd, tp, {c.bias, residual_std(c), dtype, device}),
+      ln_2_(c.n_embd, c.bias, tp.rank() == 0, dtype, device),
+      fc_(c.n_embd, 4 * c.n_embd, tp, {c.bias, c.init_std, dtype, device}),
+      mlp_proj_(4 * c.n_embd, c.n_embd, tp, {c.bias, residual_std(c), dtype, device}) {
+  LOOM_CHECK(c.n_head % tp.size() == 0, "GPT: expected n_head ", c.n_head,
+             " divisible by the TP size ", tp.size());
+  register_module("ln_1", ln_1_);
+  register_module("attn.qkv", qkv_);
+  register_module("attn.proj", attn_proj_);
+  register_module("ln_2", ln_2_);
+  register_module("mlp.fc", fc_);
+  register_module("mlp.proj", mlp_proj_);
+}
+
+Tensor Block::attention(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const {
+  const int64_t B = x.size(0), T = x.size(1), Cl = qkv_.weight().size(0) / 3;
+  const int64_t H = local_heads_, D = Cl / H;
+  std::vector<Tensor> qkv = split(qkv_.forward(x), Cl, -1);  // 3 x (B,T,C/tp): this rank's heads
+  auto heads = [&](const Tensor& t) { return t.reshape({B, T, H, D}).transpose(1, 2); };
+  Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);  // (B,H,T,D)
+  const bool drop = is_training() && dropout_ > 0.0;
+  Tensor y;
+  if (!drop) {
+    y = scaled_dot_product_attention(q, k, v, /*causal=*/true);  // (B,H,T,D)
+  } else if (recompute == Recompute::Selective) {
+    // Keep q, k, v; redraw the (B,H,T,T) probabilities and their mask in backward.
+    const uint64_t seed = rng.tensor_parallel().seed(), offset = rng.tensor_parallel().offset();
+    rng.tensor_parallel().next_offset(uint64_t(B * H * T * T));
+    const double p = dropout_;
+    y = autograd::recompute(
+        [seed, offset, p](const std::vector<Tensor>& in) {
+          Generator gen(seed, offset);
+          return attention_with_dropout(in[0], in[1], in[2], p, gen);
+        },
+        {q, k, v});
+  } else {
+    y = attention_with_dropout(q, k, v, dropout_, rng.tensor_parallel());
+  }
+  y = attn_proj_.forward(y.transpose(1, 2).reshape({B, T, Cl}));  // (B,T,C), replicated
+  return dropout(y, dropout_, rng.replicated(), is_training());
+}
+
+Tensor Block::mlp(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const {
+  Tensor a = fc_.forward(x);  // (B,T,4C/tp)
+  Tensor y = recompute == Recompute::Selective
+                 ? mlp_proj_.forward_gelu(a)  // gelu(a) is recomputed in backward
+                 : mlp_proj_.forward(gelu(a));
+  return dropout(y, dropout_, rng.replicated(), is_training());
+}
+
+Tensor Block::forward(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const {
+  if (recompute == Recompute::Full && autograd::GradMode::is_enabled()) {
+    // Keep only x; rerun the whole block (its dropout streams from the same state) in backward.
+    const tp::TensorParallelRng::State state = rng.state();
+    const int tp_rank = rng.tp_rank();
+    Tensor y = autograd::recompute(
+        [this, state, tp_rank](const std::vector<Tensor>& in) {
+          tp::TensorParallelRng r(state.seed, tp_rank);
+          r.set_state(state);
+          return forward(in[0], r, Recompute::None);
+        },
+        {x});
+    return y;
+  }
+  Tensor h = x + attention(ln_1_.forward(x), rng, recompute);
+  return h + mlp(ln_2_.forward(h), rng, recompute);
+}
+
+Tensor Block::forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const {
+  const int64_t B = x.size(0), T = x.size(1), Cl = qkv_.weight().size(0) / 3;
+  const int64_t H = local_heads_, D = Cl / H;
+  Tensor a = ln_1_.forward(x);
+  std::vector<Tensor> qkv = split(qkv_.forward(a), Cl, -1);  // 3 x (B,T,C/tp)
   auto heads = [&](const Tensor& t) { return t.reshape({B, T, H, D}).transpose(1, 2); };
   Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);  // (B,H,T,D)
   const int64_t past = cache.length();
@@ -80,174 +156,250 @@ Tensor CausalSelfAttention::forward_cached(const Tensor& x, KVCache& cache, int6
   // An empty cache is a plain causal prefill: the fused kernel on the new k, v is exact.
   Tensor y = past == 0 ? scaled_dot_product_attention(q, k, v, /*causal=*/true)
                        : attention_over_cache(q, keys, values, past);  // (B,H,T,D)
-  return proj_.forward(y.transpose(1, 2).reshape({B, T, C}));
-}
-
-// ---- MLP and Block -------------------------------------------------------------------------
-
-MLP::MLP(const GPTConfig& c, DType dtype, Device device)
-    : dropout_(c.dropout),
-      fc_(c.n_embd, 4 * c.n_embd, c.bias, dtype, device),
-      proj_(4 * c.n_embd, c.n_embd, c.bias, dtype, device) {
-  register_module("fc", fc_);
-  register_module("proj", proj_);
-}
-
-Tensor MLP::forward(const Tensor& x, Generator& gen) const {
-  Tensor y = proj_.forward(gelu(fc_.forward(x)));
-  return dropout(y, dropout_, gen, is_training());
-}
-
-Block::Block(const GPTConfig& c, DType dtype, Device device)
-    : ln_1_(c.n_embd, c.bias, dtype, device),
-      attn_(c, dtype, device),
-      ln_2_(c.n_embd, c.bias, dtype, device),
-      mlp_(c, dtype, device) {
-  register_module("ln_1", ln_1_);
-  register_module("attn", attn_);
-  register_module("ln_2", ln_2_);
-  register_module("mlp", mlp_);
-}
-
-Tensor Block::forward(const Tensor& x, Generator& gen) const {
-  Tensor h = x + attn_.forward(ln_1_.forward(x), gen);
-  return h + mlp_.forward(ln_2_.forward(h), gen);
-}
-
-Tensor Block::forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const {
-  // NB: GPT::forward_cached admits only eval mode or dropout 0, so the MLP's dropout is the
-  // identity and never draws from this generator.
-  Generator no_dropout;
-  Tensor h = x + attn_.forward_cached(ln_1_.forward(x), cache, layer);
-  return h + mlp_.forward(ln_2_.forward(h), no_dropout);
-}
-
-void Block::init(Generator& gen, double std, double residual_std) {
-  ln_1_.init();
-  attn_.qkv().init(gen, std);
-  attn_.proj().init(gen, residual_std);
-  ln_2_.init();
-  mlp_.fc().init(gen, std);
-  mlp_.proj().init(gen, residual_std);
+  Tensor h = x + attn_proj_.forward(y.transpose(1, 2).reshape({B, T, Cl}));
+  return h + mlp_proj_.forward(gelu(fc_.forward(ln_2_.forward(h))));
 }
 
 // ---- GPT -----------------------------------------------------------------------------------
 
 namespace {
-// Key for the dropout stream, so it never overlaps the init stream of the same seed.
-constexpr uint64_t kDropoutKey = 0x9E3779B97F4A7C15ull;
 
 const GPTConfig& validated(const GPTConfig& c) {
   c.validate();
   return c;
 }
+
+tp::VocabPartition make_partition(const GPTConfig& c, const Communicator& tp) {
+  LOOM_CHECK(c.vocab_size % tp.size() == 0, "GPT: expected the padded vocabulary (",
+             c.vocab_size, " rows) divisible by the TP size ", tp.size(),
+             "; hint: config::padded_vocab_size pads it");
+  tp::VocabPartition p;
+  p.vocab_size = c.logits_size();
+  p.padded_size = c.vocab_size;
+  const int64_t local = c.vocab_size / tp.size();
+  p.start = local * tp.rank();
+  p.end = p.start + local;
+  return p;
+}
+
+// A 64-bit mix (splitmix64's finaliser) of the run seed and a dropout key: distinct keys give
+// unrelated Philox keys, so every (step, micro-batch, layer) has a stream of its own.
+uint64_t stream_seed(uint64_t seed, int64_t step, int64_t micro_batch, int64_t layer) {
+  uint64_t h = seed;
+  for (uint64_t v : {uint64_t(step), uint64_t(micro_batch), uint64_t(layer)}) {
+    h ^= v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+    h ^= h >> 30;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 27;
+    h *= 0x94D049BB133111EBull;
+    h ^= h >> 31;
+  }
+  return h;
+}
+
 }  // namespace
 
-GPT::GPT(const GPTConfig& config, Generator& init_gen, DType dtype, Device device)
+GPT::GPT(const GPTConfig& config, Layout layout, DType dtype, Device device)
     : config_(validated(config)),
-      wte_(config.vocab_size, config.n_embd, dtype, device),
-      wpe_(config.block_size, config.n_embd, dtype, device),
-      ln_f_(config.n_embd, config.bias, dtype, device),
-      dropout_gen_(init_gen.seed() ^ kDropoutKey, 0) {
+      tp_(layout.tp),
+      pp_(layout.pp),
+      rng_(0, layout.tp ? layout.tp->rank() : 0) {
   LOOM_CHECK(is_floating(dtype), "GPT: expected a floating parameter dtype, got ",
              dtype_name(dtype));
-  register_module("wte", wte_);
-  register_module("wpe", wpe_);
-  for (int64_t i = 0; i < config.n_layer; ++i) {
-    blocks_.push_back(std::make_unique<Block>(config, dtype, device));
+  if (tp_ == nullptr) {
+    own_tp_ = FakeCommunicator::create_world(1)[0];
+    tp_ = own_tp_.get();
+  }
+  stage_ = pp_ ? pp_->rank() : 0;
+  num_stages_ = pp_ ? pp_->size() : 1;
+  layers_ = stage_layers(config_.n_layer, num_stages_, stage_);
+  part_ = make_partition(config_, *tp_);
+  const int64_t C = config_.n_embd;
+  const double std = config_.init_std;
+  const bool lead = tp_->rank() == 0;  // owns the TP-replicated tensors
+  const bool tied_copy = is_last() && config_.tie_embeddings && num_stages_ > 1;
+  if (is_first() || tied_copy) {
+    wte_ = std::make_unique<tp::VocabParallelEmbedding>(part_, C, *tp_, std, !tied_copy, dtype,
+                                                        device);
+    register_module("wte", *wte_);
+  }
+  if (is_first()) {
+    wpe_ = std::make_unique<Embedding>(config_.block_size, C, lead, std, dtype, device);
+    register_module("wpe", *wpe_);
+  }
+  for (int64_t i = layers_.first; i < layers_.second; ++i) {
+    blocks_.push_back(std::make_unique<Block>(config_, *tp_, dtype, device));
     register_module("blocks." + std::to_string(i), *blocks_.back());
   }
-  register_module("ln_f", ln_f_);
-  if (!config.tie_embeddings) {
-    lm_head_ = register_parameter(
-        "lm_head.weight", Tensor::zeros({config.vocab_size, config.n_embd}, dtype, device));
-  }
-  init_weights(init_gen);
-}
-
-void GPT::init_weights(Generator& gen) {
-  const double std = config_.init_std;
-  const double residual_std = std / std::sqrt(2.0 * double(config_.n_layer));
-  wte_.init(gen, std);
-  wpe_.init(gen, std);
-  for (auto& b : blocks_) b->init(gen, std, residual_std);
-  ln_f_.init();
-  if (lm_head_.defined()) {
-    NoGradGuard no_grad;
-    lm_head_.normal_(gen, 0.0, std);
-  }
-  // Padded vocabulary rows start (and, untouched by the loss, stay near) zero. Zeroed after the
-  // draws, so the generator's sequence is that of the unpadded layout's draws plus the padding.
-  const int64_t real = config_.logits_size(), V = config_.vocab_size;
-  if (real < V) {
-    NoGradGuard no_grad;
-    wte_.weight().narrow(0, real, V - real).zero_();
-    if (lm_head_.defined()) lm_head_.narrow(0, real, V - real).zero_();
+  if (is_last()) {
+    ln_f_ = std::make_unique<LayerNorm>(C, config_.bias, lead, dtype, device);
+    register_module("ln_f", *ln_f_);
+    if (!config_.tie_embeddings) {
+      lm_head_ = std::make_unique<tp::VocabParallelEmbedding>(part_, C, *tp_, std, true, dtype,
+                                                              device);
+      register_module("lm_head", *lm_head_);
+    }
   }
 }
 
-const Tensor& GPT::lm_head_weight() const {
-  return lm_head_.defined() ? lm_head_ : wte_.weight();
+GPT::~GPT() = default;
+
+void GPT::init_weights(uint64_t seed) {
+  init_parameters(seed);
+  dropout_seed_ = seed;
 }
 
-Tensor GPT::logits_of(const Tensor& h) const {
-  const Tensor& head = lm_head_weight();
-  const int64_t real = config_.logits_size();
-  return linear(h, real < head.size(0) ? head.narrow(0, 0, real) : head);  // (...,V_real)
+void GPT::key_layer(tp::TensorParallelRng& rng, DropoutKey key, int64_t layer) const {
+  rng.set_state({stream_seed(dropout_seed_, key.step, key.micro_batch, layer), 0, 0});
 }
 
-Tensor GPT::forward(const Tensor& ids) {
-  return logits_of(hidden_states(ids));  // (B,T,V)
-}
-
-Tensor GPT::hidden_states(const Tensor& ids) {
-  LOOM_CHECK(ids.dim() == 2 && ids.dtype() == DType::I64,
-             "GPT.forward: expected ids of shape (B,T) and dtype i64, got shape ", ids.shape(),
-             " and dtype ", dtype_name(ids.dtype()));
+Tensor GPT::embed(const Tensor& ids, tp::TensorParallelRng& rng) {
+  LOOM_CHECK(ids.defined() && ids.dim() == 2 && ids.dtype() == DType::I64,
+             "GPT.forward: expected ids of shape (B,T) and dtype i64, got ",
+             ids.defined() ? shape_str(ids.shape()) : std::string("none"));
   const int64_t T = ids.size(1);
   LOOM_CHECK(T >= 1 && T <= config_.block_size, "GPT.forward: expected sequence length T in [1, ",
              config_.block_size, "] (block_size), got ", T);
   Tensor pos = Tensor::arange(T, DType::I64, ids.device());
-  Tensor x = wte_.forward(ids) + wpe_.forward(pos);  // (B,T,C) + (T,C)
-  x = dropout(x, config_.dropout, dropout_gen_, is_training());
-  for (auto& b : blocks_) x = b->forward(x, dropout_gen_);
-  return ln_f_.forward(x);  // (B,T,C)
+  Tensor x = wte_->forward(ids) + wpe_->forward(pos);  // (B,T,C) + (T,C)
+  // Outside any TP region: the mask must be equal on every TP rank.
+  return dropout(x, config_.dropout, rng.replicated(), is_training());
 }
 
-Tensor GPT::forward_cached(const Tensor& ids, KVCache& cache, bool last_only) {
-  LOOM_CHECK(ids.dim() == 2 && ids.dtype() == DType::I64 && ids.size(0) == cache.batch(),
-             "GPT.forward_cached: expected ids of shape (", cache.batch(),
-             ",T) (the cache's batch) and dtype i64, got shape ", ids.shape(), " and dtype ",
-             dtype_name(ids.dtype()));
-  LOOM_CHECK(cache.num_layers() == config_.n_layer && cache.dtype() == wte_.weight().dtype() &&
-                 cache.device() == wte_.weight().device(),
-             "GPT.forward_cached: expected a cache of ", config_.n_layer, " layers, dtype ",
-             dtype_name(wte_.weight().dtype()), " on the model's device, got ", cache.num_layers(),
-             " layers, dtype ", dtype_name(cache.dtype()));
-  const int64_t past = cache.length(), T = ids.size(1);
-  LOOM_CHECK(T >= 1 && past + T <= config_.block_size && past + T <= cache.capacity(),
-             "GPT.forward_cached: expected 1 to ",
-             std::min(config_.block_size, cache.capacity()) - past, " new tokens (", past,
-             " cached, capacity ", cache.capacity(), ", block_size ", config_.block_size, "), got ",
-             T);
-  LOOM_CHECK(!is_training() || config_.dropout == 0.0,
-             "GPT.forward_cached: expected eval mode (dropout ", config_.dropout,
-             " is not applied with a KV cache); call model.eval() first");
-  NoGradGuard no_grad;
-  Tensor x = wte_.forward(ids) + wpe_.weight().narrow(0, past, T);  // (B,T,C) + (T,C)
-  for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i]->forward_cached(x, cache, int64_t(i));
-  cache.advance(T);
-  if (last_only) x = x.narrow(1, T - 1, 1);
-  x = ln_f_.forward(x);
-  return logits_of(x);  // (B,T,V) or (B,1,V)
+Tensor GPT::run_stage(const Tensor& x, const Tensor& ids, DropoutKey key) {
+  const bool drop = is_training() && config_.dropout > 0.0;
+  Tensor h = x;
+  if (is_first()) {
+    if (drop) key_layer(rng_, key, 0);  // the embedding is "layer" 0, block i is layer i + 1
+    h = embed(ids, rng_);
+  }
+  LOOM_CHECK(h.defined() && h.dim() == 3 && h.size(2) == config_.n_embd,
+             "GPT.forward: expected an activation of shape (B,T,", config_.n_embd, "), got ",
+             h.defined() ? shape_str(h.shape()) : std::string("none"));
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (drop) key_layer(rng_, key, layers_.first + int64_t(i) + 1);
+    h = blocks_[i]->forward(h, rng_, recompute_);
+  }
+  return is_last() ? ln_f_->forward(h) : h;
+}
+
+Tensor GPT::forward(const Tensor& x, const pipeline::MicroBatch& mb) {
+  const DropoutKey key{key_.step, mb.index >= 0 ? mb.index : next_key().micro_batch};
+  Tensor h = run_stage(x, mb.ids, key);
+  if (!is_last()) return h;
+  return mb.objective ? mb.objective(h) : lm_loss(h, mb.targets);
+}
+
+const tp::VocabParallelEmbedding& GPT::head() const {
+  LOOM_CHECK(is_last(), "GPT: the LM head lives on the last pipeline stage (", num_stages_ - 1,
+             "), not on stage ", stage_);
+  return lm_head_ ? *lm_head_ : *wte_;
+}
+
+Tensor GPT::lm_loss(const Tensor& h, const Tensor& targets, int64_t ignore_index) const {
+  LOOM_CHECK(targets.defined() && targets.dim() == 2 && targets.size(0) == h.size(0) &&
+                 targets.size(1) == h.size(1),
+             "GPT.loss: expected targets of shape (", h.size(0), ",", h.size(1), "), got ",
+             targets.defined() ? shape_str(targets.shape()) : std::string("none"));
+  Tensor logits = head().logits(h);  // (B,T,V/tp)
+  const int64_t N = targets.numel();
+  return tp::vocab_parallel_cross_entropy(logits.reshape({N, logits.size(-1)}),
+                                          targets.reshape({N}), part_, *tp_, ignore_index);
+}
+
+Tensor GPT::token_logprobs(const Tensor& h, const Tensor& targets, double temperature,
+                           int64_t ignore_index) const {
+  LOOM_CHECK(targets.defined() && targets.dim() == 2 && targets.size(0) == h.size(0) &&
+                 targets.size(1) == h.size(1) && temperature > 0.0,
+             "GPT.token_logprobs: expected targets of shape (", h.size(0), ",", h.size(1),
+             ") and temperature > 0, got ",
+             targets.defined() ? shape_str(targets.shape()) : std::string("none"), " and ",
+             temperature);
+  Tensor logits = head().logits(h);  // (B,T,V/tp)
+  if (temperature != 1.0) logits = logits * (1.0 / temperature);
+  const int64_t N = targets.numel();
+  Tensor nll = tp::vocab_parallel_cross_entropy(logits.reshape({N, logits.size(-1)}),
+                                                targets.reshape({N}), part_, *tp_, ignore_index,
+                                                Reduction::None);  // (N), 0 where ignored
+  return neg(nll).reshape(targets.shape());
+}
+
+Tensor GPT::entropy(const Tensor& h, double temperature) const {
+  LOOM_CHECK(temperature > 0.0, "GPT.entropy: expected temperature > 0, got ", temperature);
+  Tensor x = head().logits(h);  // (B,T,Vl): at tp = 1 exactly the real vocabulary
+  if (temperature != 1.0) x = x * (1.0 / temperature);
+  Tensor valid;  // (Vl) 1 for real vocabulary columns of this rank, 0 for padding
+  if (tp_->size() > 1 && part_.end > part_.vocab_size) {
+    Tensor cols = Tensor::arange(part_.local_size(), DType::I64, x.device()) + double(part_.start);
+    valid = lt(cols, Tensor::scalar(double(part_.vocab_size), DType::I64, x.device()))
+                .to(x.dtype());
+    x = x * valid;  // padded logits 0 (their probability is removed below)
+  }
+  // H = logsumexp(x) - sum p x with a detached max over every rank's columns.
+  Tensor m = max(x.detach(), -1).contiguous();  // (B,T)
+  if (tp_->size() > 1) tp_->all_reduce(m, ReduceOp::Max);
+  Tensor e = exp(x - m.unsqueeze(-1));
+  if (valid.defined()) e = e * valid;
+  Tensor s = tp::reduce_from_tp(sum(e, {-1}), *tp_);       // (B,T)
+  Tensor ex = tp::reduce_from_tp(sum(e * x, {-1}), *tp_);  // (B,T)
+  return log(s) + m - ex / s;
+}
+
+Tensor GPT::logits(const Tensor& h) const {
+  Tensor local = head().logits(h);
+  if (tp_->size() == 1) return local;  // already the real vocabulary
+  Tensor full = tp::gather_from_tp(local, *tp_);  // (..., padded)
+  return full.narrow(-1, 0, real_vocab());
+}
+
+Tensor GPT::hidden_states(const Tensor& ids) {
+  LOOM_CHECK(num_stages_ == 1, "GPT.hidden_states: the whole model runs on one pipeline stage; ",
+             "this rank is stage ", stage_, " of ", num_stages_, " (use the pipeline schedule)");
+  return run_stage(Tensor(), ids, next_key());
 }
 
 Tensor GPT::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index) {
-  LOOM_CHECK(targets.shape() == ids.shape(), "GPT.loss: expected targets of shape ", ids.shape(),
-             ", got ", targets.shape());
-  Tensor logits = forward(ids);
-  const int64_t N = ids.numel(), V = logits.size(-1);
-  return cross_entropy(logits.reshape({N, V}), targets.reshape({N}), ignore_index);
+  LOOM_CHECK(targets.defined() && targets.shape() == ids.shape(), "GPT.loss: expected targets ",
+             "of shape ", ids.shape(), ", got ",
+             targets.defined() ? shape_str(targets.shape()) : std::string("none"));
+  return lm_loss(hidden_states(ids), targets, ignore_index);
 }
+
+KVCache GPT::new_cache(int64_t batch, int64_t capacity) const {
+  LOOM_CHECK(capacity >= 1 && capacity <= config_.block_size, "GPT.new_cache: expected capacity ",
+             "in [1, ", config_.block_size, "] (block_size), got ", capacity);
+  const Tensor& p = parameters().front();
+  return KVCache(int64_t(blocks_.size()), config_.n_head / tp_->size(), config_.head_dim(), batch,
+                 capacity, p.dtype(), p.device());
+}
+
+Tensor GPT::forward_cached(const Tensor& x, KVCache& cache, bool last_only) {
+  LOOM_CHECK(!is_training() || config_.dropout == 0.0,
+             "GPT.forward_cached: expected eval mode (dropout ", config_.dropout,
+             " is not applied with a KV cache); call model.eval() first");
+  LOOM_CHECK(cache.num_layers() == int64_t(blocks_.size()), "GPT.forward_cached: expected a ",
+             "cache of ", blocks_.size(), " layers (GPT.new_cache), got ", cache.num_layers());
+  NoGradGuard no_grad;
+  const int64_t past = cache.length(), T = x.size(1);
+  LOOM_CHECK(T >= 1 && past + T <= config_.block_size && past + T <= cache.capacity() &&
+                 x.size(0) == cache.batch(),
+             "GPT.forward_cached: expected (", cache.batch(), ", 1 to ",
+             std::min(config_.block_size, cache.capacity()) - past, ") new positions (", past,
+             " cached, capacity ", cache.capacity(), ", block_size ", config_.block_size,
+             "), got ", x.shape());
+  Tensor h = x;
+  if (is_first()) {
+    LOOM_CHECK(x.dim() == 2 && x.dtype() == DType::I64, "GPT.forward_cached: expected ids of ",
+               "shape (B,T) and dtype i64 on the first stage, got ", x.shape());
+    h = wte_->forward(x) + wpe_->weight().narrow(0, past, T);  // (B,T,C) + (T,C)
+  }
+  for (size_t i = 0; i < blocks_.size(); ++i) h = blocks_[i]->forward_cached(h, cache, int64_t(i));
+  cache.advance(T);
+  if (!is_last()) return h;
+  if (last_only) h = h.narrow(1, T - 1, 1);
+  return logits(ln_f_->forward(h));  // (B,T,V) or (B,1,V)
+}
+
+Tensor GPT::tied_weight() const { return wte_ ? wte_->weight() : Tensor(); }
 
 }  // namespace loom::models

@@ -1,118 +1,181 @@
 // GPT: the GPT-2 architecture (token + position embeddings, n_layer pre-LN transformer blocks,
-// final LayerNorm, LM head tied to wte unless config.tie_embeddings is false). Parameter names
-// match the layout used by checkpoints and by HF conversion (Linear weights are (out, in)):
+// final LayerNorm, LM head tied to wte unless config.tie_embeddings is false), written once and
+// parallel by construction: the same code runs in one process and as one rank of any tensor x
+// pipeline layout (Megatron-Core's idea). The blocks are built from tensor-parallel layers (QKV
+// and MLP-up column-parallel, attn-out and MLP-down row-parallel), the vocabulary tables and the
+// cross entropy are vocab-parallel, and pipeline stage s of pp holds only its blocks
+// stage_layers(n_layer, pp, s), the first stage the embeddings, the last ln_f and the head. Each
+// rank allocates only its pieces; init_weights(seed) draws every logical element from (seed,
+// name, index), so all layouts start from the same model. Parameter names are the logical ones
+// (Linear weights are (out, in)); checkpoints and HF conversion key on them:
 //   wte.weight, wpe.weight,
 //   blocks.{i}.{ln_1,attn.qkv,attn.proj,ln_2,mlp.fc,mlp.proj}.{weight,bias},
 //   ln_f.{weight,bias}, [lm_head.weight]
-//   Generator gen(1337);
-//   GPT model(GPTConfig::preset("gpt2-124m"), gen);     // GPT-2 init from gen
+// With tied embeddings and pp > 1 the last stage holds its own copy of wte (not an owner; keep
+// it equal with the trainer's gradient sync).
+//   GPT model(GPTConfig::preset("gpt2-124m"));           // one process
+//   model.init_weights(1337);
 //   Tensor loss = model.loss(ids, targets);              // ids, targets (B,T) I64
-//   loss.backward();
+//   GPT part(cfg, {&grid.tp_group(), &grid.pp_group()}); // one rank of a TP x PP layout
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
-#include "core/random/Generator.h"
+#include "core/nn/Module.h"
 #include "models/GPTConfig.h"
 #include "models/KVCache.h"
 #include "models/Layers.h"
+#include "parallel/comm/Communicator.h"
+#include "parallel/pipeline/PipelineStage.h"
+#include "parallel/tensor/ParallelLinear.h"
+#include "parallel/tensor/TensorParallelRng.h"
+#include "parallel/tensor/VocabParallel.h"
 
 namespace loom::models {
 
-// One qkv projection C->3C, causal scaled-dot-product attention over n_head heads, then C->C.
-class CausalSelfAttention : public Module {
+// Where a model instance sits in the model-parallel grid. Null groups mean a single rank (the
+// model then owns a one-rank communicator). Groups must outlive the model.
+struct Layout {
+  Communicator* tp = nullptr;  // tensor-parallel group
+  Communicator* pp = nullptr;  // pipeline group (rank = stage)
+};
+
+// Activation recomputation (Megatron's terms). FULL: each block's forward is rerun in backward
+// (only its input is kept). SELECTIVE: the matmul outputs are kept, and what is cheap to redo
+// and large to keep (the attention probabilities with dropout, the GELU output) is recomputed.
+enum class Recompute : uint8_t { None, Selective, Full };
+
+// [begin, end) of the blocks stage `stage` of `pp` owns: n_layer split as evenly as possible, the
+// first n_layer % pp stages one block longer. Throws ValueError when pp > n_layer.
+std::pair<int64_t, int64_t> stage_layers(int64_t n_layer, int pp, int stage);
+
+// Dropout masks are keyed by (seed, step, micro-batch, layer): every layer of every micro-batch
+// draws from its own Philox stream, so masks depend neither on how layers are split over stages
+// nor on the schedule, a recomputed block redraws exactly its masks, and a resumed step redraws
+// the original ones.
+struct DropoutKey {
+  int64_t step = 0;
+  int64_t micro_batch = 0;
+};
+
+class Block : public nn::Module {
  public:
-  CausalSelfAttention(const GPTConfig& c, DType dtype, Device device);
-  Tensor forward(const Tensor& x, Generator& gen) const;  // x (B,T,C) -> (B,T,C)
-  // x (B,T,C) at positions [cache.length(), +T): appends their k/v to `layer` of the cache and
-  // attends over every cached position (new query i sees keys <= length+i). No dropout.
+  Block(const GPTConfig& c, Communicator& tp, DType dtype, Device device);
+  // x (B,T,C) -> (B,T,C). `rng` holds this block's keyed dropout streams.
+  Tensor forward(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const;
+  // x (B,T,C) at positions [cache.length(), +T): appends their k/v (this rank's heads) to `layer`
+  // of the cache and attends over every cached position. No dropout.
   Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const;
-  Linear& qkv() { return qkv_; }
-  Linear& proj() { return proj_; }
 
  private:
-  // softmax(q k^T / sqrt(D) + causal mask) with dropout on the probabilities, then @ v. Only used
-  // when attention dropout is active, since the fused kernel has no dropout.
-  Tensor attention_with_dropout(const Tensor& q, const Tensor& k, const Tensor& v,
-                                Generator& gen) const;
-  int64_t n_head_;
+  Tensor attention(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const;
+  Tensor mlp(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const;
+  int64_t local_heads_;
   double dropout_;
-  Linear qkv_;
-  Linear proj_;
-};
-
-// fc C->4C, GELU (tanh form), proj 4C->C, residual dropout.
-class MLP : public Module {
- public:
-  MLP(const GPTConfig& c, DType dtype, Device device);
-  Tensor forward(const Tensor& x, Generator& gen) const;  // x (B,T,C) -> (B,T,C)
-  Linear& fc() { return fc_; }
-  Linear& proj() { return proj_; }
-
- private:
-  double dropout_;
-  Linear fc_;
-  Linear proj_;
-};
-
-// Pre-LN block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
-class Block : public Module {
- public:
-  Block(const GPTConfig& c, DType dtype, Device device);
-  Tensor forward(const Tensor& x, Generator& gen) const;  // x (B,T,C) -> (B,T,C)
-  Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const;  // no dropout
-  // GPT-2 init: LN 1/0, Linear N(0, std) with residual projections N(0, residual_std).
-  void init(Generator& gen, double std, double residual_std);
-
- private:
   LayerNorm ln_1_;
-  CausalSelfAttention attn_;
+  tp::ColumnParallelLinear qkv_;
+  tp::RowParallelLinear attn_proj_;
   LayerNorm ln_2_;
-  MLP mlp_;
+  tp::ColumnParallelLinear fc_;
+  tp::RowParallelLinear mlp_proj_;
 };
 
-class GPT : public Module {
+class GPT : public nn::Module, public pipeline::PipelineStage {
  public:
-  // Builds the model and initialises it GPT-2 style from `init_gen` (draws in parameter order).
-  GPT(const GPTConfig& config, Generator& init_gen, DType dtype = DType::F32,
-      Device device = Device::cpu());
-  // Re-draws every parameter: N(0, init_std) for Linear and embedding weights, N(0,
-  // init_std/sqrt(2*n_layer)) for attn.proj and mlp.proj weights, zero biases, LayerNorm 1/0.
-  void init_weights(Generator& gen);
+  // Allocates this rank's pieces (zeros); call init_weights() or load weights next.
+  explicit GPT(const GPTConfig& config, Layout layout = {}, DType dtype = DType::F32,
+               Device device = Device::cpu());
+  ~GPT() override;
 
-  // ids (B,T) I64 with T <= block_size -> logits (B,T,V) over the real vocabulary
-  // (config.logits_size() columns; padded rows of the head are left out). Not const: in training mode with
-  // dropout > 0 it advances dropout_generator().
-  Tensor forward(const Tensor& ids);
-  // The final hidden states ln_f(x) (B,T,C) that forward() projects onto the vocabulary (reward
-  // and value heads read them).
+  // GPT-2 init of every logical element from (seed, name, index): N(0, init_std) for Linear and
+  // embedding weights, N(0, init_std/sqrt(2*n_layer)) for attn.proj and mlp.proj weights, zero
+  // biases, LayerNorm 1/0, padded vocabulary rows 0. Also seeds the dropout streams.
+  void init_weights(uint64_t seed);
+  void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
+  void set_recompute(Recompute r) { recompute_ = r; }
+  // The step keying dropout masks; micro-batches carry their own index (MicroBatch.index).
+  void set_step(int64_t step) { key_.step = step; }
+
+  // ---- pipeline stage ------------------------------------------------------------------------
+  // First stage: mb.ids (b,T) -> (b,T,C); middle: x (b,T,C) -> (b,T,C); last: the scalar loss
+  // mb.objective(h) of the final hidden states h = ln_f(x) (b,T,C), or by default the mean
+  // cross entropy against mb.targets (ignore index -100). At pp == 1 ids map to the loss.
+  Tensor forward(const Tensor& x, const pipeline::MicroBatch& mb) override;
+
+  // ---- heads on the final hidden states h (b,T,C), last stage only -------------------------
+  // Mean cross entropy of the logits against targets (b,T) over the non-ignored positions.
+  Tensor lm_loss(const Tensor& h, const Tensor& targets, int64_t ignore_index = -100) const;
+  // log softmax(logits / temperature)[target] per position (b,T), 0 where the target is
+  // ignore_index; over the real vocabulary (padded rows never count). Differentiable.
+  Tensor token_logprobs(const Tensor& h, const Tensor& targets, double temperature = 1.0,
+                        int64_t ignore_index = -100) const;
+  // Entropy of softmax(logits / temperature) per position (b,T). Differentiable.
+  Tensor entropy(const Tensor& h, double temperature = 1.0) const;
+  // Logits over the real vocabulary (b,T,V), gathered over the TP group (every rank gets all).
+  Tensor logits(const Tensor& h) const;
+
+  // ---- whole model (pp == 1) ---------------------------------------------------------------
+  // ids (B,T) I64 with T <= block_size -> the final hidden states ln_f(x) (B,T,C).
   Tensor hidden_states(const Tensor& ids);
-  // Incremental inference: ids (B,T) I64 are the tokens at positions [cache.length(), +T); their
-  // k/v are appended to the cache (which then advances by T) and the logits (B,T,V) for those
-  // positions are returned, equal to forward(all tokens so far) at the same positions up to
-  // rounding. last_only: return only the last position's logits (B,1,V). Records no autograd
-  // history; requires eval mode when dropout > 0 (the cached path never drops).
-  Tensor forward_cached(const Tensor& ids, KVCache& cache, bool last_only = false);
+  // logits (B,T,V) over the real vocabulary (config.logits_size() columns).
+  Tensor forward(const Tensor& ids) { return logits(hidden_states(ids)); }
   // Mean cross entropy of forward(ids) against targets (B,T) over the non-ignored positions.
   Tensor loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index = -100);
 
+  // ---- incremental inference (any layout; no autograd, eval mode or dropout 0) -------------
+  // A cache for this rank's blocks and heads.
+  KVCache new_cache(int64_t batch, int64_t capacity) const;
+  // First stage: ids (B,T) at positions [cache.length(), +T); other stages: the previous stage's
+  // hidden states (B,T,C). Returns (B,T,C) hidden states, or on the last stage the logits
+  // (B,T,V) over the real vocabulary (last_only: (B,1,V)), equal to forward(all tokens so far)
+  // at those positions up to rounding. Advances the cache by T.
+  Tensor forward_cached(const Tensor& x, KVCache& cache, bool last_only = false);
+
   const GPTConfig& config() const { return config_; }
-  // The LM head weight (V,C): wte.weight when tied.
-  const Tensor& lm_head_weight() const;
-  // Stream for dropout masks (consumed only in training mode with dropout > 0); its state is
-  // part of a resumable checkpoint. Seeded from init_gen's seed on a separate key.
-  Generator& dropout_generator() { return dropout_gen_; }
+  Communicator& tp() const { return *tp_; }
+  Communicator* pp() const { return pp_; }
+  int stage() const { return stage_; }
+  int num_stages() const { return num_stages_; }
+  bool is_first() const { return stage_ == 0; }
+  bool is_last() const { return stage_ == num_stages_ - 1; }
+  std::pair<int64_t, int64_t> layers() const { return layers_; }
+  Shape activation_shape(int64_t b, int64_t T) const { return {b, T, config_.n_embd}; }
+  // wte.weight on the first stage and (tied, pp > 1) the last stage's copy; undefined elsewhere.
+  Tensor tied_weight() const;
+  int64_t real_vocab() const { return config_.logits_size(); }
+  const tp::VocabPartition& vocab_partition() const { return part_; }
+
+ protected:
+  // The next dropout key of a call outside a pipeline schedule (a fresh micro-batch each call).
+  DropoutKey next_key() { return {key_.step, auto_micro_++}; }
+  Tensor run_stage(const Tensor& x, const Tensor& ids, DropoutKey key);
 
  private:
-  Tensor logits_of(const Tensor& h) const;  // h (...,C) -> (...,logits_size())
+  Tensor embed(const Tensor& ids, tp::TensorParallelRng& rng);  // (b,T) -> (b,T,C)
+  void key_layer(tp::TensorParallelRng& rng, DropoutKey key, int64_t layer) const;
+  const tp::VocabParallelEmbedding& head() const;
+
   GPTConfig config_;
-  Embedding wte_;
-  Embedding wpe_;
+  std::shared_ptr<Communicator> own_tp_;  // a one-rank group when the layout has none
+  Communicator* tp_;
+  Communicator* pp_;
+  int stage_ = 0, num_stages_ = 1;
+  std::pair<int64_t, int64_t> layers_;
+  tp::VocabPartition part_;
+  tp::TensorParallelRng rng_;
+  uint64_t dropout_seed_ = 0;
+  DropoutKey key_;
+  int64_t auto_micro_ = 0;
+  Recompute recompute_ = Recompute::None;
+  std::unique_ptr<tp::VocabParallelEmbedding> wte_;  // first stage; last stage's tied copy
+  std::unique_ptr<Embedding> wpe_;                   // first stage
   std::vector<std::unique_ptr<Block>> blocks_;
-  LayerNorm ln_f_;
-  Tensor lm_head_;  // undefined when tied
-  Generator dropout_gen_;
+  std::unique_ptr<LayerNorm> ln_f_;                  // last stage
+  std::unique_ptr<tp::VocabParallelEmbedding> lm_head_;  // untied head, last stage
 };
 
 }  // namespace loom::models

@@ -134,37 +134,65 @@ void check_prompts(const Prompts& prompts, const GPTConfig& c) {
   }
 }
 
-// Decodes the prompts `rows` (all of one length) as one batch, appending to out[row].
+// One cached forward through every pipeline stage: ids (B,T) are known on every rank; stage s > 0
+// receives stage s-1's hidden states (B,T,C). Returns the last position's logits (B,1,V) on the
+// last stage, undefined elsewhere.
+Tensor pipeline_forward(GPT& model, const Tensor& ids, KVCache& cache) {
+  Tensor x = ids;
+  Communicator* pp = model.pp();
+  if (!model.is_first()) {
+    x = Tensor::empty(model.activation_shape(ids.size(0), ids.size(1)), cache.dtype(),
+                      cache.device());
+    pp->recv(x, model.stage() - 1, /*tag=*/0);
+  }
+  Tensor y = model.forward_cached(x, cache, /*last_only=*/true);
+  if (model.is_last()) return y;
+  pp->send(y.contiguous(), model.stage() + 1, /*tag=*/0);
+  return Tensor();
+}
+
+// Decodes the prompts `rows` (all of one length) as one batch, appending to out[row]. Collective
+// over the model's TP and PP groups: the last stage draws the tokens (every TP rank the same,
+// from the same logits and counters) and sends them to the other stages.
 void generate_group(GPT& model, const Prompts& prompts, const std::vector<size_t>& rows,
                     const SamplingOptions& opts, Prompts& out) {
   const GPTConfig& c = model.config();
   const int64_t B = int64_t(rows.size()), P = int64_t(prompts[rows[0]].size());
   const int64_t n_new = std::min(opts.max_new_tokens, c.block_size - P);
   if (n_new <= 0) return;
-  const Tensor& w = model.lm_head_weight();
   // The last drawn token is never fed back, so P + n_new - 1 positions suffice.
-  KVCache cache(c, B, P + n_new - 1, w.dtype(), w.device());
+  KVCache cache = model.new_cache(B, P + n_new - 1);
   std::vector<int64_t> ids;
   for (size_t r : rows) ids.insert(ids.end(), prompts[r].begin(), prompts[r].end());
-  Tensor logits = model.forward_cached(Tensor::from_vector(ids, {B, P}, w.device()), cache,
-                                       /*last_only=*/true);  // (B,1,V)
-  const int64_t V = logits.size(2);
+  Tensor logits = pipeline_forward(model, Tensor::from_vector(ids, {B, P}, cache.device()), cache);
   const uint64_t n_prompts = prompts.size();
   std::vector<bool> done(size_t(B), false);
+  Tensor drawn = Tensor::zeros({B}, DType::I64);
   for (int64_t s = 0; s < n_new; ++s) {
-    const std::vector<double> host = logits.to_vector<double>();  // (B,V)
     std::vector<int64_t> next(size_t(B), 0);  // finished rows feed 0; their output is ignored
+    if (model.is_last()) {
+      const std::vector<double> host = logits.to_vector<double>();  // (B,V)
+      const int64_t V = logits.size(2);
+      for (int64_t b = 0; b < B; ++b) {
+        if (done[size_t(b)]) continue;
+        const size_t r = rows[size_t(b)];
+        const double u = philox::uniform_at(opts.seed, uint64_t(s) * n_prompts, r);
+        next[size_t(b)] =
+            sample_token(std::span(host).subspan(size_t(b * V), size_t(V)), opts, u);
+      }
+    }
+    if (model.num_stages() > 1) {
+      Tensor(drawn).copy_(Tensor::from_vector(next, {B}));
+      model.pp()->broadcast(drawn, model.num_stages() - 1);
+      next = drawn.to_vector<int64_t>();
+    }
     for (int64_t b = 0; b < B; ++b) {
       if (done[size_t(b)]) continue;
-      const size_t r = rows[size_t(b)];
-      const double u = philox::uniform_at(opts.seed, uint64_t(s) * n_prompts, r);
-      const int64_t tok = sample_token(std::span(host).subspan(size_t(b * V), size_t(V)), opts, u);
-      out[r].push_back(tok);
-      next[size_t(b)] = tok;
-      done[size_t(b)] = opts.eos_id.has_value() && tok == *opts.eos_id;
+      out[rows[size_t(b)]].push_back(next[size_t(b)]);
+      done[size_t(b)] = opts.eos_id.has_value() && next[size_t(b)] == *opts.eos_id;
     }
     if (s + 1 == n_new || std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
-    logits = model.forward_cached(Tensor::from_vector(next, {B, 1}, w.device()), cache, true);
+    logits = pipeline_forward(model, Tensor::from_vector(next, {B, 1}, cache.device()), cache);
   }
 }
 

@@ -5,20 +5,15 @@
 
 namespace loom::models {
 
-KVCache::KVCache(const GPTConfig& config, int64_t batch, int64_t capacity, DType dtype,
-                 Device device)
-    : batch_(batch),
-      capacity_(capacity),
-      n_head_(config.n_head),
-      head_dim_(config.head_dim()),
-      dtype_(dtype),
+KVCache::KVCache(int64_t layers, int64_t heads, int64_t head_dim, int64_t batch, int64_t capacity,
+                 DType dtype, Device device)
+    : batch_(batch), capacity_(capacity), n_head_(heads), head_dim_(head_dim), dtype_(dtype),
       device_(device) {
-  config.validate();
-  LOOM_CHECK(batch >= 1, "KVCache: expected batch >= 1, got ", batch);
-  LOOM_CHECK(capacity >= 1 && capacity <= config.block_size, "KVCache: expected capacity in [1, ",
-             config.block_size, "] (block_size), got ", capacity);
+  LOOM_CHECK(layers >= 0 && heads >= 1 && head_dim >= 1 && batch >= 1 && capacity >= 1,
+             "KVCache: expected layers >= 0 and heads, head_dim, batch, capacity >= 1, got ",
+             layers, ", ", heads, ", ", head_dim, ", ", batch, ", ", capacity);
   const Shape shape = {batch, n_head_, capacity, head_dim_};
-  for (int64_t i = 0; i < config.n_layer; ++i) {
+  for (int64_t i = 0; i < layers; ++i) {
     k_.push_back(Tensor::zeros(shape, dtype, device));
     v_.push_back(Tensor::zeros(shape, dtype, device));
   }

@@ -3,7 +3,7 @@
 // whole sequence each step. Each layer owns k and v buffers (B,H,capacity,D), allocated once;
 // append() writes the new tokens' k/v at [length, length+Tn) and advance() commits them after the
 // last layer. Inference only: the buffers are written in place and never recorded by autograd.
-//   KVCache cache(model.config(), /*batch=*/2, /*capacity=*/64);
+//   KVCache cache = model.new_cache(/*batch=*/2, /*capacity=*/64);
 //   Tensor logits = model.forward_cached(prompt, cache);        // prompt (2,T): logits (2,T,V)
 //   logits = model.forward_cached(next_ids, cache);             // next_ids (2,1): (2,1,V)
 #pragma once
@@ -19,9 +19,10 @@ namespace loom::models {
 
 class KVCache {
  public:
-  // capacity: the longest sequence the cache will hold, in [1, config.block_size].
-  KVCache(const GPTConfig& config, int64_t batch, int64_t capacity, DType dtype = DType::F32,
-          Device device = Device::cpu());
+  // `layers` layers of `heads` heads of head_dim (this rank's blocks and heads: GPT::new_cache()),
+  // for `batch` rows and up to `capacity` positions.
+  KVCache(int64_t layers, int64_t heads, int64_t head_dim, int64_t batch, int64_t capacity,
+          DType dtype = DType::F32, Device device = Device::cpu());
 
   int64_t batch() const { return batch_; }
   int64_t capacity() const { return capacity_; }
@@ -40,7 +41,7 @@ class KVCache {
   void reset() { length_ = 0; }
 
  private:
-  int64_t batch_, capacity_, n_head_, head_dim_;
+  int64_t batch_, capacity_, n_head_, head_dim_;  // n_head_: heads of this rank
   DType dtype_;
   Device device_;
   std::vector<Tensor> k_, v_;  // per layer (B,H,capacity,D)

@@ -1,49 +1,42 @@
-// Linear, LayerNorm and Embedding: thin wrappers over core ops that own their parameters.
+// Linear, LayerNorm and Embedding: thin wrappers over core ops that own their (replicated)
+// parameters.
 #include "models/Layers.h"
 
-#include "core/autograd/GradMode.h"
 #include "core/ops/Linear.h"
 #include "core/ops/Nn.h"
 
 namespace loom::models {
 
-Linear::Linear(int64_t in_features, int64_t out_features, bool bias, DType dtype, Device device) {
-  weight_ = register_parameter("weight", Tensor::zeros({out_features, in_features}, dtype, device));
-  if (bias) bias_ = register_parameter("bias", Tensor::zeros({out_features}, dtype, device));
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias, bool owner, double init_std,
+               DType dtype, Device device) {
+  weight_ = register_parameter("weight", Tensor::zeros({out_features, in_features}, dtype, device),
+                               {{}, owner, nn::Init::Normal, init_std});
+  if (bias)
+    bias_ = register_parameter("bias", Tensor::zeros({out_features}, dtype, device),
+                               {{}, owner, nn::Init::Zeros});
 }
 
 Tensor Linear::forward(const Tensor& x) const { return loom::linear(x, weight_, bias_); }
 
-void Linear::init(Generator& gen, double std) {
-  NoGradGuard no_grad;
-  weight_.normal_(gen, 0.0, std);
-  if (bias_.defined()) bias_.zero_();
-}
-
-LayerNorm::LayerNorm(int64_t dim, bool bias, DType dtype, Device device, double eps) : eps_(eps) {
-  weight_ = register_parameter("weight", Tensor::ones({dim}, dtype, device));
-  if (bias) bias_ = register_parameter("bias", Tensor::zeros({dim}, dtype, device));
+LayerNorm::LayerNorm(int64_t dim, bool bias, bool owner, DType dtype, Device device, double eps)
+    : eps_(eps) {
+  weight_ = register_parameter("weight", Tensor::ones({dim}, dtype, device),
+                               {{}, owner, nn::Init::Ones});
+  if (bias)
+    bias_ = register_parameter("bias", Tensor::zeros({dim}, dtype, device),
+                               {{}, owner, nn::Init::Zeros});
 }
 
 Tensor LayerNorm::forward(const Tensor& x) const {
   return loom::layer_norm(x, weight_, bias_, eps_);
 }
 
-void LayerNorm::init() {
-  NoGradGuard no_grad;
-  weight_.fill_(1.0);
-  if (bias_.defined()) bias_.zero_();
-}
-
-Embedding::Embedding(int64_t num, int64_t dim, DType dtype, Device device) {
-  weight_ = register_parameter("weight", Tensor::zeros({num, dim}, dtype, device));
+Embedding::Embedding(int64_t num, int64_t dim, bool owner, double init_std, DType dtype,
+                     Device device) {
+  weight_ = register_parameter("weight", Tensor::zeros({num, dim}, dtype, device),
+                               {{}, owner, nn::Init::Normal, init_std});
 }
 
 Tensor Embedding::forward(const Tensor& ids) const { return loom::embedding(weight_, ids); }
-
-void Embedding::init(Generator& gen, double std) {
-  NoGradGuard no_grad;
-  weight_.normal_(gen, 0.0, std);
-}
 
 }  // namespace loom::models

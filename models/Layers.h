@@ -1,25 +1,24 @@
-// The basic layers GPT is built from: Linear (weight (out, in), PyTorch layout), LayerNorm and
-// Embedding. Each owns its parameters (registered on the Module base) and an init() that draws
-// them from a loom::Generator, so initialisation is reproducible and thread-count independent.
-//   Linear fc(768, 3072, /*bias=*/true);
-//   fc.init(gen, 0.02);              // weight ~ N(0, 0.02), bias = 0
-//   Tensor y = fc.forward(x);        // x (B,T,768) -> (B,T,3072)
+// The replicated basic layers: LayerNorm, Embedding (the position table) and Linear (small heads
+// such as the reward model's value head). Every rank of a tensor-parallel group holds the whole
+// tensor; `owner` is true on exactly one of them (TP rank 0), which counts it in the gradient
+// norm and writes it into checkpoints. Each registers its parameters with the init rule
+// nn::Module::init_parameters() applies. The tensor-parallel layers are in parallel/tensor/.
+//   LayerNorm ln(768, /*bias=*/true, /*owner=*/tp.rank() == 0);   // weight 1, bias 0 at init
+//   Tensor y = ln.forward(x);                                      // normalises the last dim
 #pragma once
 
 #include <cstdint>
 
-#include "core/random/Generator.h"
-#include "models/Module.h"
+#include "core/nn/Module.h"
 
 namespace loom::models {
 
-class Linear : public Module {
+class Linear : public nn::Module {
  public:
-  Linear(int64_t in_features, int64_t out_features, bool bias, DType dtype = DType::F32,
-         Device device = Device::cpu());
+  // weight (out, in) ~ N(0, init_std), bias (out) = 0.
+  Linear(int64_t in_features, int64_t out_features, bool bias, bool owner, double init_std,
+         DType dtype = DType::F32, Device device = Device::cpu());
   Tensor forward(const Tensor& x) const;  // x (..., in) -> (..., out)
-  // weight ~ N(0, std), bias = 0.
-  void init(Generator& gen, double std);
   const Tensor& weight() const { return weight_; }  // (out, in)
   const Tensor& bias() const { return bias_; }      // (out) or undefined
 
@@ -28,12 +27,11 @@ class Linear : public Module {
   Tensor bias_;
 };
 
-class LayerNorm : public Module {
+class LayerNorm : public nn::Module {
  public:
-  LayerNorm(int64_t dim, bool bias, DType dtype = DType::F32, Device device = Device::cpu(),
-            double eps = 1e-5);
+  LayerNorm(int64_t dim, bool bias, bool owner, DType dtype = DType::F32,
+            Device device = Device::cpu(), double eps = 1e-5);
   Tensor forward(const Tensor& x) const;  // normalises the last dim (size dim)
-  void init();                            // weight = 1, bias = 0
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
 
@@ -43,11 +41,12 @@ class LayerNorm : public Module {
   double eps_;
 };
 
-class Embedding : public Module {
+class Embedding : public nn::Module {
  public:
-  Embedding(int64_t num, int64_t dim, DType dtype = DType::F32, Device device = Device::cpu());
+  // weight (num, dim) ~ N(0, init_std).
+  Embedding(int64_t num, int64_t dim, bool owner, double init_std, DType dtype = DType::F32,
+            Device device = Device::cpu());
   Tensor forward(const Tensor& ids) const;  // ids (...) I64 -> (..., dim)
-  void init(Generator& gen, double std);    // weight ~ N(0, std)
   const Tensor& weight() const { return weight_; }  // (num, dim)
 
  private:

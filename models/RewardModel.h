@@ -2,8 +2,8 @@
 // (score at the last real token of each sequence) and later a PPO critic (a value per token).
 // It IS a GPT (the LM head stays, so one checkpoint layout serves every stage): its parameters are
 // the GPT's, named as in GPT.h, followed by value_head.weight (1,C) and value_head.bias (1).
-//   Generator gen(1337);
-//   RewardModel rm(cfg, gen);                       // GPT init, then the head from the same gen
+//   RewardModel rm(cfg);
+//   rm.init_weights(1337);
 //   Tensor r = rm.score(ids, last);                 // ids (B,T), last (B) I64 -> (B)
 //   Tensor v = rm.values(ids);                      // (B,T)
 #pragma once
@@ -14,17 +14,22 @@ namespace loom::models {
 
 class RewardModel : public GPT {
  public:
-  // The backbone as GPT(config, init_gen), then the head: weight N(0, 1/sqrt(C+1)), bias 0.
-  RewardModel(const GPTConfig& config, Generator& init_gen, DType dtype = DType::F32,
-              Device device = Device::cpu());
-  // ids (B,T) I64 -> the head's value at every position (B,T).
+  // The backbone as GPT(config, layout), then the head on the last stage: weight (1,C), bias (1),
+  // replicated over TP ranks; init_weights draws it N(0, 1/sqrt(C+1)), bias 0.
+  explicit RewardModel(const GPTConfig& config, Layout layout = {}, DType dtype = DType::F32,
+                       Device device = Device::cpu());
+  // Final hidden states h (B,T,C) -> the head's value at every position (B,T). Last stage.
+  Tensor values_of(const Tensor& h) const;
+  // ids (B,T) I64 -> (B,T) (pp == 1).
   Tensor values(const Tensor& ids);
-  // ids (B,T) I64, last (B) I64 (index of each row's last real token) -> (B).
+  // ids (B,T) I64, last (B) I64 (index of each row's last real token) -> (B) (pp == 1).
   Tensor score(const Tensor& ids, const Tensor& last);
-  Linear& value_head() { return value_head_; }
 
  private:
-  Linear value_head_;
+  std::unique_ptr<Linear> value_head_;  // last stage
 };
+
+// values (B,T), last (B) I64 -> values[b, last[b]] (B); differentiable in values.
+Tensor select_last(const Tensor& values, const Tensor& last);
 
 }  // namespace loom::models

@@ -12,7 +12,7 @@
 
 namespace loom::optim {
 
-double grad_norm(const std::vector<Tensor>& params) {
+double grad_sq_sum(const std::vector<Tensor>& params) {
   NoGradGuard no_grad;
   // One f64 sum of squares per gradient, left on its device; a single copy to the host then adds
   // them in parameter order. (A host read per tensor would sync the GPU once per parameter.)
@@ -26,23 +26,33 @@ double grad_norm(const std::vector<Tensor>& params) {
       part = part.to(parts.front().device());
     parts.push_back(part);
   }
-  if (parts.empty()) return 0.0;
   double sq = 0.0;
+  if (parts.empty()) return sq;
   for (double x : cat(parts, 0).to_vector<double>()) sq += x;
-  return std::sqrt(sq);
+  return sq;
 }
 
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
-  LOOM_CHECK(max_norm > 0.0, "clip_grad_norm: expected max_norm > 0, got ", max_norm);
-  const double total = grad_norm(params);
-  if (!std::isfinite(total)) return total;
-  const double coef = max_norm / (total + 1e-6);
-  if (coef >= 1.0) return total;
+void scale_grads(const std::vector<Tensor>& params, double coef) {
   NoGradGuard no_grad;
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (g.defined()) g.mul_(coef);
   }
+}
+
+double clip_coefficient(double total, double max_norm) {
+  if (!std::isfinite(total)) return 1.0;
+  const double coef = max_norm / (total + 1e-6);
+  return coef < 1.0 ? coef : 1.0;
+}
+
+double grad_norm(const std::vector<Tensor>& params) { return std::sqrt(grad_sq_sum(params)); }
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  LOOM_CHECK(max_norm > 0.0, "clip_grad_norm: expected max_norm > 0, got ", max_norm);
+  const double total = grad_norm(params);
+  const double coef = clip_coefficient(total, max_norm);
+  if (coef < 1.0) scale_grads(params, coef);
   return total;
 }
 

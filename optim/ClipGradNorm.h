@@ -12,6 +12,14 @@
 
 namespace loom::optim {
 
+// Sum over params of ||grad||^2, each in f64, added in parameter order (parameters without .grad
+// count 0). What grad_norm() takes the root of, and what a sharded model sums over its ranks.
+double grad_sq_sum(const std::vector<Tensor>& params);
+// Multiplies every defined gradient by coef in place.
+void scale_grads(const std::vector<Tensor>& params, double coef);
+// The clip coefficient torch.nn.utils.clip_grad_norm_ applies for a total norm: max_norm /
+// (total + 1e-6) when that is below 1, else 1 (also for a non-finite total: nothing is scaled).
+double clip_coefficient(double total, double max_norm);
 // The norm without clipping.
 double grad_norm(const std::vector<Tensor>& params);
 // Returns the total norm before clipping (may be inf/nan; then nothing is scaled).

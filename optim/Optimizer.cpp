@@ -60,4 +60,9 @@ ParamState& Optimizer::state(const std::string& name) {
                    "'");
 }
 
+void Optimizer::import_states(std::map<std::string, ParamState> states, int64_t step_count) {
+  for (auto& [name, st] : states) state(name) = std::move(st);
+  step_count_ = step_count;
+}
+
 }  // namespace loom::optim

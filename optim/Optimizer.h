@@ -67,6 +67,12 @@ class Optimizer {
   // that is not one of this optimizer's parameters).
   ParamState& state(const std::string& name);
   const std::map<std::string, ParamState>& states() const { return state_; }
+  // The state of every parameter as one tensor per buffer with the parameter's shape, for a
+  // checkpoint (ZeRO-1 assembles its shards here: collective over its data-parallel group).
+  virtual std::map<std::string, ParamState> export_states() { return state_; }
+  // Restores what export_states() returned (a parameter missing from `states` starts fresh) and
+  // the step count.
+  virtual void import_states(std::map<std::string, ParamState> states, int64_t step_count);
 
  protected:
   std::vector<ParamGroup> groups_;

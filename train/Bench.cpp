@@ -90,8 +90,8 @@ std::string run_train_bench(const BenchOptions& o) {
   if (o.device.is_cpu() && !o.blas.empty()) cpu::set_blas_kernels(o.blas);
   Backend& backend = backend_for(o.device);
 
-  Generator gen(1337);
-  models::GPT model(config, gen, DType::F32, o.device);
+  models::GPT model(config, {}, DType::F32, o.device);
+  model.init_weights(1337);
   model.train();
   const auto named = model.named_parameters();
   const std::vector<Tensor> params = model.parameters();

@@ -21,6 +21,18 @@ class NoGradGuard {
   bool prev_;
 };
 
+// Turns recording back on for a scope (a recomputation inside backward, which runs without it).
+class EnableGradGuard {
+ public:
+  EnableGradGuard() : prev_(GradMode::is_enabled()) { GradMode::set_enabled(true); }
+  ~EnableGradGuard() { GradMode::set_enabled(prev_); }
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
 }  // namespace loom::autograd
 
 namespace loom {

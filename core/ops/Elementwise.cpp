@@ -257,6 +257,9 @@ Tensor sqrt(const Tensor& x) { return unary_op<UnaryOp::Sqrt>(x); }
 Tensor rsqrt(const Tensor& x) { return unary_op<UnaryOp::Rsqrt>(x); }
 Tensor relu(const Tensor& x) { return unary_op<UnaryOp::Relu>(x); }
 Tensor gelu(const Tensor& x) { return unary_op<UnaryOp::Gelu>(x); }
+Tensor gelu_backward(const Tensor& dy, const Tensor& x) {
+  return run_binary(BinaryOp::GeluBackward, dy, x);
+}
 Tensor sigmoid(const Tensor& x) { return unary_op<UnaryOp::Sigmoid>(x); }
 Tensor square(const Tensor& x) { return unary_op<UnaryOp::Square>(x); }
 Tensor abs(const Tensor& x) { return unary_op<UnaryOp::Abs>(x); }

@@ -31,6 +31,8 @@ Tensor sqrt(const Tensor& x);
 Tensor rsqrt(const Tensor& x);
 Tensor relu(const Tensor& x);
 Tensor gelu(const Tensor& x);  // tanh approximation (GPT-2's)
+// dy * gelu'(x): gelu's backward rule as a plain (non-recorded) kernel call; dy, x same shape.
+Tensor gelu_backward(const Tensor& dy, const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor square(const Tensor& x);
 Tensor abs(const Tensor& x);

@@ -11,6 +11,7 @@
 #include "core/autograd/Autocast.h"
 #include "core/autograd/Function.h"
 #include "core/backend/Backend.h"
+#include "core/ops/Elementwise.h"
 
 namespace loom {
 
@@ -265,6 +266,29 @@ struct LinearFn {
   }
 };
 
+// linear(gelu(a), w, b) that saves a instead of gelu(a): LinearFn's forward and backward on a
+// recomputed gelu(a), then gelu's backward rule for da.
+struct GeluLinearFn {
+  static constexpr const char* kName = "GeluLinearBackward";
+  static Tensor forward(autograd::Ctx& ctx, const Tensor& a, const Tensor& w, const Tensor& bias) {
+    autograd::Ctx inner(LinearFn::kName);
+    Tensor y = LinearFn::forward(inner, gelu(a), w, bias);
+    ctx.save(a, w);
+    ctx.ints = inner.ints;
+    return y;
+  }
+  static std::vector<Tensor> backward(autograd::Ctx& ctx, std::vector<Tensor> g) {
+    const Tensor a = ctx.saved(0);
+    autograd::Ctx inner(LinearFn::kName);
+    inner.save(gelu(a), ctx.saved(1));
+    inner.ints = ctx.ints;
+    inner.needs_input_grad = ctx.needs_input_grad;
+    std::vector<Tensor> grads = LinearFn::backward(inner, std::move(g));
+    if (grads[0].defined()) grads[0] = gelu_backward(grads[0], a);
+    return grads;
+  }
+};
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -287,6 +311,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (x.dim() == 1) return linear(x.unsqueeze(0), weight, bias).squeeze(0);
   return autograd::apply<LinearFn>(autograd::autocast_lower(x), autograd::autocast_lower(weight),
                                    autograd::autocast_lower(bias));
+}
+
+Tensor gelu_linear(const Tensor& a, const Tensor& weight, const Tensor& bias) {
+  LOOM_CHECK(a.defined() && weight.defined() && a.dim() >= 2, "gelu_linear: expected a (..., M, in)");
+  return autograd::apply<GeluLinearFn>(autograd::autocast_lower(a), autograd::autocast_lower(weight),
+                                       autograd::autocast_lower(bias));
 }
 
 }  // namespace loom

@@ -12,5 +12,9 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor bmm(const Tensor& a, const Tensor& b);  // exactly (B,M,K) @ (B,K,N)
 // y = x @ w^T + b; bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// linear(gelu(a), weight, bias), keeping only a for backward: gelu(a) is recomputed there instead
+// of being stored (selective activation recomputation of an MLP's activation). Same values and
+// gradients as the composition.
+Tensor gelu_linear(const Tensor& a, const Tensor& weight, const Tensor& bias = Tensor());
 
 }  // namespace loom

@@ -7,6 +7,8 @@
 //   };
 #pragma once
 
+#include <functional>
+
 #include "core/tensor/Tensor.h"
 
 namespace loom::pipeline {
@@ -16,9 +18,13 @@ namespace loom::pipeline {
 struct MicroBatch {
   Tensor ids;      // (b,T) I64
   Tensor targets;  // (b,T) I64
-  // Position of this micro-batch in its optimizer step (keys its dropout masks, see ParallelGpt);
-  // -1 when the caller does not say.
+  // Position of this micro-batch in its optimizer step (keys its dropout masks); -1 when the
+  // caller does not say.
   int64_t index = -1;
+  // The last stage's loss of this micro-batch from the model's final hidden states h (b,T,C);
+  // empty: the model's default (language-model cross entropy against targets). Lets a stage
+  // (SFT, reward, DPO, PPO) train through the same schedules.
+  std::function<Tensor(const Tensor& h)> objective;
 };
 
 class PipelineStage {

@@ -60,7 +60,7 @@ class StageRunner {
     live_.erase(it);
     if (hooks_.before_backward) hooks_.before_backward(m);
     if (p2p_.is_last()) {
-      live.output.backward();
+      (hooks_.backward_scale == 1.0 ? live.output : live.output * hooks_.backward_scale).backward();
     } else {
       live.output.backward(p2p_.recv_backward(m));
     }

@@ -39,6 +39,9 @@ struct PipelineHooks {
   // Called on this stage right before the backward of micro-batch `mb` (once per micro-batch, in
   // backward order, which is 0, 1, ..., M-1 under both schedules).
   std::function<void(int64_t mb)> before_backward;
+  // Multiplies each micro-batch's loss before its backward (loss scaling); the returned loss is
+  // unscaled.
+  double backward_scale = 1.0;
 };
 
 // Runs one global batch through the pipeline. Collective over p2p.group(): every stage calls it

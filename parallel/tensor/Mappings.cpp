@@ -117,9 +117,18 @@ Tensor all_gather_last_dim(const Tensor& x, Communicator& tp) {
   return parts.permute(perm).reshape(out_shape).contiguous();
 }
 
-Tensor copy_to_tp(const Tensor& x, Communicator& tp) { return apply_comm<CopyToTP>(x, tp); }
-Tensor reduce_from_tp(const Tensor& x, Communicator& tp) { return apply_comm<ReduceFromTP>(x, tp); }
-Tensor scatter_to_tp(const Tensor& x, Communicator& tp) { return apply_comm<ScatterToTP>(x, tp); }
-Tensor gather_from_tp(const Tensor& x, Communicator& tp) { return apply_comm<GatherFromTP>(x, tp); }
+// NB: with one TP rank every mapping is the identity: no node, no copy, no collective.
+Tensor copy_to_tp(const Tensor& x, Communicator& tp) {
+  return tp.size() == 1 ? x : apply_comm<CopyToTP>(x, tp);
+}
+Tensor reduce_from_tp(const Tensor& x, Communicator& tp) {
+  return tp.size() == 1 ? x : apply_comm<ReduceFromTP>(x, tp);
+}
+Tensor scatter_to_tp(const Tensor& x, Communicator& tp) {
+  return tp.size() == 1 ? x : apply_comm<ScatterToTP>(x, tp);
+}
+Tensor gather_from_tp(const Tensor& x, Communicator& tp) {
+  return tp.size() == 1 ? x : apply_comm<GatherFromTP>(x, tp);
+}
 
 }  // namespace loom::tp

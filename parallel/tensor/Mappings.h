@@ -16,7 +16,8 @@ namespace loom::tp {
 
 // x (...) -> x; backward: all-reduce(dy) over `tp`.
 Tensor copy_to_tp(const Tensor& x, Communicator& tp);
-// x (...) partial sums -> their sum over `tp` (a new tensor); backward: identity.
+// x (...) partial sums -> their sum over `tp` (a new tensor, or x itself at tp = 1); backward:
+// identity.
 Tensor reduce_from_tp(const Tensor& x, Communicator& tp);
 // x (..., n) -> this rank's slice (..., n/tp); n % tp == 0. Backward: all-gather along the last
 // dim.

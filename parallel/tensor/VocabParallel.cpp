@@ -152,16 +152,20 @@ VocabPartition VocabPartition::make(int64_t vocab_size, int tp, int tp_rank, int
 }
 
 VocabParallelEmbedding::VocabParallelEmbedding(const VocabPartition& part, int64_t dim,
-                                               Communicator& tp, DType dtype, Device device)
+                                               Communicator& tp, double init_std, bool owner,
+                                               DType dtype, Device device)
     : part_(part), tp_(tp) {
   LOOM_CHECK(part.local_size() * tp.size() == part.padded_size,
              "VocabParallelEmbedding: expected a partition for ", tp.size(), " TP ranks (",
              part.padded_size, " rows), got ", part.local_size(), " local rows");
   LOOM_CHECK(dim >= 1, "VocabParallelEmbedding: expected dim >= 1, got ", dim);
-  weight_ = Tensor::zeros({part.local_size(), dim}, dtype, device).set_requires_grad(true);
+  nn::ParamMeta m{ShardSpec::row_range({part.padded_size, dim}, part.start, part.end), owner,
+                  nn::Init::Normal, init_std, part.vocab_size};
+  weight_ = register_parameter("weight", Tensor::zeros({part.local_size(), dim}, dtype, device), m);
 }
 
 Tensor VocabParallelEmbedding::forward(const Tensor& ids) const {
+  if (tp_.size() == 1) return embedding(weight_, ids);  // every id is a row of this rank
   check_ids("VocabParallelEmbedding", ids, part_.vocab_size, kNoIgnore);
   const Device d = ids.device();
   Tensor owned = in_range(ids, part_.start, part_.end);
@@ -175,21 +179,9 @@ Tensor VocabParallelEmbedding::logits(const Tensor& h) const {
   LOOM_CHECK(h.dim() >= 1 && h.size(-1) == weight_.size(1),
              "VocabParallelEmbedding.logits: expected h (..., ", weight_.size(1), "), got ",
              h.shape());
+  if (tp_.size() == 1 && part_.vocab_size < part_.padded_size)
+    return linear(h, weight_.narrow(0, 0, part_.vocab_size));  // (..., vocab_size)
   return linear(copy_to_tp(h, tp_), weight_);  // (..., local rows)
-}
-
-void VocabParallelEmbedding::load_full(const Tensor& weight) {
-  LOOM_CHECK(weight.dim() == 2 && weight.size(1) == weight_.size(1) &&
-                 (weight.size(0) == part_.vocab_size || weight.size(0) == part_.padded_size),
-             "VocabParallelEmbedding.load_full: expected a table of shape (", part_.vocab_size,
-             " or ", part_.padded_size, ", ", weight_.size(1), "), got ", weight.shape());
-  autograd::NoGradGuard guard;
-  Tensor local = weight_.detach();
-  local.zero_();
-  const int64_t stop = std::min(part_.end, weight.size(0));
-  if (stop > part_.start)
-    local.narrow(0, 0, stop - part_.start)
-        .copy_(weight.detach().narrow(0, part_.start, stop - part_.start));
 }
 
 namespace {
@@ -220,6 +212,12 @@ Tensor vocab_parallel_cross_entropy_impl(const Tensor& logits_local, const Tenso
 Tensor vocab_parallel_cross_entropy(const Tensor& logits_local, const Tensor& targets,
                                     const VocabPartition& part, Communicator& tp,
                                     int64_t ignore_index, Reduction reduction) {
+  if (tp.size() == 1) {  // the whole vocabulary is here: the plain (fused) kernel
+    const Tensor real = logits_local.size(-1) > part.vocab_size
+                            ? logits_local.narrow(-1, 0, part.vocab_size)
+                            : logits_local;
+    return cross_entropy(real, targets, ignore_index, reduction);
+  }
   const DType dt = logits_local.dtype();
   const bool fused = logits_local.device().is_cpu() && (dt == DType::F32 || dt == DType::F64);
   return vocab_parallel_cross_entropy_impl(logits_local, targets, part, tp, ignore_index, reduction,

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "core/nn/Module.h"
 #include "core/ops/Nn.h"
 #include "core/tensor/Tensor.h"
 #include "parallel/comm/Communicator.h"
@@ -31,20 +32,21 @@ struct VocabPartition {
   static VocabPartition make(int64_t vocab_size, int tp, int tp_rank, int64_t pad_multiple = 1);
 };
 
-class VocabParallelEmbedding {
+class VocabParallelEmbedding : public nn::Module {
  public:
-  // weight (part.local_size(), dim), zero-initialised, trainable.
+  // Parameter "weight": this rank's rows of the logical (padded_size, dim) table, ~N(0, init_std)
+  // with the padded rows (>= vocab_size) zero. owner = false for a copy another rank also holds
+  // (the last pipeline stage's copy of a tied table).
   VocabParallelEmbedding(const VocabPartition& part, int64_t dim, Communicator& tp,
-                         DType dtype = DType::F32, Device device = Device::cpu());
+                         double init_std = 0.02, bool owner = true, DType dtype = DType::F32,
+                         Device device = Device::cpu());
   // ids (...) I64 in [0, vocab_size) -> (..., dim), equal on every rank. Ids outside this rank's
   // rows give zeros locally; reduce_from_tp then sums the one owner's row into every rank.
   Tensor forward(const Tensor& ids) const;
-  // Tied LM head: h (..., dim) replicated -> this rank's logits (..., local rows) = h @ weight^T,
-  // ready for vocab_parallel_cross_entropy (copy_to_tp sums h's gradient over the ranks).
+  // Tied or untied LM head: h (..., dim) replicated -> this rank's logits h @ weight^T, ready for
+  // vocab_parallel_cross_entropy (copy_to_tp sums h's gradient over the ranks): (..., local rows),
+  // or at tp = 1 (..., vocab_size): the padded rows are left out of the product.
   Tensor logits(const Tensor& h) const;
-  // Copies this rank's rows of a full table with vocab_size or padded_size rows (missing padded
-  // rows become zeros).
-  void load_full(const Tensor& weight);
   const Tensor& weight() const { return weight_; }  // (local rows, dim)
   const VocabPartition& partition() const { return part_; }
 
@@ -54,8 +56,8 @@ class VocabParallelEmbedding {
   Tensor weight_;
 };
 
-// logits_local (N, part.local_size()) this rank's vocab columns, targets (N) I64 global ids (or
-// ignore_index). Cross entropy over the real vocabulary: local max -> all-reduce max, local sum
+// logits_local (N, part.local_size()) this rank's vocab columns (at tp = 1 also (N, vocab_size):
+// the padded columns left out), targets (N) I64 global ids (or ignore_index). Cross entropy over the real vocabulary: local max -> all-reduce max, local sum
 // of exp -> all-reduce sum, target logit from the owning rank -> all-reduce sum. Backward is
 // softmax - onehot on the local shard (no communication). Returns per-row losses (N) with
 // Reduction::None (0 on ignored rows), otherwise the sum or the mean over non-ignored rows.

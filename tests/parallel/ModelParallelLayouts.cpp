@@ -7,7 +7,7 @@
 // tests/parallel/CMakeLists.txt); each test asserts the world size it needs.
 #include <gtest/gtest.h>
 
-#include "parallel/ShardSpec.h"
+#include "core/nn/ShardSpec.h"
 #include "tests/parallel/TrainerMpiSupport.h"
 #include "train/ModelParallel.h"
 

@@ -1,6 +1,6 @@
 // ShardSpec (see ShardSpec.h): constructors for the split patterns the parallel layers use, the
 // JSON form checkpoints store, and the copy in / copy out between a piece and its logical tensor.
-#include "parallel/ShardSpec.h"
+#include "core/nn/ShardSpec.h"
 
 #include <nlohmann/json.hpp>
 

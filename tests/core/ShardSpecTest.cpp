@@ -1,7 +1,7 @@
 // ShardSpec: the piece patterns of the TP layers (stacked qkv rows, row-parallel columns, vocab
 // row ranges) round-trip through extract_shard / insert_shard, cover the logical tensor exactly,
 // and survive the JSON form checkpoints store.
-#include "parallel/ShardSpec.h"
+#include "core/nn/ShardSpec.h"
 
 #include <gtest/gtest.h>
 
