@@ -212,6 +212,24 @@ TEST(CommandRewardTest, WrongNumberOfLinesIsAnError) {
       << msg;
 }
 
+size_t open_fds() {
+  return size_t(std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                              std::filesystem::directory_iterator()));
+}
+
+TEST(CommandRewardTest, FailuresAndRestartsLeakNoFileDescriptors) {
+  const size_t before = open_fds();
+  {
+    CommandReward r(sh("crash.sh", "exit"));
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(r.score(samples(1)), (std::vector<double>{1}));  // a fresh checker each time
+      expect_failure(r, samples(1), 5.0);
+    }
+    EXPECT_THROW(CommandReward({.argv = {"/nonexistent/checker"}}), ValueError);
+  }
+  EXPECT_EQ(open_fds(), before);
+}
+
 TEST(CommandRewardTest, BadOptionsFailAtConstruction) {
   EXPECT_THROW(CommandReward({}), ValueError);
   EXPECT_THROW(CommandReward({.argv = {"/nonexistent/checker"}}), ValueError);
