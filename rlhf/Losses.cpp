@@ -184,7 +184,11 @@ const char* kl_estimator_name(KlEstimator e) {
 
 Tensor kl_estimate(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator e) {
   check_same_shape(logp, ref_logp, "kl_estimate", "logp", "ref_logp");
-  Tensor d = ref_logp.detach() - logp;  // log(pi_ref / pi)
+  Tensor m = as_mask(mask, logp);
+  // log(pi_ref / pi), set to 0 outside the mask first (where, not a product, which would turn
+  // inf into NaN) so that whatever lies there cannot overflow exp() into NaN.
+  Tensor zero = Tensor::scalar(0.0, logp.dtype(), logp.device());
+  Tensor d = where(ne(m, zero), ref_logp.detach() - logp, zero);
   Tensor k;
   switch (e) {
     case KlEstimator::K1:
@@ -197,7 +201,7 @@ Tensor kl_estimate(const Tensor& logp, const Tensor& ref_logp, const Tensor& mas
       k = exp(d) - d - 1.0;
       break;
   }
-  return k * as_mask(mask, logp);
+  return k * m;
 }
 
 namespace {

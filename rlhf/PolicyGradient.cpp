@@ -21,6 +21,13 @@ Tensor as_mask(const Tensor& mask, const Tensor& like) {
   return m.dtype() == like.dtype() ? m : m.to(like.dtype());
 }
 
+// x where mask != 0, else exactly 0 (unlike x * mask, which turns inf into NaN); the gradient
+// outside the mask is 0.
+Tensor zero_outside(const Tensor& x, const Tensor& mask) {
+  Tensor zero = Tensor::scalar(0.0, x.dtype(), x.device());
+  return where(ne(mask, zero), x, zero);
+}
+
 // Token mean over the mask of a Bool flag tensor.
 double masked_fraction(const Tensor& flags, const Tensor& mask) {
   return masked_mean(flags.to(mask.dtype()), mask).item();
@@ -73,8 +80,10 @@ PgLoss clipped_pg_loss(const Tensor& logp, const Tensor& old_logp, const Tensor&
   LOOM_CHECK(o.clip_low > 0 && o.clip_low < 1 && o.clip_high > 0,
              "clipped_pg_loss: expected 0 < clip_low < 1 and clip_high > 0, got clip_low ",
              o.clip_low, " and clip_high ", o.clip_high);
-  Tensor adv = advantages.detach();
-  Tensor log_ratio = logp - old_logp.detach();
+  Tensor m = as_mask(mask, logp);
+  // Zeroed outside the mask first: whatever lies there cannot overflow exp() into inf * 0 = NaN.
+  Tensor adv = zero_outside(advantages.detach(), m);
+  Tensor log_ratio = zero_outside(logp - old_logp.detach(), m);
   Tensor ratio = exp(log_ratio);
   Tensor unclipped = -adv * ratio;
   Tensor clipped = -adv * clamp(ratio, 1.0 - o.clip_low, 1.0 + o.clip_high);
@@ -83,7 +92,6 @@ PgLoss clipped_pg_loss(const Tensor& logp, const Tensor& old_logp, const Tensor&
   Tensor active = gt(clipped.detach(), unclipped.detach());
   Tensor one = Tensor::scalar(1.0, ratio.dtype(), ratio.device());
   Tensor below = lt(ratio.detach(), one), above = gt(ratio.detach(), one);
-  Tensor m = as_mask(mask, logp);
   out.clip_fraction = masked_fraction(active, m);
   out.clip_low_fraction = masked_mean(active.to(m.dtype()) * below.to(m.dtype()), m).item();
   out.clip_high_fraction = masked_mean(active.to(m.dtype()) * above.to(m.dtype()), m).item();

@@ -45,7 +45,8 @@ struct PgLoss {
   double approx_kl = 0;           // masked token mean of 0.5 * (logp - old_logp)^2
 };
 // PPO-style clipped surrogate (Schulman et al. 2017 eq. 7) with r = exp(logp - old_logp).
-// logp (B,T) carries the gradient; old_logp and advantages (B,T) are constants. The fractions
+// logp (B,T) carries the gradient; old_logp and advantages (B,T) are constants; values outside
+// the mask are ignored (even inf: they are zeroed before exp, so no NaN leaks in). The fractions
 // are token means over the mask whatever the aggregation. Ties (clipped == unclipped, e.g. r = 1
 // in the first epoch) count as unclipped; inside the clip range both terms have the same gradient.
 PgLoss clipped_pg_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& advantages,

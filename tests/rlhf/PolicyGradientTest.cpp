@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "core/ops/Elementwise.h"
+#include "core/ops/Reduction.h"
 #include "core/random/Generator.h"
 #include "core/util/Check.h"
 #include "rlhf/PolicyGradient.h"
@@ -23,12 +25,13 @@ using loom::testing::gradcheck;
 //   (0,2) r 1,   A  2: tie                              -> unclipped,      l = -2,   grad -A*r = -2
 //   (1,0) r 1.1, A -1: inside the range                 ->                 l =  1.1,  grad  1.1
 //   (1,1) r 0.9, A  1: inside the range                 ->                 l = -0.9,  grad -0.9
-//   (1,2) masked (r = e^5, A = 100): contributes nothing.
+//   (1,2) masked (log r = 1000, A = inf): contributes nothing, and no NaN (exp would overflow).
 struct HandCase {
   Tensor old = Tensor::from_vector<double>({-1, -2, -0.5, -3, -1, -2}, {2, 3});
   Tensor log_r = Tensor::from_vector<double>(
-      {std::log(1.5), std::log(0.5), 0.0, std::log(1.1), std::log(0.9), 5.0}, {2, 3});
-  Tensor adv = Tensor::from_vector<double>({1, -1, 2, -1, 1, 100}, {2, 3});
+      {std::log(1.5), std::log(0.5), 0.0, std::log(1.1), std::log(0.9), 1000.0}, {2, 3});
+  Tensor adv = Tensor::from_vector<double>(
+      {1, -1, 2, -1, 1, std::numeric_limits<double>::infinity()}, {2, 3});
   Tensor mask = Tensor::from_vector<double>({1, 1, 1, 1, 1, 0}, {2, 3});
   std::vector<double> grad = {0, 0, -2, 1.1, -0.9, 0};  // d l / d logp per token
   Tensor logp() const { return (old + log_r).detach().set_requires_grad(true); }
@@ -132,6 +135,12 @@ TEST(PolicyGradientTest, KlEstimatorsAndTheirGradients) {
             (std::vector<double>{2, 0}));
   EXPECT_NEAR(kl_estimate(lp, rf, m, KlEstimator::K3).to_vector<double>()[0], std::exp(2.0) - 3,
               1e-15);
+  // A masked position where exp(ref - logp) would overflow: value and gradient stay 0, not NaN.
+  Tensor far = Tensor::from_vector<double>({-3, -2000}, {1, 2}).set_requires_grad(true);
+  Tensor k3 = kl_estimate(far, rf, m, KlEstimator::K3);
+  EXPECT_EQ(k3.to_vector<double>()[1], 0.0);
+  sum(k3).backward();
+  EXPECT_EQ(far.grad().to_vector<double>()[1], 0.0);
 }
 
 TEST(PolicyGradientTest, GradcheckOfLossesUnderEveryAggregation) {
