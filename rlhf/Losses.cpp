@@ -170,4 +170,115 @@ DpoOutput dpo_loss(const Tensor& policy_chosen, const Tensor& policy_rejected,
   return out;
 }
 
+const char* kl_estimator_name(KlEstimator e) {
+  switch (e) {
+    case KlEstimator::K1:
+      return "k1";
+    case KlEstimator::K2:
+      return "k2";
+    case KlEstimator::K3:
+      return "k3";
+  }
+  return "?";
+}
+
+Tensor kl_estimate(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator e) {
+  check_same_shape(logp, ref_logp, "kl_estimate", "logp", "ref_logp");
+  Tensor m = as_mask(mask, logp);
+  // log(pi_ref / pi), set to 0 outside the mask first (where, not a product, which would turn
+  // inf into NaN) so that whatever lies there cannot overflow exp() into NaN.
+  Tensor zero = Tensor::scalar(0.0, logp.dtype(), logp.device());
+  Tensor d = where(ne(m, zero), ref_logp.detach() - logp, zero);
+  Tensor k;
+  switch (e) {
+    case KlEstimator::K1:
+      k = -d;
+      break;
+    case KlEstimator::K2:
+      k = square(d) * 0.5;
+      break;
+    case KlEstimator::K3:
+      k = exp(d) - d - 1.0;
+      break;
+  }
+  return k * m;
+}
+
+namespace {
+
+struct PairLogRatios {
+  Tensor hc, hr;  // policy - ref per sequence (B)
+};
+
+PairLogRatios pair_log_ratios(const char* op, const Tensor& policy_chosen,
+                              const Tensor& policy_rejected, const Tensor& ref_chosen,
+                              const Tensor& ref_rejected, double beta) {
+  check_same_shape(policy_chosen, policy_rejected, op, "policy_chosen", "policy_rejected");
+  check_same_shape(policy_chosen, ref_chosen, op, "policy_chosen", "ref_chosen");
+  check_same_shape(policy_chosen, ref_rejected, op, "policy_chosen", "ref_rejected");
+  LOOM_CHECK(policy_chosen.dim() == 1 && policy_chosen.numel() > 0, op,
+             ": expected sequence log-probs of shape (B) with B > 0, got ", policy_chosen.shape());
+  LOOM_CHECK(beta > 0, op, ": expected beta > 0, got ", beta);
+  return {policy_chosen - ref_chosen.detach(), policy_rejected - ref_rejected.detach()};
+}
+
+// Fills the detached rewards and their metrics (accuracy: chosen > rejected; mean margin).
+DpoOutput preference_output(Tensor loss, const Tensor& chosen_rewards,
+                            const Tensor& rejected_rewards) {
+  DpoOutput out;
+  out.loss = std::move(loss);
+  out.chosen_rewards = chosen_rewards.detach();
+  out.rejected_rewards = rejected_rewards.detach();
+  RewardMetrics m = reward_metrics(out.chosen_rewards, out.rejected_rewards);
+  out.accuracy = m.accuracy;
+  out.mean_margin = m.mean_margin;
+  return out;
+}
+
+}  // namespace
+
+DpoOutput ipo_loss(const Tensor& policy_chosen, const Tensor& policy_rejected,
+                   const Tensor& ref_chosen, const Tensor& ref_rejected, double beta) {
+  PairLogRatios h =
+      pair_log_ratios("ipo_loss", policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta);
+  Tensor loss = mean(square(h.hc - h.hr - 1.0 / (2.0 * beta)));
+  return preference_output(loss, h.hc * beta, h.hr * beta);
+}
+
+DpoOutput cdpo_loss(const Tensor& policy_chosen, const Tensor& policy_rejected,
+                    const Tensor& ref_chosen, const Tensor& ref_rejected, double beta,
+                    double label_smoothing) {
+  PairLogRatios h =
+      pair_log_ratios("cdpo_loss", policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta);
+  LOOM_CHECK(label_smoothing >= 0 && label_smoothing < 0.5,
+             "cdpo_loss: expected label_smoothing in [0, 0.5), got ", label_smoothing);
+  Tensor z = (h.hc - h.hr) * beta;
+  // -log sigmoid(z) = softplus(-z); -log sigmoid(-z) = softplus(z).
+  Tensor loss = mean(softplus(-z) * (1.0 - label_smoothing) + softplus(z) * label_smoothing);
+  return preference_output(loss, h.hc * beta, h.hr * beta);
+}
+
+DpoOutput simpo_loss(const Tensor& policy_chosen, const Tensor& policy_rejected,
+                     const Tensor& chosen_lengths, const Tensor& rejected_lengths, double beta,
+                     double gamma) {
+  check_same_shape(policy_chosen, policy_rejected, "simpo_loss", "policy_chosen",
+                   "policy_rejected");
+  check_same_shape(policy_chosen, chosen_lengths, "simpo_loss", "policy_chosen", "chosen_lengths");
+  check_same_shape(policy_chosen, rejected_lengths, "simpo_loss", "policy_chosen",
+                   "rejected_lengths");
+  LOOM_CHECK(policy_chosen.dim() == 1 && policy_chosen.numel() > 0,
+             "simpo_loss: expected sequence log-probs of shape (B) with B > 0, got ",
+             policy_chosen.shape());
+  LOOM_CHECK(beta > 0, "simpo_loss: expected beta > 0, got ", beta);
+  for (const Tensor* len : {&chosen_lengths, &rejected_lengths}) {
+    for (double n : len->to_vector<double>()) {
+      LOOM_CHECK(n > 0, "simpo_loss: expected response lengths > 0, got ", n);
+    }
+  }
+  Tensor rc = policy_chosen / as_mask(chosen_lengths, policy_chosen) * beta;
+  Tensor rr = policy_rejected / as_mask(rejected_lengths, policy_rejected) * beta;
+  Tensor loss = mean(softplus(rr - rc + gamma));  // -log sigmoid(rc - rr - gamma)
+  return preference_output(loss, rc, rr);
+}
+
 }  // namespace loom::rlhf

@@ -65,4 +65,38 @@ struct DpoOutput {
 DpoOutput dpo_loss(const Tensor& policy_chosen, const Tensor& policy_rejected,
                    const Tensor& ref_chosen, const Tensor& ref_rejected, double beta);
 
+// ---- KL estimators (Schulman 2020, "Approximating KL Divergence") ----------------------------
+// Per-token estimates of KL(pi || pi_ref) from tokens sampled from pi, with d = ref_logp - logp:
+//   K1:  -d                  (= log pi - log pi_ref; unbiased, high variance, can be negative)
+//   K2:  0.5 * d^2           (biased, low variance, >= 0)
+//   K3:  exp(d) - d - 1      (unbiased, low variance, >= 0; GRPO's choice, DeepSeekMath sec. 4.1)
+// NB: K3 grows like exp(ref_logp - logp) where the policy has dropped a token the reference
+// likes; no clamp is applied here.
+enum class KlEstimator { K1, K2, K3 };
+const char* kl_estimator_name(KlEstimator e);  // "k1", "k2", "k3"
+// (B,T) estimates, zeroed outside the mask; differentiable in logp (ref_logp is a constant).
+Tensor kl_estimate(const Tensor& logp, const Tensor& ref_logp, const Tensor& mask, KlEstimator e);
+
+// ---- DPO variants (same DpoOutput: loss, detached rewards, accuracy, mean margin) ------------
+// Inputs are sequence log-probs (B) as for dpo_loss; h_c = pi_c - ref_c, h_r = pi_r - ref_r.
+// IPO (Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning from Human
+// Preferences", sampled IPO loss): mean_b (h_c - h_r - 1/(2 beta))^2; rewards beta*h as in DPO.
+// (TRL feeds IPO length-averaged log-probs; pass those here to get its variant.)
+DpoOutput ipo_loss(const Tensor& policy_chosen, const Tensor& policy_rejected,
+                   const Tensor& ref_chosen, const Tensor& ref_rejected, double beta);
+// Conservative DPO / label smoothing (Mitchell 2023, "A note on DPO with noisy preferences"):
+// mean_b (1-eps) * -log sigmoid(beta*(h_c-h_r)) + eps * -log sigmoid(-beta*(h_c-h_r)),
+// eps = label_smoothing in [0, 0.5); eps = 0 is dpo_loss.
+DpoOutput cdpo_loss(const Tensor& policy_chosen, const Tensor& policy_rejected,
+                    const Tensor& ref_chosen, const Tensor& ref_rejected, double beta,
+                    double label_smoothing);
+// SimPO (Meng et al. 2024, "SimPO: Simple Preference Optimization with a Reference-Free Reward"):
+// reference-free, length-normalised: mean_b -log sigmoid(beta*(lp_c/|c| - lp_r/|r|) - gamma).
+// lengths (B) are the response token counts (> 0), in the log-probs' dtype; rewards are
+// beta*lp/|y| and the margin is their difference (gamma not subtracted). Paper defaults: beta 2.0
+// to 2.5, gamma 0.5 to 1.5 (gamma/beta about 0.5).
+DpoOutput simpo_loss(const Tensor& policy_chosen, const Tensor& policy_rejected,
+                     const Tensor& chosen_lengths, const Tensor& rejected_lengths, double beta,
+                     double gamma);
+
 }  // namespace loom::rlhf

@@ -187,5 +187,88 @@ TEST(LossesTest, DpoLossMatchesClosedForm) {
   EXPECT_THROW(dpo_loss(tpc, tpr, vec(rc), vec(rr), 0.0), ValueError);
 }
 
+TEST(LossesTest, IpoLossIsSquaredDistanceToHalfInverseBeta) {
+  // beta 0.5: target 1/(2 beta) = 1. pc - rc = {1, -2, 1}, pr - rr = {-1, 1, 0}, h = {2, -3, 1}.
+  Tensor pc = vec({-10, -20, -5}).set_requires_grad(true);
+  Tensor pr = vec({-12, -15, -5}).set_requires_grad(true);
+  DpoOutput d = ipo_loss(pc, pr, vec({-11, -18, -6}), vec({-11, -16, -5}), 0.5);
+  const std::vector<double> h = {2, -3, 1};
+  EXPECT_DOUBLE_EQ(d.loss.item(), (1.0 + 16.0 + 0.0) / 3);               // mean (h - 1)^2
+  EXPECT_TRUE(allclose(d.chosen_rewards, vec({0.5, -1.0, 0.5}), 0, 0));  // beta * (pc - rc)
+  EXPECT_TRUE(allclose(d.rejected_rewards, vec({-0.5, 0.5, 0.0}), 0, 0));
+  EXPECT_DOUBLE_EQ(d.accuracy, 2.0 / 3);  // rows 0 and 2
+  EXPECT_DOUBLE_EQ(d.mean_margin, 0.0);   // 0.5 * (2 - 3 + 1) / 3
+  d.loss.backward();
+  std::vector<double> gc = pc.grad().to_vector<double>(), gr = pr.grad().to_vector<double>();
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_DOUBLE_EQ(gc[i], 2 * (h[i] - 1) / 3);  // d/dpc (h - 1)^2 / B
+    EXPECT_DOUBLE_EQ(gr[i], -2 * (h[i] - 1) / 3);
+  }
+  EXPECT_THROW(ipo_loss(pc, pr, vec({1, 2, 3}), vec({1, 2, 3}), 0.0), ValueError);
+}
+
+TEST(LossesTest, ConservativeDpoMixesBothLabelsAndReducesToDpo) {
+  const double beta = 0.1, eps = 0.2;
+  const std::vector<double> pc = {-10, -20, -5}, pr = {-12, -15, -5}, rc = {-11, -18, -6},
+                            rr = {-11, -16, -4};
+  Tensor tpc = vec(pc).set_requires_grad(true), tpr = vec(pr).set_requires_grad(true);
+  DpoOutput d = cdpo_loss(tpc, tpr, vec(rc), vec(rr), beta, eps);
+  double want = 0;
+  std::vector<double> z(3);
+  for (size_t i = 0; i < 3; ++i) {
+    z[i] = beta * ((pc[i] - rc[i]) - (pr[i] - rr[i]));  // {0.2, -0.1, 0.2}
+    want += ((1 - eps) * neg_log_sigmoid(z[i]) + eps * neg_log_sigmoid(-z[i])) / 3;
+  }
+  EXPECT_NEAR(d.loss.item(), want, 1e-15);  // same formula in f64: rounding only
+  d.loss.backward();
+  std::vector<double> gc = tpc.grad().to_vector<double>();
+  for (size_t i = 0; i < 3; ++i) {
+    // d/dz: -(1-eps) sigmoid(-z) + eps sigmoid(z); dz/dpc = beta; mean over 3.
+    const double want_g = beta * (-(1 - eps) * sigmoid_d(-z[i]) + eps * sigmoid_d(z[i])) / 3;
+    EXPECT_NEAR(gc[i], want_g, 1e-16);
+  }
+  // label_smoothing 0 is plain DPO, bit for bit.
+  EXPECT_EQ(cdpo_loss(vec(pc), vec(pr), vec(rc), vec(rr), beta, 0.0).loss.item(),
+            dpo_loss(vec(pc), vec(pr), vec(rc), vec(rr), beta).loss.item());
+  EXPECT_THROW(cdpo_loss(tpc, tpr, vec(rc), vec(rr), beta, 0.5), ValueError);
+}
+
+TEST(LossesTest, SimpoUsesLengthNormalisedLogprobsAndMargin) {
+  // lp/|y|: chosen -10/5 = -2 and -9/3 = -3; rejected -12/4 = -3 and -4/2 = -2.
+  // beta 2, gamma 1: z = beta*(c - r) - gamma = {1, -3}.
+  Tensor pc = vec({-10, -9}).set_requires_grad(true), pr = vec({-12, -4}).set_requires_grad(true);
+  Tensor lc = vec({5, 3}), lr = vec({4, 2});
+  DpoOutput d = simpo_loss(pc, pr, lc, lr, 2.0, 1.0);
+  EXPECT_NEAR(d.loss.item(), (neg_log_sigmoid(1) + neg_log_sigmoid(-3)) / 2, 1e-15);
+  EXPECT_TRUE(allclose(d.chosen_rewards, vec({-4, -6}), 0, 0));  // beta * lp / |y|
+  EXPECT_TRUE(allclose(d.rejected_rewards, vec({-6, -4}), 0, 0));
+  EXPECT_DOUBLE_EQ(d.accuracy, 0.5);
+  EXPECT_DOUBLE_EQ(d.mean_margin, (2.0 - 2.0) / 2);
+  d.loss.backward();
+  std::vector<double> gc = pc.grad().to_vector<double>(), gr = pr.grad().to_vector<double>();
+  // d/dpc -log sigmoid(z) = -sigmoid(-z) * beta / |c| / B; d/dpr = +sigmoid(-z) * beta / |r| / B.
+  EXPECT_NEAR(gc[0], -sigmoid_d(-1) * 2 / 5 / 2, 1e-16);
+  EXPECT_NEAR(gc[1], -sigmoid_d(3) * 2 / 3 / 2, 1e-16);
+  EXPECT_NEAR(gr[0], sigmoid_d(-1) * 2 / 4 / 2, 1e-16);
+  EXPECT_NEAR(gr[1], sigmoid_d(3) * 2 / 2 / 2, 1e-16);
+  EXPECT_THROW(simpo_loss(pc, pr, vec({5, 0}), lr, 2.0, 1.0), ValueError);  // empty response
+}
+
+TEST(LossesTest, GradcheckOfPreferenceLossVariants) {
+  Generator gen(6);
+  Tensor c1 = Tensor::randn({4}, gen, DType::F64), c2 = Tensor::randn({4}, gen, DType::F64);
+  Tensor n1 = Tensor::from_vector<double>({3, 7, 1, 12}, {4});
+  Tensor n2 = Tensor::from_vector<double>({5, 2, 9, 4}, {4});
+  // PyTorch gradcheck defaults (STYLE.md section 8); references and lengths held constant.
+  EXPECT_TRUE(gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        return ipo_loss(in[0], in[1], c1, c2, 0.7).loss +
+               cdpo_loss(in[0], in[1], c1, c2, 0.5, 0.3).loss +
+               simpo_loss(in[0], in[1], n1, n2, 2.5, 1.2).loss;
+      },
+      {Tensor::randn({4}, gen, DType::F64).set_requires_grad(true),
+       Tensor::randn({4}, gen, DType::F64).set_requires_grad(true)}));
+}
+
 }  // namespace
 }  // namespace loom::rlhf
