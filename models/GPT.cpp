@@ -244,6 +244,21 @@ GPT::GPT(const GPTConfig& config, Layout layout, DType dtype, Device device)
 
 GPT::~GPT() = default;
 
+int64_t GPT::local_parameters(const GPTConfig& c, int tp, int stage, int pp) {
+  const int64_t C = c.n_embd, b = c.bias ? 1 : 0;
+  const auto [begin, end] = stage_layers(c.n_layer, pp, stage);
+  // Per block: two layer norms and the row-parallel biases whole; qkv, fc (with their biases)
+  // and the attn/mlp output weights split over TP.
+  const int64_t whole = 2 * (C + b * C) + 2 * b * C;
+  const int64_t split = (3 * C * C + b * 3 * C + C * C + 4 * C * C + b * 4 * C + 4 * C * C) / tp;
+  int64_t n = (end - begin) * (whole + split);
+  const int64_t vocab_rows = c.vocab_size / tp * C;
+  const bool first = stage == 0, last = stage == pp - 1;
+  if (first) n += vocab_rows + c.block_size * C;
+  if (last) n += C + b * C + ((!c.tie_embeddings || pp > 1) ? vocab_rows : 0);  // head or tied copy
+  return n;
+}
+
 void GPT::init_weights(uint64_t seed) {
   init_parameters(seed);
   dropout_seed_ = seed;
@@ -307,33 +322,43 @@ Tensor GPT::lm_loss(const Tensor& h, const Tensor& targets, int64_t ignore_index
                                           targets.reshape({N}), part_, *tp_, ignore_index);
 }
 
+tp::VocabPartition GPT::limited(int64_t vocab_limit) const {
+  tp::VocabPartition p = part_;
+  LOOM_CHECK(vocab_limit >= 0, "GPT: expected vocab_limit >= 0, got ", vocab_limit);
+  if (vocab_limit > 0) p.vocab_size = std::min(vocab_limit, part_.vocab_size);
+  return p;
+}
+
+Tensor GPT::scaled_logits(const Tensor& h, double temperature, const tp::VocabPartition& p) const {
+  LOOM_CHECK(temperature > 0.0, "GPT: expected temperature > 0, got ", temperature);
+  Tensor x = head().logits(h);  // (B,T,Vl); at tp = 1 the real vocabulary
+  if (tp_->size() == 1 && x.size(-1) > p.vocab_size) x = x.narrow(-1, 0, p.vocab_size);
+  return temperature == 1.0 ? x : x * (1.0 / temperature);
+}
+
 Tensor GPT::token_logprobs(const Tensor& h, const Tensor& targets, double temperature,
-                           int64_t ignore_index) const {
+                           int64_t vocab_limit, int64_t ignore_index) const {
   LOOM_CHECK(targets.defined() && targets.dim() == 2 && targets.size(0) == h.size(0) &&
-                 targets.size(1) == h.size(1) && temperature > 0.0,
+                 targets.size(1) == h.size(1),
              "GPT.token_logprobs: expected targets of shape (", h.size(0), ",", h.size(1),
-             ") and temperature > 0, got ",
-             targets.defined() ? shape_str(targets.shape()) : std::string("none"), " and ",
-             temperature);
-  Tensor logits = head().logits(h);  // (B,T,V/tp)
-  if (temperature != 1.0) logits = logits * (1.0 / temperature);
+             "), got ", targets.defined() ? shape_str(targets.shape()) : std::string("none"));
+  const tp::VocabPartition p = limited(vocab_limit);
+  Tensor logits = scaled_logits(h, temperature, p);
   const int64_t N = targets.numel();
   Tensor nll = tp::vocab_parallel_cross_entropy(logits.reshape({N, logits.size(-1)}),
-                                                targets.reshape({N}), part_, *tp_, ignore_index,
+                                                targets.reshape({N}), p, *tp_, ignore_index,
                                                 Reduction::None);  // (N), 0 where ignored
   return neg(nll).reshape(targets.shape());
 }
 
-Tensor GPT::entropy(const Tensor& h, double temperature) const {
-  LOOM_CHECK(temperature > 0.0, "GPT.entropy: expected temperature > 0, got ", temperature);
-  Tensor x = head().logits(h);  // (B,T,Vl): at tp = 1 exactly the real vocabulary
-  if (temperature != 1.0) x = x * (1.0 / temperature);
-  Tensor valid;  // (Vl) 1 for real vocabulary columns of this rank, 0 for padding
-  if (tp_->size() > 1 && part_.end > part_.vocab_size) {
-    Tensor cols = Tensor::arange(part_.local_size(), DType::I64, x.device()) + double(part_.start);
-    valid = lt(cols, Tensor::scalar(double(part_.vocab_size), DType::I64, x.device()))
-                .to(x.dtype());
-    x = x * valid;  // padded logits 0 (their probability is removed below)
+Tensor GPT::entropy(const Tensor& h, double temperature, int64_t vocab_limit) const {
+  const tp::VocabPartition p = limited(vocab_limit);
+  Tensor x = scaled_logits(h, temperature, p);
+  Tensor valid;  // (Vl) 1 for this rank's columns inside the vocabulary, 0 for the rest
+  if (tp_->size() > 1 && p.end > p.vocab_size) {
+    Tensor cols = Tensor::arange(p.local_size(), DType::I64, x.device()) + double(p.start);
+    valid = lt(cols, Tensor::scalar(double(p.vocab_size), DType::I64, x.device())).to(x.dtype());
+    x = x * valid;  // excluded logits 0 (their probability is removed below)
   }
   // H = logsumexp(x) - sum p x with a detached max over every rank's columns.
   Tensor m = max(x.detach(), -1).contiguous();  // (B,T)
@@ -368,7 +393,7 @@ Tensor GPT::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index)
 KVCache GPT::new_cache(int64_t batch, int64_t capacity) const {
   LOOM_CHECK(capacity >= 1 && capacity <= config_.block_size, "GPT.new_cache: expected capacity ",
              "in [1, ", config_.block_size, "] (block_size), got ", capacity);
-  const Tensor& p = parameters().front();
+  const Tensor p = parameters().front();
   return KVCache(int64_t(blocks_.size()), config_.n_head / tp_->size(), config_.head_dim(), batch,
                  capacity, p.dtype(), p.device());
 }

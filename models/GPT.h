@@ -91,6 +91,10 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
                Device device = Device::cpu());
   ~GPT() override;
 
+  // Elements of the pieces a rank at (stage, any TP rank) holds for `config` (padded vocabulary
+  // rows included, the last stage's tied copy of wte counted): what `loom plan` reports.
+  static int64_t local_parameters(const GPTConfig& config, int tp, int stage, int pp);
+
   // GPT-2 init of every logical element from (seed, name, index): N(0, init_std) for Linear and
   // embedding weights, N(0, init_std/sqrt(2*n_layer)) for attn.proj and mlp.proj weights, zero
   // biases, LayerNorm 1/0, padded vocabulary rows 0. Also seeds the dropout streams.
@@ -110,11 +114,13 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
   // Mean cross entropy of the logits against targets (b,T) over the non-ignored positions.
   Tensor lm_loss(const Tensor& h, const Tensor& targets, int64_t ignore_index = -100) const;
   // log softmax(logits / temperature)[target] per position (b,T), 0 where the target is
-  // ignore_index; over the real vocabulary (padded rows never count). Differentiable.
+  // ignore_index; over the real vocabulary (padded rows never count), or only its first
+  // vocab_limit ids when 0 < vocab_limit (the ids sampling may draw). Differentiable.
   Tensor token_logprobs(const Tensor& h, const Tensor& targets, double temperature = 1.0,
-                        int64_t ignore_index = -100) const;
-  // Entropy of softmax(logits / temperature) per position (b,T). Differentiable.
-  Tensor entropy(const Tensor& h, double temperature = 1.0) const;
+                        int64_t vocab_limit = 0, int64_t ignore_index = -100) const;
+  // Entropy of softmax(logits / temperature) per position (b,T), over the same vocabulary as
+  // token_logprobs. Differentiable.
+  Tensor entropy(const Tensor& h, double temperature = 1.0, int64_t vocab_limit = 0) const;
   // Logits over the real vocabulary (b,T,V), gathered over the TP group (every rank gets all).
   Tensor logits(const Tensor& h) const;
 
@@ -158,6 +164,11 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
   Tensor embed(const Tensor& ids, tp::TensorParallelRng& rng);  // (b,T) -> (b,T,C)
   void key_layer(tp::TensorParallelRng& rng, DropoutKey key, int64_t layer) const;
   const tp::VocabParallelEmbedding& head() const;
+  // The vocabulary partition restricted to the first vocab_limit ids (0: the real vocabulary).
+  tp::VocabPartition limited(int64_t vocab_limit) const;
+  // Local logits / temperature over the limited vocabulary's columns of this rank: at tp = 1
+  // exactly the limited vocabulary, else every local column (the caller masks the rest).
+  Tensor scaled_logits(const Tensor& h, double temperature, const tp::VocabPartition& p) const;
 
   GPTConfig config_;
   std::shared_ptr<Communicator> own_tp_;  // a one-rank group when the layout has none

@@ -2,7 +2,8 @@
 // mini-batches are plain row gathers; every model pass runs in eval mode (dropout off, as usual
 // for PPO: the first mini-batch then has ratio exactly 1) and generation uses one prompt per
 // generate() call with a seed derived from (seed, step, global row), so a row's sample does not
-// depend on how the batch is split over data-parallel ranks.
+// depend on how the batch is split over data-parallel ranks. Model outputs are read on the last
+// pipeline stage through MicroBatch objectives of forward-only passes.
 #include "rlhf/PpoStage.h"
 
 #include <chrono>
@@ -15,6 +16,7 @@
 #include "rlhf/JsonlReader.h"
 #include "rlhf/Losses.h"
 #include "rlhf/Ppo.h"
+#include "train/Learner.h"
 
 namespace loom::rlhf {
 
@@ -46,12 +48,16 @@ std::vector<T> gather_rows(const std::vector<T>& v, const std::vector<int64_t>& 
   return out;
 }
 
-// logits (B,T,V) of `m` divided by the sampling temperature; only the first `vocab` columns when
-// 0 < vocab < V (padded vocabulary rows are never sampled, so they get no probability mass).
-Tensor scaled_logits(models::GPT& m, const Tensor& ids, double temperature, int64_t vocab) {
-  Tensor logits = m.forward(ids);
-  if (vocab > 0 && vocab < logits.size(2)) logits = logits.narrow(2, 0, vocab);
-  return temperature == 1.0 ? logits : logits * (1.0 / temperature);
+// A forward-only pass of `model` over (ids, targets) under the grid's layout; take(h) sees the
+// final hidden states on the last pipeline stage.
+void forward_pass(models::GPT& model, ProcessGrid& grid, const Tensor& ids, const Tensor& targets,
+                  const std::function<void(const Tensor& h)>& take) {
+  pipeline::MicroBatch mb{ids, targets, 0, {}};
+  mb.objective = [&](const Tensor& h) {
+    take(h);
+    return Tensor::scalar(0.0, DType::F32, h.device());
+  };
+  train::forward_only(model, grid, {mb});
 }
 
 data::Tokenizer ppo_tokenizer(const RunConfig& cfg) {
@@ -103,14 +109,30 @@ PpoRollout score_rollout(PpoModels m, const std::vector<std::vector<int32_t>>& p
   NoGradGuard g;
   Tensor ids = Tensor::from_vector<int64_t>(r.ids, {B, T}, device);
   Tensor targets = Tensor::from_vector<int64_t>(r.targets, {B, T}, device);
+  Tensor last_t = Tensor::from_vector<int64_t>(last, {B}, device);
   Tensor mask = label_mask(targets, DType::F32);
-  Tensor logp = token_logprobs(scaled_logits(m.actor, ids, temperature, vocab), targets);
-  Tensor ref_logp = token_logprobs(scaled_logits(m.reference, ids, temperature, vocab), targets);
-  Tensor values = m.critic.values(ids);
-  Tensor score = m.reward.score(ids, Tensor::from_vector<int64_t>(last, {B}, device));
+  r.mask = mask.to_vector<float>();
+  Tensor logp, ref_logp, values, score;
+  forward_pass(m.actor, m.grid, ids, targets, [&](const Tensor& h) {
+    logp = m.actor.token_logprobs(h, targets, temperature, vocab);
+  });
+  forward_pass(m.reference, m.grid, ids, targets, [&](const Tensor& h) {
+    ref_logp = m.reference.token_logprobs(h, targets, temperature, vocab);
+  });
+  forward_pass(m.critic, m.grid, ids, targets,
+               [&](const Tensor& h) { values = m.critic.values_of(h); });
+  forward_pass(m.reward, m.grid, ids, targets, [&](const Tensor& h) {
+    score = models::select_last(m.reward.values_of(h), last_t);
+  });
+  if (!m.actor.is_last()) {  // the outputs live on the last stage
+    r.logp.assign(size_t(B * T), 0.0f);
+    r.ref_logp = r.values = r.rewards = r.logp;
+    r.scores.assign(size_t(B), 0.0);
+    r.kl = r.scores;
+    return r;
+  }
   if (missing_eos_penalty != 0.0) score = score - Tensor::from_vector<float>(penalty, {B}, device);
   Tensor rewards = compute_rewards(score, logp, ref_logp, mask, kl_coef);
-  r.mask = mask.to_vector<float>();
   r.logp = logp.to_vector<float>();
   r.ref_logp = ref_logp.to_vector<float>();
   r.values = values.to_vector<float>();
@@ -170,63 +192,73 @@ MiniBatch mini_batch(const PpoRollout& r, const std::vector<int64_t>& rows, Devi
 
 }  // namespace
 
-PpoUpdateStats ppo_update(PpoModels m, const PpoRollout& r, const PpoUpdateOptions& o,
-                          const SumReducer& reduce, Device device,
-                          const std::function<void()>& update) {
+PpoUpdateStats ppo_update(train::Learner& actor, train::Learner& critic, const PpoRollout& r,
+                          const PpoUpdateOptions& o, int64_t step, Device device) {
   LOOM_CHECK(o.mini_batches >= 1 && r.rows % o.mini_batches == 0,
              "ppo_update: expected rows divisible by mini_batches=", o.mini_batches, ", got ",
              r.rows, " rows");
-  // Sums weighted by this rank's mini-batch tokens: policy, value, clip, vclip, entropy, kl, n.
+  models::GPT& pi = actor.model();
+  auto& value_model = dynamic_cast<models::RewardModel&>(critic.model());
+  // Sums weighted by this rank's mini-batch tokens (on the last stage): policy, value, clip,
+  // vclip, entropy, kl, tokens.
   std::vector<double> acc(7, 0.0);
+  double grad_norm = 0.0;
   for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
     for (int64_t k = 0; k < o.mini_batches; ++k) {
       std::vector<int64_t> rows;
       for (int64_t i = k; i < r.rows; i += o.mini_batches) rows.push_back(i);
-      MiniBatch mb = mini_batch(r, rows, device);
-      // Gradients are averaged over ranks by the trainer; scaling by n_rank * dp / n_global makes
-      // that average the gradient of the token mean over the global mini-batch.
+      const MiniBatch mb = mini_batch(r, rows, device);
+      // Gradients are averaged over ranks by the learners; scaling by n_rank * dp / n_global
+      // makes that average the gradient of the token mean over the global mini-batch.
       std::vector<double> n = {mb.tokens};
-      reduce_sum(reduce, n);
-      const double scale = n[0] > 0 ? mb.tokens * double(o.dp_size) / n[0] : 0.0;
-      Tensor logits = scaled_logits(m.actor, mb.ids, o.temperature, o.vocab);
-      Tensor logp = token_logprobs(logits, mb.targets);
-      PolicyLoss pl = ppo_policy_loss(logp, mb.old_logp, mb.advantages, mb.mask, o.clip);
-      Tensor values = m.critic.values(mb.ids);
-      ValueLoss vl = ppo_value_loss(values, mb.old_values, mb.returns, mb.mask, o.value_clip);
-      Tensor loss = pl.loss + vl.loss;
-      double entropy = 0.0;
-      if (o.entropy_coef != 0.0) {
-        Tensor ent = masked_mean(entropy_from_logits(logits), mb.mask);
-        entropy = ent.item();
-        loss = loss - ent * o.entropy_coef;
-      } else {
-        NoGradGuard g;
-        entropy = masked_mean(entropy_from_logits(logits.detach()), mb.mask).item();
-      }
+      actor.dp_sum(n);
+      const double scale = n[0] > 0 ? mb.tokens * double(actor.dp_size()) / n[0] : 0.0;
       const double t = mb.tokens;
-      acc[0] += pl.loss.item() * t;
-      acc[1] += vl.loss.item() * t;
-      acc[2] += pl.clip_fraction * t;
-      acc[3] += vl.clip_fraction * t;
-      acc[4] += entropy * t;
-      acc[5] += pl.approx_kl * t;
-      acc[6] += t;
-      (loss * scale).backward();
-      update();
+      pipeline::MicroBatch a{mb.ids, mb.targets, 0, {}};
+      a.objective = [&](const Tensor& h) {
+        Tensor logp = pi.token_logprobs(h, mb.targets, o.temperature, o.vocab);
+        PolicyLoss pl = ppo_policy_loss(logp, mb.old_logp, mb.advantages, mb.mask, o.clip);
+        Tensor loss = pl.loss;
+        double entropy = 0.0;
+        if (o.entropy_coef != 0.0) {
+          Tensor ent = masked_mean(pi.entropy(h, o.temperature, o.vocab), mb.mask);
+          entropy = ent.item();
+          loss = loss - ent * o.entropy_coef;
+        } else {
+          NoGradGuard g;
+          entropy = masked_mean(pi.entropy(h.detach(), o.temperature, o.vocab), mb.mask).item();
+        }
+        acc[0] += pl.loss.item() * t;
+        acc[2] += pl.clip_fraction * t;
+        acc[4] += entropy * t;
+        acc[5] += pl.approx_kl * t;
+        acc[6] += t;
+        return loss * scale;
+      };
+      pipeline::MicroBatch c{mb.ids, mb.targets, 0, {}};
+      c.objective = [&](const Tensor& h) {
+        ValueLoss vl = ppo_value_loss(value_model.values_of(h), mb.old_values, mb.returns,
+                                      mb.mask, o.value_clip);
+        acc[1] += vl.loss.item() * t;
+        acc[3] += vl.clip_fraction * t;
+        return vl.loss * scale;
+      };
+      actor.forward_backward({a}, step);
+      grad_norm = actor.step(o.lr);
+      critic.forward_backward({c}, step);
+      critic.step(o.lr);
     }
   }
-  reduce_sum(reduce, acc);
+  actor.from_last_stage(acc);
+  actor.dp_sum(acc);
   const double n = std::max(acc[6], 1.0);
-  return {acc[0] / n, acc[1] / n, acc[2] / n, acc[3] / n, acc[4] / n, acc[5] / n};
+  return {acc[0] / n, acc[1] / n, acc[2] / n, acc[3] / n, acc[4] / n, acc[5] / n, grad_norm};
 }
 
 // ---- the stage ------------------------------------------------------------------------------
 
-PpoStage::PpoStage(const RunConfig& cfg, models::GPT& actor, StageContext ctx, SumReducer reduce)
-    : actor_(actor), reduce_(std::move(reduce)) {
-  ctx_ = std::move(ctx);
-  seed_ = cfg.seed();
-  shuffle_ = cfg.data().shuffle();
+PpoStage::PpoStage(train::StageContext& ctx, train::Learner& policy) : ExampleStage(ctx) {
+  const RunConfig& cfg = ctx.cfg();
   const auto& p = cfg.ppo();
   const auto& ro = p.rollout();
   batch_ = ro.batch_size();
@@ -236,7 +268,7 @@ PpoStage::PpoStage(const RunConfig& cfg, models::GPT& actor, StageContext ctx, S
   pad_id_ = require_eot(tok);
   vocab_ = tok.vocab_size();
   const ChatTemplate tmpl = template_named(cfg.sft().template_());
-  const int64_t block = actor.config().block_size;
+  const int64_t block = policy.model().config().block_size;
   detail::read_jsonl(
       "ppo", p.prompts_path(), false,
       [&](const nlohmann::json& j) {
@@ -253,14 +285,10 @@ PpoStage::PpoStage(const RunConfig& cfg, models::GPT& actor, StageContext ctx, S
       [](const std::string&) {});
   desc_ = loom::detail::str_cat("ppo ", p.prompts_path(), ": ", prompts_.size(), " prompts");
 
-  LOOM_INTERNAL_ASSERT(ctx_.load_weights);
-  Generator g(cfg.seed());
-  reference_ = std::make_unique<models::GPT>(actor.config(), g, DType::F32, ctx_.device);
-  ctx_.load_weights(cfg.init_from(), *reference_);
-  reward_ = std::make_unique<models::RewardModel>(actor.config(), g, DType::F32, ctx_.device);
-  ctx_.load_weights(p.reward_model(), *reward_);
-  critic_ = std::make_unique<models::RewardModel>(actor.config(), g, DType::F32, ctx_.device);
-  ctx_.load_weights(p.critic_init(), *critic_);
+  const models::GPTConfig& mc = policy.model().config();
+  reference_ = ctx.make_model(mc, false, cfg.init_from());
+  reward_.reset(static_cast<models::RewardModel*>(ctx.make_model(mc, true, p.reward_model()).release()));
+  critic_ = ctx.make_learner(ctx.make_model(mc, true, p.critic_init()));
   kl_ = make_kl_controller(p.adaptive_kl(), p.kl_coef(), p.kl_target(), double(p.kl_horizon()));
 
   gamma_ = p.gamma();
@@ -271,7 +299,6 @@ PpoStage::PpoStage(const RunConfig& cfg, models::GPT& actor, StageContext ctx, S
   upd_.epochs = p.epochs();
   upd_.mini_batches = p.mini_batches();
   upd_.vocab = vocab_;
-  upd_.dp_size = ctx_.dp_size;
   missing_eos_penalty_ = p.missing_eos_penalty();
   sampling_.max_new_tokens = ro.max_new_tokens();
   sampling_.temperature = ro.temperature();
@@ -284,38 +311,51 @@ PpoStage::PpoStage(const RunConfig& cfg, models::GPT& actor, StageContext ctx, S
 
 PpoStage::~PpoStage() = default;
 
-PpoModels PpoStage::models() { return {actor_, *reference_, *critic_, *reward_}; }
-
-StageStep PpoStage::next_step() {
-  LOOM_INTERNAL_ASSERT(false, "PpoStage::next_step: PPO runs whole iterations (iterate)");
-  return {};
+PpoModels PpoStage::models(train::Learner& policy) {
+  return {policy.model(), *reference_,
+          dynamic_cast<models::RewardModel&>(critic_->model()), *reward_, ctx_.grid()};
 }
 
-PpoIteration PpoStage::iterate(int64_t step, const std::function<void()>& update) {
+std::string PpoStage::state() const {
+  nlohmann::json j = nlohmann::json::parse(ExampleStage::state());
+  j["ppo"] = {{"kl_coef", kl_->value()}};
+  return j.dump();
+}
+
+void PpoStage::set_state(const std::string& trainer_state_json, const std::string& source) {
+  ExampleStage::set_state(trainer_state_json, source);
+  const nlohmann::json state = nlohmann::json::parse(trainer_state_json);
+  LOOM_CHECK_T(CheckpointError, state.contains("ppo"), "checkpoint ", source,
+               ": has no PPO state (KL coefficient); expected a checkpoint of a PPO run");
+  kl_->set_value(state["ppo"].value("kl_coef", kl_->value()));
+}
+
+train::StepResult PpoStage::run_step(int64_t step, double lr, train::Learner& policy) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
-  for (models::GPT* m : {&actor_, static_cast<models::GPT*>(reference_.get()),
-                         static_cast<models::GPT*>(critic_.get()),
-                         static_cast<models::GPT*>(reward_.get())})
-    m->eval();
+  PpoModels m = models(policy);
+  for (models::GPT* model : {&m.actor, &m.reference, static_cast<models::GPT*>(&m.critic),
+                             static_cast<models::GPT*>(&m.reward)})
+    model->eval();
   std::vector<size_t> idx = next_indices(prompts_.size(), batch_);
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::vector<int64_t>> responses;
   for (size_t i = 0; i < idx.size(); ++i) {
-    const uint64_t row = uint64_t(ctx_.dp_rank) * uint64_t(batch_) + i;  // global row this step
+    const uint64_t row = uint64_t(ctx_.dp_rank()) * uint64_t(batch_) + i;  // global row
     models::SamplingOptions o = sampling_;
-    o.seed = splitmix64(seed_ ^ splitmix64(uint64_t(step) * 0x100000000ull + row));
+    o.seed = splitmix64(ctx_.cfg().seed() ^ splitmix64(uint64_t(step) * 0x100000000ull + row));
     prompts.push_back(prompts_[idx[i]]);
     std::vector<int64_t> p(prompts.back().begin(), prompts.back().end());
-    responses.push_back(models::generate(actor_, {p}, o).front());
+    responses.push_back(models::generate(m.actor, {p}, o).front());
     LOOM_INTERNAL_ASSERT(!responses.back().empty());
   }
   auto t1 = Clock::now();
   const double kl_coef = kl_->value();
-  PpoRollout r = score_rollout(models(), prompts, responses, pad_id_, upd_.temperature, kl_coef,
-                               ctx_.device, vocab_, missing_eos_penalty_);
-  compute_advantages(r, gamma_, lam_, reduce_);
-  PpoUpdateStats st = ppo_update(models(), r, upd_, reduce_, ctx_.device, update);
+  PpoRollout r = score_rollout(m, prompts, responses, pad_id_, upd_.temperature, kl_coef,
+                               ctx_.device(), vocab_, missing_eos_penalty_);
+  compute_advantages(r, gamma_, lam_, [&policy](std::vector<double>& v) { policy.dp_sum(v); });
+  upd_.lr = lr;
+  PpoUpdateStats st = ppo_update(policy, *critic_, r, upd_, step, ctx_.device());
   auto t2 = Clock::now();
 
   std::vector<double> g = {0.0, 0.0, 0.0, double(r.rows)};
@@ -324,24 +364,26 @@ PpoIteration PpoStage::iterate(int64_t step, const std::function<void()>& update
     g[1] += r.kl[size_t(b)];
     g[2] += r.resp_len[size_t(b)];
   }
-  reduce_sum(reduce_, g);
+  policy.from_last_stage(g);
+  policy.dp_sum(g);
   const double kl = g[1] / g[3];
   kl_->update(kl, int64_t(g[3]));
-  PpoIteration it;
-  it.loss = st.policy_loss + st.value_loss;
-  it.metrics = {{"score_mean", g[0] / g[3]},
-                {"kl", kl},
-                {"kl_coef", kl_coef},
-                {"policy_loss", st.policy_loss},
-                {"value_loss", st.value_loss},
-                {"clip_fraction", st.clip_fraction},
-                {"value_clip_fraction", st.value_clip_fraction},
-                {"approx_kl", st.approx_kl},
-                {"entropy", st.entropy},
-                {"response_length", g[2] / g[3]},
-                {"gen_s", std::chrono::duration<double>(t1 - t0).count()},
-                {"train_s", std::chrono::duration<double>(t2 - t1).count()}};
-  return it;
+  const double loss = st.policy_loss + st.value_loss;
+  LOOM_CHECK_T(NonFiniteError, std::isfinite(loss), "train: PPO loss is ", loss, " at step ",
+               step, "; hint: lower optimizer.lr or ppo.clip");
+  train::Metrics metrics = {{"score_mean", g[0] / g[3]},
+                            {"kl", kl},
+                            {"kl_coef", kl_coef},
+                            {"policy_loss", st.policy_loss},
+                            {"value_loss", st.value_loss},
+                            {"clip_fraction", st.clip_fraction},
+                            {"value_clip_fraction", st.value_clip_fraction},
+                            {"approx_kl", st.approx_kl},
+                            {"entropy", st.entropy},
+                            {"response_length", g[2] / g[3]},
+                            {"gen_s", std::chrono::duration<double>(t1 - t0).count()},
+                            {"train_s", std::chrono::duration<double>(t2 - t1).count()}};
+  return {loss, st.grad_norm, std::move(metrics)};
 }
 
 }  // namespace loom::rlhf

@@ -2,40 +2,76 @@
 #include "rlhf/Stages.h"
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <random>
 
+#include "config/ConfigDefaults.h"
 #include "core/autograd/GradMode.h"
+#include "core/ops/Elementwise.h"
+#include "core/ops/Indexing.h"
 #include "core/ops/Reduction.h"
+#include "core/ops/View.h"
 #include "core/util/Check.h"
-#include "config/Config.pb.h"
 #include "models/RewardModel.h"
 #include "rlhf/Losses.h"
+#include "rlhf/PpoStage.h"
 #include "rlhf/PreferenceDataset.h"
 #include "rlhf/SftDataset.h"
 
 namespace loom::rlhf {
 
 using config::RunConfig;
+using nlohmann::json;
+using pipeline::MicroBatch;
+using train::Learner;
+using train::StepResult;
 
-std::vector<size_t> Stage::next_indices(size_t n, int64_t batch) {
-  const int64_t per_step = batch * ctx_.dp_size;
+// ---- ExampleStage ---------------------------------------------------------------------------
+
+ExampleStage::ExampleStage(train::StageContext& ctx)
+    : ctx_(ctx), grad_accum_(config::grad_accum_steps(ctx.cfg())) {}
+
+std::vector<size_t> ExampleStage::next_indices(size_t n, int64_t batch) {
+  const int64_t per_step = batch * ctx_.dp_size();
   LOOM_CHECK_T(DataError, int64_t(n) >= per_step, "stage: expected at least ", per_step,
                " training examples (micro_batch_size x dp), got ", n);
   if (pos_.position + per_step > int64_t(n)) pos_ = {pos_.epoch + 1, 0};
   if (order_epoch_ != pos_.epoch || order_.size() != n) {
     order_.resize(n);
     for (size_t i = 0; i < n; ++i) order_[i] = i;
-    if (shuffle_) {  // Fisher-Yates on mt19937_64: the same order on every platform
-      std::mt19937_64 rng(seed_ + uint64_t(pos_.epoch));
+    if (ctx_.cfg().data().shuffle()) {  // Fisher-Yates on mt19937_64: the same order everywhere
+      std::mt19937_64 rng(ctx_.cfg().seed() + uint64_t(pos_.epoch));
       for (size_t i = n - 1; i > 0; --i) std::swap(order_[i], order_[size_t(rng() % (i + 1))]);
     }
     order_epoch_ = pos_.epoch;
   }
   std::vector<size_t> out;
-  const int64_t first = pos_.position + int64_t(ctx_.dp_rank) * batch;
+  const int64_t first = pos_.position + int64_t(ctx_.dp_rank()) * batch;
   for (int64_t i = 0; i < batch; ++i) out.push_back(order_[size_t(first + i)]);
   pos_.position += per_step;
   return out;
+}
+
+Metrics ExampleStage::reduce_metrics(const std::vector<std::string>& names,
+                                     std::vector<double> sums, int64_t micro_batches,
+                                     Learner& policy) const {
+  policy.from_last_stage(sums);
+  policy.dp_sum(sums);
+  Metrics out;
+  for (size_t i = 0; i < names.size(); ++i)
+    out.emplace_back(names[i], sums[i] / double(micro_batches * ctx_.dp_size()));
+  return out;
+}
+
+std::string ExampleStage::state() const {
+  json j;
+  j["loader"] = {{"epoch", pos_.epoch}, {"position", pos_.position}};
+  return j.dump();
+}
+
+void ExampleStage::set_state(const std::string& trainer_state_json, const std::string&) {
+  const json loader = json::parse(trainer_state_json).value("loader", json::object());
+  pos_ = {loader.value("epoch", int64_t(0)), loader.value("position", int64_t(0))};
 }
 
 ChatTemplate template_named(const std::string& name) {
@@ -48,8 +84,6 @@ ChatTemplate template_named(const std::string& name) {
   t.assistant = "{content}";
   return t;
 }
-
-namespace {
 
 data::Tokenizer load_tokenizer(const RunConfig& cfg) {
   const auto& d = cfg.data();
@@ -69,6 +103,8 @@ data::Tokenizer load_tokenizer(const RunConfig& cfg) {
   return tok;
 }
 
+namespace {
+
 DatasetOptions dataset_options(const RunConfig& cfg) {
   DatasetOptions o;
   o.seq_len = cfg.data().seq_len();
@@ -82,12 +118,10 @@ std::string stats_str(const std::string& path, const LoadStats& s) {
 }
 
 // ---- SFT ------------------------------------------------------------------------------------
-class SftStage : public Stage {
+class SftStage : public ExampleStage {
  public:
-  SftStage(const RunConfig& cfg, models::GPT& model, StageContext ctx) : model_(model) {
-    ctx_ = std::move(ctx);
-    seed_ = cfg.seed();
-    shuffle_ = cfg.data().shuffle();
+  explicit SftStage(train::StageContext& ctx) : ExampleStage(ctx) {
+    const RunConfig& cfg = ctx.cfg();
     batch_ = cfg.batch().micro_batch_size();
     data::Tokenizer tok = load_tokenizer(cfg);
     DatasetOptions o = dataset_options(cfg);
@@ -106,44 +140,60 @@ class SftStage : public Stage {
     if (!cfg.sft().val_path().empty()) val_ = rows_of(cfg.sft().val_path());
   }
 
-  StageStep next_step() override {
-    std::vector<SftRow> rows;
-    for (size_t i : next_indices(train_.size(), batch_)) rows.push_back(train_[i]);
-    SftBatch b = collate(rows, 0, rows.size(), ctx_.device);
-    return {model_.loss(b.ids, b.targets), {}};
+  StepResult run_step(int64_t step, double lr, Learner& policy) override {
+    std::vector<MicroBatch> mbs;
+    for (int64_t m = 0; m < grad_accum_; ++m) {
+      std::vector<SftRow> rows;
+      for (size_t i : next_indices(train_.size(), batch_)) rows.push_back(train_[i]);
+      SftBatch b = collate(rows, 0, rows.size(), ctx_.device());
+      mbs.push_back({b.ids, b.targets, m, {}});  // the model's LM loss on response targets
+    }
+    const double loss = policy.forward_backward(mbs, step);
+    LOOM_CHECK_T(NonFiniteError, std::isfinite(loss), "train: SFT loss is ", loss, " at step ",
+                 step, "; hint: lower optimizer.lr or check the data");
+    return {loss, policy.step(lr), {}};
   }
 
-  StageMetrics evaluate(int64_t max_batches) override {
+  Metrics evaluate(Learner& policy, int64_t max_batches) override {
     if (val_.empty()) return {};
-    NoGradGuard g;
-    double sum = 0.0;
-    int64_t n = 0;
-    for (size_t begin = 0; begin < val_.size() && n < max_batches; begin += size_t(batch_), ++n) {
-      size_t count = std::min(size_t(batch_), val_.size() - begin);
-      SftBatch b = collate(val_, begin, count, ctx_.device);
-      sum += model_.loss(b.ids, b.targets).item();
+    std::vector<MicroBatch> mbs;
+    for (size_t begin = 0; begin < val_.size() && int64_t(mbs.size()) < max_batches;
+         begin += size_t(batch_)) {
+      SftBatch b = collate(val_, begin, std::min(size_t(batch_), val_.size() - begin),
+                           ctx_.device());
+      mbs.push_back({b.ids, b.targets, int64_t(mbs.size()), {}});
     }
-    double loss = sum / double(n);
+    const double loss = policy.evaluate(mbs);
     return {{"val_loss", loss}, {"val_ppl", std::exp(loss)}};
   }
 
   std::string describe() const override { return "sft " + desc_; }
 
  private:
-  models::GPT& model_;
   int64_t batch_ = 1;
   std::vector<SftRow> train_, val_;
   std::string desc_;
 };
 
 // ---- preference stages (REWARD, DPO) ---------------------------------------------------------
-class PreferenceStage : public Stage {
+
+// A preference micro-batch as one batch of 2B rows: the chosen rows, then the rejected ones.
+struct PairBatch {
+  Tensor ids, targets, last;  // (2B,T), (2B,T), (2B)
+  int64_t pairs = 0;
+};
+
+PairBatch pair_batch(const PreferenceBatch& b) {
+  return {cat({b.chosen_ids, b.rejected_ids}, 0), cat({b.chosen_targets, b.rejected_targets}, 0),
+          cat({b.chosen_last, b.rejected_last}, 0), b.chosen_ids.size(0)};
+}
+
+class PreferenceStage : public ExampleStage {
  protected:
-  PreferenceStage(const RunConfig& cfg, StageContext ctx, const std::string& train_path,
-                  const std::string& val_path) {
-    ctx_ = std::move(ctx);
-    seed_ = cfg.seed();
-    shuffle_ = cfg.data().shuffle();
+  PreferenceStage(train::StageContext& ctx, const std::string& train_path,
+                  const std::string& val_path)
+      : ExampleStage(ctx) {
+    const RunConfig& cfg = ctx.cfg();
     batch_ = cfg.batch().micro_batch_size();
     seq_len_ = cfg.data().seq_len();
     data::Tokenizer tok = load_tokenizer(cfg);
@@ -158,10 +208,21 @@ class PreferenceStage : public Stage {
       val_ = std::move(va.examples);
     }
   }
-  PreferenceBatch next_batch() {
+  PairBatch next_batch() {
     std::vector<PreferenceExample> ex;
     for (size_t i : next_indices(train_.size(), batch_)) ex.push_back(train_[i]);
-    return collate_preferences(ex, 0, ex.size(), seq_len_, pad_, ctx_.device);
+    return pair_batch(collate_preferences(ex, 0, ex.size(), seq_len_, pad_, ctx_.device()));
+  }
+  // Validation micro-batches (a short last one included) and their pair counts.
+  std::vector<PairBatch> val_batches(int64_t max_batches) const {
+    std::vector<PairBatch> out;
+    for (size_t begin = 0; begin < val_.size() && int64_t(out.size()) < max_batches;
+         begin += size_t(batch_)) {
+      const size_t count = std::min(size_t(batch_), val_.size() - begin);
+      out.push_back(pair_batch(
+          collate_preferences(val_, begin, count, seq_len_, pad_, ctx_.device())));
+    }
+    return out;
   }
   int64_t batch_ = 1, seq_len_ = 0;
   int32_t pad_ = 0;
@@ -171,100 +232,127 @@ class PreferenceStage : public Stage {
 
 class RewardStage : public PreferenceStage {
  public:
-  RewardStage(const RunConfig& cfg, models::GPT& model, StageContext ctx)
-      : PreferenceStage(cfg, std::move(ctx), cfg.reward().train_path(), cfg.reward().val_path()),
-        model_(dynamic_cast<models::RewardModel&>(model)) {}
+  RewardStage(train::StageContext& ctx, Learner& policy)
+      : PreferenceStage(ctx, ctx.cfg().reward().train_path(), ctx.cfg().reward().val_path()),
+        model_(dynamic_cast<models::RewardModel&>(policy.model())) {}
 
-  StageStep next_step() override {
-    PreferenceBatch b = next_batch();
-    Tensor rc = model_.score(b.chosen_ids, b.chosen_last);      // (B)
-    Tensor rr = model_.score(b.rejected_ids, b.rejected_last);  // (B)
-    RewardMetrics m = reward_metrics(rc.detach(), rr.detach());
-    return {pairwise_reward_loss(rc, rr), {{"accuracy", m.accuracy}, {"margin", m.mean_margin}}};
+  StepResult run_step(int64_t step, double lr, Learner& policy) override {
+    std::vector<double> sums = {0.0, 0.0};  // accuracy, margin (last stage)
+    std::vector<MicroBatch> mbs;
+    for (int64_t m = 0; m < grad_accum_; ++m) mbs.push_back(micro_batch(next_batch(), m, sums, 1));
+    const double loss = policy.forward_backward(mbs, step);
+    LOOM_CHECK_T(NonFiniteError, std::isfinite(loss), "train: reward loss is ", loss,
+                 " at step ", step, "; hint: lower optimizer.lr or check the data");
+    const double norm = policy.step(lr);
+    return {loss, norm, reduce_metrics({"accuracy", "margin"}, sums, grad_accum_, policy)};
   }
 
-  StageMetrics evaluate(int64_t max_batches) override {
+  Metrics evaluate(Learner& policy, int64_t max_batches) override {
     if (val_.empty()) return {};
-    NoGradGuard g;
-    double loss = 0.0, acc = 0.0, margin = 0.0;
-    size_t pairs = 0;
-    int64_t n = 0;
-    for (size_t begin = 0; begin < val_.size() && n < max_batches; begin += size_t(batch_), ++n) {
-      size_t count = std::min(size_t(batch_), val_.size() - begin);
-      PreferenceBatch b = collate_preferences(val_, begin, count, seq_len_, pad_, ctx_.device);
-      Tensor rc = model_.score(b.chosen_ids, b.chosen_last);
-      Tensor rr = model_.score(b.rejected_ids, b.rejected_last);
-      RewardMetrics m = reward_metrics(rc, rr);
-      // Weighted by pairs, so a short last batch counts per pair like the others.
-      loss += pairwise_reward_loss(rc, rr).item() * double(count);
-      acc += m.accuracy * double(count);
-      margin += m.mean_margin * double(count);
-      pairs += count;
+    // Weighted by pairs, so a short last batch counts per pair like the others.
+    std::vector<double> sums = {0.0, 0.0, 0.0};  // loss, accuracy, margin: sums over pairs
+    std::vector<MicroBatch> mbs;
+    int64_t pairs = 0;
+    for (const PairBatch& b : val_batches(max_batches)) {
+      mbs.push_back(micro_batch(b, int64_t(mbs.size()), sums, double(b.pairs)));
+      pairs += b.pairs;
     }
+    policy.evaluate(mbs);
+    policy.from_last_stage(sums);
     const double p = double(pairs);
-    return {{"val_loss", loss / p}, {"val_accuracy", acc / p}, {"val_margin", margin / p}};
+    return {{"val_loss", sums[2] / p}, {"val_accuracy", sums[0] / p}, {"val_margin", sums[1] / p}};
   }
 
   std::string describe() const override { return "reward " + desc_; }
 
  private:
+  // The pairwise loss of b; on the last stage adds weight * (accuracy, margin[, loss]) to sums.
+  MicroBatch micro_batch(const PairBatch& b, int64_t index, std::vector<double>& sums,
+                         double weight) {
+    MicroBatch mb{b.ids, b.targets, index, {}};
+    mb.objective = [this, last = b.last, n = b.pairs, &sums, weight](const Tensor& h) {
+      Tensor r = models::select_last(model_.values_of(h), last);  // (2B)
+      Tensor rc = r.narrow(0, 0, n), rr = r.narrow(0, n, n);
+      Tensor loss = pairwise_reward_loss(rc, rr);
+      RewardMetrics m = reward_metrics(rc.detach(), rr.detach());
+      sums[0] += m.accuracy * weight;
+      sums[1] += m.mean_margin * weight;
+      if (sums.size() > 2) sums[2] += loss.item() * weight;
+      return loss;
+    };
+    return mb;
+  }
   models::RewardModel& model_;
 };
 
 class DpoStage : public PreferenceStage {
  public:
-  DpoStage(const RunConfig& cfg, models::GPT& model, StageContext ctx)
-      : PreferenceStage(cfg, std::move(ctx), cfg.dpo().train_path(), ""),
-        model_(model),
-        beta_(cfg.dpo().beta()) {
-    Generator g(cfg.seed());
-    reference_ = std::make_unique<models::GPT>(model.config(), g, DType::F32, ctx_.device);
-    LOOM_INTERNAL_ASSERT(ctx_.load_weights);
-    ctx_.load_weights(cfg.dpo().reference(), *reference_);
+  DpoStage(train::StageContext& ctx, Learner& policy)
+      : PreferenceStage(ctx, ctx.cfg().dpo().train_path(), ""),
+        policy_(policy.model()),
+        beta_(ctx.cfg().dpo().beta()) {
+    reference_ = ctx.make_model(policy.model().config(), false, ctx.cfg().dpo().reference());
     reference_->eval();
   }
 
-  StageStep next_step() override {
-    PreferenceBatch b = next_batch();
-    Tensor ref_c, ref_r;
-    {
-      NoGradGuard g;
-      ref_c = sequence_logprob(*reference_, b.chosen_ids, b.chosen_targets);
-      ref_r = sequence_logprob(*reference_, b.rejected_ids, b.rejected_targets);
+  StepResult run_step(int64_t step, double lr, Learner& policy) override {
+    std::vector<PairBatch> batches;
+    for (int64_t m = 0; m < grad_accum_; ++m) batches.push_back(next_batch());
+    // The reference's sequence log-probs of every micro-batch (last stage), then the policy's.
+    std::vector<Tensor> ref(batches.size());
+    std::vector<MicroBatch> mbs;
+    for (size_t m = 0; m < batches.size(); ++m) {
+      MicroBatch mb{batches[m].ids, batches[m].targets, int64_t(m), {}};
+      mb.objective = [this, &ref, m, t = batches[m].targets](const Tensor& h) {
+        ref[m] = sequence_logprob(*reference_, h, t);
+        return Tensor::scalar(0.0, DType::F32, h.device());
+      };
+      mbs.push_back(std::move(mb));
     }
-    Tensor pc = sequence_logprob(model_, b.chosen_ids, b.chosen_targets);
-    Tensor pr = sequence_logprob(model_, b.rejected_ids, b.rejected_targets);
-    DpoOutput d = dpo_loss(pc, pr, ref_c, ref_r, beta_);
-    return {d.loss, {{"reward_accuracy", d.accuracy}, {"reward_margin", d.mean_margin}}};
+    train::forward_only(*reference_, ctx_.grid(), mbs);
+    std::vector<double> sums = {0.0, 0.0};  // reward accuracy, margin
+    for (size_t m = 0; m < batches.size(); ++m) {
+      mbs[m].objective = [this, &ref, &sums, m, n = batches[m].pairs,
+                          t = batches[m].targets](const Tensor& h) {
+        Tensor lp = sequence_logprob(policy_, h, t);  // (2B)
+        Tensor rl = ref[m];
+        DpoOutput d = dpo_loss(lp.narrow(0, 0, n), lp.narrow(0, n, n), rl.narrow(0, 0, n),
+                               rl.narrow(0, n, n), beta_);
+        sums[0] += d.accuracy;
+        sums[1] += d.mean_margin;
+        return d.loss;
+      };
+    }
+    const double loss = policy.forward_backward(mbs, step);
+    LOOM_CHECK_T(NonFiniteError, std::isfinite(loss), "train: DPO loss is ", loss, " at step ",
+                 step, "; hint: lower optimizer.lr or dpo.beta");
+    const double norm = policy.step(lr);
+    return {loss, norm,
+            reduce_metrics({"reward_accuracy", "reward_margin"}, sums, grad_accum_, policy)};
   }
 
-  StageMetrics evaluate(int64_t) override { return {}; }
+  Metrics evaluate(Learner&, int64_t) override { return {}; }
   std::string describe() const override { return "dpo " + desc_; }
 
  private:
-  // Sum of the response tokens' log-probs per row: ids, targets (B,T) -> (B).
-  static Tensor sequence_logprob(models::GPT& m, const Tensor& ids, const Tensor& targets) {
-    return sum(token_logprobs(m.forward(ids), targets), {1});
+  // Sum of the response tokens' log-probs per row: hidden states h, targets (B,T) -> (B).
+  static Tensor sequence_logprob(const models::GPT& m, const Tensor& h, const Tensor& targets) {
+    return sum(m.token_logprobs(h, targets), {1});
   }
-  models::GPT& model_;
+  models::GPT& policy_;
   double beta_;
   std::unique_ptr<models::GPT> reference_;
 };
 
 }  // namespace
 
-std::unique_ptr<Stage> make_stage(const RunConfig& cfg, models::GPT& model, StageContext ctx) {
-  switch (cfg.stage()) {
-    case RunConfig::SFT:
-      return std::make_unique<SftStage>(cfg, model, std::move(ctx));
-    case RunConfig::REWARD:
-      return std::make_unique<RewardStage>(cfg, model, std::move(ctx));
-    case RunConfig::DPO:
-      return std::make_unique<DpoStage>(cfg, model, std::move(ctx));
-    default:
-      throw ConfigError(detail::str_cat("train: stage=", RunConfig::Stage_Name(cfg.stage()),
-                                        " is not supported by this trainer yet; expected "
-                                        "PRETRAIN, SFT, REWARD or DPO"));
+std::unique_ptr<train::Stage> make_stage(train::StageContext& ctx, Learner& policy) {
+  switch (ctx.cfg().stage()) {
+    case RunConfig::SFT: return std::make_unique<SftStage>(ctx);
+    case RunConfig::REWARD: return std::make_unique<RewardStage>(ctx, policy);
+    case RunConfig::DPO: return std::make_unique<DpoStage>(ctx, policy);
+    case RunConfig::PPO: return std::make_unique<PpoStage>(ctx, policy);
+    default: return nullptr;
   }
 }
 

@@ -123,6 +123,14 @@ void load_pieces(nn::Module& model, const std::map<std::string, Tensor>& logical
   for (auto& [piece, value] : copies) piece.detach().copy_(value.to(piece.device()));
 }
 
+std::map<std::string, Tensor> tensors_under(const io::Checkpoint& ck, const std::string& prefix) {
+  std::map<std::string, Tensor> out;
+  const std::string head = prefix + "/";
+  for (const auto& [key, t] : ck.tensors)
+    if (key.rfind(head, 0) == 0) out[key.substr(head.size())] = t;
+  return out;
+}
+
 Learner::Learner(std::unique_ptr<models::GPT> model, const RunConfig& cfg, ProcessGrid& grid)
     : cfg_(cfg), grid_(grid), model_(std::move(model)) {
   schedule_ = cfg.parallel().schedule() == config::ParallelConfig::GPIPE
@@ -136,15 +144,6 @@ Learner::Learner(std::unique_ptr<models::GPT> model, const RunConfig& cfg, Proce
 
 Learner::~Learner() = default;
 
-pipeline::PipelineP2P& Learner::p2p_for(const Shape& ids_shape) {
-  LOOM_INTERNAL_ASSERT(ids_shape.size() == 2);
-  auto& slot = p2p_[ids_shape];
-  if (!slot)
-    slot = std::make_unique<pipeline::PipelineP2P>(
-        grid_.pp_group(), model_->activation_shape(ids_shape[0], ids_shape[1]), DType::F32);
-  return *slot;
-}
-
 double Learner::forward_backward(const std::vector<pipeline::MicroBatch>& micro_batches,
                                  int64_t step) {
   LOOM_INTERNAL_ASSERT(!micro_batches.empty());
@@ -153,8 +152,10 @@ double Learner::forward_backward(const std::vector<pipeline::MicroBatch>& micro_
   pipeline::PipelineHooks hooks;
   hooks.before_backward = [&](int64_t m) { sync_->before_backward(m, M); };
   if (scaler_) hooks.backward_scale = scaler_->scale();
-  pipeline::PipelineResult r = pipeline::run_pipeline(
-      schedule_, *model_, p2p_for(micro_batches.front().ids.shape()), micro_batches, hooks);
+  const Shape& ids = micro_batches.front().ids.shape();
+  pipeline::PipelineP2P p2p(grid_.pp_group(), model_->activation_shape(ids[0], ids[1]),
+                            DType::F32);
+  pipeline::PipelineResult r = pipeline::run_pipeline(schedule_, *model_, p2p, micro_batches, hooks);
   std::vector<double> loss = {r.loss};
   dp_sum(loss);
   return loss[0] / double(grid_.dp_size());
@@ -176,18 +177,24 @@ double Learner::step(double lr) {
 }
 
 double Learner::evaluate(const std::vector<pipeline::MicroBatch>& micro_batches) {
+  return forward_only(*model_, grid_, micro_batches);
+}
+
+double forward_only(models::GPT& model, ProcessGrid& grid,
+                    const std::vector<pipeline::MicroBatch>& micro_batches) {
   if (micro_batches.empty()) return 0.0;
   // Batches of one shape share a pipeline pass; a short last batch gets a pass of its own.
   double sum = 0.0;
   size_t i = 0;
   while (i < micro_batches.size()) {
     size_t j = i;
-    while (j < micro_batches.size() && micro_batches[j].ids.shape() == micro_batches[i].ids.shape())
-      ++j;
+    const Shape& ids = micro_batches[i].ids.shape();
+    while (j < micro_batches.size() && micro_batches[j].ids.shape() == ids) ++j;
     std::vector<pipeline::MicroBatch> run(micro_batches.begin() + long(i),
                                           micro_batches.begin() + long(j));
-    sum += pipeline::run_pipeline_eval(*model_, p2p_for(run.front().ids.shape()), run) *
-           double(run.size());
+    pipeline::PipelineP2P p2p(grid.pp_group(), model.activation_shape(ids[0], ids[1]),
+                              DType::F32);
+    sum += pipeline::run_pipeline_eval(model, p2p, run) * double(run.size());
     i = j;
   }
   return sum / double(micro_batches.size());
@@ -227,12 +234,7 @@ void Learner::save(io::Checkpoint& ck, const std::string& prefix, const std::str
 void Learner::load(const io::Checkpoint& ck, const std::string& prefix,
                    const std::string& optim_prefix, const json& meta, const std::string& source,
                    bool weights_only) {
-  std::map<std::string, Tensor> weights;
-  for (const nn::Parameter& p : model_->parameter_list()) {
-    auto it = ck.tensors.find(prefix + "/" + p.name);
-    if (it != ck.tensors.end()) weights[p.name] = it->second;
-  }
-  load_pieces(*model_, weights, source);
+  load_pieces(*model_, tensors_under(ck, prefix), source);
   if (weights_only) return;
   const int64_t opt_steps = meta.value("optimizer_steps", int64_t(0));
   const json steps = meta.value("param_steps", json::object());

@@ -53,6 +53,7 @@ class Learner {
   // Forward only, no history: the mean over micro-batches of their losses (objectives), equal on
   // every rank. Micro-batches may differ in shape (a short last batch).
   double evaluate(const std::vector<pipeline::MicroBatch>& micro_batches);
+  int dp_size() const { return grid_.dp_size(); }
   // Sum over ranks of the DP group of `v` (element-wise, in place): stage metrics.
   void dp_sum(std::vector<double>& v) const;
   // `v` from the last pipeline stage to every stage (in place): what only the last stage knows.
@@ -70,8 +71,6 @@ class Learner {
             const nlohmann::json& meta, const std::string& source, bool weights_only = false);
 
  private:
-  pipeline::PipelineP2P& p2p_for(const Shape& ids_shape);
-
   const config::RunConfig& cfg_;
   ProcessGrid& grid_;
   std::unique_ptr<models::GPT> model_;
@@ -79,8 +78,13 @@ class Learner {
   std::unique_ptr<GradSync> sync_;
   std::unique_ptr<optim::LossScaler> scaler_;
   pipeline::ScheduleKind schedule_;
-  std::map<Shape, std::unique_ptr<pipeline::PipelineP2P>> p2p_;  // one per micro-batch shape
 };
+
+// Forward only through the pipeline, no history: the mean over micro-batches of their losses
+// (objectives; an objective may also capture what it needs from the final hidden states), equal
+// on every rank. Micro-batches may differ in shape. Collective over the grid's pipeline group.
+double forward_only(models::GPT& model, ProcessGrid& grid,
+                    const std::vector<pipeline::MicroBatch>& micro_batches);
 
 // Copies every parameter piece of `model` out of the logical tensors `logical` (name -> tensor,
 // e.g. a checkpoint's "model/..." without the prefix, or a converted Hugging Face model);
@@ -89,5 +93,7 @@ class Learner {
 // keeps its current value (a fresh reward head on an LM checkpoint).
 void load_pieces(nn::Module& model, const std::map<std::string, Tensor>& logical,
                  const std::string& source, const std::vector<std::string>& optional = {});
+// The tensors "<prefix>/<name>" of a checkpoint as name -> tensor (e.g. prefix "model").
+std::map<std::string, Tensor> tensors_under(const io::Checkpoint& ck, const std::string& prefix);
 
 }  // namespace loom::train

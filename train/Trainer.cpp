@@ -80,11 +80,7 @@ void StageContext::load_weights(const std::string& source, models::GPT& model) c
                 optional);
     return;
   }
-  io::Checkpoint ck = io::load_checkpoint(source);
-  std::map<std::string, Tensor> weights;
-  for (auto& [key, t] : ck.tensors)
-    if (key.rfind("model/", 0) == 0) weights[key.substr(6)] = t;
-  load_pieces(model, weights, source, optional);
+  load_pieces(model, tensors_under(io::load_checkpoint(source), "model"), source, optional);
 }
 
 std::unique_ptr<models::GPT> StageContext::make_model(const models::GPTConfig& config, bool reward,
@@ -236,7 +232,8 @@ std::string Trainer::save(int64_t step) {
     state[prefix] = sub;
   }
   state["step"] = step;
-  for (auto& [key, value] : json::parse(stage_->state()).items()) state[key] = value;
+  const json stage_state = json::parse(stage_->state());
+  for (auto& [key, value] : stage_state.items()) state[key] = value;
   if (optim::LossScaler* sc = policy_->scaler())
     state["loss_scale"] = {{"scale", sc->state().scale},
                            {"growth_tracker", sc->state().growth_tracker},

@@ -170,9 +170,8 @@ int cmd_generate(int argc, char** argv) {
   std::string device = a.get("device", cfg.device() == config::RunConfig::CUDA ? "cuda" : "cpu");
   LOOM_CHECK_T(ConfigError, device == "cpu" || device == "cuda",
                "loom generate: expected --device cpu or cuda, got ", device);
-  Generator init_gen(cfg.seed());
-  models::GPT model(gc, init_gen, DType::F32, device == "cuda" ? Device::cuda(0) : Device::cpu());
-  train::load_model_tensors(ck, model, step_dir);
+  models::GPT model(gc, {}, DType::F32, device == "cuda" ? Device::cuda(0) : Device::cpu());
+  train::load_pieces(model, train::tensors_under(ck, "model"), step_dir);
 
   std::vector<std::vector<int64_t>> prompts(size_t(num_samples), prompt);
   std::vector<std::vector<int64_t>> out = models::generate(model, prompts, opts);

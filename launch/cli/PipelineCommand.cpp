@@ -32,6 +32,7 @@
 #include "parallel/comm/MpiCommunicator.h"
 #include "parallel/data/DistributedRuntime.h"
 #include "io/Checkpoint.h"
+#include "rlhf/Stages.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -315,7 +316,7 @@ int run_pipeline(const Args& a, std::shared_ptr<Communicator> world) {
                     s.cfg.output_dir().c_str());
         std::fflush(stdout);
       }
-      train::TrainSummary sum = train::Trainer(s.cfg, world).run();
+      train::TrainSummary sum = train::Trainer(s.cfg, world, rlhf::make_stage).run();
       done[s.name] = DoneStage{s.hash, sum.last_checkpoint};
       if (writer) {
         write_state(state_file, plans, done);

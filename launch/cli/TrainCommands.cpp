@@ -13,8 +13,7 @@
 #include "models/GPTConfig.h"
 #include "parallel/comm/MpiCommunicator.h"
 #include "parallel/data/DistributedRuntime.h"
-#include "parallel/model/ParallelGpt.h"
-#include "parallel/pipeline/GptStage.h"
+#include "rlhf/Stages.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -43,7 +42,7 @@ namespace {
 // One training run; `world` is null for a single process. Prints only on the writing rank.
 int train_with(const Args& a, std::shared_ptr<Communicator> world) {
   config::RunConfig cfg = resolve_from(a, "train", world ? world->size() : 1);
-  train::Trainer trainer(cfg, world);
+  train::Trainer trainer(cfg, world, rlhf::make_stage);
   const bool out = trainer.is_writer();
   if (out)
     std::printf("loom train: %s, %lld parameters, %lld steps, %d rank(s), output %s\n",
@@ -106,8 +105,8 @@ int cmd_plan(int argc, char** argv) {
   std::printf("# layout: tp=%d pp=%d dp=%lld, %lld micro-batch(es) per step\n", tp, pp,
               (long long)cfg.parallel().dp(), (long long)config::grad_accum_steps(cfg));
   for (int s = 0; s < pp; ++s) {
-    const auto [begin, end] = pipeline::stage_layers(g.n_layer, pp, s);
-    const int64_t n = pipeline::ParallelGpt::local_parameters(g, tp, s, pp);
+    const auto [begin, end] = models::stage_layers(g.n_layer, pp, s);
+    const int64_t n = models::GPT::local_parameters(g, tp, s, pp);
     // f32 parameter + gradient + AdamW's two moments: 16 bytes per element (activations extra).
     std::printf("# stage %d: blocks [%lld, %lld), %lld parameters per rank, %.2f GiB f32 "
                 "training state per rank\n",

@@ -67,10 +67,10 @@ TEST(CliErrorsTest, TruncatedCheckpointIsRejectedWithExitCode3) {
   RunResult first = run_loom("train " + d.file("c.pbtxt"));
   ASSERT_EQ(first.exit_code, 0) << first.output;
   std::string ck = d.file("run/checkpoints/step_00000004");
-  std::filesystem::resize_file(ck + "/tensors.h5", 100);
+  std::filesystem::resize_file(ck + "/tensors-r00000.h5", 100);  // one rank: one tensor file
   RunResult r = run_loom("train " + d.file("c.pbtxt") + " --set max_steps=6 --resume " + ck);
   EXPECT_EQ(r.exit_code, 3);
-  expect_contains(r, {"tensors.h5", "truncated"});
+  expect_contains(r, {"tensors-r00000.h5", "truncated"});
 }
 
 TEST(CliErrorsTest, UnknownVerbAndFlag) {

@@ -71,8 +71,8 @@ std::vector<double> train_losses(bool bf16, int steps) {
   c.n_embd = 64;
   c.vocab_size = 256;
   c.block_size = 32;
-  Generator init(1234);
-  models::GPT model(c, init, DType::F32, device);
+  models::GPT model(c, {}, DType::F32, device);
+  model.init_weights(1234);
   optim::AdamWOptions o;
   o.lr = 3e-3;
   o.beta2 = 0.95;
@@ -111,8 +111,8 @@ TEST(AutocastGpuTest, GptLossOnCpuIsUnchanged) {
   c.n_embd = 32;
   c.vocab_size = 64;
   c.block_size = 16;
-  Generator init(7);
-  models::GPT model(c, init, DType::F32, Device::cpu());
+  models::GPT model(c, {}, DType::F32, Device::cpu());
+  model.init_weights(7);
   Generator data(8);
   Tensor ids = Tensor::rand({2, 16}, data, DType::F64, Device::cpu(), 0.0, 64.0).to(DType::I64);
   const double ref = model.loss(ids, ids).item();

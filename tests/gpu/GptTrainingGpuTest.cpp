@@ -22,8 +22,8 @@ std::vector<double> train_losses(Device device, int steps) {
   c.n_embd = 64;
   c.vocab_size = 256;
   c.block_size = 32;
-  Generator init(1234);
-  models::GPT model(c, init, DType::F32, device);
+  models::GPT model(c, {}, DType::F32, device);
+  model.init_weights(1234);
   optim::AdamWOptions o;
   o.lr = 3e-3;
   o.beta2 = 0.95;

@@ -56,8 +56,7 @@ double max_rel(const Tensor& a, const Tensor& b) {
 }
 
 Tensor loom_logits(const HfModel& m, const std::string& fixture_name, DType dtype) {
-  Generator gen(0);
-  models::GPT model(m.config, gen, dtype);
+  models::GPT model(m.config, {}, dtype);
   model.eval();
   NoGradGuard no_grad;
   std::vector<std::string> names;

@@ -72,8 +72,8 @@ TEST(GPTConfigTest, BuiltModelCountMatchesClosedForm) {
       c.block_size = 8;
       c.tie_embeddings = tie;
       c.bias = bias;
-      Generator gen(1);
-      GPT model(c, gen);
+      GPT model(c);
+      model.init_weights(1);
       EXPECT_EQ(model.num_parameters(), c.num_parameters()) << "tie " << tie << " bias " << bias;
     }
   }

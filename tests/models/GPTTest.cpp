@@ -45,8 +45,8 @@ void load_params(GPT& model, const testing::GoldenFile& g, DType dtype) {
 }
 
 TEST(GPTTest, ParameterNamesAreStableAndOrdered) {
-  Generator gen(0);
-  GPT model(tiny_config(), gen);
+  GPT model(tiny_config());
+  model.init_weights(0);
   std::vector<std::string> want = {"wte.weight", "wpe.weight"};
   for (int i = 0; i < 2; ++i) {
     std::string b = "blocks." + std::to_string(i) + ".";
@@ -62,14 +62,14 @@ TEST(GPTTest, ParameterNamesAreStableAndOrdered) {
   EXPECT_EQ(got, want);
   EXPECT_EQ(model.parameter("blocks.1.attn.qkv.weight").shape(), (Shape{96, 32}));
   EXPECT_EQ(model.parameter("blocks.0.mlp.proj.weight").shape(), (Shape{32, 128}));
-  EXPECT_TRUE(model.lm_head_weight().is_same(model.parameter("wte.weight")));
+  EXPECT_TRUE(model.tied_weight().is_same(model.parameter("wte.weight")));
   EXPECT_THROW(model.parameter("lm_head.weight"), ValueError);
 
   GPTConfig untied = tiny_config();
   untied.tie_embeddings = false;
-  GPT model2(untied, gen);
+  GPT model2(untied);
   EXPECT_EQ(model2.named_parameters().back().first, "lm_head.weight");
-  EXPECT_EQ(model2.lm_head_weight().shape(), (Shape{64, 32}));
+  EXPECT_EQ(model2.parameter("lm_head.weight").shape(), (Shape{64, 32}));
 }
 
 struct Stats {
@@ -91,8 +91,8 @@ TEST(GPTTest, InitFollowsGpt2) {
   c.n_embd = 64;
   c.vocab_size = 256;
   c.block_size = 64;
-  Generator gen(7);
-  GPT model(c, gen);
+  GPT model(c);
+  model.init_weights(7);
   const double resid_std = 0.02 / std::sqrt(8.0);
   for (auto& [name, p] : model.named_parameters()) {
     const bool ln = name.find("ln_") != std::string::npos;
@@ -118,18 +118,18 @@ TEST(GPTTest, InitIsDeterministicAndThreadCountIndependent) {
   GPTConfig c = tiny_config();
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
-  Generator g1(42);
-  GPT a(c, g1);
+  GPT a(c);
+  a.init_weights(42);
   omp_set_num_threads(2);
-  Generator g2(42);
-  GPT b(c, g2);
+  GPT b(c);
+  b.init_weights(42);
   omp_set_num_threads(saved);
   auto pa = a.named_parameters(), pb = b.named_parameters();
   ASSERT_EQ(pa.size(), pb.size());
   for (size_t i = 0; i < pa.size(); ++i)
     EXPECT_EQ(pa[i].second.to_vector<float>(), pb[i].second.to_vector<float>()) << pa[i].first;
-  Generator g3(43);
-  GPT other(c, g3);
+  GPT other(c);
+  other.init_weights(43);
   EXPECT_NE(other.parameter("wte.weight").to_vector<float>(),
             a.parameter("wte.weight").to_vector<float>());
 }
@@ -145,8 +145,8 @@ Tensor random_ids(int64_t B, int64_t T, int64_t V, uint64_t seed) {
 }
 
 TEST(GPTTest, ForwardShapeAndInputChecks) {
-  Generator gen(0);
-  GPT model(tiny_config(), gen);
+  GPT model(tiny_config());
+  model.init_weights(0);
   EXPECT_EQ(model.forward(random_ids(3, 5, 64, 1)).shape(), (Shape{3, 5, 64}));
   EXPECT_THROW(model.forward(random_ids(1, 17, 64, 1)), ValueError);  // T > block_size
   EXPECT_THROW(model.forward(random_ids(1, 4, 64, 1).to(DType::F32)), ValueError);
@@ -164,8 +164,8 @@ TEST(GPTTest, PaddedVocabularyRowsTakeNoPartInTheLoss) {
     padded.vocab_size = 72;
     padded.real_vocab_size = 61;
     plain.vocab_size = 61;
-    Generator g1(5), g2(6);
-    GPT a(padded, g1, DType::F64), b(plain, g2, DType::F64);
+    GPT a(padded, {}, DType::F64), b(plain, {}, DType::F64);
+    a.init_weights(5);
     for (const char* head : {"wte.weight", "lm_head.weight"}) {
       if (tied && std::string(head) == "lm_head.weight") continue;
       std::vector<double> pad = a.parameter(head).narrow(0, 61, 11).contiguous().to_vector<double>();
@@ -197,13 +197,12 @@ TEST(GPTTest, PaddedVocabularyRowsTakeNoPartInTheLoss) {
   }
   GPTConfig bad = tiny_config();
   bad.real_vocab_size = 65;
-  Generator g(1);
-  EXPECT_THROW(GPT(bad, g), ValueError);
+  EXPECT_THROW(GPT{bad}, ValueError);
 }
 
 TEST(GPTTest, LogitsDoNotSeeTheFuture) {
-  Generator gen(3);
-  GPT model(tiny_config(), gen);
+  GPT model(tiny_config());
+  model.init_weights(3);
   Tensor ids = random_ids(1, 12, 64, 5);
   std::vector<int64_t> changed = ids.to_vector<int64_t>();
   for (size_t t = 7; t < changed.size(); ++t) changed[t] = (changed[t] + 1) % 64;
@@ -218,21 +217,30 @@ TEST(GPTTest, LogitsDoNotSeeTheFuture) {
 
 TEST(GPTTest, DropoutOnlyInTrainingAndReproducible) {
   GPTConfig c = tiny_config();
-  Generator g0(9), g1(9);
-  GPT plain(c, g0);
+  GPT plain(c);
+  plain.init_weights(9);
   c.dropout = 0.2;
-  GPT dropped(c, g1);  // same weights: same init seed
-  Tensor ids = random_ids(2, 8, 64, 11);
+  GPT dropped(c);
+  dropped.init_weights(9);  // same weights: same init seed
+  Tensor ids = random_ids(2, 8, 64, 11), targets = random_ids(2, 8, 64, 12);
   dropped.eval();
   EXPECT_EQ(dropped.forward(ids).to_vector<float>(), plain.forward(ids).to_vector<float>());
   dropped.train();
-  Generator start = dropped.dropout_generator();
-  std::vector<float> a = dropped.forward(ids).to_vector<float>();
-  EXPECT_NE(a, plain.forward(ids).to_vector<float>());
-  dropped.dropout_generator() = start;
-  EXPECT_EQ(dropped.forward(ids).to_vector<float>(), a);
+  // Masks are keyed by (seed, step, micro-batch, layer): the same key redraws the same masks,
+  // another micro-batch or step draws others.
+  auto loss_at = [&](int64_t step, int64_t micro) {
+    dropped.set_step(step);
+    return dropped.forward(Tensor(), pipeline::MicroBatch{ids, targets, micro, {}});
+  };
+  const double a = loss_at(3, 0).item();
+  EXPECT_NE(a, plain.loss(ids, targets).item());
+  EXPECT_EQ(loss_at(3, 0).item(), a);
+  EXPECT_NE(loss_at(3, 1).item(), a);
+  EXPECT_NE(loss_at(4, 0).item(), a);
+  // Two calls outside a schedule are two micro-batches: fresh masks.
+  EXPECT_NE(dropped.forward(ids).to_vector<float>(), dropped.forward(ids).to_vector<float>());
   // The explicit-softmax attention path used under dropout is differentiable end to end.
-  Tensor loss = dropped.loss(ids, random_ids(2, 8, 64, 12));
+  Tensor loss = loss_at(3, 0);
   loss.backward();
   EXPECT_TRUE(dropped.parameter("blocks.0.attn.qkv.weight").grad().defined());
 }
@@ -240,8 +248,7 @@ TEST(GPTTest, DropoutOnlyInTrainingAndReproducible) {
 void check_golden_grads(const char* file, DType dtype, double tol, Device device = Device::cpu()) {
   testing::GoldenFile params("gpt.h5");
   testing::GoldenFile g(file);
-  Generator gen(0);
-  GPT model(tiny_config(), gen, dtype, device);
+  GPT model(tiny_config(), {}, dtype, device);
   load_params(model, params, dtype);
   Tensor loss = model.loss(params.get("ids").to(device), params.get("targets").to(device), -100);
   EXPECT_LE(std::abs(loss.item() - g.scalar("loss")) / std::abs(g.scalar("loss")), tol);

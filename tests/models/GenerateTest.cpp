@@ -60,15 +60,15 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
 // Feeds a 13-token sequence in chunks 5 (prefill), 1, 3, 1, 1, 2 and compares every chunk's
 // logits with the full forward over all 13 tokens at the same positions.
 double cached_vs_full_error(DType dtype) {
-  Generator gen(11);
-  GPT model(tiny_config(), gen, dtype);
+  GPT model(tiny_config(), {}, dtype);
+  model.init_weights(11);
   model.eval();
   const int64_t B = 2, T = 13;
   std::vector<int64_t> ids = random_ids(B * T, 64, 3);
   Tensor all = Tensor::from_vector(ids, {B, T});
   NoGradGuard no_grad;
   Tensor full = model.forward(all);  // (B,T,V)
-  KVCache cache(model.config(), B, T, dtype);
+  KVCache cache = model.new_cache(B, T);
   double err = 0.0;
   int64_t pos = 0;
   for (int64_t n : {5, 1, 3, 1, 1, 2}) {
@@ -96,11 +96,11 @@ TEST(GenerateTest, CachedLogitsEqualFullForwardF32) {
 }
 
 TEST(GenerateTest, LastOnlyReturnsTheLastPosition) {
-  Generator gen(2);
-  GPT model(tiny_config(), gen, DType::F64);
+  GPT model(tiny_config(), {}, DType::F64);
+  model.init_weights(2);
   model.eval();
   Tensor ids = Tensor::from_vector(random_ids(6, 64, 9), {1, 6});
-  KVCache a(model.config(), 1, 8, DType::F64), b(model.config(), 1, 8, DType::F64);
+  KVCache a = model.new_cache(1, 8), b = model.new_cache(1, 8);
   Tensor all = model.forward_cached(ids, a);
   Tensor last = model.forward_cached(ids, b, /*last_only=*/true);
   ASSERT_EQ(last.shape(), (Shape{1, 1, 64}));
@@ -112,8 +112,8 @@ TEST(GenerateTest, LastOnlyReturnsTheLastPosition) {
 
 TEST(GenerateTest, GreedyWithCacheEqualsRecomputingEachStep) {
   for (DType dtype : {DType::F64, DType::F32}) {
-    Generator gen(5);
-    GPT model(tiny_config(), gen, dtype);
+    GPT model(tiny_config(), {}, dtype);
+    model.init_weights(5);
     // Three lengths (one batch per length, two with batch > 1); 14 tokens hits block_size 16.
     std::vector<std::vector<int64_t>> prompts;
     for (int64_t len : {1, 4, 4, 14, 1, 4})
@@ -132,8 +132,8 @@ TEST(GenerateTest, GreedyWithCacheEqualsRecomputingEachStep) {
 }
 
 TEST(GenerateTest, TopK1EqualsGreedy) {
-  Generator gen(8);
-  GPT model(tiny_config(), gen);
+  GPT model(tiny_config());
+  model.init_weights(8);
   std::vector<std::vector<int64_t>> prompts = {random_ids(3, 64, 1), random_ids(3, 64, 2)};
   SamplingOptions greedy;
   greedy.temperature = 0.0;
@@ -146,8 +146,8 @@ TEST(GenerateTest, TopK1EqualsGreedy) {
 }
 
 TEST(GenerateTest, SeededSamplingIsReproducibleAndSeedsDiffer) {
-  Generator gen(4);
-  GPT model(tiny_config(), gen);
+  GPT model(tiny_config());
+  model.init_weights(4);
   std::vector<std::vector<int64_t>> prompts = {random_ids(2, 64, 1), random_ids(2, 64, 2)};
   SamplingOptions o;
   o.max_new_tokens = 12;
@@ -225,8 +225,8 @@ TEST(GenerateTest, SampleTokenIsTheInverseCdf) {
 }
 
 TEST(GenerateTest, EosStopsOnlyItsRow) {
-  Generator gen(6);
-  GPT model(tiny_config(), gen);
+  GPT model(tiny_config());
+  model.init_weights(6);
   std::vector<std::vector<int64_t>> prompts = {random_ids(3, 64, 1), random_ids(3, 64, 2),
                                                random_ids(3, 64, 3)};
   SamplingOptions o;
@@ -245,8 +245,8 @@ TEST(GenerateTest, EosStopsOnlyItsRow) {
 }
 
 TEST(GenerateTest, StopsAtBlockSize) {
-  Generator gen(7);
-  GPT model(tiny_config(), gen);
+  GPT model(tiny_config());
+  model.init_weights(7);
   SamplingOptions o;
   o.max_new_tokens = 10;
   auto out = generate(model, {random_ids(13, 64, 1), random_ids(16, 64, 2)}, o);
@@ -266,8 +266,8 @@ void expect_value_error(const std::function<void()>& f, const std::string& needl
 }
 
 TEST(GenerateTest, InvalidOptionsAndPromptsAreValueErrors) {
-  Generator gen(1);
-  GPT model(tiny_config(), gen);
+  GPT model(tiny_config());
+  model.init_weights(1);
   const std::vector<std::vector<int64_t>> ok = {{1, 2}};
   auto with = [&](auto set, const std::string& needle) {
     SamplingOptions o;
@@ -290,14 +290,14 @@ TEST(GenerateTest, InvalidOptionsAndPromptsAreValueErrors) {
 TEST(GenerateTest, RestoresTrainingModeAndChecksCacheUse) {
   GPTConfig c = tiny_config();
   c.dropout = 0.1;
-  Generator gen(3);
-  GPT model(c, gen);
+  GPT model(c);
+  model.init_weights(3);
   ASSERT_TRUE(model.is_training());
   SamplingOptions o;
   o.max_new_tokens = 2;
   generate(model, {{1, 2}}, o);
   EXPECT_TRUE(model.is_training());
-  KVCache cache(c, 1, 4);
+  KVCache cache = model.new_cache(1, 4);
   expect_value_error(
       [&] {
         model.forward_cached(Tensor::from_vector<int64_t>({1}, {1, 1}), cache);
@@ -310,7 +310,7 @@ TEST(GenerateTest, RestoresTrainingModeAndChecksCacheUse) {
         model.forward_cached(Tensor::from_vector<int64_t>({1, 2}, {1, 2}), cache);
       },
       "capacity 4");
-  expect_value_error([&] { KVCache(c, 1, 17); }, "block_size");
+  expect_value_error([&] { model.new_cache(1, 17); }, "block_size");
 }
 
 }  // namespace

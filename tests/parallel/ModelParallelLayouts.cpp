@@ -9,7 +9,6 @@
 
 #include "core/nn/ShardSpec.h"
 #include "tests/parallel/TrainerMpiSupport.h"
-#include "train/ModelParallel.h"
 
 namespace loom {
 namespace {
@@ -52,14 +51,9 @@ LayoutRun run_layout(const std::string& cfg_path, std::vector<std::string> sets,
   train::Trainer t(cfg, comm);
   train::TrainSummary s = t.run();
   LayoutRun r{s.losses, {}, {}, s.last_checkpoint};
-  if (train::ModelParallel* mp = t.parallel_model()) {
-    for (const auto& p : mp->model().pieces()) {
-      r.pieces.emplace_back(p.name, p.tensor.detach().clone());
-      r.specs.push_back(p.spec);
-    }
-  } else {
-    for (const auto& [name, p] : t.model().named_parameters())
-      r.pieces.emplace_back(name, p.detach().clone());
+  for (const nn::Parameter& p : t.model().parameter_list()) {
+    r.pieces.emplace_back(p.name, p.tensor.detach().clone());
+    if (distributed) r.specs.push_back(p.meta.spec);
   }
   return r;
 }

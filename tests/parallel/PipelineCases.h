@@ -2,6 +2,11 @@
 // (PipelineTest.cpp, ranks as threads) and under MPI (pipeline_mpi_test.cpp): a tiny GPT, fixed
 // micro-batches, the single-process reference (gradient accumulation over the same micro-batches,
 // each loss scaled by 1/M) and the pipelined run of one stage, both stepping the same optimizer.
+// Untied models run in f32 and must match bitwise. Tied models are compared at step 1 in f32
+// and over 20 steps in f64 (R-5's f64 bound): the tied table's two-part gradient sum
+// changes the summation order, and 20 steps of SGD with momentum amplify an f32 rounding
+// difference chaotically (a property of the optimisation, not of the pipeline), while in f64 the
+// same amplification of 1e-16 stays far below 1e-10.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -21,7 +26,6 @@
 #include "optim/AdamW.h"
 #include "optim/SGD.h"
 #include "parallel/comm/Communicator.h"
-#include "parallel/pipeline/GptStage.h"
 #include "parallel/pipeline/Schedule.h"
 #include "parallel/pipeline/TiedGradSync.h"
 
@@ -76,7 +80,7 @@ inline std::vector<MicroBatch> make_micro_batches(int64_t M, int64_t V, uint64_t
       tg[i] = (i % 13 == 5) ? -100 : tok(rng);
     }
     out.push_back({Tensor::from_vector(ids, {kMicroBatch, kSeqLen}),
-                   Tensor::from_vector(tg, {kMicroBatch, kSeqLen})});
+                   Tensor::from_vector(tg, {kMicroBatch, kSeqLen}), -1, {}});
   }
   return out;
 }
@@ -94,21 +98,21 @@ struct RunResult {
 // divides by sqrt(v) and turns that noise into lr-sized steps, so two summation orders of the
 // tied gradient give unrelated k-bias values after one step (measured: rel 1e-4), which says
 // nothing about the pipeline. SGD keeps a gradient difference of rel 1e-7 a difference of 1e-7.
-inline std::unique_ptr<optim::Optimizer> make_optimizer(const std::vector<models::NamedTensor>& p,
+inline std::unique_ptr<optim::Optimizer> make_optimizer(const std::vector<nn::NamedTensor>& p,
                                                         bool tied) {
   if (tied) return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
   return std::make_unique<optim::AdamW>(p, optim::AdamWOptions{.lr = 1e-2, .weight_decay = 0.1});
 }
 
-inline void snapshot(const models::Module& m, std::map<std::string, Tensor>& out, bool grads) {
+inline void snapshot(const nn::Module& m, std::map<std::string, Tensor>& out, bool grads) {
   for (const auto& [name, p] : m.named_parameters()) out[name] = (grads ? p.grad() : p).clone();
 }
 
 // One process, gradient accumulation over all micro-batches.
 inline RunResult run_reference(const models::GPTConfig& cfg, const std::vector<MicroBatch>& mbs,
-                               int steps) {
-  Generator gen(kInitSeed);
-  models::GPT model(cfg, gen);
+                               int steps, DType dt = DType::F32) {
+  models::GPT model(cfg, {}, dt);
+  model.init_weights(kInitSeed);
   auto opt = make_optimizer(model.named_parameters(), cfg.tie_embeddings);
   RunResult r;
   const double scale = 1.0 / double(mbs.size());
@@ -130,13 +134,12 @@ inline RunResult run_reference(const models::GPTConfig& cfg, const std::vector<M
 
 // This rank's stage (stage = pp.rank()) of the same model, driven by `kind`.
 inline RunResult run_pipelined(Communicator& pp, const models::GPTConfig& cfg,
-                               const std::vector<MicroBatch>& mbs, ScheduleKind kind, int steps) {
-  Generator gen(kInitSeed);
-  models::GPT full(cfg, gen);  // the source of this stage's initial parameters
-  GptStage stage(cfg, pp.rank(), pp.size());
-  stage.load_from(full.named_parameters());
+                               const std::vector<MicroBatch>& mbs, ScheduleKind kind, int steps,
+                               DType dt = DType::F32) {
+  models::GPT stage(cfg, {nullptr, &pp}, dt);  // the model restricted to this stage's layers
+  stage.init_weights(kInitSeed);
   TiedGradSync tied(pp);
-  PipelineP2P p2p(pp, stage.activation_shape(kMicroBatch, kSeqLen), DType::F32);
+  PipelineP2P p2p(pp, stage.activation_shape(kMicroBatch, kSeqLen), dt);
   auto opt = make_optimizer(stage.named_parameters(), cfg.tie_embeddings);
   RunResult r;
   for (int s = 0; s < steps; ++s) {
@@ -169,38 +172,38 @@ inline double rel_error(const Tensor& a, const Tensor& b) {
   return std::sqrt(num) / std::sqrt(den);
 }
 
-// Tolerance for the tied case (TESTPLAN R-3): the tied-gradient all-reduce sums the embedding
-// part and the head part in a different order than the single process does.
-constexpr double kTiedRel = 1e-6;
-// Tied final parameters after kSteps steps: issue 4's "final parameters within 1e-5 relative"
-// (TESTPLAN R-3 bounds only the losses; measured up to 6e-6 after 20 SGD-momentum steps).
-constexpr double kTiedParamRel = 1e-5;
+// Tolerances for the tied case. f32 (TESTPLAN R-3): the tied-gradient all-reduce sums the
+// embedding part and the head part in a different order than the single process does. f64
+// (TESTPLAN R-5): loss rel <= 1e-10 per step; the same bound for the final parameters.
+inline double tied_rel(DType dt) { return dt == DType::F64 ? 1e-10 : 1e-6; }
 
 // Untied: every loss, step-1 grad and final param bitwise equal. Tied: step-1 loss and every
-// step-1 grad except wte.weight bitwise; wte.weight grad and later losses rel <= 1e-6, final
-// params rel <= 1e-5.
-inline void expect_matches(const RunResult& pipe, const RunResult& ref, bool tied, int stage) {
-  SCOPED_TRACE(testing::Message() << "stage " << stage);
+// step-1 grad except wte.weight bitwise; wte.weight grad, later losses and final params within
+// tied_rel (f32 tied runs are compared at step 1 only, see the file comment).
+inline void expect_matches(const RunResult& pipe, const RunResult& ref, bool tied, int stage,
+                           DType dt = DType::F32) {
+  SCOPED_TRACE(testing::Message() << "stage " << stage << " " << dtype_name(dt));
+  const double rel = tied_rel(dt);
   ASSERT_EQ(pipe.losses.size(), ref.losses.size());
   for (size_t s = 0; s < ref.losses.size(); ++s) {
     if (!tied || s == 0) {
       EXPECT_EQ(pipe.losses[s], ref.losses[s]) << "step " << s + 1;
     } else {
-      EXPECT_LE(std::abs(pipe.losses[s] - ref.losses[s]), kTiedRel * std::abs(ref.losses[s]))
+      EXPECT_LE(std::abs(pipe.losses[s] - ref.losses[s]), rel * std::abs(ref.losses[s]))
           << "step " << s + 1;
     }
   }
   for (const auto& [name, g] : pipe.grads) {
     ASSERT_TRUE(ref.grads.count(name)) << name;
     if (tied && name == "wte.weight") {
-      EXPECT_LE(rel_error(g, ref.grads.at(name)), kTiedRel) << name;
+      EXPECT_LE(rel_error(g, ref.grads.at(name)), rel) << name;
     } else {
       EXPECT_TRUE(bitwise_equal(g, ref.grads.at(name))) << "grad " << name;
     }
   }
   for (const auto& [name, p] : pipe.params) {
     if (tied) {
-      EXPECT_LE(rel_error(p, ref.params.at(name)), kTiedParamRel) << name;
+      EXPECT_LE(rel_error(p, ref.params.at(name)), rel) << name;
     } else {
       EXPECT_TRUE(bitwise_equal(p, ref.params.at(name))) << "param " << name;
     }

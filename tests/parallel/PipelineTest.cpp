@@ -1,7 +1,8 @@
 // Pipeline parallelism under the Fake communicator (ranks as threads), TESTPLAN R-3 in spirit:
 // GPipe and 1F1B at pp 1-4 with M = 4 and 8 micro-batches against one process accumulating the
-// same micro-batches, 20 steps: untied (AdamW) bitwise, tied (SGD) losses rel <= 1e-6 with both
-// tied copies bitwise equal; the activation-memory bound of 1F1B; layer split; P2P errors.
+// same micro-batches: untied (AdamW, f32, 20 steps) bitwise; tied (SGD) at step 1 in f32 (rel <=
+// 1e-6) and over 20 steps in f64 (rel <= 1e-10), with both tied copies bitwise equal; the
+// activation-memory bound of 1F1B; layer split; P2P errors.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -24,7 +25,7 @@ using test::RunResult;
 
 std::vector<RunResult> run_all_stages(int pp, const models::GPTConfig& cfg,
                                       const std::vector<MicroBatch>& mbs, ScheduleKind kind,
-                                      int steps) {
+                                      int steps, DType dt = DType::F32) {
   std::vector<RunResult> out(static_cast<size_t>(pp));
   run_fake_ranks(
       pp,
@@ -32,7 +33,7 @@ std::vector<RunResult> run_all_stages(int pp, const models::GPTConfig& cfg,
         // One OpenMP thread per rank thread, as MPI ranks run with OMP_NUM_THREADS=1 (pp teams
         // of spinning threads on 2 cores made this test 15x slower).
         OneOmpThread one;
-        out[size_t(c.rank())] = test::run_pipelined(c, cfg, mbs, kind, steps);
+        out[size_t(c.rank())] = test::run_pipelined(c, cfg, mbs, kind, steps, dt);
       },
       fake_options("pp"));
   return out;
@@ -43,13 +44,19 @@ void check_case(int pp, int64_t M, ScheduleKind kind, bool tied, int64_t C) {
                                   << (tied ? " tied" : " untied") << " C=" << C);
   const models::GPTConfig cfg = test::tiny_config(tied, C);
   const auto mbs = test::make_micro_batches(M, cfg.vocab_size, 42);
-  const int steps = test::kSteps;
-  RunResult ref;
+  // f32 over all steps untied; tied: f32 for step 1, then f64 for all steps (PipelineCases.h).
+  const int steps = tied ? 1 : test::kSteps;
+  RunResult ref, ref64;
   {
     OneOmpThread one;
     ref = test::run_reference(cfg, mbs, steps);
+    if (tied) ref64 = test::run_reference(cfg, mbs, test::kSteps, DType::F64);
   }
   std::vector<RunResult> stages = run_all_stages(pp, cfg, mbs, kind, steps);
+  if (tied) {
+    std::vector<RunResult> stages64 = run_all_stages(pp, cfg, mbs, kind, test::kSteps, DType::F64);
+    for (int s = 0; s < pp; ++s) test::expect_matches(stages64[size_t(s)], ref64, tied, s, DType::F64);
+  }
   std::set<std::string> covered;
   for (int s = 0; s < pp; ++s) {
     test::expect_matches(stages[size_t(s)], ref, tied, s);
@@ -81,11 +88,11 @@ TEST(PipelineTest, FewerMicroBatchesThanStages) {
   check_case(4, 1, ScheduleKind::GPipe, /*tied=*/false, 32);
 }
 
-// GptStage that logs "F<m>" per forward; the hook logs "H<m>" and a post-accumulate-grad hook
+// A GPT stage that logs "F<m>" per forward; the hook logs "H<m>" and a post-accumulate-grad hook
 // on one parameter logs "G" once per backward, so the log shows each hook's place in the schedule.
 class LoggingStage : public PipelineStage {
  public:
-  LoggingStage(GptStage& inner, const std::vector<MicroBatch>& mbs, std::vector<std::string>& log)
+  LoggingStage(models::GPT& inner, const std::vector<MicroBatch>& mbs, std::vector<std::string>& log)
       : inner_(inner), mbs_(mbs), log_(log) {}
   Tensor forward(const Tensor& x, const MicroBatch& mb) override {
     log_.push_back("F" + std::to_string(&mb - mbs_.data()));  // the schedule passes mbs_[m]
@@ -93,7 +100,7 @@ class LoggingStage : public PipelineStage {
   }
 
  private:
-  GptStage& inner_;
+  models::GPT& inner_;
   const std::vector<MicroBatch>& mbs_;
   std::vector<std::string>& log_;
 };
@@ -107,10 +114,8 @@ std::vector<std::vector<std::string>> hook_logs(ScheduleKind kind, int pp, int64
       [&](Communicator& c) {
         OneOmpThread one;
         std::vector<std::string>& log = logs[size_t(c.rank())];
-        Generator gen(test::kInitSeed);
-        models::GPT full(cfg, gen);
-        GptStage stage(cfg, c.rank(), c.size());
-        stage.load_from(full.named_parameters());
+        models::GPT stage(cfg, {nullptr, &c});
+        stage.init_weights(test::kInitSeed);
         const Tensor w = stage.named_parameters().front().second;
         const int id = w.register_post_accumulate_grad_hook([&](const Tensor&) {
           log.push_back("G");
@@ -147,19 +152,13 @@ TEST(PipelineTest, WarmupForwards) {
 
 TEST(PipelineTest, StageLayersSplitEvenlyFirstStagesLonger) {
   using P = std::pair<int64_t, int64_t>;
-  EXPECT_EQ(stage_layers(4, 2, 1), P(2, 4));
-  EXPECT_EQ(stage_layers(4, 3, 0), P(0, 2));
-  EXPECT_EQ(stage_layers(4, 3, 1), P(2, 3));
-  EXPECT_EQ(stage_layers(4, 3, 2), P(3, 4));
-  EXPECT_EQ(stage_layers(12, 5, 4), P(10, 12));
-  EXPECT_THROW(stage_layers(4, 5, 0), ValueError);
-  EXPECT_THROW(stage_layers(4, 2, 2), ValueError);
-}
-
-TEST(PipelineTest, GptStageRejectsDropout) {
-  models::GPTConfig cfg = test::tiny_config(false, 32);
-  cfg.dropout = 0.1;
-  EXPECT_THROW(GptStage(cfg, 0, 2), ValueError);
+  EXPECT_EQ(models::stage_layers(4, 2, 1), P(2, 4));
+  EXPECT_EQ(models::stage_layers(4, 3, 0), P(0, 2));
+  EXPECT_EQ(models::stage_layers(4, 3, 1), P(2, 3));
+  EXPECT_EQ(models::stage_layers(4, 3, 2), P(3, 4));
+  EXPECT_EQ(models::stage_layers(12, 5, 4), P(10, 12));
+  EXPECT_THROW(models::stage_layers(4, 5, 0), ValueError);
+  EXPECT_THROW(models::stage_layers(4, 2, 2), ValueError);
 }
 
 TEST(PipelineTest, SendChecksTheActivationShape) {

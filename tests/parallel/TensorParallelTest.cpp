@@ -1,6 +1,6 @@
 // Tensor-parallel layers under the Fake communicator (TP ranks as threads): TESTPLAN R-2 (each TP
 // layer at TP in {2,4} vs TP=1, forward + backward, fp64 and fp32; sharded weight gradients equal
-// the matching slices of the TP=1 gradients), the composite MLP and attention blocks, R-7 (TP
+// the matching pieces of the TP=1 gradients), the MLP and the GPT block (models::Block), R-7 (TP
 // dropout RNG), the mapping pairs themselves and argument errors.
 #include <gtest/gtest.h>
 
@@ -179,50 +179,45 @@ TEST(TensorParallelTest, TiedEmbeddingHeadAndLossMatchTP1) {
   });
 }
 
-TEST(TensorParallelTest, ParallelMLPMatchesTP1) {
+TEST(TensorParallelTest, MlpFromColumnAndRowLayersMatchesTP1) {
   for_tp_and_dtype([](Communicator& c, DType dt) { test::check_parallel_mlp(c, dt); });
 }
 
-TEST(TensorParallelTest, ParallelMLPWithResidualDropoutMatchesTP1) {
+TEST(TensorParallelTest, MlpWithResidualDropoutMatchesTP1) {
   // Residual dropout is outside the TP region: the replicated stream gives the TP=1 mask.
   for_tp_and_dtype([](Communicator& c, DType dt) { test::check_parallel_mlp(c, dt, 0.3); });
 }
 
-TEST(TensorParallelTest, ParallelAttentionTrainingDropoutIsReproducibleAndLocal) {
+TEST(TensorParallelTest, BlockTrainingDropoutIsReproducibleAndLocal) {
   // Inside the TP region each rank drops its own heads' probabilities: same state, same
   // output; and the output stays replicated across ranks (row-parallel reduce).
   run_fake_ranks(
       2,
       [](Communicator& c) {
+        models::GPTConfig cfg;
+        cfg.n_embd = 8;
+        cfg.n_head = 4;
+        cfg.dropout = 0.5;
+        models::Block block(cfg, c, DType::F64, Device::cpu());
+        block.init_parameters(3);
         Generator gen(3);
-        tp::ParallelSelfAttention attn(8, 4, c, 0.5, true, DType::F64);
-        attn.load_full(Tensor::randn({24, 8}, gen, DType::F64),
-                       Tensor::randn({24}, gen, DType::F64), Tensor::randn({8, 8}, gen, DType::F64),
-                       Tensor::randn({8}, gen, DType::F64));
         Tensor x = Tensor::randn({1, 6, 8}, gen, DType::F64);
         tp::TensorParallelRng rng(17, c.rank());
-        Tensor y1 = attn.forward(x, rng, true);
+        Tensor y1 = block.forward(x, rng, models::Recompute::None);
         rng.set_state({17, 0, 0});
-        Tensor y2 = attn.forward(x, rng, true);
+        Tensor y2 = block.forward(x, rng, models::Recompute::None);
         EXPECT_EQ(y1.to_vector<double>(), y2.to_vector<double>());
         Tensor both = tp::all_gather_last_dim(y1.contiguous(), c);  // (1, 6, 16)
         EXPECT_EQ(both.narrow(2, 0, 8).contiguous().to_vector<double>(),
                   both.narrow(2, 8, 8).contiguous().to_vector<double>());
-        Tensor eval = attn.forward(x, rng, false);
+        block.eval();
+        Tensor eval = block.forward(x, rng, models::Recompute::None);
         EXPECT_GT(rel_frob(y1, eval), 0.0);  // dropout was active in training
       },
       opts());
 }
 
-TEST(TensorParallelTest, GradNormCountsEachLogicalElementOnceAndClipsLikeTP1) {
-  for_tp_and_dtype([](Communicator& c, DType dt) { test::check_grad_norm_and_clip(c, dt); });
-}
-
-TEST(TensorParallelTest, ParallelAttentionWithHeadsSplitMatchesTP1) {
-  for_tp_and_dtype([](Communicator& c, DType dt) { test::check_parallel_attention(c, dt, 4); });
-}
-
-TEST(TensorParallelTest, ParallelBlockMatchesTP1Block) {
+TEST(TensorParallelTest, BlockMatchesTP1Block) {
   for_tp_and_dtype([](Communicator& c, DType dt) { test::check_parallel_block(c, dt, 4); });
 }
 
@@ -259,7 +254,6 @@ TEST(TensorParallelTest, BadShapesRaiseValueErrors) {
         EXPECT_THROW(tp::RowParallelLinear(6, 8, c), ValueError);
         tp::ColumnParallelLinear fc(8, 12, c);
         EXPECT_THROW(fc.forward(Tensor::zeros({2, 7})), ValueError);
-        EXPECT_THROW(fc.load_full(Tensor::zeros({12, 7}), Tensor::zeros({12})), ValueError);
         tp::VocabPartition part = tp::VocabPartition::make(10, 4, c.rank());
         tp::VocabParallelEmbedding emb(part, 3, c);
         EXPECT_THROW(emb.forward(Tensor::from_vector<int64_t>({10}, {1})),

@@ -1,7 +1,7 @@
 // Bookkeeping of one PPO iteration (rlhf/PpoStage.h) on tiny random models: rollout layout
 // (ids, targets, masks, padding), log-probs aligned with the response tokens, the KL penalty's
 // sign and the score placed at the last response token, GAE + whitening (also under a simulated
-// second rank) and the mini-batch update calling back once per mini-batch with gradients set.
+// second rank) and the mini-batch updates of the actor's and the critic's learners.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +11,9 @@
 #include "core/random/Generator.h"
 #include "rlhf/Losses.h"
 #include "rlhf/Ppo.h"
+#include "config/ConfigDefaults.h"
+#include "config/ConfigLoader.h"
+#include "parallel/comm/FakeCommunicator.h"
 #include "rlhf/PpoStage.h"
 
 namespace loom::rlhf {
@@ -27,18 +30,23 @@ models::GPTConfig tiny_config() {
   return c;
 }
 
+template <class M>
+std::unique_ptr<M> make(uint64_t seed) {
+  auto m = std::make_unique<M>(tiny_config());
+  m->init_weights(seed);
+  m->eval();
+  return m;
+}
+
 struct Models {
-  explicit Models(uint64_t ref_seed) {
-    Generator ga(1), gr(ref_seed), gc(3), gw(4);
-    actor = std::make_unique<models::GPT>(tiny_config(), ga);
-    reference = std::make_unique<models::GPT>(tiny_config(), gr);
-    critic = std::make_unique<models::RewardModel>(tiny_config(), gc);
-    reward = std::make_unique<models::RewardModel>(tiny_config(), gw);
-    for (models::GPT* m : {actor.get(), reference.get(), static_cast<models::GPT*>(critic.get()),
-                           static_cast<models::GPT*>(reward.get())})
-      m->eval();
-  }
-  PpoModels get() { return {*actor, *reference, *critic, *reward}; }
+  explicit Models(uint64_t ref_seed)
+      : grid(FakeCommunicator::create_world(1)[0], 1, 1, 1),
+        actor(make<models::GPT>(1)),
+        reference(make<models::GPT>(ref_seed)),
+        critic(make<models::RewardModel>(3)),
+        reward(make<models::RewardModel>(4)) {}
+  PpoModels get() { return {*actor, *reference, *critic, *reward, grid}; }
+  ProcessGrid grid;
   std::unique_ptr<models::GPT> actor, reference;
   std::unique_ptr<models::RewardModel> critic, reward;
 };
@@ -158,26 +166,28 @@ TEST(PpoStageTest, AdvantagesAreWhitenedGaeAlsoAcrossSimulatedRanks) {
     EXPECT_NEAR(twin.advantages[i], want2[i], 1e-5) << i;  // as above
 }
 
-TEST(PpoStageTest, UpdateCallsBackPerMiniBatchWithGradients) {
+TEST(PpoStageTest, UpdateStepsBothLearnersPerMiniBatch) {
   Models m(7);
   PpoRollout r = score_rollout(m.get(), kPrompts, kResponses, kPad, 1.0, 0.1, Device::cpu());
   compute_advantages(r, 1.0, 0.95, nullptr);
+  // Learners at lr 0 (no weight decay either): every mini-batch is an optimizer step of both, but
+  // the weights never change, so every pass sees ratio 1.
+  config::RunConfig cfg = config::parse_text("optimizer { lr: 0 weight_decay: 0 grad_clip: 0 }");
+  config::apply_defaults(cfg, 1);
+  std::vector<float> head_before = m.critic->parameter("value_head.weight").to_vector<float>();
+  train::Learner actor(std::move(m.actor), cfg, m.grid);
+  train::Learner critic(std::move(m.critic), cfg, m.grid);
   PpoUpdateOptions o;
   o.epochs = 2;
   o.mini_batches = 2;
-  int calls = 0;
-  PpoUpdateStats st = ppo_update(m.get(), r, o, nullptr, Device::cpu(), [&] {
-    ++calls;
-    int with_grad = 0;
-    for (const Tensor& p : m.actor->parameters()) with_grad += p.grad().defined();
-    EXPECT_GT(with_grad, 0);
-    EXPECT_TRUE(m.critic->value_head().weight().grad().defined());
-    for (const Tensor& p : m.actor->parameters())
-      if (p.grad().defined()) p.grad().zero_();  // no step: every pass sees ratio 1
-    for (const Tensor& p : m.critic->parameters())
-      if (p.grad().defined()) p.grad().zero_();
-  });
-  EXPECT_EQ(calls, 4);  // epochs x mini_batches
+  o.lr = 0.0;
+  PpoUpdateStats st = ppo_update(actor, critic, r, o, /*step=*/1, Device::cpu());
+  // Each update took gradients (AdamW's step counts advanced once per mini-batch) and left none.
+  EXPECT_EQ(actor.optimizer().step_count(), 4);  // epochs x mini_batches
+  EXPECT_EQ(critic.optimizer().step_count(), 4);
+  for (const Tensor& p : actor.model().parameters()) EXPECT_FALSE(p.grad().defined());
+  EXPECT_EQ(critic.model().parameter("value_head.weight").to_vector<float>(), head_before);
+  EXPECT_GT(st.grad_norm, 0.0);
   // Weights never change, so the ratio is 1 everywhere: no clipping, ~no approx KL, and the policy
   // loss is minus the token mean of the whitened advantages.
   EXPECT_EQ(st.clip_fraction, 0.0);

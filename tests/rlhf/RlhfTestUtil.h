@@ -54,6 +54,7 @@ class TempDir {
     std::ofstream(p, std::ios::binary) << text;
     return p.string();
   }
+  std::string path() const { return path_.string(); }
 
  private:
   std::filesystem::path path_;

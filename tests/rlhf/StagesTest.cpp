@@ -1,13 +1,18 @@
-// The SFT / REWARD / DPO stages (rlhf/Stages.h) against direct computations: the SFT loss is the
-// mean next-token cross entropy over response tokens only (recomputed here from the model's logits
-// and our own tokenisation), the reward loss is -log sigmoid(r_c - r_r) at the last real token, and
-// DPO with the policy as its own reference gives exactly log 2.
+// The SFT / REWARD / DPO stages (rlhf/Stages.h) against direct computations, each run as the
+// trainer runs it (one process: a 1 x 1 x 1 grid, the policy's Learner, one stage step at lr 0 so
+// the weights stay what the direct computation reads): the SFT loss is the mean next-token cross
+// entropy over response tokens only (recomputed here from the model's logits and our own
+// tokenisation), the reward loss is -log sigmoid(r_c - r_r) at the last real token, and DPO with
+// the policy as its own reference (both drawn from the run's seed) gives exactly log 2.
 #include <cmath>
 
 #include "core/autograd/GradMode.h"
 #include "data/BpeTrainer.h"
 #include "config/ConfigLoader.h"
 #include "models/RewardModel.h"
+#include "io/Checkpoint.h"
+#include "parallel/ProcessGroups.h"
+#include "parallel/comm/FakeCommunicator.h"
 #include "rlhf/Stages.h"
 #include "tests/rlhf/RlhfTestUtil.h"
 
@@ -38,16 +43,25 @@ struct Fixture {
   }
 };
 
-models::GPTConfig small_gpt() {
-  models::GPTConfig g;
-  g.n_layer = 1;
-  g.n_head = 2;
-  g.n_embd = 16;
-  g.vocab_size = 257;
-  g.block_size = 24;
-  g.dropout = 0.0;
-  return g;
-}
+// One process running cfg's stage as the trainer would.
+struct StageRun {
+  explicit StageRun(const config::RunConfig& c)
+      : cfg(c),
+        grid(FakeCommunicator::create_world(1)[0], 1, 1, 1),
+        ctx(cfg, grid, Device::cpu()),
+        policy(ctx.make_learner(
+            ctx.make_model(ctx.model_config(), cfg.stage() == config::RunConfig::REWARD, ""))),
+        stage(make_stage(ctx, *policy)) {}
+  // One stage step at lr 0: the loss of the current weights, which the step leaves unchanged.
+  train::StepResult step() { return stage->run_step(1, 0.0, *policy); }
+  models::GPT& model() { return policy->model(); }
+
+  config::RunConfig cfg;
+  ProcessGrid grid;
+  train::StageContext ctx;
+  std::unique_ptr<train::Learner> policy;
+  std::unique_ptr<train::Stage> stage;
+};
 
 const std::vector<std::pair<std::string, std::string>> kPairs = {
     {"ab:", "cd"}, {"hello ", "world"}, {"x", "yz!"}};
@@ -98,12 +112,9 @@ TEST(StagesTest, SftLossIsTheMeanOverResponseTokensOnly) {
     Fixture f("stage: SFT\nbatch { micro_batch_size: 3 }\n");
     std::string path = f.dir.write("sft.jsonl", pairs_jsonl(false));
     const std::string mask = mask_prompt ? "true" : "false";
-    config::RunConfig cfg = f.resolve({"sft.train_path=" + path, "sft.mask_prompt=" + mask});
-    Generator gen(5);
-    models::GPT model(small_gpt(), gen);
-    auto stage = make_stage(cfg, model, {});
-    double got = stage->next_step().loss.item();
-    double want = direct_sft_loss(model, mask_prompt);
+    StageRun run(f.resolve({"sft.train_path=" + path, "sft.mask_prompt=" + mask}));
+    double got = run.step().loss;
+    double want = direct_sft_loss(run.model(), mask_prompt);
     // f32 logits and f32 log-softmax inside cross_entropy vs our f64 reduction of the same f32
     // logits: a few ulps of the ~log(257) = 5.5 per-token values.
     EXPECT_NEAR(got, want, 1e-5 * want) << "mask_prompt " << mask_prompt;
@@ -114,11 +125,9 @@ TEST(StagesTest, SftPackingKeepsTheLossOnEachDocumentsResponse) {
   // The three examples (6 + 12 + 5 = 23 tokens with EOTs) pack into one row of 24.
   Fixture f("stage: SFT\nsft { packing: true }\nbatch { micro_batch_size: 1 }\n");
   std::string path = f.dir.write("sft.jsonl", pairs_jsonl(false));
-  config::RunConfig cfg = f.resolve({"sft.train_path=" + path});
-  Generator gen(8);
-  models::GPT model(small_gpt(), gen);
-  auto stage = make_stage(cfg, model, {});
-  double got = stage->next_step().loss.item();
+  StageRun run(f.resolve({"sft.train_path=" + path}));
+  double got = run.step().loss;
+  models::GPT& model = run.model();
   // Direct: the concatenated row; targets are the response tokens of each document (never the
   // next document's first token, never padding).
   std::vector<int64_t> ids;
@@ -151,11 +160,9 @@ TEST(StagesTest, SftPackingKeepsTheLossOnEachDocumentsResponse) {
 TEST(StagesTest, RewardLossReadsTheLastRealToken) {
   Fixture f("stage: REWARD\nbatch { micro_batch_size: 3 }\n");
   std::string path = f.dir.write("pref.jsonl", pairs_jsonl(true));
-  config::RunConfig cfg = f.resolve({"reward.train_path=" + path});
-  Generator gen(6);
-  models::RewardModel model(small_gpt(), gen);
-  auto stage = make_stage(cfg, model, {});
-  StageStep st = stage->next_step();
+  StageRun run(f.resolve({"reward.train_path=" + path}));
+  train::StepResult st = run.step();
+  auto& model = dynamic_cast<models::RewardModel&>(run.model());
   // Direct: score each full sequence (no padding) at its last token (the EOT).
   double want = 0.0;
   NoGradGuard g;
@@ -171,35 +178,35 @@ TEST(StagesTest, RewardLossReadsTheLastRealToken) {
   }
   // Causal attention: padding after the last token cannot change its value; f32 rounding of the
   // (B,T) vs (1,n) matmuls differs by a few ulps of O(1) scores.
-  EXPECT_NEAR(st.loss.item(), want, 1e-5);
+  EXPECT_NEAR(st.loss, want, 1e-5);
   ASSERT_EQ(st.metrics.size(), 2u);
   EXPECT_EQ(st.metrics[0].first, "accuracy");
 }
 
 TEST(StagesTest, DpoAgainstItselfIsLogTwo) {
-  Fixture f("stage: DPO\ninit_from: \"unused\"\nbatch { micro_batch_size: 3 }\n");
+  // init_from a checkpoint of some model: the policy and the reference (dpo.reference defaults
+  // to init_from) both load it.
+  Fixture f("stage: DPO\nbatch { micro_batch_size: 3 }\n");
   std::string path = f.dir.write("pref.jsonl", pairs_jsonl(true));
-  config::RunConfig cfg = f.resolve({"dpo.train_path=" + path});
-  Generator gen(7);
-  models::GPT model(small_gpt(), gen);
-  StageContext ctx;
-  std::string loaded;
-  ctx.load_weights = [&](const std::string& source, models::GPT& ref) {
-    loaded = source;
-    NoGradGuard g;
-    auto src = model.named_parameters();
-    auto dst = ref.named_parameters();
-    for (size_t i = 0; i < src.size(); ++i) dst[i].second.detach().copy_(src[i].second);
-  };
-  auto stage = make_stage(cfg, model, ctx);
-  EXPECT_EQ(loaded, "unused");  // dpo.reference defaults to init_from
-  StageStep st = stage->next_step();
+  std::string init;
+  {
+    StageRun sft(f.resolve({"stage=SFT", "sft.train_path=" + f.dir.write("s.jsonl", pairs_jsonl(false))}));
+    io::Checkpoint ck;
+    for (const auto& [name, t] : sft.model().named_parameters()) ck.tensors["model/" + name] = t.detach();
+    init = io::save_checkpoint(f.dir.path() + "/init", ck);
+  }
+  StageRun run(f.resolve({"dpo.train_path=" + path, "optimizer.grad_clip=0", "init_from=" + init}));
+  std::vector<Tensor> before;
+  for (const Tensor& p : run.model().parameters()) before.push_back(p.detach().clone());
+  train::StepResult st = run.stage->run_step(1, 1e-3, *run.policy);
   // The policy equals the reference: h_c = h_r = 0, loss = log 2 up to f32 rounding.
-  EXPECT_NEAR(st.loss.item(), std::log(2.0), 1e-6);
-  st.loss.backward();
-  bool any_grad = false;
-  for (const Tensor& p : model.parameters()) any_grad = any_grad || p.grad().defined();
-  EXPECT_TRUE(any_grad);
+  EXPECT_NEAR(st.loss, std::log(2.0), 1e-6);
+  // The step had gradients: the policy moved.
+  bool moved = false;
+  std::vector<Tensor> after = run.model().parameters();
+  for (size_t i = 0; i < after.size(); ++i)
+    moved = moved || after[i].to_vector<float>() != before[i].to_vector<float>();
+  EXPECT_TRUE(moved);
 }
 
 TEST(StagesTest, UnknownTemplateIsAConfigError) {
