@@ -234,6 +234,75 @@ CONVERSATIONS = {
 }
 
 
+# The Jinja subset beyond the three templates, rendered by transformers' own environment
+# (_compile_jinja_template: trim_blocks, lstrip_blocks, its tojson and raise_exception).
+JINJA_MESSAGES = [{"role": "system", "content": "Be brief."},
+                  {"role": "user", "content": " Héllo,\nworld "},
+                  {"role": "assistant", "content": "Hi!"}]
+JINJA_CASES = [
+    "{% for m in messages %}{{ loop.index0 }}/{{ loop.index }}/{{ loop.length }}"
+    "{{ 'F' if loop.first }}{{ 'L' if loop.last }}{{ loop.revindex }}:{{ m.role }}="
+    "{{ m['content'] }};{% endfor %}",
+    "{% set ns = namespace(found=false, n=0) %}{% for m in messages %}{% if m.role == 'system' %}"
+    "{% set ns.found = true %}{% endif %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.found }} "
+    "{{ ns.n }}",
+    "{% set x = 1 %}{% for i in [1, 2] %}{{ x }}{% set x = x + 1 %}{{ x }}{% endfor %}{{ x }}"
+    "{% if true %}{% set y = 'if-set' %}{% endif %}{{ y }}",
+    "{{ messages[1:] | length }}{{ messages[-1].content }}{{ 'abcdef'[1:4] }}{{ 'abcdef'[::-1] }}"
+    "{{ [1, 2, 3, 4][::2] }}{{ 'héllo'[1:3] }}{{ messages[5] is defined }}{{ 'abc'[-5:2] }}",
+    "{{ '  x y  ' | trim }}|{{ 'Straße' | upper }}|{{ 'ÀB' | lower }}|{{ x | default('d') }}|"
+    "{{ none | default('d') }}|{{ '' | default('e', true) }}|{{ [1, 2] | length }}|"
+    "{{ 'añb' | length }}|{{ messages[1].content | trim }}|{{ ['a', 'b'] | join('-') }}|"
+    "{{ 'aXbX' | replace('X', '.') }}|{{ messages | first | tojson }}",
+    "{{ messages | tojson }}|{{ 'é\"\\n\t' | tojson }}|"
+    "{{ {'a': [1, 2.5, none, true], 'b': {}} | tojson(indent=2) }}",
+    "{{ x is defined }}{{ messages is defined }}{{ none is none }}{{ 'a' is string }}"
+    "{{ 1 is string }}{{ x is not defined }}{{ 3 is odd }}{{ messages[0] is mapping }}"
+    "{{ 1 is number }}{{ 4 is divisibleby(2) }}{{ not x is defined }}",
+    "{{ 1 + 2 * 3 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }}"
+    " {{ 'a' ~ 1 ~ none }} {{ 'ab' * 2 }} {{ 1 < 2 < 3 }} {{ 'a' in 'cat' }} {{ 2 not in [1] }}"
+    " {{ not true or false and true }} {{ (1 == 1) != (2 == 3) }} {{ 'b' > 'a' }} {{ 1 == 1.0 }}"
+    " {{ [1] + [2] }} {{ 0 or 'x' }} {{ '' and 'y' }} {{ -(3) }}",
+    "A\n  {% if true %}\n    B\n  {%- endif %}\n{# comment #}\nC {{- ' D ' -}} E\n"
+    "{%+ if true %}F{% endif %}\n  {#- c -#}  G\n",
+    "{{ 'a\\tb\\u00e9' }}|{{ \"q'\" }}|{{ ' x '.strip() }}|{{ 'abc'.startswith('ab') }}|"
+    "{{ 'a,b'.split(',') }}|{{ 'AbC'.lower() }}|{{ messages[0].get('role') }}|"
+    "{{ messages[0].get('nope', 'dflt') }}|{{ ' a  b '.split() }}|{{ 'xxy'.rstrip('y') }}|"
+    "{{ 'ab' 'cd' }}",
+    "{% for m in messages if m.role != 'system' %}{{ loop.index }}{{ m.role[0] }}{% else %}none"
+    "{% endfor %}|{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }},{% endfor %}|"
+    "{% for k in {'x': 1, 'y': 2} %}{{ k }}{% endfor %}|{% for i in [] %}x{% else %}empty"
+    "{% endfor %}|{% for c in 'hé' %}[{{ c }}]{% endfor %}",
+    "{{ none }}|{{ true }}|{{ 1.0 }}|{{ 2.5e-7 }}|{{ 1e20 }}|{{ 123456.5 }}|{{ [1, 'a', none] }}|"
+    "{{ {'k': 'v', 'q': \"it's\"} }}|{{ undefined_thing }}|{{ 0.1 + 0.2 }}",
+    "{% for m in messages %}{% if m.role == 'user' %}U{% elif m.role == 'assistant' %}A"
+    "{% elif m.role == 'system' %}S{% else %}?{% endif %}{% endfor %}",
+    "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}"
+    "{% endgeneration %}{% endif %}{% endfor %}",
+    "{% for i in range(3) %}{{ i }}{% endfor %}{{ 'a' if false else 'b' if true else 'c' }}"
+    "{{ range(1, 7, 2) | list }}",
+    "line1\r\nline2 {{ 'x' }}\r\n",
+    "  {%- if true %}x{% endif %}\n\t{% if true %}y\n\t{% endif %}z\n  {{ 'v' }}\n",
+    "{{ raise_exception('custom ' ~ messages | length) }}",
+    "{{ undefined_var + 'a' }}",
+    "{{ 'a' + 1 }}",
+    "{% set n = 5 %}{{ n / 0 }}",
+]
+
+
+def jinja_goldens():
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+    out = []
+    for src in JINJA_CASES:
+        rec = {"template": src, "variables": {"messages": JINJA_MESSAGES}}
+        try:
+            rec["text"] = _compile_jinja_template(src).render(messages=JINJA_MESSAGES)
+        except Exception as e:
+            rec["error"] = f"{type(e).__name__}: {e}"
+        out.append(rec)
+    return out
+
+
 def fnv1a64(data):
     h = 0xCBF29CE484222325
     for b in data:
@@ -284,7 +353,7 @@ def main():
     sp = sentencepiece_model(corpus)
     built = {"llama3": build_llama3(corpus), "qwen2": build_qwen2(corpus),
              "mistral": build_mistral(sp), "llama2_metaspace": build_llama2_metaspace(sp)}
-    probes = {"probes": PROBES, "conversations": CONVERSATIONS}
+    probes = {"probes": PROBES, "conversations": CONVERSATIONS, "jinja_cases": jinja_goldens()}
     path = os.path.join(HERE, "hf_tokenizers.h5")
     with h5py.File(path + ".tmp", "w") as f:
         for name, (tok, config) in built.items():
