@@ -25,9 +25,8 @@ AddedTokens::AddedTokens(std::vector<AddedToken> tokens, std::vector<std::string
     }
   }
   for (Set& s : sets_)
-    std::stable_sort(s.order.begin(), s.order.end(), [&](size_t a, size_t b) {
-      return patterns_[a].size() > patterns_[b].size();
-    });
+    std::stable_sort(s.order.begin(), s.order.end(),
+                     [&](size_t a, size_t b) { return patterns_[a].size() > patterns_[b].size(); });
 }
 
 void AddedTokens::find(std::string_view text, bool normalized_set, bool allow_special,

@@ -4,9 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/util/Check.h"
 #include "data/Jinja.h"
@@ -20,12 +19,17 @@ constexpr const char* kSpecialKeys[] = {"bos_token", "eos_token", "unk_token", "
 jinja::Value from_json(const Json& j) {
   using jinja::Value;
   switch (j.type()) {
-    case Json::value_t::null: return Value::none();
-    case Json::value_t::boolean: return Value::boolean(j.get<bool>());
+    case Json::value_t::null:
+      return Value::none();
+    case Json::value_t::boolean:
+      return Value::boolean(j.get<bool>());
     case Json::value_t::number_integer:
-    case Json::value_t::number_unsigned: return Value::integer(j.get<int64_t>());
-    case Json::value_t::number_float: return Value::real(j.get<double>());
-    case Json::value_t::string: return Value::string(j.get<std::string>());
+    case Json::value_t::number_unsigned:
+      return Value::integer(j.get<int64_t>());
+    case Json::value_t::number_float:
+      return Value::real(j.get<double>());
+    case Json::value_t::string:
+      return Value::string(j.get<std::string>());
     case Json::value_t::array: {
       jinja::List l;
       for (const Json& x : j) l.push_back(from_json(x));
@@ -36,7 +40,8 @@ jinja::Value from_json(const Json& j) {
       for (const auto& [k, v] : j.items()) d.set(k, from_json(v));
       return Value::dict_of(std::move(d));
     }
-    default: return Value::undefined();
+    default:
+      return Value::undefined();
   }
 }
 
@@ -49,8 +54,8 @@ Json read_json(const std::string& path) {
   try {
     return Json::parse(ss.str());
   } catch (const Json::parse_error& e) {
-    throw DataError("chat template: tokenizer_config.json '" + path + "' is not valid JSON: " +
-                    e.what());
+    throw DataError("chat template: tokenizer_config.json '" + path +
+                    "' is not valid JSON: " + e.what());
   }
 }
 
@@ -67,7 +72,8 @@ std::optional<std::string> template_source(const Json& cfg, const std::string& p
   }
   throw DataError("chat template: tokenizer_config.json '" + path +
                   "': chat_template: expected a string or a list with a {\"name\": \"default\", "
-                  "\"template\": ...} entry, got " + t.dump().substr(0, 200));
+                  "\"template\": ...} entry, got " +
+                  t.dump().substr(0, 200));
 }
 
 }  // namespace

@@ -24,9 +24,9 @@ struct Value {
   bool b = false;
   int64_t i = 0;
   double f = 0;
-  std::string s;                // String; for Undefined the name that was looked up
-  std::shared_ptr<List> list;   // List
-  std::shared_ptr<Dict> dict;   // Dict and Namespace (a namespace is shared and mutable)
+  std::string s;               // String; for Undefined the name that was looked up
+  std::shared_ptr<List> list;  // List
+  std::shared_ptr<Dict> dict;  // Dict and Namespace (a namespace is shared and mutable)
 
   static Value undefined(std::string name = {});
   static Value none();
@@ -48,8 +48,24 @@ struct Dict {
 
 struct Expr {
   enum class Op {
-    Literal, Name, Attr, Item, Slice, Call, Filter, Test, Neg, Pos, Not, Binary, Compare, And, Or,
-    Cond, ListLit, DictLit
+    Literal,
+    Name,
+    Attr,
+    Item,
+    Slice,
+    Call,
+    Filter,
+    Test,
+    Neg,
+    Pos,
+    Not,
+    Binary,
+    Compare,
+    And,
+    Or,
+    Cond,
+    ListLit,
+    DictLit
   };
   Op op = Op::Literal;
   int line = 0, col = 0;
@@ -57,8 +73,8 @@ struct Expr {
   std::string name;                         // Name, Attr, Filter/Test/Call name, Binary operator
   bool negated = false;                     // Test: "is not"
   std::vector<std::unique_ptr<Expr>> args;  // operands / arguments (null: absent slice part)
-  std::vector<std::string> keywords;        // Call/Filter/Test: keyword of args[k] ("" = positional)
-  std::vector<std::string> compare_ops;     // Compare: operator between args[k] and args[k+1]
+  std::vector<std::string> keywords;     // Call/Filter/Test: keyword of args[k] ("" = positional)
+  std::vector<std::string> compare_ops;  // Compare: operator between args[k] and args[k+1]
 };
 using ExprPtr = std::unique_ptr<Expr>;
 
@@ -69,11 +85,11 @@ struct Stmt {
   enum class Kind { Text, Output, If, For, Set, SetAttr, Generation };
   Kind kind = Kind::Text;
   int line = 0, col = 0;
-  std::string text;                   // Text; Set / SetAttr: variable name
-  std::string attr;                   // SetAttr: attribute
-  std::vector<ExprPtr> exprs;         // Output/Set: value; If: conditions; For: iterable, filter
-  std::vector<Body> bodies;           // If: one per condition (+ else); For: body (+ else)
-  std::vector<std::string> targets;   // For: loop variables
+  std::string text;                  // Text; Set / SetAttr: variable name
+  std::string attr;                  // SetAttr: attribute
+  std::vector<ExprPtr> exprs;        // Output/Set: value; If: conditions; For: iterable, filter
+  std::vector<Body> bodies;          // If: one per condition (+ else); For: body (+ else)
+  std::vector<std::string> targets;  // For: loop variables
 };
 
 struct Program {
@@ -92,10 +108,10 @@ struct Fail {
   int line, col;
   [[noreturn]] void operator()(const std::string& msg) const;
 };
-std::string to_output(const Value& v);      // Python str()
+std::string to_output(const Value& v);  // Python str()
 bool truthy(const Value& v);
 bool equal(const Value& a, const Value& b);
-std::string type_name(const Value& v);      // Python type names for messages
+std::string type_name(const Value& v);  // Python type names for messages
 Value apply_filter(const std::string& name, const Value& v, const std::vector<Value>& args,
                    const std::vector<std::string>& keywords, const Fail& fail);
 bool apply_test(const std::string& name, const Value& v, const std::vector<Value>& args,

@@ -85,6 +85,7 @@ class Lexer {
   size_t lex_tag(size_t p, char kind, Item& item);
   size_t lex_comment(size_t open, size_t p);
   Token lex_token(size_t& p, int& depth);
+  Token lex_number(size_t& p) const;
 
   std::string name_;
   std::string src_;
@@ -98,8 +99,8 @@ std::vector<Item> Lexer::run() {
   while (pos < src_.size()) {
     size_t open = pos;
     while ((open = src_.find('{', open)) != std::string::npos &&
-           (open + 1 >= src_.size() || std::string_view("{%#").find(src_[open + 1]) ==
-                                           std::string_view::npos))
+           (open + 1 >= src_.size() ||
+            std::string_view("{%#").find(src_[open + 1]) == std::string_view::npos))
       ++open;
     if (open == std::string::npos) {
       items.push_back({Item::Kind::Text, src_.substr(pos), {}, pos});
@@ -163,6 +164,35 @@ size_t Lexer::lex_tag(size_t p, char kind, Item& item) {
   }
 }
 
+// An integer or float literal (digits with '_' separators, optional fraction and exponent).
+Token Lexer::lex_number(size_t& p) const {
+  auto digit = [&](size_t k) {
+    return k < src_.size() && std::isdigit(static_cast<unsigned char>(src_[k]));
+  };
+  Token t;
+  t.pos = p;
+  t.type = Token::Type::Int;
+  size_t i = p;
+  while (digit(i) || (i < src_.size() && src_[i] == '_')) ++i;
+  if (i < src_.size() && src_[i] == '.' && digit(i + 1)) {
+    t.type = Token::Type::Float;
+    for (++i; digit(i); ++i) {
+    }
+  }
+  if (i < src_.size() && (src_[i] == 'e' || src_[i] == 'E')) {  // exponent: 1e5, 2.5e-7
+    size_t k = i + 1 + (i + 1 < src_.size() && (src_[i + 1] == '+' || src_[i + 1] == '-'));
+    if (digit(k)) {
+      t.type = Token::Type::Float;
+      for (i = k; digit(i); ++i) {
+      }
+    }
+  }
+  t.text = src_.substr(p, i - p);
+  t.text.erase(std::remove(t.text.begin(), t.text.end(), '_'), t.text.end());
+  p = i;
+  return t;
+}
+
 Token Lexer::lex_token(size_t& p, int& depth) {
   Token t;
   t.pos = p;
@@ -176,32 +206,7 @@ Token Lexer::lex_token(size_t& p, int& depth) {
     p = i + 1;
     return t;
   }
-  if (std::isdigit(static_cast<unsigned char>(c))) {
-    size_t i = p;
-    while (i < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[i])) || src_[i] == '_'))
-      ++i;
-    auto digit = [&](size_t k) {
-      return k < src_.size() && std::isdigit(static_cast<unsigned char>(src_[k]));
-    };
-    t.type = Token::Type::Int;
-    if (src_[i] == '.' && digit(i + 1)) {
-      t.type = Token::Type::Float;
-      for (++i; digit(i); ++i) {
-      }
-    }
-    if (i < src_.size() && (src_[i] == 'e' || src_[i] == 'E')) {  // exponent: 1e5, 2.5e-7
-      size_t k = i + 1 + (i + 1 < src_.size() && (src_[i + 1] == '+' || src_[i + 1] == '-'));
-      if (digit(k)) {
-        t.type = Token::Type::Float;
-        for (i = k; digit(i); ++i) {
-        }
-      }
-    }
-    t.text = src_.substr(p, i - p);
-    t.text.erase(std::remove(t.text.begin(), t.text.end(), '_'), t.text.end());
-    p = i;
-    return t;
-  }
+  if (std::isdigit(static_cast<unsigned char>(c))) return lex_number(p);
   if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
     size_t i = p;
     while (i < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[i])) || src_[i] == '_'))
@@ -211,9 +216,9 @@ Token Lexer::lex_token(size_t& p, int& depth) {
     p = i;
     return t;
   }
-  static const char* const kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%",
-                                     "~", "(", ")", "[", "]", "{", "}", ",", ".", ":", "|", "=",
-                                     "<", ">"};
+  static const char* const kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*",
+                                     "/",  "%",  "~",  "(",  ")",  "[",  "]", "{", "}",
+                                     ",",  ".",  ":",  "|",  "=",  "<",  ">"};
   for (const char* op : kOps) {
     const size_t n = std::char_traits<char>::length(op);
     if (src_.compare(p, n, op) != 0) continue;
@@ -241,30 +246,21 @@ std::string unescape(const std::string& s, const Lexer& lex, size_t pos) {
     const char e = s[++i];
     auto hex = [&](size_t n) {
       uint32_t v = 0;
-      auto [ptr, ec] = std::from_chars(s.data() + i + 1, s.data() + std::min(s.size(), i + 1 + n), v,
-                                       16);
+      auto [ptr, ec] =
+          std::from_chars(s.data() + i + 1, s.data() + std::min(s.size(), i + 1 + n), v, 16);
       if (ec != std::errc() || ptr != s.data() + i + 1 + n)
         lex.fail(pos, "bad \\" + std::string(1, e) + " escape in a string literal");
       i += n;
       return v;
     };
-    switch (e) {
-      case 'n': out += '\n'; break;
-      case 't': out += '\t'; break;
-      case 'r': out += '\r'; break;
-      case '\\': out += '\\'; break;
-      case '\'': out += '\''; break;
-      case '"': out += '"'; break;
-      case 'a': out += '\a'; break;
-      case 'b': out += '\b'; break;
-      case 'f': out += '\f'; break;
-      case 'v': out += '\v'; break;
-      case '0': out += '\0'; break;
-      case '\n': break;  // line continuation
-      case 'x': append_utf8(out, char32_t(hex(2))); break;
-      case 'u': append_utf8(out, char32_t(hex(4))); break;
-      case 'U': append_utf8(out, char32_t(hex(8))); break;
-      default: out += '\\'; out += e;
+    static const std::string_view kFrom = "ntr\\'\"abfv0", kTo("\n\t\r\\'\"\a\b\f\v\0", 11);
+    if (const size_t k = kFrom.find(e); k != std::string_view::npos) {
+      out += kTo[k];
+    } else if (e == 'x' || e == 'u' || e == 'U') {
+      append_utf8(out, char32_t(hex(e == 'x' ? 2 : e == 'u' ? 4 : 8)));
+    } else if (e != '\n') {  // backslash-newline is a line continuation; others stay as written
+      out += '\\';
+      out += e;
     }
   }
   return out;
@@ -331,6 +327,7 @@ class Parser {
   ExprPtr parse_pow();
   ExprPtr parse_unary(bool with_filter);
   ExprPtr parse_primary();
+  ExprPtr parse_collection();
   ExprPtr parse_postfix(ExprPtr e);
   ExprPtr parse_filters(ExprPtr e);
   void parse_args(Expr& call);  // after '('
@@ -387,7 +384,8 @@ std::pair<Body, std::string> Parser::parse_body(const std::vector<std::string>& 
                               "'; supported: if/elif/else/endif, for/else/endfor, set, generation");
     }
   }
-  if (!stops.empty()) lex_.fail(tag_end_, "unexpected end of template, expected '" + stops.back() + "'");
+  if (!stops.empty())
+    lex_.fail(tag_end_, "unexpected end of template, expected '" + stops.back() + "'");
   return {std::move(body), ""};
 }
 
@@ -632,27 +630,26 @@ ExprPtr Parser::parse_primary() {
     expect_op(")");
     return e;
   }
-  if (accept_op("[")) {
-    e = node(Expr::Op::ListLit, pos);
-    while (!is_op("]")) {
-      e->args.push_back(parse_expr());
-      if (!accept_op(",")) break;
-    }
-    expect_op("]");
-    return e;
-  }
-  if (accept_op("{")) {
-    e = node(Expr::Op::DictLit, pos);
-    while (!is_op("}")) {
-      e->args.push_back(parse_expr());
+  if (is_op("[") || is_op("{")) return parse_collection();
+  lex_.fail(pos, "expected an expression, got " + describe());
+}
+
+// [a, b] and {k: v} literals.
+ExprPtr Parser::parse_collection() {
+  const size_t pos = here();
+  const bool list = accept_op("[");
+  if (!list) expect_op("{");
+  ExprPtr e = node(list ? Expr::Op::ListLit : Expr::Op::DictLit, pos);
+  while (!is_op(list ? "]" : "}")) {
+    e->args.push_back(parse_expr());
+    if (!list) {
       expect_op(":");
       e->args.push_back(parse_expr());
-      if (!accept_op(",")) break;
     }
-    expect_op("}");
-    return e;
+    if (!accept_op(",")) break;
   }
-  lex_.fail(pos, "expected an expression, got " + describe());
+  expect_op(list ? "]" : "}");
+  return e;
 }
 
 ExprPtr Parser::parse_postfix(ExprPtr e) {

@@ -105,6 +105,8 @@ class Renderer {
   void render(const Body& body);
   void render_for(const Stmt& st);
   Value eval(const Expr& e);
+  Value eval_logic(const Expr& e);
+  Value filter_or_test(const Expr& e);
   Value lookup(const std::string& name) const;
   Value binary(const Expr& e, const Value& a, const Value& b);
   bool compare(const Expr& e, const std::string& op, const Value& a, const Value& b);
@@ -227,11 +229,9 @@ Value Renderer::eval(const Expr& e) {
     case Expr::Op::Attr: {
       Value obj = eval(*e.args[0]);
       require_defined(e, obj);
-      if (obj.is(Kind::Dict) || obj.is(Kind::Namespace)) {
-        const Value* v = obj.dict->find(e.name);
-        return v ? *v : Value::undefined(e.name);
-      }
-      return Value::undefined(e.name);
+      const Value* v =
+          obj.is(Kind::Dict) || obj.is(Kind::Namespace) ? obj.dict->find(e.name) : nullptr;
+      return v ? *v : Value::undefined(e.name);
     }
     case Expr::Op::Item:
       return subscript(e, eval(*e.args[0]), eval(*e.args[1]));
@@ -240,20 +240,14 @@ Value Renderer::eval(const Expr& e) {
     case Expr::Op::Call:
       return call(e);
     case Expr::Op::Filter:
-    case Expr::Op::Test: {
-      Value v = eval(*e.args[0]);
-      std::vector<Value> args;
-      std::vector<std::string> kws(e.keywords.begin() + 1, e.keywords.end());
-      for (size_t k = 1; k < e.args.size(); ++k) args.push_back(eval(*e.args[k]));
-      if (e.op == Expr::Op::Filter) return apply_filter(e.name, v, args, kws, at(e));
-      for (const std::string& kw : kws)
-        if (!kw.empty()) at(e)("test '" + e.name + "' takes no keyword arguments");
-      return Value::boolean(apply_test(e.name, v, args, at(e)) != e.negated);
-    }
+    case Expr::Op::Test:
+      return filter_or_test(e);
     case Expr::Op::Neg:
     case Expr::Op::Pos: {
       Value v = eval(*e.args[0]);
-      if (!is_number(v)) at(e)("bad operand type for unary " + std::string(e.op == Expr::Op::Neg ? "-" : "+") + ": '" + type_name(v) + "'");
+      if (!is_number(v))
+        at(e)("bad operand type for unary " + std::string(e.op == Expr::Op::Neg ? "-" : "+") +
+              ": '" + type_name(v) + "'");
       if (e.op == Expr::Op::Pos) return v.is(Kind::Float) ? v : Value::integer(as_int(v));
       return v.is(Kind::Float) ? Value::real(-v.f) : Value::integer(-as_int(v));
     }
@@ -261,6 +255,14 @@ Value Renderer::eval(const Expr& e) {
       return Value::boolean(!truthy(eval(*e.args[0])));
     case Expr::Op::Binary:
       return binary(e, eval(*e.args[0]), eval(*e.args[1]));
+    default:
+      return eval_logic(e);
+  }
+}
+
+// Comparisons, and/or, a if c else b, list and dict literals.
+Value Renderer::eval_logic(const Expr& e) {
+  switch (e.op) {
     case Expr::Op::Compare: {
       Value left = eval(*e.args[0]);
       for (size_t k = 0; k < e.compare_ops.size(); ++k) {
@@ -270,13 +272,10 @@ Value Renderer::eval(const Expr& e) {
       }
       return Value::boolean(true);
     }
-    case Expr::Op::And: {
-      Value a = eval(*e.args[0]);
-      return truthy(a) ? eval(*e.args[1]) : a;
-    }
+    case Expr::Op::And:
     case Expr::Op::Or: {
       Value a = eval(*e.args[0]);
-      return truthy(a) ? a : eval(*e.args[1]);
+      return truthy(a) == (e.op == Expr::Op::And) ? eval(*e.args[1]) : a;
     }
     case Expr::Op::Cond:
       if (truthy(eval(*e.args[1]))) return eval(*e.args[0]);
@@ -290,13 +289,26 @@ Value Renderer::eval(const Expr& e) {
       Dict d;
       for (size_t k = 0; k + 1 < e.args.size(); k += 2) {
         Value key = eval(*e.args[k]);
-        if (!key.is(Kind::String)) at(*e.args[k])("dict keys must be strings here, got " + type_name(key));
+        if (!key.is(Kind::String))
+          at (*e.args[k])("dict keys must be strings here, got " + type_name(key));
         d.set(key.s, eval(*e.args[k + 1]));
       }
       return Value::dict_of(std::move(d));
     }
+    default:
+      at(e)("internal: unknown expression");
   }
-  at(e)("internal: unknown expression");
+}
+
+Value Renderer::filter_or_test(const Expr& e) {
+  Value v = eval(*e.args[0]);
+  std::vector<Value> args;
+  std::vector<std::string> kws(e.keywords.begin() + 1, e.keywords.end());
+  for (size_t k = 1; k < e.args.size(); ++k) args.push_back(eval(*e.args[k]));
+  if (e.op == Expr::Op::Filter) return apply_filter(e.name, v, args, kws, at(e));
+  for (const std::string& kw : kws)
+    if (!kw.empty()) at(e)("test '" + e.name + "' takes no keyword arguments");
+  return Value::boolean(apply_test(e.name, v, args, at(e)) != e.negated);
 }
 
 Value Renderer::binary(const Expr& e, const Value& a, const Value& b) {
@@ -304,19 +316,22 @@ Value Renderer::binary(const Expr& e, const Value& a, const Value& b) {
   if (op == "~") return Value::string(to_output(a) + to_output(b));
   require_defined(*e.args[0], a);
   require_defined(*e.args[1], b);
-  const std::string unsupported = "unsupported operand types for " + op + ": '" +
-                                  type_name(a) + "' and '" + type_name(b) + "'";
+  const std::string unsupported =
+      "unsupported operand types for " + op + ": '" + type_name(a) + "' and '" + type_name(b) + "'";
   if (op == "+" && a.is(Kind::String) && b.is(Kind::String)) return Value::string(a.s + b.s);
   if (op == "+" && a.is(Kind::List) && b.is(Kind::List)) {
     List l = *a.list;
     l.insert(l.end(), b.list->begin(), b.list->end());
     return Value::list_of(std::move(l));
   }
-  if (op == "*" && (a.is(Kind::String) || a.is(Kind::List)) && (b.is(Kind::Int) || b.is(Kind::Bool))) {
+  if (op == "*" && (a.is(Kind::String) || a.is(Kind::List)) &&
+      (b.is(Kind::Int) || b.is(Kind::Bool))) {
     Value r = a.is(Kind::String) ? Value::string("") : Value::list_of({});
     for (int64_t k = 0; k < as_int(b); ++k) {
-      if (a.is(Kind::String)) r.s += a.s;
-      else r.list->insert(r.list->end(), a.list->begin(), a.list->end());
+      if (a.is(Kind::String))
+        r.s += a.s;
+      else
+        r.list->insert(r.list->end(), a.list->begin(), a.list->end());
     }
     return r;
   }
@@ -357,7 +372,8 @@ bool Renderer::compare(const Expr& e, const std::string& op, const Value& a, con
   if (op == "in" || op == "not in") {
     bool found = false;
     if (b.is(Kind::String)) {
-      if (!a.is(Kind::String)) at(e)("'in <string>' requires string as left operand, not " + type_name(a));
+      if (!a.is(Kind::String))
+        at(e)("'in <string>' requires string as left operand, not " + type_name(a));
       found = b.s.find(a.s) != std::string::npos;
     } else if (b.is(Kind::List)) {
       for (const Value& x : *b.list) found = found || equal(a, x);
@@ -425,7 +441,8 @@ Value Renderer::slice(const Expr& e, const Value& obj) {
   const int64_t start = clamp(bound(1), step > 0 ? 0 : n - 1);
   const int64_t stop = clamp(bound(2), step > 0 ? n : -1);
   List out;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back((*seq.list)[size_t(i)]);
+  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+    out.push_back((*seq.list)[size_t(i)]);
   if (!obj.is(Kind::String)) return Value::list_of(std::move(out));
   std::string s;
   for (const Value& c : out) s += c.s;
@@ -470,7 +487,8 @@ Value Renderer::call(const Expr& e) {
     int64_t step = args.size() > 2 ? args[2].i : 1;
     if (step == 0) at(e)("range() arg 3 must not be zero");
     List l;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) l.push_back(Value::integer(i));
+    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+      l.push_back(Value::integer(i));
     return Value::list_of(std::move(l));
   }
   at(e)("unsupported call" + (name.empty() ? std::string() : " of '" + name + "'") +

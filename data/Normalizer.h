@@ -1,8 +1,9 @@
-// The normalizer step of a Hugging Face tokenizer.json pipeline: the steps Llama-2 / Mistral / Qwen2
-// files use (NFC, Prepend, Replace of a literal string), applied in order like HF's Sequence. HF
-// normalises each stretch of text between two added tokens on its own, so Prepend (SentencePiece's
-// "▁" before the text) is applied once per stretch: Tokenizer calls apply() per stretch.
-//   Normalizer n({{Normalizer::Kind::Prepend, "\u2581", ""}, {Normalizer::Kind::Replace, " ", "\u2581"}});
+// The normalizer step of a Hugging Face tokenizer.json pipeline: the steps Llama-2 / Mistral /
+// Qwen2 files use (NFC, Prepend, Replace of a literal string), applied in order like HF's Sequence.
+// HF normalises each stretch of text between two added tokens on its own, so Prepend
+// (SentencePiece's "▁" in front) applies once per stretch: Tokenizer calls apply() per stretch.
+//   using K = Normalizer::Kind;
+//   Normalizer n({{K::Prepend, "\u2581", ""}, {K::Replace, " ", "\u2581"}});
 //   n.apply("Hi there");   // "▁Hi▁there"
 #pragma once
 

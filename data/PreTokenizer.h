@@ -1,13 +1,10 @@
-// Pre-tokenizer: splits text into the pieces that BPE then encodes one by one. The default is
-// GPT-2's: OpenAI's regex  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// (HF's ByteLevel with use_regex=true). Hugging Face tokenizer.json pipelines add a sequence of
-// steps: Split(regex, behavior Isolated) such as Llama-3's and Qwen2's patterns, and Metaspace
-// (SentencePiece: ' ' -> '▁', an optional '▁' in front, optional split before each '▁'). Regexes
-// are compiled by PCRE2 with UTF + UCP and JIT.
-//
-// Invalid UTF-8: matching uses PCRE2_MATCH_INVALID_UTF, so malformed bytes never match a regex;
-// every run of bytes between two matches becomes a piece of its own (HF's Isolated keeps non-matches
-// too), so decode(encode(text)) == text for byte-level tokenizers on every input.
+// Pre-tokenizer: splits text into the pieces BPE encodes one by one. Default: GPT-2's regex (HF's
+// ByteLevel use_regex=true, kGpt2Pattern). tokenizer.json pipelines add steps: Split(regex,
+// Isolated) such as Llama-3's and Qwen2's, and Metaspace (SentencePiece: ' ' -> '▁', a '▁' in
+// front, optional split before each '▁'). Regexes: PCRE2 with UTF + UCP and JIT.
+// Invalid UTF-8: PCRE2_MATCH_INVALID_UTF never matches malformed bytes; every run of bytes between
+// two matches is a piece of its own (HF's Isolated keeps non-matches too), so byte-level
+// decode(encode(text)) == text for every input.
 //   PreTokenizer pt;
 //   pt.split("Hello world", [](std::string_view piece) { ... });   // "Hello", " world"
 #pragma once

@@ -1,4 +1,5 @@
-// HF decoder steps (see TokenDecoder.h); each mirrors the `decode_chain` of the HF decoder it names.
+// HF decoder steps (see TokenDecoder.h); each mirrors the `decode_chain` of the HF decoder it
+// names.
 #include "data/TokenDecoder.h"
 
 #include "data/ByteLevel.h"

@@ -2,7 +2,8 @@
 // ids back into text with HF's decoders, chained like HF's Sequence: ByteLevel (GPT-2 alphabet ->
 // bytes), Replace (a literal string), ByteFallback (<0xXX> tokens -> bytes), Fuse, Strip and
 // Metaspace (SentencePiece: '▁' -> ' ', dropped at the start).
-//   TokenDecoder d({{.kind = Kind::Replace, .text = "\u2581", .content = " "}, {.kind = Kind::Fuse}});
+//   using K = TokenDecoder::Kind;
+//   TokenDecoder d({{.kind = K::Replace, .text = "\u2581", .content = " "}, {.kind = K::Fuse}});
 //   d.decode({"\u2581Hello", "\u2581world"});   // " Hello world"
 // NB: HF's ByteLevel decoder replaces invalid UTF-8 in its output with U+FFFD; this one returns the
 // raw bytes (so byte-level decode(encode(s)) == s for every byte string s).

@@ -1,23 +1,13 @@
-// BPE tokenizer: GPT-2 byte-level BPE from OpenAI's encoder.json + vocab.bpe (= Hugging Face's
-// vocab.json + merges.txt), or any Hugging Face tokenizer.json this pipeline covers, encoding
-// exactly as HF `tokenizers` does:
-//   added tokens (matched first) -> normalizer (NFC, Prepend, Replace) -> pre-tokenizer (GPT-2
-//   regex, Split(regex) as Llama-3 / Qwen2, Metaspace) -> BPE (byte-level, or SentencePiece-style
-//   on characters with byte_fallback / unk; ignore_merges) -> post-processor (BOS template)
-// and decoding with the file's decoder (ByteLevel, or Replace/ByteFallback/Fuse/Strip, Metaspace).
-//
+// BPE tokenizer, exact to Hugging Face `tokenizers`: GPT-2 byte-level BPE from vocab.json +
+// merges.txt, or a tokenizer.json pipeline: added tokens -> normalizer (NFC, Prepend, Replace) ->
+// pre-tokenizer (GPT-2 regex, Split(regex) as Llama-3 / Qwen2, Metaspace) -> BPE (byte-level, or
+// SentencePiece-style on characters with byte_fallback / unk, ignore_merges) -> post-processor
+// (BOS template); decode with the file's decoder (ByteLevel, Replace/ByteFallback/Fuse/Strip, ...).
 //   auto tok = Tokenizer::from_files("vocab.json", "merges.txt");
 //   std::vector<int32_t> ids = tok.encode("Hello world<|endoftext|>");   // {15496, 995, 50256}
-//   auto llama = Tokenizer::from_tokenizer_json("llama3/tokenizer.json");
-//   llama.encode("Hi", /*add_special_tokens=*/true);   // {<|begin_of_text|>, ...}
-//
-// Added tokens (GPT-2's <|endoftext|>, tokenizer.json's added_tokens) are matched literally and
-// emitted as their id; with allow_special off the special ones are encoded as ordinary text.
-// Invalid UTF-8 never throws: for byte-level tokenizers malformed bytes become pieces of their own
-// (PreTokenizer.h), so decode(encode(s)) == s for every byte string s; SentencePiece-style ones
-// encode them through byte_fallback / unk. decode() returns raw bytes (HF would put U+FFFD where
-// the ids split a character). encode() may be called from several threads; the word cache is
-// guarded by a mutex held for one encode() call.
+//   Tokenizer::from_tokenizer_json("llama3/tokenizer.json").encode("Hi", true);  // BOS + "Hi"
+// Invalid UTF-8 never throws (byte-level: decode(encode(s)) == s for all bytes; see PreTokenizer.h).
+// encode() may be called from several threads; the word cache is guarded by a mutex.
 #pragma once
 
 #include <cstdint>
@@ -69,6 +59,7 @@ class Tokenizer {
   // added token (or starts the text) does. No post-processor tokens are added.
   std::vector<std::vector<int32_t>> encode_pieces(const std::vector<std::string>& pieces) const;
   // ValueError on an id out of range. skip_special_tokens drops special added tokens (as HF).
+  // NB: returns raw bytes; where ids split a UTF-8 character HF would put U+FFFD instead.
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
 
   int32_t vocab_size() const { return int32_t(tokens_.size()); }
@@ -86,6 +77,8 @@ class Tokenizer {
   // Ids the post-processor puts before / after the text when add_special_tokens is on.
   const std::vector<int32_t>& prefix_ids() const { return prefix_ids_; }
   const std::vector<int32_t>& suffix_ids() const { return suffix_ids_; }
+  // Off: special added tokens in the text are encoded as ordinary text (HF's
+  // encode_special_tokens); non-special added tokens still match.
   bool allow_special() const { return allow_special_; }
   void set_allow_special(bool allow) { allow_special_ = allow; }
   // One line naming the kind, sizes and source files (stored in dataset files).

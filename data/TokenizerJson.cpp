@@ -31,8 +31,7 @@ std::string regex_escape(const std::string& s) {
 }
 
 // Metaspace's prepend_scheme, or the older add_prefix_space (false means never, as in HF).
-PreTokenizer::Prepend prepend_scheme(const Value& v, const std::string& path,
-                                     const JsonCtx& ctx) {
+PreTokenizer::Prepend prepend_scheme(const Value& v, const std::string& path, const JsonCtx& ctx) {
   std::string scheme = "always";
   if (v.contains("prepend_scheme") && !v["prepend_scheme"].is_null())
     scheme = ctx.get_string(v, path, "prepend_scheme");
@@ -44,8 +43,7 @@ PreTokenizer::Prepend prepend_scheme(const Value& v, const std::string& path,
            "expected one of \"first\", \"always\", \"never\", got \"" + scheme + "\"");
 }
 
-std::string metaspace_replacement(const Value& v, const std::string& path,
-                                  const JsonCtx& ctx) {
+std::string metaspace_replacement(const Value& v, const std::string& path, const JsonCtx& ctx) {
   std::string r = ctx.get_string(v, path, "replacement");
   if (r.empty()) ctx.fail(path + ".replacement", "expected one character, got \"\"");
   return r;
@@ -58,35 +56,32 @@ void JsonCtx::fail(const std::string& path, const std::string& msg) const {
 }
 
 std::string JsonCtx::type_of(const Value& v, const std::string& path,
-                                          const std::vector<std::string>& supported) const {
+                             const std::vector<std::string>& supported) const {
   if (!v.is_object()) fail(path, std::string("expected an object, got ") + v.type_name());
-  std::string type = v.contains("type") && v["type"].is_string() ? v["type"].get<std::string>()
-                                                                  : std::string();
+  std::string type =
+      v.contains("type") && v["type"].is_string() ? v["type"].get<std::string>() : std::string();
   for (const std::string& s : supported)
     if (s == type) return type;
-  fail(path + ".type",
-       "expected one of " + join_quoted(supported) + " (the supported values), got " +
-           (v.contains("type") ? v["type"].dump() : std::string("none")));
+  fail(path + ".type", "expected one of " + join_quoted(supported) +
+                           " (the supported values), got " +
+                           (v.contains("type") ? v["type"].dump() : std::string("none")));
 }
 
-bool JsonCtx::get_bool(const Value& v, const std::string& path, const char* key,
-                                    bool def) const {
+bool JsonCtx::get_bool(const Value& v, const std::string& path, const char* key, bool def) const {
   if (!v.contains(key) || v[key].is_null()) return def;
   if (!v[key].is_boolean())
     fail(path + "." + key, std::string("expected true or false, got ") + v[key].dump());
   return v[key].get<bool>();
 }
 
-std::string JsonCtx::get_string(const Value& v, const std::string& path,
-                                             const char* key) const {
+std::string JsonCtx::get_string(const Value& v, const std::string& path, const char* key) const {
   if (!v.contains(key) || !v[key].is_string())
     fail(path + "." + key, std::string("expected a string, got ") +
                                (v.contains(key) ? v[key].dump() : std::string("none")));
   return v[key].get<std::string>();
 }
 
-int64_t JsonCtx::get_int(const Value& v, const std::string& path,
-                                      const char* key) const {
+int64_t JsonCtx::get_int(const Value& v, const std::string& path, const char* key) const {
   if (!v.contains(key) || !v[key].is_number_integer())
     fail(path + "." + key, std::string("expected an integer, got ") +
                                (v.contains(key) ? v[key].dump() : std::string("none")));
@@ -125,7 +120,7 @@ std::unique_ptr<Normalizer> Tokenizer::HfJson::normalizer(const Value& v, const 
 }
 
 std::vector<PreTokenizer::Step> Tokenizer::HfJson::pre_tokenizer(const Value& v, const Ctx& ctx,
-                                                               bool* byte_level) {
+                                                                 bool* byte_level) {
   *byte_level = false;
   std::vector<PreTokenizer::Step> steps;
   if (v.is_null()) return steps;
@@ -143,8 +138,8 @@ std::vector<PreTokenizer::Step> Tokenizer::HfJson::pre_tokenizer(const Value& v,
     const auto& [p, path] = items[i];
     std::string type = ctx.type_of(p, path, {"ByteLevel", "Split", "Metaspace"});
     if (*byte_level)
-      ctx.fail(path, "expected ByteLevel to be the last pre-tokenizer, got \"" + type +
-                         "\" after it");
+      ctx.fail(path,
+               "expected ByteLevel to be the last pre-tokenizer, got \"" + type + "\" after it");
     if (type == "ByteLevel") {
       if (ctx.get_bool(p, path, "add_prefix_space", false))
         ctx.fail(path + ".add_prefix_space", "expected false (true is not supported), got true");
@@ -153,10 +148,11 @@ std::vector<PreTokenizer::Step> Tokenizer::HfJson::pre_tokenizer(const Value& v,
         steps.push_back(PreTokenizer::Step{.pattern = PreTokenizer::kGpt2Pattern});
     } else if (type == "Split") {
       std::string behavior = p.value("behavior", Value()).is_string()
-                                 ? p["behavior"].get<std::string>() : std::string();
+                                 ? p["behavior"].get<std::string>()
+                                 : std::string();
       if (behavior != "Isolated")
-        ctx.fail(path + ".behavior", "expected \"Isolated\" (the only supported behavior), got \"" +
-                                         behavior + "\"");
+        ctx.fail(path + ".behavior",
+                 "expected \"Isolated\" (the only supported behavior), got \"" + behavior + "\"");
       if (ctx.get_bool(p, path, "invert", false))
         ctx.fail(path + ".invert", "expected false (true is not supported), got true");
       const Value& pat = p.value("pattern", Value());
@@ -187,8 +183,9 @@ void Tokenizer::HfJson::decoder(const Value& v, const Ctx& ctx, Tokenizer& t) {
   }
   std::vector<TokenDecoder::Step> steps;
   auto add = [&](auto& self, const Value& d, const std::string& path) -> void {
-    std::string type = ctx.type_of(d, path, {"ByteLevel", "Replace", "ByteFallback", "Fuse",
-                                             "Strip", "Metaspace", "Sequence"});
+    std::string type = ctx.type_of(
+        d, path,
+        {"ByteLevel", "Replace", "ByteFallback", "Fuse", "Strip", "Metaspace", "Sequence"});
     TokenDecoder::Step s{TokenDecoder::Kind::Fuse, "", ""};
     if (type == "Sequence") {
       const Value& list = d.value("decoders", Value());
@@ -257,8 +254,8 @@ void Tokenizer::HfJson::post_processor(const Value& v, const Ctx& ctx, Tokenizer
         continue;
       }
       if (!item.is_object() || !item.contains("SpecialToken"))
-        ctx.fail(ipath, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}, got " +
-                            item.dump());
+        ctx.fail(ipath,
+                 "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}, got " + item.dump());
       std::string name = item["SpecialToken"].value("id", "");
       if (!specials.is_object() || !specials.contains(name) ||
           !specials[name].value("ids", Value()).is_array())

@@ -2,10 +2,10 @@
 #include "data/Unicode.h"
 
 #include <unicode/bytestream.h>
+#include <unicode/locid.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
-#include <unicode/locid.h>
 
 #include "core/util/Check.h"
 
@@ -80,15 +80,15 @@ std::string per_valid_run(std::string_view text, Fn&& fn) {
 const icu::Normalizer2& nfc_instance() {
   UErrorCode status = U_ZERO_ERROR;
   const icu::Normalizer2* n = icu::Normalizer2::getNFCInstance(status);
-  LOOM_INTERNAL_ASSERT(U_SUCCESS(status) && n != nullptr, "ICU NFC normalizer unavailable: ",
-                       u_errorName(status));
+  LOOM_INTERNAL_ASSERT(U_SUCCESS(status) && n != nullptr,
+                       "ICU NFC normalizer unavailable: ", u_errorName(status));
   return *n;
 }
 
 std::string map_case(std::string_view text, bool upper) {
   return per_valid_run(text, [&](std::string_view run, std::string& out) {
-    icu::UnicodeString s = icu::UnicodeString::fromUTF8(
-        icu::StringPiece(run.data(), int32_t(run.size())));
+    icu::UnicodeString s =
+        icu::UnicodeString::fromUTF8(icu::StringPiece(run.data(), int32_t(run.size())));
     if (upper) {
       s.toUpper(icu::Locale::getRoot());
     } else {
@@ -123,12 +123,13 @@ bool is_white_space(int32_t cp) { return cp >= 0 && u_isUWhiteSpace(UChar32(cp))
 
 bool is_word_char(int32_t cp) {
   if (cp < 0) return false;
-  if (cp < 0x80) return (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
-                        (cp >= '0' && cp <= '9') || cp == '_';
+  if (cp < 0x80)
+    return (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || (cp >= '0' && cp <= '9') ||
+           cp == '_';
   const auto c = UChar32(cp);
   const int32_t mask = U_GET_GC_MASK(c);
-  return u_hasBinaryProperty(c, UCHAR_ALPHABETIC) || (mask & (U_GC_M_MASK | U_GC_ND_MASK |
-                                                               U_GC_PC_MASK)) != 0 ||
+  return u_hasBinaryProperty(c, UCHAR_ALPHABETIC) ||
+         (mask & (U_GC_M_MASK | U_GC_ND_MASK | U_GC_PC_MASK)) != 0 ||
          u_hasBinaryProperty(c, UCHAR_JOIN_CONTROL);
 }
 

@@ -98,7 +98,8 @@ TEST(ChatTemplateJinjaTest, JinjaSubsetEqualsTransformersJinja2) {
           << "expected a DataError like jinja2's " << c["error"] << ", got '" << msg << "'";
       if (c["error"].get<std::string>().rfind("TemplateError: ", 0) == 0) {  // raise_exception
         EXPECT_NE(msg.find("raise_exception: " + c["error"].get<std::string>().substr(15)),
-                  std::string::npos) << msg;
+                  std::string::npos)
+            << msg;
       }
       continue;
     }
@@ -128,7 +129,8 @@ TEST(ChatTemplateJinjaTest, UnsupportedSyntaxNamesSourceLineAndColumn) {
   ChatTemplateJinja t = ChatTemplateJinja::parse("line one\n  {{ x | frobnicate }}", "f.jinja");
   std::string msg = error_of([&] { t.render({}, false); });
   EXPECT_NE(msg.find("chat template 'f.jinja': line 2, column 8: unsupported filter 'frobnicate'"),
-            std::string::npos) << msg;
+            std::string::npos)
+      << msg;
   t = ChatTemplateJinja::parse("{{ strftime_now('%Y') }}", "g.jinja");
   msg = error_of([&] { t.render({}, false); });
   EXPECT_NE(msg.find("unsupported call of 'strftime_now'"), std::string::npos) << msg;

@@ -72,7 +72,8 @@ TEST_P(HfTokenizerGolden, IdsEqualHuggingFaceOnTheWholeGoldenText) {
     const std::string key = name + (skip ? "/text_decode_skip" : "/text_decode");
     std::string dec = tok.decode(got, skip);
     EXPECT_EQ(int64_t(dec.size()), g.get(key + "_len").to_vector<int64_t>()[0]) << key;
-    EXPECT_EQ(fnv1a64(dec.data(), dec.size()), uint64_t(g.get(key + "_fnv").to_vector<int64_t>()[0]))
+    EXPECT_EQ(fnv1a64(dec.data(), dec.size()),
+              uint64_t(g.get(key + "_fnv").to_vector<int64_t>()[0]))
         << key;
   }
 }
@@ -157,15 +158,24 @@ void expect_json_error(const std::function<void(json&)>& edit,
 }
 
 TEST(HfTokenizerTest, UnsupportedComponentsNameFileJsonPathAndSupportedValues) {
-  expect_json_error([](json& j) { j["pre_tokenizer"]["pretokenizers"][1]["type"] = "Whitespace"; },
-                    {"pre_tokenizer.pretokenizers[1].type", "\"ByteLevel\", \"Split\"",
-                     "\"Whitespace\""});
-  expect_json_error([](json& j) { j["normalizer"] = {{"type", "Lowercase"}}; },
-                    {"normalizer.type", "\"NFC\", \"Prepend\", \"Replace\", \"Sequence\""});
-  expect_json_error([](json& j) { j["decoder"] = {{"type", "WordPiece"}}; },
-                    {"decoder.type", "\"ByteFallback\", \"Fuse\", \"Strip\", \"Metaspace\""});
-  expect_json_error([](json& j) { j["post_processor"] = {{"type", "BertProcessing"}}; },
-                    {"post_processor.type", "\"TemplateProcessing\""});
+  expect_json_error(
+      [](json& j) { j["pre_tokenizer"]["pretokenizers"][1]["type"] = "Whitespace"; },
+      {"pre_tokenizer.pretokenizers[1].type", "\"ByteLevel\", \"Split\"", "\"Whitespace\""});
+  expect_json_error(
+      [](json& j) {
+        j["normalizer"] = {{"type", "Lowercase"}};
+      },
+      {"normalizer.type", "\"NFC\", \"Prepend\", \"Replace\", \"Sequence\""});
+  expect_json_error(
+      [](json& j) {
+        j["decoder"] = {{"type", "WordPiece"}};
+      },
+      {"decoder.type", "\"ByteFallback\", \"Fuse\", \"Strip\", \"Metaspace\""});
+  expect_json_error(
+      [](json& j) {
+        j["post_processor"] = {{"type", "BertProcessing"}};
+      },
+      {"post_processor.type", "\"TemplateProcessing\""});
   expect_json_error([](json& j) { j["model"]["type"] = "Unigram"; },
                     {"model.type", "expected model.type \"BPE\"", "Unigram"});
   expect_json_error([](json& j) { j["model"]["continuing_subword_prefix"] = "##"; },
@@ -176,10 +186,13 @@ TEST(HfTokenizerTest, UnsupportedComponentsNameFileJsonPathAndSupportedValues) {
   expect_json_error([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed"; },
                     {"pre_tokenizer.pretokenizers[0].behavior", "\"Isolated\"", "Removed"});
   expect_json_error(
-      [](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {{"Regex", "(?<"}}; },
+      [](json& j) {
+        j["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {{"Regex", "(?<"}};
+      },
       {"pre_tokenizer", "PCRE2", "(?<"});
-  expect_json_error([](json& j) { j["pre_tokenizer"]["pretokenizers"][1]["add_prefix_space"] = true; },
-                    {"pre_tokenizer.pretokenizers[1].add_prefix_space"});
+  expect_json_error(
+      [](json& j) { j["pre_tokenizer"]["pretokenizers"][1]["add_prefix_space"] = true; },
+      {"pre_tokenizer.pretokenizers[1].add_prefix_space"});
   expect_json_error(
       [](json& j) {
         std::swap(j["pre_tokenizer"]["pretokenizers"][0], j["pre_tokenizer"]["pretokenizers"][1]);
@@ -196,9 +209,9 @@ TEST(HfTokenizerTest, UnsupportedComponentsNameFileJsonPathAndSupportedValues) {
       {"normalizer.normalizers[1].pattern", "String"}, "mistral");
   expect_json_error([](json& j) { j["decoder"]["decoders"][3]["start"] = "1"; },
                     {"decoder.decoders[3].start", "expected an integer"}, "mistral");
-  expect_json_error(
-      [](json& j) { j["pre_tokenizer"]["prepend_scheme"] = "sometimes"; },
-      {"pre_tokenizer.prepend_scheme", "\"first\", \"always\", \"never\""}, "llama2_metaspace");
+  expect_json_error([](json& j) { j["pre_tokenizer"]["prepend_scheme"] = "sometimes"; },
+                    {"pre_tokenizer.prepend_scheme", "\"first\", \"always\", \"never\""},
+                    "llama2_metaspace");
 }
 
 }  // namespace

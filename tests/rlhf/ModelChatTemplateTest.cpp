@@ -78,8 +78,9 @@ TEST_P(ModelChatTemplate, ResponseTokensAreExactlyTheAssistantTurnsAndTheirEndTo
   // The prompt of the first turn is exactly what the model sees at inference time.
   const std::string gen = m.tmpl.render({kChat.begin(), kChat.begin() + 2}, true);
   const size_t p = size_t(ex.prompt_length());
-  EXPECT_EQ(m.tok.decode(std::vector<int32_t>(ex.tokens.begin(), ex.tokens.begin() + std::ptrdiff_t(p))),
-            m.tok.decode(m.tok.encode(gen)));
+  EXPECT_EQ(
+      m.tok.decode(std::vector<int32_t>(ex.tokens.begin(), ex.tokens.begin() + std::ptrdiff_t(p))),
+      m.tok.decode(m.tok.encode(gen)));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -105,8 +106,8 @@ TEST(ModelChatTemplateTest, SftJsonlUsesTheModelTemplateAndItsErrorsAreBadLines)
   DatasetOptions opt;
   opt.seq_len = 256;
   opt.model_template = m.tmpl;
-  const std::string path = dir.write("sft.jsonl", good + "\n" + R"({"prompt":"p","response":"r"})" +
-                                                      "\n" + bad + "\n");
+  const std::string path =
+      dir.write("sft.jsonl", good + "\n" + R"({"prompt":"p","response":"r"})" + "\n" + bad + "\n");
   try {
     load_sft_jsonl(path, m.tok, opt);  // no <|endoftext|> needed with the model template
     ADD_FAILURE() << "expected DataError";
@@ -130,7 +131,8 @@ TEST(ModelChatTemplateTest, PreferencePairsUseTheModelTemplate) {
   opt.seq_len = 128;
   opt.model_template = m.tmpl;
   const std::string path =
-      dir.write("pairs.jsonl", R"({"prompt":"2+2?","chosen":"4","rejected":"five"})" "\n");
+      dir.write("pairs.jsonl", R"({"prompt":"2+2?","chosen":"4","rejected":"five"})"
+                               "\n");
   PreferenceDataset ds = load_preference_jsonl(path, m.tok, opt);
   ASSERT_EQ(ds.examples.size(), 1u);
   const PreferenceExample& ex = ds.examples[0];
@@ -152,10 +154,11 @@ TEST(ModelChatTemplateTest, TemplatesThatHideOrChangeTheContentAreErrors) {
     }
   };
   expect_error("{% for m in messages %}{{ m.content | upper }}{% endfor %}", "changed otherwise");
-  expect_error("{% for m in messages %}{{ m.content }}{{ m.content }}{% endfor %}",
-               "exactly once");
-  expect_error("{% for m in messages %}{% if m.role == 'user' %}{{ m.content }}{% endif %}"
-               "{% endfor %}", "exactly once");
+  expect_error("{% for m in messages %}{{ m.content }}{{ m.content }}{% endfor %}", "exactly once");
+  expect_error(
+      "{% for m in messages %}{% if m.role == 'user' %}{{ m.content }}{% endif %}"
+      "{% endfor %}",
+      "exactly once");
   EXPECT_THROW(encode_chat(m.tok, m.tmpl, {{"user", "q"}}), ValueError);
   EXPECT_THROW(encode_chat(m.tok, m.tmpl, {{"user", "q"}, {"assistant", ""}}), ValueError);
 }
