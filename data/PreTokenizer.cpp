@@ -73,9 +73,11 @@ struct PreTokenizer::Impl {
   };
 };
 
+namespace {
+
 // Isolated split: every match is a piece and so is every gap between matches.
-void PreTokenizer::Impl::Run::split_regex(size_t step, std::string_view text) const {
-  const Regex& re = *impl.regex[step];
+template <class Out>
+void regex_split(const Regex& re, std::string_view text, Out&& out) {
   MatchData m(re.code);
   auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t pos = 0, search = 0;
@@ -92,11 +94,22 @@ void PreTokenizer::Impl::Run::split_regex(size_t step, std::string_view text) co
       search = start + size_t(len);
       continue;
     }
-    if (start > pos) emit(step + 1, text.substr(pos, start - pos));
-    emit(step + 1, text.substr(start, end - start));
+    if (start > pos) out(text.substr(pos, start - pos));
+    out(text.substr(start, end - start));
     pos = search = end;
   }
-  if (pos < text.size()) emit(step + 1, text.substr(pos));
+  if (pos < text.size()) out(text.substr(pos));
+}
+
+}  // namespace
+
+void PreTokenizer::Impl::Run::split_regex(size_t step, std::string_view text) const {
+  const Regex& re = *impl.regex[step];
+  if (step + 1 == impl.steps.size()) {  // the common case: pieces go straight to the caller
+    regex_split(re, text, [&](std::string_view piece) { cb(ctx, piece); });
+  } else {
+    regex_split(re, text, [&](std::string_view piece) { emit(step + 1, piece); });
+  }
 }
 
 // HF Metaspace: ' ' -> replacement, prepend the replacement per the scheme (unless the text

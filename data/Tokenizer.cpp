@@ -19,6 +19,9 @@ namespace loom::data {
 namespace {
 
 constexpr size_t kCacheLimit = size_t(1) << 20;  // entries; the cache is cleared when it fills up
+// Longer pieces are not cached: without a pre-tokenizer (SentencePiece-style files) a piece is a
+// whole stretch of text, which rarely repeats and would fill memory.
+constexpr size_t kMaxCachedPiece = 1024;
 constexpr const char* kSpace = "\u2581";        // SentencePiece's meta space '▁'
 
 // What a SentencePiece-style vocab entry stands for: <0xXX> -> that byte, '▁' -> ' '.
@@ -250,12 +253,19 @@ void Tokenizer::encode_ordinary(std::string_view text, bool text_start, bool str
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
     }
-    size_t start = out.size();
-    bpe(piece, out);
-    if (cache.words.size() >= kCacheLimit) cache.words.clear();
-    std::vector<int32_t> ids(out.begin() + std::ptrdiff_t(start), out.end());
-    cache.words.emplace(std::string(piece), std::move(ids));
+    encode_uncached(piece, out, cache);
   });
+}
+
+// Kept out of the per-piece lambda above so that the cache hit path stays small and inlined.
+void Tokenizer::encode_uncached(std::string_view piece, std::vector<int32_t>& out,
+                                Cache& cache) const {
+  size_t start = out.size();
+  bpe(piece, out);
+  if (piece.size() > kMaxCachedPiece) return;
+  if (cache.words.size() >= kCacheLimit) cache.words.clear();
+  std::vector<int32_t> ids(out.begin() + std::ptrdiff_t(start), out.end());
+  cache.words.emplace(std::string(piece), std::move(ids));
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_tokens) const {

@@ -111,6 +111,7 @@ class Tokenizer {
                       std::vector<int32_t>& out, Cache& cache) const;
   void encode_ordinary(std::string_view text, bool text_start, bool stretch_start,
                        std::vector<int32_t>& out, Cache& cache) const;
+  void encode_uncached(std::string_view piece, std::vector<int32_t>& out, Cache& cache) const;
   void bpe(std::string_view piece, std::vector<int32_t>& out) const;
   void initial_symbols(std::string_view piece, std::vector<int32_t>& syms) const;
   void merge_symbols(std::vector<int32_t>& syms) const;
