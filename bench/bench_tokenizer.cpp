@@ -1,10 +1,12 @@
-// Tokenizer throughput: GPT-2 byte-level BPE encode speed on a text file, printed as one JSON line
+// Tokenizer throughput: BPE encode speed on a text file (GPT-2 vocab.json + merges.txt, or any HF
+// tokenizer.json such as tests/golden/tokenizers/llama3/tokenizer.json), printed as one JSON line
 // (MB/s and tokens/s for the first pass with an empty word cache, the best of 3 warm passes, and
 // the best of 3 passes over ~16 KB chunks cut after a '\n' -- the way a dataset of documents is
 // encoded, and the fair comparison for HF, which is slower on one multi-MB string).
 // Compare with bench/tokenizer_hf.py (Hugging Face `tokenizers`, one thread) on the same file:
 //   python bench/tokenizer_hf.py --dump-golden-text /tmp/text.txt
 //   build/bin/bench_tokenizer /tmp/text.txt vocab.json merges.txt
+//   build/bin/bench_tokenizer /tmp/text.txt tests/golden/tokenizers/qwen2/tokenizer.json
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -16,8 +18,9 @@
 #include "data/Tokenizer.h"
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s TEXT_FILE VOCAB_JSON MERGES_TXT\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: %s TEXT_FILE (VOCAB_JSON MERGES_TXT | TOKENIZER_JSON)\n",
+                 argv[0]);
     return 1;
   }
   std::ifstream f(argv[1], std::ios::binary);
@@ -30,7 +33,8 @@ int main(int argc, char** argv) {
   const std::string text = ss.str();
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
-  loom::data::Tokenizer tok = loom::data::Tokenizer::from_files(argv[2], argv[3]);
+  loom::data::Tokenizer tok = argc == 4 ? loom::data::Tokenizer::from_files(argv[2], argv[3])
+                                         : loom::data::Tokenizer::from_tokenizer_json(argv[2]);
   double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
   auto time_encode = [&](size_t& n_tokens) {
     auto s = Clock::now();

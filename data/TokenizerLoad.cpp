@@ -1,18 +1,20 @@
-// Reading tokenizer files: vocab.json + merges.txt (GPT-2 / HF slow format) and HF tokenizer.json.
-// Every error is a DataError that names the file and what was wrong with it.
+// Reading tokenizer files: vocab.json + merges.txt (GPT-2 / HF slow format) and HF tokenizer.json
+// (its model and added tokens here, the other sections in TokenizerJson.cpp). Every error is a
+// DataError that names the file and what was wrong with it.
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
 #include "core/util/Check.h"
-#include "data/Tokenizer.h"
+#include "data/AddedTokens.h"
+#include "data/TokenizerJson.h"
 
 namespace loom::data {
 namespace {
 
 using Json = nlohmann::json;
+using Ctx = JsonCtx;
 
 std::string read_file(const std::string& path, const char* what) {
   std::ifstream f(path, std::ios::binary);
@@ -83,8 +85,13 @@ Tokenizer Tokenizer::from_files(const std::string& vocab_json, const std::string
     if (first_line == 0) first_line = line_no;
     merges.emplace_back(line.substr(0, sp), line.substr(sp + 1));
   }
+  std::vector<AddedToken> added;
+  for (const std::string& s : special_tokens) {
+    auto it = std::find(tokens.begin(), tokens.end(), s);
+    if (it != tokens.end()) added.push_back(AddedToken{s, int32_t(it - tokens.begin())});
+  }
   Tokenizer t;
-  t.build(std::move(tokens), merges, special_tokens, "merges file '" + merges_txt + "'",
+  t.build(std::move(tokens), merges, std::move(added), "merges file '" + merges_txt + "'",
           first_line == 0 ? 1 : first_line);
   t.description_ = "gpt2-bpe vocab_size=" + std::to_string(t.vocab_size()) +
                    " merges=" + std::to_string(t.num_merges()) + " vocab=" + vocab_json +
@@ -92,79 +99,131 @@ Tokenizer Tokenizer::from_files(const std::string& vocab_json, const std::string
   return t;
 }
 
+
 namespace {
 
-bool has_byte_level(const Json& pre) {
-  if (!pre.is_object()) return false;
-  std::string type = pre.value("type", "");
-  if (type == "ByteLevel") return true;
-  if (type == "Sequence" && pre.contains("pretokenizers"))
-    for (const Json& p : pre["pretokenizers"])
-      if (has_byte_level(p)) return true;
-  return false;
-}
-
-std::pair<std::string, std::string> parse_merge(const Json& m, const std::string& where,
-                                                size_t k) {
+std::pair<std::string, std::string> parse_merge(const Json& m, const Ctx& ctx, size_t k) {
+  const std::string path = "model.merges[" + std::to_string(k) + "]";
   if (m.is_string()) {
     std::string s = m.get<std::string>();
     size_t sp = s.find(' ');
-    LOOM_CHECK_T(DataError,
-                 sp != std::string::npos && sp > 0 && sp + 1 < s.size() &&
-                     s.find(' ', sp + 1) == std::string::npos,
-                 "tokenizer: ", where, ": model.merges[", k,
-                 "] is malformed: expected \"left right\", got \"", s, "\"");
+    if (sp == std::string::npos || sp == 0 || sp + 1 >= s.size() ||
+        s.find(' ', sp + 1) != std::string::npos)
+      ctx.fail(path, "is malformed: expected \"left right\", got \"" + s + "\"");
     return {s.substr(0, sp), s.substr(sp + 1)};
   }
-  LOOM_CHECK_T(DataError, m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(),
-               "tokenizer: ", where, ": model.merges[", k,
-               "] is malformed: expected \"left right\" or [\"left\", \"right\"], got ", m.dump());
+  if (!(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()))
+    ctx.fail(path, "is malformed: expected \"left right\" or [\"left\", \"right\"], got " +
+                       m.dump());
   return {m[0].get<std::string>(), m[1].get<std::string>()};
+}
+
+// The fields of a BPE model this tokenizer does not implement must be at their neutral values.
+void check_bpe_fields(const Json& model, const Ctx& ctx) {
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    if (!model.contains(key) || model[key].is_null()) continue;
+    if (!model[key].is_string() || !model[key].get<std::string>().empty())
+      ctx.fail(std::string("model.") + key,
+               "expected null or \"\" (a non-empty value is not supported), got " +
+                   model[key].dump());
+  }
+  if (model.contains("dropout") && !model["dropout"].is_null() &&
+      !(model["dropout"].is_number() && model["dropout"].get<double>() == 0.0))
+    ctx.fail("model.dropout", "expected null or 0 (BPE dropout is not supported), got " +
+                                  model["dropout"].dump());
+  if (!model.contains("vocab") || !model.contains("merges"))
+    ctx.fail("model", "expected model.vocab and model.merges");
+  if (!model["merges"].is_array()) ctx.fail("model.merges", "expected an array");
+}
+
+// added_tokens: ids inside the model vocab must name the same string; the others extend the
+// vocabulary in id order (as HF assigns them).
+std::vector<AddedToken> added_tokens(const Json& j, const Ctx& ctx,
+                                     std::vector<std::string>& tokens) {
+  std::vector<AddedToken> added;
+  if (!j.contains("added_tokens") || j["added_tokens"].is_null()) return added;
+  if (!j["added_tokens"].is_array()) ctx.fail("added_tokens", "expected an array");
+  std::map<int64_t, std::string> extra;
+  for (size_t i = 0; i < j["added_tokens"].size(); ++i) {
+    const Json& a = j["added_tokens"][i];
+    const std::string path = "added_tokens[" + std::to_string(i) + "]";
+    std::string content = ctx.get_string(a, path, "content");
+    if (content.empty()) continue;  // HF ignores empty added tokens
+    const int64_t id = ctx.get_int(a, path, "id");
+    if (id < 0) ctx.fail(path + ".id", "expected an id >= 0, got " + std::to_string(id));
+    if (id < int64_t(tokens.size()) && tokens[size_t(id)] != content)
+      ctx.fail(path, "expected id " + std::to_string(id) + " to be '" + tokens[size_t(id)] +
+                         "' as in model.vocab, got '" + content + "'");
+    if (id >= int64_t(tokens.size())) extra[id] = content;
+    added.push_back(AddedToken{content, int32_t(id), ctx.get_bool(a, path, "special", false),
+                               ctx.get_bool(a, path, "lstrip", false),
+                               ctx.get_bool(a, path, "rstrip", false),
+                               ctx.get_bool(a, path, "single_word", false),
+                               ctx.get_bool(a, path, "normalized", false)});
+  }
+  for (const auto& [id, content] : extra) {
+    if (id != int64_t(tokens.size()))
+      ctx.fail("added_tokens", "added token '" + content + "' has id " + std::to_string(id) +
+                                   ", expected " + std::to_string(tokens.size()));
+    tokens.push_back(content);
+  }
+  return added;
 }
 
 }  // namespace
 
 Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
   Json j = parse_json(path, "tokenizer.json");
-  const std::string where = "tokenizer.json '" + path + "'";
-  LOOM_CHECK_T(DataError, j.is_object() && j.contains("model") && j["model"].is_object(),
-               "tokenizer: ", where, ": expected a \"model\" object");
+  const Ctx ctx{"tokenizer.json '" + path + "'"};
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
+    ctx.fail("model", "expected a \"model\" object");
   const Json& model = j["model"];
-  std::string type = model.value("type", "");
-  LOOM_CHECK_T(DataError, type == "BPE", "tokenizer: ", where,
-               ": expected model.type \"BPE\", got \"", type, "\"");
-  LOOM_CHECK_T(DataError, j.contains("pre_tokenizer") && has_byte_level(j["pre_tokenizer"]),
-               "tokenizer: ", where,
-               ": expected a ByteLevel pre_tokenizer (GPT-2 style byte-level BPE)");
-  LOOM_CHECK_T(DataError, !j["pre_tokenizer"].value("add_prefix_space", false), "tokenizer: ",
-               where, ": add_prefix_space=true is not supported (GPT-2 uses false)");
-  LOOM_CHECK_T(DataError, model.contains("vocab") && model.contains("merges"), "tokenizer: ",
-               where, ": expected model.vocab and model.merges");
-  std::vector<std::string> tokens = vocab_from_object(model["vocab"], where + " model.vocab");
-  // Added tokens may extend the vocabulary past model.vocab.
-  std::vector<std::string> specials;
-  std::map<int64_t, std::string> extra;
-  if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
-    for (const Json& a : j["added_tokens"]) {
-      std::string content = a.value("content", "");
-      int64_t id = a.value("id", int64_t(-1));
-      // HF matches every added token literally before pre-tokenization, special or not.
-      if (!content.empty()) specials.push_back(content);
-      if (id >= int64_t(tokens.size())) extra[id] = content;
-    }
+  const std::string type = model.value("type", "");
+  if (type != "BPE")
+    ctx.fail("model.type", "expected model.type \"BPE\" (the only supported model), got \"" +
+                               type + "\"");
+  Tokenizer t;
+  t.normalizer_ = HfJson::normalizer(j.value("normalizer", Json()), ctx);
+  bool byte_level = false;
+  std::vector<PreTokenizer::Step> steps =
+      HfJson::pre_tokenizer(j.value("pre_tokenizer", Json()), ctx, &byte_level);
+  try {
+    t.pre_ = std::make_unique<PreTokenizer>(std::move(steps));
+  } catch (DataError& e) {
+    e.add_context("reading the pre_tokenizer of " + ctx.where);
+    throw;
   }
-  for (const auto& [id, content] : extra) {
-    LOOM_CHECK_T(DataError, id == int64_t(tokens.size()), "tokenizer: ", where,
-                 ": added token '", content, "' has id ", id, ", expected ", tokens.size());
-    tokens.push_back(content);
+  t.byte_level_ = byte_level;
+  check_bpe_fields(model, ctx);
+  t.bpe_opts_.ignore_merges = ctx.get_bool(model, "model", "ignore_merges", false);
+  t.bpe_opts_.byte_fallback = ctx.get_bool(model, "model", "byte_fallback", false);
+  t.bpe_opts_.fuse_unk = ctx.get_bool(model, "model", "fuse_unk", false);
+  std::vector<std::string> tokens = vocab_from_object(model["vocab"], ctx.where + " model.vocab");
+  t.model_size_ = int32_t(tokens.size());
+  if (model.contains("unk_token") && !model["unk_token"].is_null()) {
+    std::string unk = ctx.get_string(model, "model", "unk_token");
+    auto it = std::find(tokens.begin(), tokens.end(), unk);
+    if (it == tokens.end())
+      ctx.fail("model.unk_token", "expected a token of model.vocab, got \"" + unk + "\"");
+    t.bpe_opts_.unk_id = int32_t(it - tokens.begin());
   }
+  std::vector<AddedToken> added = added_tokens(j, ctx, tokens);
   const Json& jm = model["merges"];
-  LOOM_CHECK_T(DataError, jm.is_array(), "tokenizer: ", where, ": model.merges is not an array");
   std::vector<std::pair<std::string, std::string>> merges;
   merges.reserve(jm.size());
-  for (size_t k = 0; k < jm.size(); ++k) merges.push_back(parse_merge(jm[k], where, k));
-  Tokenizer t;
-  t.build(std::move(tokens), merges, specials, where, 0);
+  for (size_t k = 0; k < jm.size(); ++k) merges.push_back(parse_merge(jm[k], ctx, k));
+  t.build(std::move(tokens), merges, std::move(added), ctx.where, 0);
+  HfJson::decoder(j.value("decoder", Json()), ctx, t);
+  HfJson::post_processor(j.value("post_processor", Json()), ctx, t);
+  const Json pre = j.value("pre_tokenizer", Json());
+  const bool gpt2 = t.byte_level_ && !t.normalizer_ && !t.bpe_opts_.ignore_merges &&
+                    t.prefix_ids_.empty() && t.suffix_ids_.empty() &&
+                    t.decode_mode_ == DecodeMode::Bytes && pre.value("type", "") == "ByteLevel" &&
+                    pre.value("use_regex", true);
+  if (!gpt2)
+    t.description_ = std::string("hf-bpe ") + (t.byte_level_ ? "byte-level" : "sentencepiece") +
+                     " vocab_size=" + std::to_string(t.vocab_size()) +
+                     " merges=" + std::to_string(t.num_merges()) + " source=" + ctx.where;
   return t;
 }
 

@@ -2,6 +2,7 @@
 #include "rlhf/ChatTemplate.h"
 
 #include "core/util/Check.h"
+#include "data/Unicode.h"
 
 namespace loom::rlhf {
 
@@ -97,6 +98,152 @@ std::vector<int32_t> encode_response(const data::Tokenizer& tok, const std::stri
   std::vector<int32_t> ids = tok.encode(response);
   ids.push_back(require_eot(tok));
   return ids;
+}
+
+namespace {
+
+// Python str.strip(): what templates' `| trim` does to a content.
+std::string py_strip(const std::string& s) {
+  size_t begin = 0, end = s.size();
+  int len = 0;
+  while (begin < end && data::is_python_space(data::decode_utf8(s, begin, &len)))
+    begin += size_t(len);
+  while (end > begin) {
+    size_t prev = data::previous_utf8_start(s, end);
+    if (!data::is_python_space(data::decode_utf8(s, prev, &len))) break;
+    end = prev;
+  }
+  return s.substr(begin, end - begin);
+}
+
+// U+E000 <k> U+E001: private-use characters no filter changes and no real content should hold.
+std::string sentinel(size_t k) { return "\xEE\x80\x80" + std::to_string(k) + "\xEE\x80\x81"; }
+
+// [start, end) of each assistant content in the real rendering `full`.
+std::vector<std::pair<size_t, size_t>> locate_contents(const data::ChatTemplateJinja& tmpl,
+                                                       std::vector<ChatMessage> messages,
+                                                       const std::vector<size_t>& turns,
+                                                       const std::string& full) {
+  std::vector<std::string> contents;
+  for (size_t k = 0; k < turns.size(); ++k) {
+    contents.push_back(messages[turns[k]].content);
+    messages[turns[k]].content = sentinel(k);
+  }
+  const std::string marked = tmpl.render(messages, false);
+  std::vector<std::string> pieces;  // the rendering between the sentinels
+  size_t pos = 0;
+  for (size_t k = 0; k < turns.size(); ++k) {
+    const std::string s = sentinel(k);
+    size_t at = marked.find(s, pos);
+    LOOM_CHECK_T(DataError, at != std::string::npos && marked.find(s, at + s.size()) == std::string::npos,
+                 "chat template '", tmpl.name(), "': expected assistant message ", k,
+                 " to be rendered exactly once, in order; got it ",
+                 at == std::string::npos ? "missing or out of order" : "more than once");
+    pieces.push_back(marked.substr(pos, at - pos));
+    pos = at + s.size();
+  }
+  pieces.push_back(marked.substr(pos));
+  // The template may trim contents (Llama-3: `content | trim`): the transform must reproduce
+  // the real rendering exactly.
+  for (bool trim : {false, true}) {
+    std::string candidate = pieces[0];
+    std::vector<std::pair<size_t, size_t>> spans;
+    for (size_t k = 0; k < turns.size(); ++k) {
+      const std::string c = trim ? py_strip(contents[k]) : contents[k];
+      spans.emplace_back(candidate.size(), candidate.size() + c.size());
+      candidate += c + pieces[k + 1];
+    }
+    if (candidate == full) return spans;
+  }
+  throw DataError("chat template '" + tmpl.name() +
+                  "': expected the assistant messages in the rendering as given or trimmed, got "
+                  "them changed otherwise; the assistant-only loss cannot locate them");
+}
+
+bool only_space(const std::string& s, size_t begin, size_t end) {
+  for (size_t i = begin; i < end;) {
+    int len = 0;
+    if (!data::is_python_space(data::decode_utf8(s, i, &len))) return false;
+    i += size_t(len);
+  }
+  return true;
+}
+
+// Where the response of assistant turn `turn` starts: after the generation prompt of the messages
+// before it when the rendering continues it with whitespace only, else at the content.
+size_t response_start(const data::ChatTemplateJinja& tmpl, const std::vector<ChatMessage>& messages,
+                      size_t turn, size_t content_start, const std::string& full) {
+  std::string gen;
+  try {
+    gen = tmpl.render({messages.begin(), messages.begin() + std::ptrdiff_t(turn)}, true);
+  } catch (const DataError&) {
+    return content_start;  // the template rejects that prefix of the chat (e.g. no user turn)
+  }
+  if (gen.size() <= content_start && full.compare(0, gen.size(), gen) == 0 &&
+      only_space(full, gen.size(), content_start))
+    return gen.size();
+  return content_start;
+}
+
+// End of the response: the content, then whitespace and a special token if one follows.
+size_t response_end(const data::Tokenizer& tok, const std::string& full, size_t content_end) {
+  size_t p = content_end;
+  int len = 0;
+  while (p < full.size() && data::is_python_space(data::decode_utf8(full, p, &len)))
+    p += size_t(len);
+  for (const auto& [text, id] : tok.special_tokens())  // longest first
+    if (full.compare(p, text.size(), text) == 0) return p + text.size();
+  return content_end;
+}
+
+}  // namespace
+
+TokenizedExample encode_chat(const data::Tokenizer& tok, const data::ChatTemplateJinja& tmpl,
+                             const std::vector<ChatMessage>& messages) {
+  LOOM_CHECK(!messages.empty() && messages.back().role == "assistant",
+             "encode_chat: expected the last message to be from the assistant, got ",
+             messages.empty() ? std::string("no messages") : "\"" + messages.back().role + "\"");
+  std::vector<size_t> turns;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (messages[i].role != "assistant") continue;
+    LOOM_CHECK(!messages[i].content.empty(),
+               "encode_chat: expected a non-empty assistant message, got \"\"");
+    turns.push_back(i);
+  }
+  const std::string full = tmpl.render(messages, false);
+  const auto spans = locate_contents(tmpl, messages, turns, full);
+  std::vector<std::string> pieces;  // prompt, response, prompt, response, ..., prompt
+  size_t pos = 0;
+  for (size_t k = 0; k < turns.size(); ++k) {
+    const size_t begin = std::max(pos, response_start(tmpl, messages, turns[k], spans[k].first, full));
+    const size_t end = response_end(tok, full, spans[k].second);
+    pieces.push_back(full.substr(pos, begin - pos));
+    pieces.push_back(full.substr(begin, end - begin));
+    pos = end;
+  }
+  pieces.push_back(full.substr(pos));
+  const auto ids = tok.encode_pieces(pieces);
+  TokenizedExample ex;
+  for (size_t k = 0; k < ids.size(); ++k) {
+    ex.tokens.insert(ex.tokens.end(), ids[k].begin(), ids[k].end());
+    ex.is_response.insert(ex.is_response.end(), ids[k].size(), uint8_t(k % 2));
+  }
+  LOOM_CHECK(!ex.tokens.empty() && !ex.is_response[0],
+             "encode_chat: expected a prompt before the first response token; hint: the chat "
+             "template must render text before the first assistant message");
+  return ex;
+}
+
+std::pair<std::vector<int32_t>, std::vector<int32_t>> encode_prompt_response(
+    const data::Tokenizer& tok, const data::ChatTemplateJinja& tmpl, const std::string& prompt,
+    const std::string& response) {
+  TokenizedExample ex = encode_chat(tok, tmpl, {{"user", prompt}, {"assistant", response}});
+  const size_t p = size_t(ex.prompt_length());
+  size_t end = p;
+  while (end < ex.tokens.size() && ex.is_response[end]) ++end;
+  return {std::vector<int32_t>(ex.tokens.begin(), ex.tokens.begin() + std::ptrdiff_t(p)),
+          std::vector<int32_t>(ex.tokens.begin() + std::ptrdiff_t(p),
+                               ex.tokens.begin() + std::ptrdiff_t(end))};
 }
 
 }  // namespace loom::rlhf

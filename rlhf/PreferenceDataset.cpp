@@ -20,6 +20,26 @@ std::string nonempty_response(const json& j, const std::string& key) {
   return s;
 }
 
+// A pair under the model's own template: the prompt is what both renderings share.
+PreferenceExample encode_pair(const data::Tokenizer& tok, const data::ChatTemplateJinja& tmpl,
+                              const std::string& prompt, const std::string& chosen,
+                              const std::string& rejected) {
+  std::pair<std::vector<int32_t>, std::vector<int32_t>> c, r;
+  try {
+    c = encode_prompt_response(tok, tmpl, prompt, chosen);
+    r = encode_prompt_response(tok, tmpl, prompt, rejected);
+  } catch (const Error& e) {  // ValueError, or DataError from the template (raise_exception)
+    throw LineError{e.what(), "bad_chat"};
+  }
+  auto& [p_chosen, r_chosen] = c;
+  auto& [p_rejected, r_rejected] = r;
+  if (p_chosen != p_rejected)
+    throw LineError{"expected the chat template to render the same prompt before \"chosen\" and "
+                    "\"rejected\", got different prompt tokens",
+                    "bad_chat"};
+  return {std::move(p_chosen), std::move(r_chosen), std::move(r_rejected)};
+}
+
 // Applies the over-long policy to one pair; false = drop it. Throws LineError for bad pairs.
 bool fit_pair(PreferenceExample& ex, const DatasetOptions& opt, bool* truncated) {
   const int64_t p = int64_t(ex.prompt.size());
@@ -62,15 +82,20 @@ int64_t fill_row(const std::vector<int32_t>& prompt, const std::vector<int32_t>&
 
 PreferenceDataset load_preference_jsonl(const std::string& path, const data::Tokenizer& tok,
                                         const DatasetOptions& opt) {
-  opt.chat_template.validate();
-  require_eot(tok);
+  if (!opt.model_template) {
+    opt.chat_template.validate();
+    require_eot(tok);
+  }
   PreferenceDataset ds;
   auto on_line = [&](const json& j) {
     const std::string prompt = detail::get_string(j, "prompt");
     const std::string chosen = nonempty_response(j, "chosen");
     const std::string rejected = nonempty_response(j, "rejected");
-    PreferenceExample ex{encode_prompt(tok, opt.chat_template, prompt),
-                         encode_response(tok, chosen), encode_response(tok, rejected)};
+    PreferenceExample ex = opt.model_template
+                               ? encode_pair(tok, *opt.model_template, prompt, chosen, rejected)
+                               : PreferenceExample{encode_prompt(tok, opt.chat_template, prompt),
+                                                   encode_response(tok, chosen),
+                                                   encode_response(tok, rejected)};
     bool truncated = false;
     if (!fit_pair(ex, opt, &truncated)) {
       ++ds.stats.skipped_long;

@@ -1,8 +1,9 @@
 // Preference data for reward modelling and DPO: JSONL of {"prompt","chosen","rejected"}. The
 // prompt is rendered with the ChatTemplate (user turn + the assistant text before {content});
-// each response is its tokens + EOT. Bad lines follow the SFT rules (DataError "preference:
-// <file>:<line>: ..." unless skip_bad); over-long pairs follow DatasetOptions::overlong, where
-// TruncateResponse cuts each response separately to seq_len - prompt tokens.
+// each response is its tokens + EOT; with DatasetOptions::model_template the model's template
+// renders [user: prompt, assistant: response] instead (encode_prompt_response). Bad lines follow
+// the SFT rules (DataError "preference: <file>:<line>: ..." unless skip_bad); over-long pairs
+// follow DatasetOptions::overlong, where TruncateResponse cuts each response to seq_len - prompt.
 //
 //   auto ds = load_preference_jsonl("pairs.jsonl", tok, {.seq_len = 256});
 //   PreferenceBatch b = collate_preferences(ds.examples, 0, 8, 256, *tok.eot_id());
@@ -20,8 +21,8 @@ namespace loom::rlhf {
 
 struct PreferenceExample {
   std::vector<int32_t> prompt;    // template-rendered prompt tokens
-  std::vector<int32_t> chosen;    // response tokens + EOT (unless truncated)
-  std::vector<int32_t> rejected;  // response tokens + EOT (unless truncated)
+  std::vector<int32_t> chosen;    // response tokens + EOT / end-of-turn (unless truncated)
+  std::vector<int32_t> rejected;  // response tokens + EOT / end-of-turn (unless truncated)
 };
 
 struct PreferenceDataset {

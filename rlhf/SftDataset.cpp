@@ -89,15 +89,20 @@ bool fit_example(TokenizedExample& ex, int64_t seq_len, OverlongPolicy policy, b
 
 SftDataset load_sft_jsonl(const std::string& path, const data::Tokenizer& tok,
                           const DatasetOptions& opt) {
-  opt.chat_template.validate();
-  require_eot(tok);
+  if (!opt.model_template) {
+    opt.chat_template.validate();
+    require_eot(tok);
+  }
   SftDataset ds;
   auto on_line = [&](const json& j) {
     std::vector<ChatMessage> msgs = parse_sft_line(j);
     TokenizedExample ex;
     try {
-      ex = encode_chat(tok, opt.chat_template, msgs);
+      ex = opt.model_template ? encode_chat(tok, *opt.model_template, msgs)
+                              : encode_chat(tok, opt.chat_template, msgs);
     } catch (const ValueError& e) {
+      throw LineError{e.what(), "bad_chat"};
+    } catch (const DataError& e) {  // the model's template rejects the chat (raise_exception)
       throw LineError{e.what(), "bad_chat"};
     }
     bool truncated = false, keep = false;

@@ -12,6 +12,7 @@ PACKAGES=(
   libhdf5-dev                       # checkpoints, token datasets, golden test data
   protobuf-compiler libprotobuf-dev # run configs
   libpcre2-dev                      # GPT-2 pre-tokenisation regex
+  libicu-dev                        # NFC, case mapping, Unicode properties (tokenizer, templates)
   nlohmann-json3-dev                # tokenizer.json / vocab.json / JSONL
   libgtest-dev libgmock-dev libbenchmark-dev
   "$@"
