@@ -75,9 +75,10 @@ void ExampleStage::set_state(const std::string& trainer_state_json, const std::s
 }
 
 ChatTemplate template_named(const std::string& name) {
-  if (name == "chat") return ChatTemplate{};
+  if (name == "chat" || name == "hf") return ChatTemplate{};  // "hf": see dataset_options
   LOOM_CHECK_T(ConfigError, name == "plain" || name.empty(), "sft.template=\"", name,
-               "\": expected \"plain\" or \"chat\"");
+               "\": expected \"plain\", \"chat\" or \"hf\" (the model's own template from the "
+               "tokenizer_config.json beside data.tokenizer_json)");
   ChatTemplate t;
   t.system = "{content}\n";
   t.user = "{content}";
@@ -99,16 +100,33 @@ data::Tokenizer load_tokenizer(const RunConfig& cfg) {
   LOOM_CHECK_T(ConfigError, tok.vocab_size() <= cfg.model().vocab_size(), "model.vocab_size=",
                cfg.model().vocab_size(), ": expected >= the tokenizer's ", tok.vocab_size(),
                " tokens");
-  require_eot(tok);
+  if (cfg.sft().template_() != "hf") require_eot(tok);  // the model's template names its own
   return tok;
 }
 
 namespace {
 
+// The padding id: the EOT of the plain templates, else the model template's pad or eos token.
+int32_t pad_id(const data::Tokenizer& tok, const DatasetOptions& o) {
+  if (!o.model_template) return require_eot(tok);
+  for (const char* key : {"pad_token", "eos_token"}) {
+    const std::string name = o.model_template->special_token(key);
+    if (auto id = name.empty() ? std::nullopt : tok.token_to_id(name)) return *id;
+  }
+  throw ConfigError("sft.template=\"hf\": the model's tokenizer_config.json names neither a "
+                    "pad_token nor an eos_token that the tokenizer has");
+}
+
 DatasetOptions dataset_options(const RunConfig& cfg) {
   DatasetOptions o;
   o.seq_len = cfg.data().seq_len();
   o.chat_template = template_named(cfg.sft().template_());
+  if (cfg.sft().template_() == "hf") {
+    o.model_template = data::ChatTemplateJinja::find_for_tokenizer(cfg.data().tokenizer_json());
+    LOOM_CHECK_T(ConfigError, o.model_template.has_value(), "sft.template=\"hf\": expected a "
+                 "tokenizer_config.json with a chat_template beside data.tokenizer_json=\"",
+                 cfg.data().tokenizer_json(), "\"");
+  }
   return o;
 }
 
@@ -132,7 +150,7 @@ class SftStage : public ExampleStage {
         for (auto& ex : ds.examples)
           for (size_t i = 1; i < ex.is_response.size(); ++i) ex.is_response[i] = 1;
       desc_ += (desc_.empty() ? "" : "; ") + stats_str(path, ds.stats);
-      int32_t pad = *tok.eot_id();
+      int32_t pad = pad_id(tok, o);
       return packing ? pack_rows(ds.examples, o.seq_len, pad)
                      : pad_rows(ds.examples, o.seq_len, pad);
     };
@@ -197,8 +215,8 @@ class PreferenceStage : public ExampleStage {
     batch_ = cfg.batch().micro_batch_size();
     seq_len_ = cfg.data().seq_len();
     data::Tokenizer tok = load_tokenizer(cfg);
-    pad_ = *tok.eot_id();
     DatasetOptions o = dataset_options(cfg);
+    pad_ = pad_id(tok, o);
     PreferenceDataset tr = load_preference_jsonl(train_path, tok, o);
     desc_ = stats_str(train_path, tr.stats);
     train_ = std::move(tr.examples);
