@@ -13,6 +13,7 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev # run configs
   libpcre2-dev                      # GPT-2 pre-tokenisation regex
   nlohmann-json3-dev                # tokenizer.json / vocab.json / JSONL
+  libcli11-dev                      # the `loom` command line (header-only)
   libgtest-dev libgmock-dev libbenchmark-dev
   "$@"
 )
