@@ -30,7 +30,8 @@ config::RunConfig resolve_from(const Verb& a, const std::string& verb, int world
                ": expected exactly one CONFIG file (.pbtxt or .json), got ", a.positional().size(),
                " positional arguments; see `loom ", verb, " --help`");
   std::vector<std::string> sets = a.list("set");
-  if (a.has("resume")) sets.push_back("checkpoint.resume=" + a.get("resume", ""));
+  if (verb == "train" && a.has("resume"))  // `loom plan` has no --resume
+    sets.push_back("checkpoint.resume=" + a.get("resume", ""));
   return config::resolve(a.positional()[0], sets, world);
 }
 
