@@ -18,10 +18,9 @@
 namespace {
 
 std::string version_line() {
-  return loom::detail::str_cat("loom ", LOOM_VERSION, " (cpu threads ", loom::cpu::num_threads(),
-                               ", cuda backend ",
-                               loom::cuda_backend() != nullptr ? "available" : "not available",
-                               ")");
+  return loom::detail::str_cat(
+      "loom ", LOOM_VERSION, " (cpu threads ", loom::cpu::num_threads(), ", cuda backend ",
+      loom::cuda_backend() != nullptr ? "available" : "not available", ")");
 }
 
 int run(int argc, char** argv) {

@@ -1,11 +1,11 @@
 // The `loom` command line on CLI11 (see Cli.h).
 #include "launch/cli/Cli.h"
 
-#include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+
+#include <CLI/CLI.hpp>
 
 #include "core/util/Check.h"
 
@@ -62,16 +62,16 @@ std::string parse_error_message(const CLI::ParseError& e, const std::string& pat
   if (dynamic_cast<const CLI::ArgumentMismatch*>(&e) && at_most != std::string::npos) {
     const std::string name = what.substr(0, at_most);
     const size_t n_end = what.find(' ', at_most + 10), got = what.rfind(' ');
-    return prefix + ": expected at most " + what.substr(at_most + 10, n_end - at_most - 10) +
-           " " + name + " argument(s), got " + what.substr(got + 1) + hint;
+    return prefix + ": expected at most " + what.substr(at_most + 10, n_end - at_most - 10) + " " +
+           name + " argument(s), got " + what.substr(got + 1) + hint;
   }
   return prefix + ": " + what + hint;
 }
 
 }  // namespace
 
-Cli::Cli(std::function<std::string()> version) : root_(std::make_unique<CLI::App>(kDescription, "loom")),
-                                version_(std::move(version)) {
+Cli::Cli(std::function<std::string()> version)
+    : root_(std::make_unique<CLI::App>(kDescription, "loom")), version_(std::move(version)) {
   use_loom_format(*root_);
   root_->footer(std::string("Run `loom COMMAND --help` for the flags of a command.\n") +
                 kExitCodes);
@@ -155,8 +155,9 @@ int Cli::run(int argc, char** argv) {
     return 0;
   }
   LOOM_CHECK_T(ConfigError, chosen != nullptr, "loom", path.empty() ? "" : " " + path,
-               ": expected a command, one of ", names_of(path.empty() ? *root_ : *child_named(*root_, path)),
-               " (see `loom", path.empty() ? "" : " " + path, " --help`)");
+               ": expected a command, one of ",
+               names_of(path.empty() ? *root_ : *child_named(*root_, path)), " (see `loom",
+               path.empty() ? "" : " " + path, " --help`)");
   chosen->check_parsed();
   return chosen->run();
 }

@@ -16,8 +16,10 @@ int run_convert(const Verb& a) {
   std::string from = a.require("from"), to = a.require("to");
   const auto& pos = a.positional();
   if (from == "hf") {
-    LOOM_CHECK_T(ConfigError, pos.size() == 1, "loom convert --from hf: expected one HF model "
-                 "directory after --from hf, got ", pos.size(), " positional arguments");
+    LOOM_CHECK_T(ConfigError, pos.size() == 1,
+                 "loom convert --from hf: expected one HF model "
+                 "directory after --from hf, got ",
+                 pos.size(), " positional arguments");
     io::HfImportOptions o;
     o.vocab_pad_multiple = a.get_int("vocab-pad-multiple", 1, 1, 1 << 20);
     std::string dir = io::convert_hf_to_loom_checkpoint(pos[0], to, o);
@@ -25,7 +27,8 @@ int run_convert(const Verb& a) {
     return 0;
   }
   if (from == "loom") {
-    LOOM_CHECK_T(ConfigError, to == "hf" && pos.size() == 2, "loom convert --from loom: expected "
+    LOOM_CHECK_T(ConfigError, to == "hf" && pos.size() == 2,
+                 "loom convert --from loom: expected "
                  "`--from loom CKPT_DIR --to hf OUT_DIR`");
     io::HfExportOptions o;
     o.max_shard_bytes = uint64_t(a.get_int("max-shard-bytes", 0, 0, INT64_MAX));
@@ -40,13 +43,16 @@ int run_convert(const Verb& a) {
 
 void add_convert(Cli& cli) {
   cli.verb(cli.root(), "convert", "import/export Hugging Face GPT-2 checkpoints", run_convert)
-      .positionals("DIR", "--from hf: the HF model directory; --from loom: the checkpoint (a step "
-                          "dir or a root) and then the HF output directory", 2)
+      .positionals("DIR",
+                   "--from hf: the HF model directory; --from loom: the checkpoint (a step "
+                   "dir or a root) and then the HF output directory",
+                   2)
       .value("from", "KIND", "hf (then the HF model directory) or loom (then the checkpoint)")
       .value("to", "WHERE", "the Loom checkpoint directory (from hf), or hf DIR (from loom)")
       .value("vocab-pad-multiple", "N", "pad the vocabulary rows to a multiple of N (hf->loom)")
-      .value("max-shard-bytes", "B", "split model.safetensors into shards of at most B bytes "
-                                     "(loom->hf; default 0 = one file)");
+      .value("max-shard-bytes", "B",
+             "split model.safetensors into shards of at most B bytes "
+             "(loom->hf; default 0 = one file)");
 }
 
 }  // namespace loom::cli

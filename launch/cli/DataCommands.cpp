@@ -21,7 +21,8 @@ constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
 Verb& with_tokenizer_flags(Verb& v) {
   return v.value("vocab", "FILE", "vocab.json (GPT-2 encoder.json) of a byte-level BPE tokenizer")
       .value("merges", "FILE", "merges.txt (GPT-2 vocab.bpe)")
-      .value("tokenizer-json", "FILE", "a Hugging Face tokenizer.json (instead of --vocab/--merges)");
+      .value("tokenizer-json", "FILE",
+             "a Hugging Face tokenizer.json (instead of --vocab/--merges)");
 }
 
 data::Tokenizer load_tokenizer(const Verb& a) {
@@ -69,7 +70,8 @@ int run_tokenizer_train(const Verb& a) {
   o.min_frequency = a.get_int("min-frequency", 2, 1, kMaxInt64);
   o.text_field = a.get("text-field", o.text_field);
   std::vector<std::string> inputs = a.list("input");
-  LOOM_CHECK_T(ConfigError, !inputs.empty(), "loom tokenizer train: at least one --input is required");
+  LOOM_CHECK_T(ConfigError, !inputs.empty(),
+               "loom tokenizer train: at least one --input is required");
   std::string out = a.require("output");
   std::filesystem::create_directories(out);
   data::BpeModel m = data::train_bpe(inputs, o);
@@ -90,9 +92,11 @@ int run_tokenizer_encode(const Verb& a) {
 
 int run_tokenizer_decode(const Verb& a) {
   a.require("ids");
-  std::vector<int32_t> ids;
-  for (int64_t id : a.get_int_list("ids", 0, kMaxInt32)) ids.push_back(int32_t(id));
+  a.get_int_list("ids", 0, kMaxInt32);  // a malformed list is reported before the files are read
   data::Tokenizer tok = load_tokenizer(a);
+  std::vector<int32_t> ids;
+  for (int64_t id : a.get_int_list("ids", 0, int64_t(tok.vocab_size()) - 1))
+    ids.push_back(int32_t(id));
   std::printf("%s\n", tok.decode(ids).c_str());
   return 0;
 }

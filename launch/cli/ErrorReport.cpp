@@ -25,7 +25,8 @@ ErrorReport json_report(const nlohmann::json::exception& e) {
     what = what.substr(what.find("] ") + 2);
   const char* label = "invalid JSON";
   if (dynamic_cast<const nlohmann::json::parse_error*>(&e)) label = "malformed JSON";
-  if (dynamic_cast<const nlohmann::json::type_error*>(&e)) label = "a JSON value has the wrong type";
+  if (dynamic_cast<const nlohmann::json::type_error*>(&e))
+    label = "a JSON value has the wrong type";
   if (dynamic_cast<const nlohmann::json::out_of_range*>(&e))
     label = "a JSON field is missing or out of range";
   return {1, std::string(label) + " (JSON error " + std::to_string(e.id) + "): " + what};
@@ -57,8 +58,8 @@ ErrorReport report_current_exception() {
   } catch (const Error& e) {  // ValueError, DataError, CommError: generic
     return {1, e.what()};
   } catch (const std::bad_alloc& e) {
-    return {5, std::string("out of memory: a host allocation failed (") + e.what() + ")" +
-                   kOomHint};
+    return {5,
+            std::string("out of memory: a host allocation failed (") + e.what() + ")" + kOomHint};
   } catch (const std::length_error& e) {
     // std::vector / std::string asked for more than max_size(): a size no allocation can meet.
     return {5, std::string("out of memory: a requested size exceeds what can be allocated (") +

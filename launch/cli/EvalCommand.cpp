@@ -34,13 +34,13 @@ int run_eval(const Verb& a) {
   const std::string data_path = a.require("data");
   const int64_t batch = a.get_int("batch", 8, 1, 1 << 20);
   const int64_t max_batches = a.get_int("max-batches", 0, 0, kMaxInt64);
+  auto dataset = std::make_shared<data::TokenDataset>(data_path);  // its errors first: cheap
   LoadedModel m = load_model(a.positional()[0], a.get("device", ""), "loom eval");
   const models::GPTConfig& gc = m.model->config();
   const int64_t seq_len = a.get_int("seq-len", gc.block_size, 1, gc.block_size);
 
-  data::DataLoader loader(std::make_shared<data::TokenDataset>(data_path),
-                          {.batch_size = batch, .seq_len = seq_len, .shuffle = false,
-                           .drop_last = false});
+  data::DataLoader loader(
+      dataset, {.batch_size = batch, .seq_len = seq_len, .shuffle = false, .drop_last = false});
   try {
     loader.check_vocab(gc.logits_size());
   } catch (const ValueError& e) {
@@ -60,7 +60,6 @@ int run_eval(const Verb& a) {
     const int64_t rows = b.inputs.size(0);
     loss_sum += m.model->loss(b.inputs.to(device), b.targets.to(device)).item() * double(rows);
     windows += rows;
-
   }
   const double loss = loss_sum / double(windows);
   nlohmann::json j;
@@ -75,10 +74,13 @@ int run_eval(const Verb& a) {
 }  // namespace
 
 void add_eval(Cli& cli) {
-  cli.verb(cli.root(), "eval", "validation loss and perplexity of a checkpoint on a dataset "
-                               "(one JSON line)", run_eval)
-      .positionals("SOURCE", "a Loom checkpoint (step dir, or a root: its newest checkpoint) or "
-                             "hf:DIR (a Hugging Face GPT-2 directory)")
+  cli.verb(cli.root(), "eval",
+           "validation loss and perplexity of a checkpoint on a dataset "
+           "(one JSON line)",
+           run_eval)
+      .positionals("SOURCE",
+                   "a Loom checkpoint (step dir, or a root: its newest checkpoint) or "
+                   "hf:DIR (a Hugging Face GPT-2 directory)")
       .value("data", "FILE.h5", "token dataset (made by `loom preprocess`)")
       .value("seq-len", "T", "tokens per window (default: the model's block_size)")
       .value("batch", "B", "windows per forward pass (default 8)")

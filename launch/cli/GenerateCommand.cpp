@@ -163,7 +163,8 @@ void add_generate(Cli& cli) {
       .value("device", "DEV", "cpu or cuda (default: the checkpoint config's device)")
       .value("vocab", "FILE", "vocab.json of a byte-level BPE tokenizer (with --merges)")
       .value("merges", "FILE", "merges.txt (with --vocab)")
-      .value("tokenizer-json", "FILE", "a Hugging Face tokenizer.json (instead of --vocab/--merges)");
+      .value("tokenizer-json", "FILE",
+             "a Hugging Face tokenizer.json (instead of --vocab/--merges)");
 }
 
 }  // namespace loom::cli

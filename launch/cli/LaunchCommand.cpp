@@ -7,7 +7,8 @@
 // (each stage resolves and validates itself for N ranks when it starts).
 // (--oversubscribe when N exceeds this machine's cores and no hostfile is given; --allow-run-as-
 // root when run as root). mpirun ends the job when a rank exits non-zero, and a failing rank
-// aborts it itself (see cmd_train). Inside a Slurm allocation without -n it points to srun.
+// aborts it itself (see run_with_launcher_world). Inside a Slurm allocation without -n it points
+// to srun.
 #include <unistd.h>
 
 #include <cerrno>

@@ -67,13 +67,13 @@ LoadedModel load_model(const std::string& source, const std::string& device_name
     // TODO(lead): load the model/ tensors only (not the optimizer state) once io/ offers it #15
     const io::Checkpoint ck = io::load_checkpoint(step_dir);
     const config::RunConfig cfg = checkpoint_config(ck, step_dir, who);
-    const std::string dev = !device_name.empty()                     ? device_name
+    const std::string dev = !device_name.empty()                      ? device_name
                             : cfg.device() == config::RunConfig::CUDA ? "cuda"
                                                                       : "cpu";
     Generator init_gen(cfg.seed());
     m.device = device_named(dev, who);
-    m.model = std::make_unique<models::GPT>(train::gpt_config_from(cfg), init_gen, DType::F32,
-                                            m.device);
+    m.model =
+        std::make_unique<models::GPT>(train::gpt_config_from(cfg), init_gen, DType::F32, m.device);
     train::load_model_tensors(ck, *m.model, step_dir);
     m.description = step_dir;
   }

@@ -1,11 +1,11 @@
 // A `loom` verb's flags on CLI11 with typed, range-checked access (see Verb.h).
 #include "launch/cli/Verb.h"
 
-#include <CLI/CLI.hpp>
-
 #include <charconv>
 #include <cmath>
 #include <system_error>
+
+#include <CLI/CLI.hpp>
 
 #include "core/util/Check.h"
 
@@ -86,8 +86,8 @@ std::string Verb::get(const std::string& name, const std::string& fallback) cons
 }
 
 std::string Verb::require(const std::string& name) const {
-  LOOM_CHECK_T(ConfigError, has(name), "loom ", path_, ": --", name, " is required (--", name,
-               " ", find(name).type, "); see `loom ", path_, " --help`");
+  LOOM_CHECK_T(ConfigError, has(name), "loom ", path_, ": --", name, " is required (--", name, " ",
+               find(name).type, "); see `loom ", path_, " --help`");
   return get(name, "");
 }
 
@@ -123,11 +123,10 @@ double Verb::get_double(const std::string& name, double fallback, double lo, dou
   double x = 0.0;
   const char* end = v.data() + v.size();
   auto [p, ec] = std::from_chars(v.data(), end, x);
-  LOOM_CHECK_T(ConfigError,
-               ec == std::errc() && p == end && !v.empty() && std::isfinite(x) && x >= lo &&
-                   x <= hi,
-               "loom ", path_, ": --", name, " expects a number in [", lo, ", ", hi, "], got \"",
-               v, "\"");
+  LOOM_CHECK_T(
+      ConfigError,
+      ec == std::errc() && p == end && !v.empty() && std::isfinite(x) && x >= lo && x <= hi,
+      "loom ", path_, ": --", name, " expects a number in [", lo, ", ", hi, "], got \"", v, "\"");
   return x;
 }
 

@@ -2,8 +2,8 @@
 // their help text (what `loom VERB --help` prints), and typed, range-checked access to the parsed
 // values. CLI11 only splits the command line; every value is kept as text and converted here, so
 // each mistake is a ConfigError (exit 2) naming the verb, the flag and the expected form:
-//   loom tokenizer decode: --ids expects comma-separated integers in [0, 2147483647], got "4294967297"
-//   Verb& v = cli.verb("generate", "sample from a checkpoint", run_generate);
+//   loom tokenizer decode: --ids expects comma-separated integers in [0, 2147483647], got
+//   "4294967297" Verb& v = cli.verb("generate", "sample from a checkpoint", run_generate);
 //   v.value("max-new-tokens", "N", "tokens to generate per sample (default 64)");
 //   ... later, in run_generate(const Verb& a): a.get_int("max-new-tokens", 64, 0, 1 << 20)
 #pragma once

@@ -21,10 +21,9 @@ using testing::TempDir;
 using testing::write_file;
 
 const Tokenizer& small_tokenizer() {
-  static const Tokenizer tok =
-      train_bpe_texts({"the cat sat on the mat. the dog sat on the log."},
-                      {.vocab_size = 280, .min_frequency = 2})
-          .tokenizer();
+  static const Tokenizer tok = train_bpe_texts({"the cat sat on the mat. the dog sat on the log."},
+                                               {.vocab_size = 280, .min_frequency = 2})
+                                   .tokenizer();
   return tok;
 }
 
@@ -35,8 +34,9 @@ std::string read_all(const fs::path& p) {
   return ss.str();
 }
 
-const std::string kCorpus = "{\"text\": \"the cat sat\"}\n{\"text\": \"the dog sat\"}\n"
-                            "{\"text\": \"on the mat\"}\n{\"text\": \"on the log\"}\n";
+const std::string kCorpus =
+    "{\"text\": \"the cat sat\"}\n{\"text\": \"the dog sat\"}\n"
+    "{\"text\": \"on the mat\"}\n{\"text\": \"on the log\"}\n";
 
 // preprocess(o) must throw a ConfigError whose message has every part, and leave `input` as it was
 // and no other file in `dir`.
@@ -49,7 +49,8 @@ void expect_refused(const PreprocessOptions& o, const fs::path& dir, const fs::p
     preprocess(o, small_tokenizer());
     ADD_FAILURE() << "no ConfigError for output " << o.output;
   } catch (const ConfigError& e) {
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << p << "\n" << e.what();
+    for (const std::string& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << p << "\n" << e.what();
   }
   EXPECT_EQ(read_all(input), before);
   std::vector<fs::path> files_after;
@@ -66,8 +67,8 @@ TEST(PreprocessTest, OutputThatIsAnInputIsRefusedHoweverSpelled) {
   fs::create_hard_link(in, dir / "hard.jsonl");
   PreprocessOptions o;
   o.inputs = {in.string()};
-  for (const fs::path& out : {in, dir / "sub" / ".." / "corpus.jsonl", dir / "link.jsonl",
-                              dir / "hard.jsonl"}) {
+  for (const fs::path& out :
+       {in, dir / "sub" / ".." / "corpus.jsonl", dir / "link.jsonl", dir / "hard.jsonl"}) {
     o.output = out.string();
     expect_refused(o, dir.path(), in, {"output", "input", in.string()});
   }

@@ -110,6 +110,9 @@ TEST(CliErrorsTest, NumbersAreRangeCheckedNotWrapped) {
   r = run_loom("tokenizer decode --ids 1,-3" + files);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   expect_contains(r, {"--ids", "-3"});
+  r = run_loom("tokenizer decode --ids 1,300" + files);  // ids are below --vocab-size 300
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  expect_contains(r, {"--ids", "300"});
   r = run_loom("tokenizer train --input " + d.file("corpus.txt") + " --vocab-size 4294967297" +
                " --output " + d.file("tok2"));
   EXPECT_EQ(r.exit_code, 2) << r.output;

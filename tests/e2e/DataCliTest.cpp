@@ -61,8 +61,9 @@ TEST_F(DataCliTest, PreprocessRefusesAnOutputThatIsTheInputOrTheOtherOutput) {
                      " --val-output " + in,
                  "validation output");
   // Relative spellings, from the corpus' directory.
-  RunResult r = run_shell("cd " + d_.str() + " && " + LOOM_BIN +
-                          " preprocess --input corpus.jsonl --output ./sub/../corpus.jsonl" + tok());
+  RunResult r =
+      run_shell("cd " + d_.str() + " && " + LOOM_BIN +
+                " preprocess --input corpus.jsonl --output ./sub/../corpus.jsonl" + tok());
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_EQ(read_all(in), kJsonl);
   EXPECT_FALSE(fs::exists(d_.file("t.h5")));
@@ -88,9 +89,9 @@ TEST_F(DataCliTest, TokenizerTrainReadsJsonlDocuments) {
   EXPECT_EQ(merges.find("tex t"), std::string::npos) << merges;
   // The same corpus as plain text documents gives the same merges.
   std::string text;
-  for (const char* doc : {"the quick brown fox jumps over the lazy dog",
-                          "the lazy dog sleeps in the sun", "a quick fox runs over the hill",
-                          "the dog and the fox are friends"}) {
+  for (const char* doc :
+       {"the quick brown fox jumps over the lazy dog", "the lazy dog sleeps in the sun",
+        "a quick fox runs over the hill", "the dog and the fox are friends"}) {
     write_file(d_.file("doc" + std::to_string(text.size()) + ".txt"), doc);
     text += doc;
   }

@@ -30,30 +30,37 @@ struct NotRun {
   const char* reason;
 };
 const NotRun kNotRun[] = {
-    {"README.md", "scripts/quickstart.sh", "installs packages and builds Loom (its job, "
-                                           "examples/pretrain/run.sh, runs from its README)"},
+    {"README.md", "scripts/quickstart.sh",
+     "installs packages and builds Loom (its job, "
+     "examples/pretrain/run.sh, runs from its README)"},
     {"README.md", "scripts/test.sh", "builds Loom and runs the whole suite, this test included"},
     {"README.md", "scripts/install-deps.sh", "installs Debian packages (root, network)"},
     {"README.md", "cmake ", "configures and builds Loom: this test runs inside that build"},
     {"README.md", "ctest ", "runs the whole suite, this test included"},
     {"README.md", "python3 -m venv", "installs PyTorch from the network"},
     {"README.md", "tests/golden/gen_all.sh", "needs PyTorch, and rewrites tests/golden/"},
-    {"examples/pretrain/README.md", "scripts/quickstart.sh", "installs packages and builds Loom "
-                                                            "(its job runs on the next line)"},
+    {"examples/pretrain/README.md", "scripts/quickstart.sh",
+     "installs packages and builds Loom "
+     "(its job runs on the next line)"},
     {"docs/DISTRIBUTED.md", "mpirun ", "runs the MPI test binaries, which CTest runs (label mpi)"},
-    {"docs/DISTRIBUTED.md", "OMP_NUM_THREADS=1 LOOM_COMM_TIMEOUT_S=60", "the same, with debug "
-                                                                        "settings"},
+    {"docs/DISTRIBUTED.md", "OMP_NUM_THREADS=1 LOOM_COMM_TIMEOUT_S=60",
+     "the same, with debug "
+     "settings"},
     {"docs/DISTRIBUTED.md", "loom launch -n 16 --hostfile", "needs the nodes named in hosts.txt"},
     {"docs/DISTRIBUTED.md", "srun ", "needs a Slurm allocation"},
-    {"docs/PERFORMANCE.md", "OMP_NUM_THREADS=2 build/bin/bench_attention", "a benchmark: its "
-                                                                           "numbers need an idle "
-                                                                           "machine"},
-    {"docs/PERFORMANCE.md", "BUILD=build ROUNDS=3", "times PyTorch next to Loom for minutes "
-                                                   "(needs PyTorch)"},
-    {"docs/PERFORMANCE.md", "python bench/tokenizer_hf.py", "needs Python and GPT-2's tokenizer "
-                                                           "files (a download)"},
-    {"docs/PERFORMANCE.md", "build/bin/bench_tokenizer", "needs GPT-2's tokenizer files "
-                                                         "(a download)"},
+    {"docs/PERFORMANCE.md", "OMP_NUM_THREADS=2 build/bin/bench_attention",
+     "a benchmark: its "
+     "numbers need an idle "
+     "machine"},
+    {"docs/PERFORMANCE.md", "BUILD=build ROUNDS=3",
+     "times PyTorch next to Loom for minutes "
+     "(needs PyTorch)"},
+    {"docs/PERFORMANCE.md", "python bench/tokenizer_hf.py",
+     "needs Python and GPT-2's tokenizer "
+     "files (a download)"},
+    {"docs/PERFORMANCE.md", "build/bin/bench_tokenizer",
+     "needs GPT-2's tokenizer files "
+     "(a download)"},
     {"docs/PERFORMANCE.md", "loom bench --device cuda", "needs a GPU"},
 };
 
@@ -67,9 +74,10 @@ struct Short {
 };
 constexpr const char* kShortTrain = " --set max_steps=2 --set schedule.warmup_steps=1";
 const Short kShort[] = {
-    {"init_from=hf:gpt2", " --set model.n_layer=3 --set model.n_head=2 --set model.n_embd=24"
-                          " --set model.block_size=32 --set model.vocab_size=300"
-                          " --set model.tie_embeddings=false --set data.seq_len=16"},
+    {"init_from=hf:gpt2",
+     " --set model.n_layer=3 --set model.n_head=2 --set model.n_embd=24"
+     " --set model.block_size=32 --set model.vocab_size=300"
+     " --set model.tie_embeddings=false --set data.seq_len=16"},
     {"loom train ", kShortTrain},
     {"loom launch ", kShortTrain},
     {"loom pipeline ", kShortTrain},
@@ -139,10 +147,11 @@ std::vector<Command> commands_of(const std::string& rel) {
 // Deterministic English-like text: `docs` documents of a few sentences over a small vocabulary.
 std::vector<std::string> tiny_documents(int docs, uint32_t seed) {
   static const char* const kWords[] = {
-      "the", "a", "cat", "dog", "fox", "sat", "ran", "on", "over", "under", "mat", "log", "hill",
-      "river", "quick", "lazy", "brown", "small", "old", "tree", "and", "but", "then", "it",
-      "was", "is", "saw", "found", "green", "house", "garden", "bird", "sang", "slept", "in",
-      "near", "with", "morning", "night", "sun", "moon", "rain", "wind", "stone", "bridge"};
+      "the",   "a",       "cat",   "dog",    "fox",   "sat",   "ran",   "on",    "over",
+      "under", "mat",     "log",   "hill",   "river", "quick", "lazy",  "brown", "small",
+      "old",   "tree",    "and",   "but",    "then",  "it",    "was",   "is",    "saw",
+      "found", "green",   "house", "garden", "bird",  "sang",  "slept", "in",    "near",
+      "with",  "morning", "night", "sun",    "moon",  "rain",  "wind",  "stone", "bridge"};
   std::mt19937 rng(seed);
   std::vector<std::string> out;
   for (int d = 0; d < docs; ++d) {
@@ -242,7 +251,8 @@ class DocsCommandsTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(DocsCommandsTest, EveryCommandRunsAsWritten) {
   const std::string rel = GetParam();
   std::string tag = rel;
-  std::replace_if(tag.begin(), tag.end(), [](char c) { return !std::isalnum(c); }, '_');
+  std::replace_if(
+      tag.begin(), tag.end(), [](char c) { return !std::isalnum(c); }, '_');
   TempDir d("docs_" + tag);
   prepare_scratch(d);
   std::vector<bool> used(std::size(kNotRun), false);
@@ -256,7 +266,8 @@ TEST_P(DocsCommandsTest, EveryCommandRunsAsWritten) {
   EXPECT_EQ(r.exit_code, 0) << "failed at "
                             << (last == std::string::npos ? std::string("the start")
                                                           : r.output.substr(last + 4, 60))
-                            << "\n--- script\n" << script << "--- output (last 6000 bytes)\n"
+                            << "\n--- script\n"
+                            << script << "--- output (last 6000 bytes)\n"
                             << r.output.substr(r.output.size() > 6000 ? r.output.size() - 6000 : 0);
   for (size_t i = 0; i < std::size(kNotRun); ++i) {
     if (rel == kNotRun[i].file) {
@@ -269,8 +280,9 @@ TEST_P(DocsCommandsTest, EveryCommandRunsAsWritten) {
 INSTANTIATE_TEST_SUITE_P(Markdown, DocsCommandsTest, ::testing::ValuesIn(markdown_files()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string name = info.param;
-                           std::replace_if(name.begin(), name.end(),
-                                           [](char c) { return !std::isalnum(c); }, '_');
+                           std::replace_if(
+                               name.begin(), name.end(), [](char c) { return !std::isalnum(c); },
+                               '_');
                            return name;
                          });
 

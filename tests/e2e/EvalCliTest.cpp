@@ -87,7 +87,8 @@ TEST(EvalCliTest, ConvertedCheckpointAndItsExportMatchTransformers) {
   TempDir d("eval_ckpt");
   for (const char* name : {"untied_v300", "sharded_v301"}) {
     const EvalCase c = load_case(name, d);
-    const std::string ck = d.file(std::string(name) + "_ck"), hf = d.file(std::string(name) + "_hf");
+    const std::string ck = d.file(std::string(name) + "_ck"),
+                      hf = d.file(std::string(name) + "_hf");
     RunResult conv = run_loom("convert --from hf " + c.model_dir + " --to " + ck);
     ASSERT_EQ(conv.exit_code, 0) << conv.output;
     expect_matches(eval_json(ck + eval_args(c)), c, std::string(name) + " checkpoint");

@@ -18,10 +18,11 @@ namespace {
 // one positional) and one group "grp" with verb "sub"; `check` reads the parsed verb.
 int run_cli(std::vector<std::string> words, const std::function<void(const Verb&)>& check = {}) {
   Cli cli([] { return std::string("loom test"); });
-  cli.verb(cli.root(), "try", "a verb", [&](const Verb& v) {
-       if (check) check(v);
-       return 7;
-     })
+  cli.verb(cli.root(), "try", "a verb",
+           [&](const Verb& v) {
+             if (check) check(v);
+             return 7;
+           })
       .positionals("FILE", "one file")
       .value("n", "N", "an integer", "-n")
       .value("x", "X", "a number")
@@ -56,8 +57,8 @@ void expect_error(const std::vector<std::string>& words, const std::vector<std::
 
 TEST(CliTest, ValuesListsBooleansAndPositionalsParse) {
   bool checked = false;
-  EXPECT_EQ(run_cli({"try", "f.txt", "--n", "-5", "--x=2.5", "--set", "a=1", "--set", "b=2",
-                     "--on", "--ids", "1,2,3"},
+  EXPECT_EQ(run_cli({"try", "f.txt", "--n", "-5", "--x=2.5", "--set", "a=1", "--set", "b=2", "--on",
+                     "--ids", "1,2,3"},
                     [&](const Verb& v) {
                       EXPECT_EQ(v.positional(), std::vector<std::string>{"f.txt"});
                       EXPECT_EQ(v.get_int("n", 0, -10, 10), -5);

@@ -31,8 +31,10 @@ ErrorReport report_of(F&& throw_it) {
 void expect_report(const ErrorReport& r, int code, const std::vector<std::string>& parts,
                    const std::vector<std::string>& absent = {}) {
   EXPECT_EQ(r.exit_code, code) << r.message;
-  for (const std::string& p : parts) EXPECT_NE(r.message.find(p), std::string::npos) << p << "\n" << r.message;
-  for (const std::string& p : absent) EXPECT_EQ(r.message.find(p), std::string::npos) << p << "\n" << r.message;
+  for (const std::string& p : parts)
+    EXPECT_NE(r.message.find(p), std::string::npos) << p << "\n" << r.message;
+  for (const std::string& p : absent)
+    EXPECT_EQ(r.message.find(p), std::string::npos) << p << "\n" << r.message;
 }
 
 TEST(ErrorReportTest, LoomClassesMapToTheirExitCodes) {
@@ -64,8 +66,11 @@ TEST(ErrorReportTest, StollAndBadAllocAreExplained) {
   r = report_of([] { (void)std::stoll("99999999999999999999"); });
   expect_report(r, 1, {"out of range", "stoll"});
   expect_report(report_of([] { throw std::bad_alloc(); }), 5, {"out of memory", "hint"});
-  expect_report(report_of([] { std::vector<double> v; v.reserve(v.max_size() + 1); }), 5,
-                {"out of memory"});
+  expect_report(report_of([] {
+                  std::vector<double> v;
+                  v.reserve(v.max_size() + 1);
+                }),
+                5, {"out of memory"});
 }
 
 TEST(ErrorReportTest, FilesystemErrorsNameThePaths) {
@@ -73,12 +78,14 @@ TEST(ErrorReportTest, FilesystemErrorsNameThePaths) {
   expect_report(r, 1, {"file system error", "\"/dev/null/loom_x\"", "Not a directory"});
   r = report_of([] { std::filesystem::rename("/nonexistent_a", "/nonexistent_b"); });
   expect_report(r, 1, {"\"/nonexistent_a\"", "\"/nonexistent_b\"", "No such file"});
-  r = report_of([] { throw std::system_error(std::make_error_code(std::errc::io_error), "write"); });
+  r = report_of(
+      [] { throw std::system_error(std::make_error_code(std::errc::io_error), "write"); });
   expect_report(r, 1, {"system error", "write"});
 }
 
 TEST(ErrorReportTest, AnythingElseIsStillLabelled) {
-  expect_report(report_of([] { throw std::runtime_error("boom"); }), 1, {"unexpected error", "boom"});
+  expect_report(report_of([] { throw std::runtime_error("boom"); }), 1,
+                {"unexpected error", "boom"});
   expect_report(report_of([] { throw 42; }), 1, {"unexpected error"});
 }
 
