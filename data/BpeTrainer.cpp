@@ -12,6 +12,7 @@
 #include "core/util/Check.h"
 #include "data/ByteLevel.h"
 #include "data/PreTokenizer.h"
+#include "data/Preprocess.h"
 
 namespace loom::data {
 namespace {
@@ -196,15 +197,14 @@ BpeModel train_bpe_texts(const std::vector<std::string>& texts, const BpeTrainer
 }
 
 BpeModel train_bpe(const std::vector<std::string>& corpus_files, const BpeTrainerOptions& opts) {
+  LOOM_CHECK_T(DataError, !corpus_files.empty(),
+               "train_bpe: expected at least one corpus file, got none");
   std::vector<std::string> texts;
   for (const std::string& path : corpus_files) {
-    std::ifstream f(path, std::ios::binary);
-    LOOM_CHECK_T(DataError, f.good(), "train_bpe: cannot open corpus file '", path, "'");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    texts.push_back(ss.str());
+    std::vector<std::string> docs = read_documents(path, opts.text_field);
+    texts.insert(texts.end(), std::make_move_iterator(docs.begin()),
+                 std::make_move_iterator(docs.end()));
   }
-  LOOM_CHECK_T(DataError, !texts.empty(), "train_bpe: expected at least one corpus file, got none");
   return train_bpe_texts(texts, opts);
 }
 

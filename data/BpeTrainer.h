@@ -27,6 +27,8 @@ struct BpeTrainerOptions {
   int32_t vocab_size = 50257;  // including the 256 byte tokens and the special tokens
   int64_t min_frequency = 2;   // a pair seen fewer times is never merged
   std::vector<std::string> special_tokens = {"<|endoftext|>"};
+  // The string field holding a document in .jsonl / .ndjson corpus files (as `loom preprocess`).
+  std::string text_field = "text";
 };
 
 struct BpeModel {
@@ -36,7 +38,9 @@ struct BpeModel {
   Tokenizer tokenizer() const;
 };
 
-// Trains on the given text files (each read whole; pieces never span two files).
+// Trains on the given files: a .jsonl / .ndjson file holds one document per line in the string
+// field opts.text_field (read by data::read_documents, as `loom preprocess` does); any other file
+// is one document. Pieces never span two documents.
 BpeModel train_bpe(const std::vector<std::string>& corpus_files, const BpeTrainerOptions& opts);
 // Same, on in-memory texts.
 BpeModel train_bpe_texts(const std::vector<std::string>& texts, const BpeTrainerOptions& opts);

@@ -13,7 +13,10 @@
 // Split: with n documents and val_fraction f > 0, k = max(1, round(f * n)) documents go to the
 // validation file: those with the k smallest Philox keys random4(seed, doc_index) (ties by
 // index), so the choice depends only on (seed, document order). Documents keep their input order in
-// both files. Everything is tokenized in memory before writing; files are written atomically.
+// both files. Everything is tokenized in memory before writing; each output is written under a
+// temporary name and both are renamed only when both are complete. An output that is an input or
+// the other output (compared as canonical paths, so through symlinks and relative paths too) is a
+// ConfigError before anything is written.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +45,10 @@ struct PreprocessStats {
 };
 
 PreprocessStats preprocess(const PreprocessOptions& opts, const Tokenizer& tokenizer);
+
+// The ConfigError preprocess() raises first: an output path (the training file, or the validation
+// file when val_fraction > 0, default name included) that is an input or the other output.
+void check_preprocess_paths(const PreprocessOptions& opts);
 
 // The documents of one input file, in order (exposed for tests and other dataset builders).
 std::vector<std::string> read_documents(const std::string& path, const std::string& text_field);

@@ -14,6 +14,7 @@ PACKAGES=(
   libpcre2-dev                      # GPT-2 pre-tokenisation regex
   libicu-dev                        # NFC, case mapping, Unicode properties (tokenizer, templates)
   nlohmann-json3-dev                # tokenizer.json / vocab.json / JSONL
+  libcli11-dev                      # the `loom` command line (header-only)
   libgtest-dev libgmock-dev libbenchmark-dev
   "$@"
 )

@@ -3,6 +3,7 @@
 // covers all the step's work; PyTorch's twin (bench/pytorch_train_gpt2.py) does the same.
 #include "train/Bench.h"
 
+#include <sched.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -35,17 +36,33 @@ models::GPTConfig bench_config(const std::string& name) {
   return c;
 }
 
-void check_options(const BenchOptions& o, const models::GPTConfig& c) {
+}  // namespace
+
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return std::max(1, CPU_COUNT(&set));
+}
+
+void check_bench_options(const BenchOptions& o) {
+  const models::GPTConfig c = bench_config(o.model);
   LOOM_CHECK(o.batch >= 1 && o.seq >= 1, "bench: expected batch >= 1 and seq >= 1, got batch ",
              o.batch, " and seq ", o.seq);
   LOOM_CHECK(o.seq <= c.block_size, "bench: expected seq <= block_size ", c.block_size,
              " of model '", o.model, "', got ", o.seq);
   LOOM_CHECK(o.steps >= 1 && o.warmup >= 0, "bench: expected steps >= 1 and warmup >= 0, got ",
              o.steps, " and ", o.warmup);
-  LOOM_CHECK(o.threads >= 0, "bench: expected threads >= 0, got ", o.threads);
+  const int cores = usable_cores();
+  LOOM_CHECK(o.threads >= 0 && o.threads <= cores, "bench: expected threads in [0, ", cores,
+             "] (0 = default; ", cores, " = the cores this process may use), got ", o.threads);
   LOOM_CHECK(o.dtype == "f32" || o.dtype == "bf16", "bench: expected dtype f32 or bf16, got '",
              o.dtype, "'");
+  LOOM_CHECK(o.dtype == "f32" || !o.device.is_cpu(), "bench: expected dtype f32 on the CPU (its ",
+             "kernels are f32; bf16 autocast runs on CUDA only), got '", o.dtype, "'");
 }
+
+namespace {
 
 // One (ids, targets) pair of shape (B,T) per step: uniform tokens from a fixed-seed engine,
 // targets = ids shifted by one (like a next-token batch).
@@ -84,8 +101,8 @@ double median(std::vector<double> v) {
 }  // namespace
 
 std::string run_train_bench(const BenchOptions& o) {
+  check_bench_options(o);
   const models::GPTConfig config = bench_config(o.model);
-  check_options(o, config);
   if (o.threads > 0) cpu::set_num_threads(o.threads);
   if (o.device.is_cpu() && !o.blas.empty()) cpu::set_blas_kernels(o.blas);
   Backend& backend = backend_for(o.device);

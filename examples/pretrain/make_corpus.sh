@@ -2,9 +2,10 @@
 # Builds the example's corpus from Debian's `fortunes` package (about 15,000 short English texts,
 # 2.6 MB): corpus.txt (all text, for training the tokenizer) and corpus.jsonl (one {"text": ...}
 # document per fortune, for `loom preprocess`). Usage: make_corpus.sh OUT_DIR
+# FORTUNES_DIR reads another directory of fortune files (the docs test's tiny stand-in).
 set -euo pipefail
 out=${1:?usage: make_corpus.sh OUT_DIR}
-src=/usr/share/games/fortunes
+src=${FORTUNES_DIR:-/usr/share/games/fortunes}
 mkdir -p "$out"
 files=$(find "$src" -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort)
 # shellcheck disable=SC2086

@@ -1,8 +1,8 @@
-// The `loom` verbs. Each parses its own flags (launch/cli/Args.h), calls the libraries, and
-// returns an exit code; exceptions propagate to main(), which maps them to exit codes.
+// The `loom` verbs. Each add_* declares its verb's flags on the command line (launch/cli/Cli.h);
+// its body reads them, calls the libraries and returns an exit code. Exceptions propagate to
+// main(), which maps them to exit codes (launch/cli/ErrorReport.h).
 #pragma once
 
-#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -13,18 +13,21 @@ class Communicator;
 
 namespace loom::cli {
 
-int cmd_train(int argc, char** argv);       // loom train CONFIG [--set a.b=v]... [--resume R]
-int cmd_plan(int argc, char** argv);        // loom plan CONFIG [--set ...] [--world N]
-int cmd_preprocess(int argc, char** argv);  // loom preprocess --input F... --output OUT.h5 ...
-int cmd_tokenizer(int argc, char** argv);   // loom tokenizer train|encode|decode ...
-int cmd_generate(int argc, char** argv);    // loom generate --checkpoint DIR --prompt "..."
-int cmd_bench(int argc, char** argv);       // loom bench --model NAME --batch B --seq T ...
-int cmd_convert(int argc, char** argv);     // loom convert --from hf DIR --to CKPT (and back)
-int cmd_launch(int argc, char** argv);      // loom launch -n N [--hostfile F] CONFIG [--set ...]
-int cmd_pipeline(int argc, char** argv);    // loom pipeline PIPELINE [--set [STAGE:]a.b=v]...
+class Cli;
 
-// The documented exit code for an error (ConfigError 2, CheckpointError 3, CommTimeout 4, ...).
-int exit_code_of(const std::exception& e);
+void add_train(Cli& cli);       // loom train CONFIG [--set a.b=v]... [--resume R]
+void add_pipeline(Cli& cli);    // loom pipeline PIPELINE [--set [STAGE:]a.b=v]... [--until S]
+void add_launch(Cli& cli);      // loom launch -n N [--hostfile F] CONFIG [--set ...]
+void add_preprocess(Cli& cli);  // loom preprocess --input F... --output OUT.h5 ...
+void add_tokenizer(Cli& cli);   // loom tokenizer train|encode|decode ...
+void add_generate(Cli& cli);    // loom generate --checkpoint DIR --prompt "..."
+void add_eval(Cli& cli);        // loom eval CHECKPOINT|hf:DIR --data FILE.h5
+void add_convert(Cli& cli);     // loom convert --from hf DIR --to CKPT (and back)
+void add_bench(Cli& cli);       // loom bench --model NAME --batch B --seq T ...
+void add_plan(Cli& cli);        // loom plan CONFIG [--set ...] [--world N]
+
+// Every verb above, in the order `loom --help` lists them.
+void add_all_commands(Cli& cli);
 
 // Runs body(world): world is null for a single process; under mpirun/srun MPI is initialised and
 // world spans every rank, and an exception on any rank prints "[rank R of N]" and aborts the job

@@ -6,14 +6,16 @@
 // sample. Flag errors are ConfigError (exit 2), checkpoint problems CheckpointError (exit 3).
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/util/Check.h"
 #include "data/Tokenizer.h"
-#include "launch/cli/Args.h"
+#include "launch/cli/Cli.h"
 #include "launch/cli/Commands.h"
+#include "launch/cli/ModelSource.h"
 #include "config/ConfigLoader.h"
 #include "models/Generate.h"
 #include "io/Checkpoint.h"
@@ -25,42 +27,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<FlagSpec> kGenerateFlags = {
-    {"checkpoint", Kind::Value, "a checkpoint root (its newest checkpoint is used) or a step dir"},
-    {"prompt", Kind::Value, "prompt text, encoded with the tokenizer"},
-    {"prompt-ids", Kind::Value, "prompt token ids, comma-separated (instead of --prompt)"},
-    {"max-new-tokens", Kind::Value, "tokens to generate per sample (default 64)"},
-    {"temperature", Kind::Value, "sampling temperature, 0 = greedy (default 1)"},
-    {"top-k", Kind::Value, "sample from the K most probable tokens, 0 = all (default 0)"},
-    {"top-p", Kind::Value, "nucleus sampling: smallest set with mass >= P, in (0,1] (default 1)"},
-    {"seed", Kind::Value, "sampling seed (default 0)"},
-    {"num-samples", Kind::Value, "samples of the prompt, drawn as one batch (default 1)"},
-    {"eos-id", Kind::Value, "stop a sample at this id (default: the tokenizer's <|endoftext|>)"},
-    {"ignore-eos", Kind::Bool, "never stop before --max-new-tokens"},
-    {"print-ids", Kind::Bool, "print the new token ids instead of the text"},
-    {"device", Kind::Value, "cpu or cuda (default: the checkpoint config's device)"},
-    {"vocab", Kind::Value, "vocab.json of a byte-level BPE tokenizer (with --merges)"},
-    {"merges", Kind::Value, "merges.txt (with --vocab)"},
-    {"tokenizer-json", Kind::Value, "a Hugging Face tokenizer.json (instead of --vocab/--merges)"}};
-
-// The step directory named by --checkpoint: DIR itself when it holds a manifest, else the newest
-// complete checkpoint under DIR.
-std::string resolve_step_dir(const std::string& dir) {
-  LOOM_CHECK_T(CheckpointError, fs::is_directory(dir), "loom generate: --checkpoint ", dir,
-               " is not a directory");
-  if (fs::exists(fs::path(dir) / "MANIFEST.json")) return dir;
-  std::string latest = io::find_latest_checkpoint(dir);
-  LOOM_CHECK_T(CheckpointError, !latest.empty(), "loom generate: expected a checkpoint step_* ",
-               "directory or a root holding a complete one, got ", dir, " (no checkpoint found)");
-  return latest;
-}
-
-config::RunConfig checkpoint_config(const io::Checkpoint& ck, const std::string& dir) {
-  auto it = ck.meta.find("config");
-  LOOM_CHECK_T(CheckpointError, it != ck.meta.end(), "loom generate: checkpoint ", dir,
-               " has no meta \"config\" (the model shape is unknown)");
-  return config::parse_text(it->second, dir + "/meta.json:config");
-}
+constexpr int64_t kMaxInt32 = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
 
 std::string existing(const std::string& path, const char* field) {
   LOOM_CHECK_T(ConfigError, fs::exists(path), "loom generate: the checkpoint config's ", field,
@@ -69,7 +37,7 @@ std::string existing(const std::string& path, const char* field) {
 }
 
 // Flags first, then the run config's data.tokenizer_* fields, then <root>/tokenizer/.
-data::Tokenizer load_tokenizer(const Args& a, const config::RunConfig& cfg,
+data::Tokenizer load_tokenizer(const Verb& a, const config::RunConfig& cfg,
                                const std::string& step_dir) {
   if (a.has("tokenizer-json"))
     return data::Tokenizer::from_tokenizer_json(a.get("tokenizer-json", ""));
@@ -97,22 +65,15 @@ data::Tokenizer load_tokenizer(const Args& a, const config::RunConfig& cfg,
       tok_dir.string() + " does not exist); or use --prompt-ids with --print-ids");
 }
 
-models::SamplingOptions sampling_options(const Args& a) {
+models::SamplingOptions sampling_options(const Verb& a) {
   models::SamplingOptions o;
-  o.max_new_tokens = a.get_int("max-new-tokens", o.max_new_tokens);
-  o.temperature = a.get_double("temperature", o.temperature);
-  o.top_k = a.get_int("top-k", o.top_k);
-  o.top_p = a.get_double("top-p", o.top_p);
-  o.seed = uint64_t(a.get_int("seed", 0));
-  LOOM_CHECK_T(ConfigError, o.max_new_tokens >= 0,
-               "loom generate: expected --max-new-tokens >= 0, got ", o.max_new_tokens);
-  LOOM_CHECK_T(ConfigError, o.temperature >= 0.0,
-               "loom generate: expected --temperature >= 0 (0 = greedy), got ", o.temperature);
-  LOOM_CHECK_T(ConfigError, o.top_k >= 0, "loom generate: expected --top-k >= 0, got ", o.top_k);
-  LOOM_CHECK_T(ConfigError, o.top_p > 0.0 && o.top_p <= 1.0,
-               "loom generate: expected --top-p in (0, 1], got ", o.top_p);
-  LOOM_CHECK_T(ConfigError, a.get_int("seed", 0) >= 0, "loom generate: expected --seed >= 0, got ",
-               a.get_int("seed", 0));
+  o.max_new_tokens = a.get_int("max-new-tokens", o.max_new_tokens, 0, kMaxInt32);
+  o.temperature = a.get_double("temperature", o.temperature, 0.0, 1e6);
+  o.top_k = a.get_int("top-k", o.top_k, 0, kMaxInt32);
+  o.top_p = a.get_double("top-p", o.top_p, 0.0, 1.0);
+  o.seed = uint64_t(a.get_int("seed", 0, 0, kMaxInt64));
+  LOOM_CHECK_T(ConfigError, o.top_p > 0.0, "loom generate: expected --top-p in (0, 1], got ",
+               o.top_p);
   LOOM_CHECK_T(ConfigError, !(a.has("eos-id") && a.flag("ignore-eos")),
                "loom generate: expected at most one of --eos-id and --ignore-eos, got both");
   return o;
@@ -127,22 +88,16 @@ std::string join_ids(const std::vector<int64_t>& ids) {
   return s;
 }
 
-}  // namespace
-
-int cmd_generate(int argc, char** argv) {
-  Args a("generate", argc, argv, 2, kGenerateFlags);
-  LOOM_CHECK_T(ConfigError, a.positional().empty(), "loom generate: expected no positional ",
-               "arguments, got \"", a.positional().empty() ? "" : a.positional()[0], "\"\n",
-               a.usage());
+int run_generate(const Verb& a) {
   LOOM_CHECK_T(ConfigError, a.has("prompt") != a.has("prompt-ids"),
-               "loom generate: expected exactly one of --prompt and --prompt-ids\n", a.usage());
+               "loom generate: expected exactly one of --prompt and --prompt-ids; see `loom "
+               "generate --help`");
   models::SamplingOptions opts = sampling_options(a);
-  const int64_t num_samples = a.get_int("num-samples", 1);
-  LOOM_CHECK_T(ConfigError, num_samples >= 1, "loom generate: expected --num-samples >= 1, got ",
-               num_samples);
-  const std::string step_dir = resolve_step_dir(a.require("checkpoint"));
+  const int64_t num_samples = a.get_int("num-samples", 1, 1, 1 << 20);
+  const std::string step_dir =
+      resolve_step_dir("loom generate: --checkpoint", a.require("checkpoint"));
   const io::Checkpoint ck = io::load_checkpoint(step_dir);
-  const config::RunConfig cfg = checkpoint_config(ck, step_dir);
+  const config::RunConfig cfg = checkpoint_config(ck, step_dir, "loom generate");
 
   std::optional<data::Tokenizer> tok;
   if (a.has("prompt") || !a.flag("print-ids")) tok.emplace(load_tokenizer(a, cfg, step_dir));
@@ -150,7 +105,7 @@ int cmd_generate(int argc, char** argv) {
   if (a.has("prompt")) {
     for (int32_t id : tok->encode(a.get("prompt", ""))) prompt.push_back(id);
   } else {
-    prompt = a.get_int_list("prompt-ids");
+    prompt = a.get_int_list("prompt-ids", 0, kMaxInt32);
   }
   const models::GPTConfig gc = train::gpt_config_from(cfg);
   // Never draw a padding row, nor a model row the tokenizer has no token for.
@@ -163,7 +118,7 @@ int cmd_generate(int argc, char** argv) {
   for (int64_t id : prompt)
     LOOM_CHECK_T(ConfigError, id >= 0 && id < opts.vocab_size, "loom generate: expected prompt ",
                  "ids in [0, ", opts.vocab_size, "), got ", id);
-  if (a.has("eos-id")) opts.eos_id = a.get_int("eos-id", 0);
+  if (a.has("eos-id")) opts.eos_id = a.get_int("eos-id", 0, 0, kMaxInt32);
   if (!a.has("eos-id") && !a.flag("ignore-eos") && tok && tok->eot_id())
     opts.eos_id = *tok->eot_id();
 
@@ -186,6 +141,29 @@ int cmd_generate(int argc, char** argv) {
     std::printf("%s\n", tok->decode(all).c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+void add_generate(Cli& cli) {
+  cli.verb(cli.root(), "generate", "continue a prompt with a checkpoint's model", run_generate)
+      .value("checkpoint", "DIR", "a checkpoint root (its newest checkpoint is used) or a step dir")
+      .value("prompt", "TEXT", "prompt text, encoded with the tokenizer")
+      .value("prompt-ids", "ID,ID,...", "prompt token ids, comma-separated (instead of --prompt)")
+      .value("max-new-tokens", "N", "tokens to generate per sample (default 64)")
+      .value("temperature", "X", "sampling temperature, 0 = greedy (default 1)")
+      .value("top-k", "K", "sample from the K most probable tokens, 0 = all (default 0)")
+      .value("top-p", "P", "nucleus sampling: smallest set with mass >= P, in (0,1] (default 1)")
+      .value("seed", "N", "sampling seed (default 0)")
+      .value("num-samples", "N", "samples of the prompt, drawn as one batch (default 1)")
+      .value("eos-id", "ID", "stop a sample at this id (default: the tokenizer's <|endoftext|>)")
+      .boolean("ignore-eos", "never stop before --max-new-tokens")
+      .boolean("print-ids", "print the new token ids instead of the text")
+      .value("device", "DEV", "cpu or cuda (default: the checkpoint config's device)")
+      .value("vocab", "FILE", "vocab.json of a byte-level BPE tokenizer (with --merges)")
+      .value("merges", "FILE", "merges.txt (with --vocab)")
+      .value("tokenizer-json", "FILE",
+             "a Hugging Face tokenizer.json (instead of --vocab/--merges)");
 }
 
 }  // namespace loom::cli

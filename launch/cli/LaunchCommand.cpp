@@ -7,7 +7,8 @@
 // (each stage resolves and validates itself for N ranks when it starts).
 // (--oversubscribe when N exceeds this machine's cores and no hostfile is given; --allow-run-as-
 // root when run as root). mpirun ends the job when a rank exits non-zero, and a failing rank
-// aborts it itself (see cmd_train). Inside a Slurm allocation without -n it points to srun.
+// aborts it itself (see run_with_launcher_world). Inside a Slurm allocation without -n it points
+// to srun.
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,17 +20,17 @@
 
 #include "core/util/Check.h"
 #include "core/util/Env.h"
-#include "launch/cli/Args.h"
+#include "launch/cli/Cli.h"
 #include "launch/cli/Commands.h"
 #include "config/ConfigLoader.h"
 
 namespace loom::cli {
 
 namespace {
-std::string self_exe(const char* argv0) {
+std::string self_exe() {
   std::vector<char> buf(4096, '\0');
   ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-  return n > 0 ? std::string(buf.data(), size_t(n)) : std::string(argv0);
+  return n > 0 ? std::string(buf.data(), size_t(n)) : std::string("loom");
 }
 
 std::string shell_quote(const std::string& s) {
@@ -44,7 +45,7 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-std::vector<std::string> mpirun_command(const Args& a, int64_t n, const char* argv0) {
+std::vector<std::string> mpirun_command(const Verb& a, int64_t n) {
   std::vector<std::string> cmd = {env::get_string(env::kMpirun, "mpirun"), "-np",
                                   std::to_string(n)};
   if (!a.has("hostfile") && n > int64_t(std::thread::hardware_concurrency()))
@@ -55,7 +56,7 @@ std::vector<std::string> mpirun_command(const Args& a, int64_t n, const char* ar
     cmd.push_back(a.get("hostfile", ""));
   }
   cmd.push_back("--tag-output");
-  cmd.push_back(self_exe(argv0));
+  cmd.push_back(self_exe());
   const bool pipeline = a.flag("pipeline");
   cmd.push_back(pipeline ? "pipeline" : "train");
   cmd.push_back(a.positional()[0]);
@@ -67,26 +68,14 @@ std::vector<std::string> mpirun_command(const Args& a, int64_t n, const char* ar
   if (a.has("until")) cmd.push_back("--until=" + a.get("until", ""));
   return cmd;
 }
-}  // namespace
 
-int cmd_launch(int argc, char** argv) {
-  // mpirun spells the rank count -n / -np; Args knows only --long flags.
-  std::vector<std::string> words(argv, argv + argc);
-  for (size_t i = 2; i < words.size(); ++i)
-    if (words[i] == "-n" || words[i] == "-np") words[i] = "--n";
-  std::vector<char*> ptrs;
-  for (std::string& w : words) ptrs.push_back(w.data());
-  Args a("launch", int(ptrs.size()), ptrs.data(), 2,
-         {{"n", Kind::Value, "number of ranks (also -n N)"},
-          {"hostfile", Kind::Value, "OpenMPI hostfile for a multi-node job"},
-          {"set", Kind::List, "override a config field (passed to every rank)"},
-          {"resume", Kind::Value, "auto, none, or a checkpoint dir"},
-          {"dry-run", Kind::Bool, "print the mpirun command instead of running it"},
-          {"pipeline", Kind::Bool, "CONFIG is a `loom pipeline` file: run its stages on N ranks"},
-          {"until", Kind::Value, "with --pipeline: stop after this stage"}});
+// The largest -n accepted (a sanity bound far above any real job).
+constexpr int64_t kMaxRanks = 1 << 20;
+
+int run_launch(const Verb& a) {
   LOOM_CHECK_T(ConfigError, a.positional().size() == 1,
                "loom launch: expected exactly one CONFIG file, got ", a.positional().size(),
-               " positional arguments\n", a.usage());
+               " positional arguments; see `loom launch --help`");
   if (!a.has("n")) {
     LOOM_CHECK_T(ConfigError, !env::is_set(env::kSlurmJobId),
                  "loom launch: inside a Slurm allocation (SLURM_JOB_ID=",
@@ -94,10 +83,10 @@ int cmd_launch(int argc, char** argv) {
                  "`srun loom train ", a.positional()[0],
                  " [--set ...]` (loom train recognises srun-started ranks); or pass -n N to use "
                  "mpirun");
-    throw ConfigError("loom launch: expected -n N (the number of ranks), got none\n" + a.usage());
+    throw ConfigError("loom launch: expected -n N (the number of ranks), got none; see `loom "
+                      "launch --help`");
   }
-  const int64_t n = a.get_int("n", 0);
-  LOOM_CHECK_T(ConfigError, n >= 1, "loom launch: expected -n >= 1, got ", n);
+  const int64_t n = a.get_int("n", 0, 1, kMaxRanks);
   LOOM_CHECK_T(ConfigError, a.flag("pipeline") || !a.has("until"),
                "loom launch: --until names a pipeline stage; expected --pipeline with it");
   LOOM_CHECK_T(ConfigError, !a.flag("pipeline") || !a.has("resume"),
@@ -106,7 +95,7 @@ int cmd_launch(int argc, char** argv) {
   std::vector<std::string> sets = a.list("set");
   if (!a.flag("pipeline")) config::resolve(a.positional()[0], sets, int(n));
 
-  std::vector<std::string> cmd = mpirun_command(a, n, argv[0]);
+  std::vector<std::string> cmd = mpirun_command(a, n);
   std::string line;
   for (const std::string& w : cmd) {
     if (!line.empty()) line.push_back(' ');
@@ -123,6 +112,22 @@ int cmd_launch(int argc, char** argv) {
                                     std::strerror(errno),
                                     "; hint: install OpenMPI (mpirun on PATH) or set ",
                                     env::kMpirun));
+}
+
+}  // namespace
+
+void add_launch(Cli& cli) {
+  Verb& v = cli.verb(cli.root(), "launch", "run a multi-process job through mpirun (or srun)",
+                     run_launch);
+  v.positionals("CONFIG", "the run config (or with --pipeline, the pipeline file)")
+      .value("n", "N", "number of ranks (also -np N)", "-n")
+      .value("hostfile", "FILE", "OpenMPI hostfile for a multi-node job")
+      .list("set", "FIELD=VALUE", "override a config field (passed to every rank)")
+      .value("resume", "R", "auto, none, or a checkpoint dir")
+      .boolean("dry-run", "print the mpirun command instead of running it")
+      .boolean("pipeline", "CONFIG is a `loom pipeline` file: run its stages on N ranks")
+      .value("until", "STAGE", "with --pipeline: stop after this stage");
+  cli.respell(v, "-np", "-n");  // mpirun's spelling; CLI11 would read "-np" as "-n p"
 }
 
 }  // namespace loom::cli

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "core/util/Check.h"
-#include "launch/cli/Args.h"
+#include "launch/cli/Cli.h"
 #include "launch/cli/Commands.h"
 #include "config/ConfigDefaults.h"
 #include "config/ConfigLoader.h"
@@ -278,10 +278,10 @@ bool already_done(const StagePlan& s, const std::map<std::string, DoneStage>& do
   return fs::exists(it->second.checkpoint);
 }
 
-int run_pipeline(const Args& a, std::shared_ptr<Communicator> world) {
+int run_pipeline(const Verb& a, std::shared_ptr<Communicator> world) {
   LOOM_CHECK_T(ConfigError, a.positional().size() == 1,
                "loom pipeline: expected exactly one PIPELINE file (.pbtxt or .json), got ",
-               a.positional().size(), " positional arguments\n", a.usage());
+               a.positional().size(), " positional arguments; see `loom pipeline --help`");
   const std::string path = a.positional()[0];
   Pipeline p = load_pipeline(path);
   if (!p.has_name()) p.set_name(fs::path(path).stem().string());
@@ -333,14 +333,19 @@ int run_pipeline(const Args& a, std::shared_ptr<Communicator> world) {
 
 }  // namespace
 
-int cmd_pipeline(int argc, char** argv) {
-  Args a("pipeline", argc, argv, 2,
-         {{"set", Kind::List, "override a field: a.b=v for every stage, STAGE:a.b=v for one stage"},
-          {"until", Kind::Value, "stop after this stage"},
-          {"dry-run", Kind::Bool, "resolve and print the stages without running them"}});
-  return run_with_launcher_world([&](std::shared_ptr<Communicator> world) {
-    return run_pipeline(a, std::move(world));
-  });
+void add_pipeline(Cli& cli) {
+  cli.verb(cli.root(), "pipeline",
+           "run several training stages in order (pretrain -> sft -> reward -> ppo)",
+           [](const Verb& a) {
+             return run_with_launcher_world([&](std::shared_ptr<Communicator> world) {
+               return run_pipeline(a, std::move(world));
+             });
+           })
+      .positionals("PIPELINE", "the pipeline file (.pbtxt or .json; see config/Pipeline.proto)")
+      .list("set", "[STAGE:]FIELD=VALUE",
+            "override a field: a.b=v for every stage, STAGE:a.b=v for one stage")
+      .value("until", "STAGE", "stop after this stage")
+      .boolean("dry-run", "resolve and print the stages without running them");
 }
 
 }  // namespace loom::cli

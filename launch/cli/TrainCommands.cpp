@@ -6,8 +6,9 @@
 #include <cstdio>
 #include <memory>
 
-#include "launch/cli/Args.h"
+#include "launch/cli/Cli.h"
 #include "launch/cli/Commands.h"
+#include "launch/cli/ErrorReport.h"
 #include "config/ConfigDefaults.h"
 #include "config/ConfigLoader.h"
 #include "models/GPTConfig.h"
@@ -19,28 +20,22 @@
 namespace loom::cli {
 
 namespace {
-config::RunConfig resolve_from(const Args& a, const std::string& verb, int world) {
+
+// The largest --world `loom plan` accepts (a sanity bound, far above any real job).
+constexpr int64_t kMaxWorld = 1 << 20;
+
+config::RunConfig resolve_from(const Verb& a, const std::string& verb, int world) {
   LOOM_CHECK_T(ConfigError, a.positional().size() == 1, "loom ", verb,
                ": expected exactly one CONFIG file (.pbtxt or .json), got ", a.positional().size(),
-               " positional arguments\n", a.usage());
+               " positional arguments; see `loom ", verb, " --help`");
   std::vector<std::string> sets = a.list("set");
-  if (a.has("resume")) sets.push_back("checkpoint.resume=" + a.get("resume", ""));
+  if (verb == "train" && a.has("resume"))  // `loom plan` has no --resume
+    sets.push_back("checkpoint.resume=" + a.get("resume", ""));
   return config::resolve(a.positional()[0], sets, world);
 }
-}  // namespace
 
-int exit_code_of(const std::exception& e) {
-  if (dynamic_cast<const ConfigError*>(&e)) return 2;
-  if (dynamic_cast<const CheckpointError*>(&e)) return 3;
-  if (dynamic_cast<const CommTimeout*>(&e)) return 4;
-  if (dynamic_cast<const OutOfMemoryError*>(&e)) return 5;
-  if (dynamic_cast<const NonFiniteError*>(&e)) return 6;
-  return 1;
-}
-
-namespace {
 // One training run; `world` is null for a single process. Prints only on the writing rank.
-int train_with(const Args& a, std::shared_ptr<Communicator> world) {
+int train_with(const Verb& a, std::shared_ptr<Communicator> world) {
   config::RunConfig cfg = resolve_from(a, "train", world ? world->size() : 1);
   train::Trainer trainer(cfg, world, rlhf::make_stage);
   const bool out = trainer.is_writer();
@@ -60,41 +55,16 @@ int train_with(const Args& a, std::shared_ptr<Communicator> world) {
   std::printf("\nloom train: checkpoint %s\n", s.last_checkpoint.c_str());
   return 0;
 }
-}  // namespace
 
-int cmd_train(int argc, char** argv) {
-  Args a("train", argc, argv, 2,
-         {{"set", Kind::List, "override a config field, e.g. --set optimizer.lr=3e-4"},
-          {"resume", Kind::Value, "auto (newest complete checkpoint), none, or a checkpoint dir"},
-          {"blas", Kind::Value, "OpenBLAS kernel set: auto (detect the CPU, overriding "
-                                "OPENBLAS_CORETYPE) or a name such as Haswell"}});
+int run_train(const Verb& a) {
   if (a.has("blas")) set_blas_kernels_option(a.get("blas", ""));
   return run_with_launcher_world([&](std::shared_ptr<Communicator> world) {
     return train_with(a, std::move(world));
   });
 }
 
-int run_with_launcher_world(const std::function<int(std::shared_ptr<Communicator>)>& body) {
-  if (!dist::started_by_launcher()) return body(nullptr);
-  dist::MpiSession mpi;
-  try {
-    // Scoped so that the communicators are gone before MPI_Finalize.
-    return body(mpi.world_size() > 1 ? MpiCommunicator::world() : nullptr);
-  } catch (const std::exception& e) {
-    if (mpi.world_size() == 1) throw;
-    std::fprintf(stderr, "loom: error: [rank %d of %d] %s\n", mpi.world_rank(), mpi.world_size(),
-                 e.what());
-    std::fflush(stderr);
-    std::fflush(stdout);
-    dist::abort_job(exit_code_of(e));  // ends every rank, so none waits for this one
-  }
-}
-
-int cmd_plan(int argc, char** argv) {
-  Args a("plan", argc, argv, 2,
-         {{"set", Kind::List, "override a config field"},
-          {"world", Kind::Value, "number of processes (default 1)"}});
-  int world = int(a.get_int("world", 1));
+int run_plan(const Verb& a) {
+  const int world = int(a.get_int("world", 1, 1, kMaxWorld));
   config::RunConfig cfg = resolve_from(a, "plan", world);
   models::GPTConfig g = train::gpt_config_from(cfg);
   std::printf("%s", config::to_text(cfg).c_str());
@@ -113,6 +83,42 @@ int cmd_plan(int argc, char** argv) {
                 s, (long long)begin, (long long)end, (long long)n, double(n) * 16.0 / (1 << 30));
   }
   return 0;
+}
+
+}  // namespace
+
+void add_train(Cli& cli) {
+  cli.verb(cli.root(), "train", "train from a config file", run_train)
+      .positionals("CONFIG", "the run config (.pbtxt or .json; see config/Config.proto)")
+      .list("set", "FIELD=VALUE", "override a config field, e.g. --set optimizer.lr=3e-4")
+      .value("resume", "R", "auto (newest complete checkpoint), none, or a checkpoint dir")
+      .value("blas", "NAME", "OpenBLAS kernel set: auto (detect the CPU, overriding "
+                             "OPENBLAS_CORETYPE) or a name such as Haswell");
+}
+
+void add_plan(Cli& cli) {
+  cli.verb(cli.root(), "plan", "print the resolved config, parallel layout and memory estimate",
+           run_plan)
+      .positionals("CONFIG", "the run config (.pbtxt or .json)")
+      .list("set", "FIELD=VALUE", "override a config field")
+      .value("world", "N", "number of processes (default 1)");
+}
+
+int run_with_launcher_world(const std::function<int(std::shared_ptr<Communicator>)>& body) {
+  if (!dist::started_by_launcher()) return body(nullptr);
+  dist::MpiSession mpi;
+  try {
+    // Scoped so that the communicators are gone before MPI_Finalize.
+    return body(mpi.world_size() > 1 ? MpiCommunicator::world() : nullptr);
+  } catch (...) {
+    if (mpi.world_size() == 1) throw;
+    const ErrorReport r = report_current_exception();
+    std::fprintf(stderr, "loom: error: [rank %d of %d] %s\n", mpi.world_rank(), mpi.world_size(),
+                 r.message.c_str());
+    std::fflush(stderr);
+    std::fflush(stdout);
+    dist::abort_job(r.exit_code);  // ends every rank, so none waits for this one
+  }
 }
 
 }  // namespace loom::cli

@@ -84,6 +84,33 @@ TEST(BpeTrainerTest, IsDeterministicAndHonoursMinFrequency) {
   EXPECT_EQ(d.tokens.size(), 258u);
 }
 
+// Issue 15: a .jsonl corpus is read as documents (the "text" field, or opts.text_field), as
+// `loom preprocess` reads it, not as raw JSON lines.
+TEST(BpeTrainerTest, JsonlCorpusIsReadAsDocuments) {
+  TempDir dir;
+  const std::vector<std::string> docs = {"the quick brown fox", "jumps over the lazy dog",
+                                         "the lazy dog sleeps", "the fox runs"};
+  std::string jsonl, body_jsonl;
+  for (const std::string& d : docs) {
+    jsonl += "{\"id\": 7, \"text\": \"" + d + "\"}\n";
+    body_jsonl += "{\"body\": \"" + d + "\"}\n";
+  }
+  const std::string path = (dir / "corpus.jsonl").string(), body = (dir / "body.jsonl").string();
+  write_file(path, jsonl);
+  write_file(body, body_jsonl);
+  const BpeTrainerOptions o{.vocab_size = 290, .min_frequency = 1};
+  const BpeModel want = train_bpe_texts(docs, o);
+  const BpeModel got = train_bpe({path}, o);
+  EXPECT_EQ(got.merges, want.merges);
+  EXPECT_EQ(got.tokens, want.tokens);
+  for (const auto& [l, r] : got.merges)  // the JSON syntax and key are not in the corpus
+    EXPECT_EQ((l + r).find_first_of("{}:"), std::string::npos) << l << " " << r;
+  BpeTrainerOptions ob = o;
+  ob.text_field = "body";
+  EXPECT_EQ(train_bpe({body}, ob).merges, want.merges);
+  EXPECT_THROW(train_bpe({body}, o), DataError);  // no "text" field
+}
+
 TEST(BpeTrainerTest, BadInputsAreErrors) {
   EXPECT_THROW(train_bpe({"/nonexistent/corpus.txt"}, {}), DataError);
   EXPECT_THROW(train_bpe_texts({""}, {}), DataError);

@@ -21,10 +21,9 @@ struct RunResult {
   std::string output;  // stdout + stderr
 };
 
-// Runs `loom <args>` (a shell command line) with environment assignments ("A=1 B=2 ", or "")
-// before the binary, and captures its output (stdout and stderr).
-inline RunResult run_loom_env(const std::string& env, const std::string& args) {
-  std::string cmd = env + std::string(LOOM_BIN) + " " + args + " 2>&1";
+// Runs a shell command line and captures its output (stdout and stderr) and exit code.
+inline RunResult run_shell(const std::string& command) {
+  std::string cmd = command + " 2>&1";
   RunResult r;
   std::FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -34,6 +33,12 @@ inline RunResult run_loom_env(const std::string& env, const std::string& args) {
   int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// Runs `loom <args>` (a shell command line) with environment assignments ("A=1 B=2 ", or "")
+// before the binary, and captures its output (stdout and stderr).
+inline RunResult run_loom_env(const std::string& env, const std::string& args) {
+  return run_shell(env + std::string(LOOM_BIN) + " " + args);
 }
 
 // Runs `loom <args>` in this process's environment.

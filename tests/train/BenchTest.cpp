@@ -59,6 +59,27 @@ TEST(BenchTest, BadOptionsAreValueErrors) {
   EXPECT_THROW(run_train_bench(o), ValueError);
 }
 
+// Issue 15: D11, the CPU kernels are f32 (bf16 used to run f32 and report "bf16"); D12, more
+// threads than cores (OpenBLAS spun in its allocator under an address-space limit).
+TEST(BenchTest, Bf16OnTheCpuAndMoreThreadsThanCoresAreRefused) {
+  BenchOptions o;
+  o.model = "tiny";
+  o.seq = 8;
+  o.steps = 1;
+  o.dtype = "bf16";
+  EXPECT_THROW(check_bench_options(o), ValueError);
+  EXPECT_THROW(run_train_bench(o), ValueError);
+  o.device = Device::cuda(0);
+  EXPECT_NO_THROW(check_bench_options(o));  // refused only on the CPU
+  o.device = Device::cpu();
+  o.dtype = "f32";
+  o.threads = usable_cores() + 1;
+  EXPECT_THROW(run_train_bench(o), ValueError);
+  o.threads = usable_cores();
+  EXPECT_NO_THROW(check_bench_options(o));
+  EXPECT_GE(usable_cores(), 1);
+}
+
 int64_t env_int(const char* name, int64_t fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::stoll(v) : fallback;

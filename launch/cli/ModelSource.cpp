@@ -1,0 +1,84 @@
+// Loading a model for inference from a Loom checkpoint or a Hugging Face directory (see
+// ModelSource.h).
+#include "launch/cli/ModelSource.h"
+
+#include <filesystem>
+
+#include "config/ConfigLoader.h"
+#include "core/util/Check.h"
+#include "io/HfConvert.h"
+#include "train/Trainer.h"
+
+namespace loom::cli {
+
+namespace fs = std::filesystem;
+
+std::string resolve_step_dir(const std::string& who, const std::string& dir) {
+  LOOM_CHECK_T(CheckpointError, fs::is_directory(dir), who, " ", dir, " is not a directory");
+  if (fs::exists(fs::path(dir) / "MANIFEST.json")) return dir;
+  std::string latest = io::find_latest_checkpoint(dir);
+  LOOM_CHECK_T(CheckpointError, !latest.empty(), who, ": expected a checkpoint step_* ",
+               "directory or a root holding a complete one, got ", dir, " (no checkpoint found)");
+  return latest;
+}
+
+config::RunConfig checkpoint_config(const io::Checkpoint& ck, const std::string& dir,
+                                    const std::string& who) {
+  auto it = ck.meta.find("config");
+  LOOM_CHECK_T(CheckpointError, it != ck.meta.end(), who, ": checkpoint ", dir,
+               " has no meta \"config\" (the model shape is unknown)");
+  return config::parse_text(it->second, dir + "/meta.json:config");
+}
+
+namespace {
+
+Device device_named(const std::string& name, const std::string& who) {
+  LOOM_CHECK_T(ConfigError, name == "cpu" || name == "cuda", who, ": expected --device cpu or ",
+               "cuda, got \"", name, "\"");
+  return name == "cuda" ? Device::cuda(0) : Device::cpu();
+}
+
+LoadedModel load_hf(const std::string& dir, const std::string& device_name,
+                    const std::string& who) {
+  io::HfModel hf = io::hf_to_loom(dir);
+  models::GPTConfig gc = hf.config;
+  gc.real_vocab_size = hf.vocab_size;
+  gc.dropout = 0.0;
+  Generator init_gen(0);  // every parameter is overwritten below
+  LoadedModel m;
+  m.device = device_named(device_name.empty() ? "cpu" : device_name, who);
+  m.model = std::make_unique<models::GPT>(gc, init_gen, DType::F32, m.device);
+  io::Checkpoint ck;
+  for (auto& [name, t] : hf.params) ck.tensors["model/" + name] = t;
+  train::load_model_tensors(ck, *m.model, dir);
+  m.description = "hf:" + dir;
+  return m;
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& source, const std::string& device_name,
+                       const std::string& who) {
+  LoadedModel m;
+  if (source.rfind("hf:", 0) == 0) {
+    m = load_hf(source.substr(3), device_name, who);
+  } else {
+    const std::string step_dir = resolve_step_dir(who, source);
+    // TODO(lead): load the model/ tensors only (not the optimizer state) once io/ offers it #15
+    const io::Checkpoint ck = io::load_checkpoint(step_dir);
+    const config::RunConfig cfg = checkpoint_config(ck, step_dir, who);
+    const std::string dev = !device_name.empty()                      ? device_name
+                            : cfg.device() == config::RunConfig::CUDA ? "cuda"
+                                                                      : "cpu";
+    Generator init_gen(cfg.seed());
+    m.device = device_named(dev, who);
+    m.model =
+        std::make_unique<models::GPT>(train::gpt_config_from(cfg), init_gen, DType::F32, m.device);
+    train::load_model_tensors(ck, *m.model, step_dir);
+    m.description = step_dir;
+  }
+  m.model->eval();
+  return m;
+}
+
+}  // namespace loom::cli
