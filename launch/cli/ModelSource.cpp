@@ -44,13 +44,10 @@ LoadedModel load_hf(const std::string& dir, const std::string& device_name,
   models::GPTConfig gc = hf.config;
   gc.real_vocab_size = hf.vocab_size;
   gc.dropout = 0.0;
-  Generator init_gen(0);  // every parameter is overwritten below
   LoadedModel m;
   m.device = device_named(device_name.empty() ? "cpu" : device_name, who);
-  m.model = std::make_unique<models::GPT>(gc, init_gen, DType::F32, m.device);
-  io::Checkpoint ck;
-  for (auto& [name, t] : hf.params) ck.tensors["model/" + name] = t;
-  train::load_model_tensors(ck, *m.model, dir);
+  m.model = std::make_unique<models::GPT>(gc, models::Layout{}, DType::F32, m.device);
+  train::load_pieces(*m.model, hf.params, dir);  // every parameter
   m.description = "hf:" + dir;
   return m;
 }
@@ -70,11 +67,10 @@ LoadedModel load_model(const std::string& source, const std::string& device_name
     const std::string dev = !device_name.empty()                      ? device_name
                             : cfg.device() == config::RunConfig::CUDA ? "cuda"
                                                                       : "cpu";
-    Generator init_gen(cfg.seed());
     m.device = device_named(dev, who);
-    m.model =
-        std::make_unique<models::GPT>(train::gpt_config_from(cfg), init_gen, DType::F32, m.device);
-    train::load_model_tensors(ck, *m.model, step_dir);
+    m.model = std::make_unique<models::GPT>(train::gpt_config_from(cfg), models::Layout{},
+                                            DType::F32, m.device);
+    train::load_pieces(*m.model, train::tensors_under(ck, "model"), step_dir);
     m.description = step_dir;
   }
   m.model->eval();
