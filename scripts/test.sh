@@ -7,6 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 "$root/scripts/install-deps.sh"
+"$root/scripts/check-layers.sh"  # includes point down ../shared/ARCHITECTURE.md's layer map
 jobs=${LOOM_BUILD_JOBS:-$(nproc)}
 cmake --preset release
 cmake --build --preset release -j "$jobs"
