@@ -17,9 +17,11 @@ TiedGradSync::TiedGradSync(Communicator& pp) {
 
 void TiedGradSync::all_reduce(const Tensor& weight) const {
   if (!ends_) return;
-  LOOM_CHECK(weight.defined() && weight.grad().defined(),
-             "TiedGradSync.all_reduce: expected the tied weight with a gradient on the first and ",
-             "last stage, got ", weight.defined() ? "no gradient" : "no weight");
+  LOOM_CHECK(weight.defined(), "TiedGradSync.all_reduce: expected the tied weight on the first ",
+             "and last stage, got none");
+  // A copy the loss did not use this step (the LM head of a reward model) contributes zeros.
+  if (!weight.grad().defined())
+    weight.set_grad(Tensor::zeros(weight.shape(), weight.dtype(), weight.device()));
   Tensor g = weight.grad();
   LOOM_CHECK(g.is_contiguous(), "TiedGradSync.all_reduce: expected a contiguous gradient, got ",
              "strides ", g.strides());

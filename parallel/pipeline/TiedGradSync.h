@@ -19,7 +19,8 @@ class TiedGradSync {
   explicit TiedGradSync(Communicator& pp);
   // True on the stages that hold a copy of the tied weight (first and last).
   bool holds_weight() const { return holds_; }
-  // Sums weight.grad() over the first and last stage in place (a no-op elsewhere and at pp 1).
+  // Sums weight.grad() over the first and last stage in place (a no-op elsewhere and at pp 1); a
+  // copy without a gradient (unused by this step's loss) takes part with zeros.
   void all_reduce(const Tensor& weight) const;
 
  private:
