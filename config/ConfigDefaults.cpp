@@ -162,6 +162,7 @@ void apply_defaults(RunConfig& cfg, int world_size) {
   LOOM_CFG_DEFAULT(cfg, device, RunConfig::CPU);
   LOOM_CFG_DEFAULT(cfg, dtype, RunConfig::F32);
   LOOM_CFG_DEFAULT(cfg, init_from, "");
+  LOOM_CFG_DEFAULT(cfg, recompute, RunConfig::NONE);
   model_defaults(*cfg.mutable_model());
   parallel_and_batch_defaults(cfg, world_size);
   optimizer_defaults(cfg);

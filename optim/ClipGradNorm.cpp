@@ -2,6 +2,7 @@
 // one in-place scale per gradient.
 #include "optim/ClipGradNorm.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/autograd/GradMode.h"
@@ -16,15 +17,21 @@ double grad_sq_sum(const std::vector<Tensor>& params) {
   NoGradGuard no_grad;
   // One f64 sum of squares per gradient, left on its device; a single copy to the host then adds
   // them in parameter order. (A host read per tensor would sync the GPU once per parameter.)
+  // NB: chunks of kChunk elements keep the f64 copy and its square small: converting a whole
+  // (V, C) embedding gradient at once cost twice its size in f64 at the step's memory peak.
+  constexpr int64_t kChunk = int64_t(1) << 20;
   std::vector<Tensor> parts;
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined() || g.numel() == 0) continue;
-    Tensor g64 = g.dtype() == DType::F64 ? g : g.to(DType::F64);
-    Tensor part = sum(square(g64)).reshape({1});
-    if (!parts.empty() && part.device() != parts.front().device())
-      part = part.to(parts.front().device());
-    parts.push_back(part);
+    Tensor flat = g.is_contiguous() ? g.view({g.numel()}) : g.contiguous().view({g.numel()});
+    for (int64_t at = 0; at < flat.numel(); at += kChunk) {
+      Tensor c = flat.narrow(0, at, std::min(kChunk, flat.numel() - at));
+      Tensor part = sum(square(c.dtype() == DType::F64 ? c : c.to(DType::F64))).reshape({1});
+      if (!parts.empty() && part.device() != parts.front().device())
+        part = part.to(parts.front().device());
+      parts.push_back(part);
+    }
   }
   double sq = 0.0;
   if (parts.empty()) return sq;

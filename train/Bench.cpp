@@ -17,6 +17,7 @@
 #include "core/backend/Backend.h"
 #include "core/backend/cpu/CpuBackend.h"
 #include "core/util/Check.h"
+#include "core/util/Memory.h"
 #include "models/GPT.h"
 #include "optim/AdamW.h"
 #include "optim/ClipGradNorm.h"
@@ -86,12 +87,6 @@ std::vector<std::pair<Tensor, Tensor>> make_batches(int64_t n, int64_t B, int64_
   return out;
 }
 
-double peak_rss_mb() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -156,8 +151,9 @@ std::string run_train_bench(const BenchOptions& o) {
   j["tokens_per_s"] = double(o.batch * o.seq) / (med / 1000.0);
   j["final_loss"] = loss_value;
   j["peak_rss_mb"] = peak_rss_mb();
-  if (!o.device.is_cpu())
-    j["peak_device_mb"] = double(backend.peak_allocated_bytes(o.device.index)) / (1 << 20);
+  // Live tensor bytes at their peak (host memory on the CPU, device memory on a GPU).
+  j[o.device.is_cpu() ? "peak_tensor_mb" : "peak_device_mb"] =
+      double(backend.peak_allocated_bytes(o.device.index)) / (1 << 20);
   return j.dump();
 }
 

@@ -11,6 +11,7 @@
 #include "config/ConfigLoader.h"
 #include "core/autograd/Autocast.h"
 #include "core/util/Logging.h"
+#include "core/util/Memory.h"
 #include "io/HfConvert.h"
 #include "models/RewardModel.h"
 #include "parallel/ProcessGroups.h"
@@ -49,6 +50,9 @@ models::GPTConfig StageContext::model_config() const { return gpt_config_from(cf
 
 namespace {
 
+// A reward model's head: a language-model checkpoint has none, so it starts fresh.
+bool is_head(const std::string& name) { return name.rfind("value_head.", 0) == 0; }
+
 // The Hugging Face GPT-2 directory `dir` as logical tensors, checked against `want`.
 std::map<std::string, Tensor> hf_weights(const std::string& dir, const RunConfig& cfg,
                                          const models::GPTConfig& want) {
@@ -74,7 +78,7 @@ std::map<std::string, Tensor> hf_weights(const std::string& dir, const RunConfig
 void StageContext::load_weights(const std::string& source, models::GPT& model) const {
   std::vector<std::string> optional;  // a reward head the source lacks keeps its initial values
   for (const auto& [name, p] : model.named_parameters())
-    if (name.rfind("value_head.", 0) == 0) optional.push_back(name);
+    if (is_head(name)) optional.push_back(name);
   if (source.rfind("hf:", 0) == 0) {
     load_pieces(model, hf_weights(source.substr(3), cfg_, model.config()), source.substr(3),
                 optional);
@@ -89,8 +93,16 @@ std::unique_ptr<models::GPT> StageContext::make_model(const models::GPTConfig& c
   std::unique_ptr<models::GPT> m =
       reward ? std::make_unique<models::RewardModel>(config, layout, DType::F32, device_)
              : std::make_unique<models::GPT>(config, layout, DType::F32, device_);
-  m->init_weights(cfg_.seed());
-  if (!source.empty()) load_weights(source, *m);
+  if (source.empty()) {
+    m->init_weights(cfg_.seed());
+  } else {  // only what the source may lack (a reward head) is drawn; the rest is loaded
+    m->set_dropout_seed(cfg_.seed());
+    m->init_parameters(cfg_.seed(), [](const std::string& name) { return is_head(name); });
+    load_weights(source, *m);
+  }
+  m->set_recompute(cfg_.recompute() == RunConfig::FULL        ? models::Recompute::Full
+                   : cfg_.recompute() == RunConfig::SELECTIVE ? models::Recompute::Selective
+                                                              : models::Recompute::None);
   return m;
 }
 
@@ -322,6 +334,9 @@ TrainSummary Trainer::run() {
     progress.finish();
   }
   s.last_step = step_;
+  Tensor rss = Tensor::zeros({grid_->world().size()}, DType::F64);
+  grid_->world().all_gather(rss, Tensor::full({1}, peak_rss_mb(), DType::F64));
+  s.peak_rss_mb = rss.to_vector<double>();
   return s;
 }
 

@@ -36,6 +36,7 @@ struct TrainSummary {
   std::vector<double> losses;        // per step run by this process
   double first_val_loss = 0.0, last_val_loss = 0.0;  // NaN when never evaluated
   std::string last_checkpoint;
+  std::vector<double> peak_rss_mb;  // every rank's peak resident set size, in global rank order
 };
 
 models::GPTConfig gpt_config_from(const config::RunConfig& cfg);

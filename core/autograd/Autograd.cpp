@@ -46,6 +46,7 @@ Tensor Ctx::saved(size_t i) const {
 
 AccumulateGrad::AccumulateGrad(const Tensor& leaf) : leaf_(leaf.impl_ptr()) {
   outputs.push_back(OutputMeta{leaf.shape(), leaf.dtype(), leaf.device()});
+  eager = true;
 }
 
 std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {

@@ -12,8 +12,10 @@
 namespace loom::autograd {
 
 namespace {
+// Priority of ready nodes: eager ones (gradient accumulators) first, then later-created first.
 struct LaterFirst {
   bool operator()(const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b) const {
+    if (a->eager != b->eager) return b->eager;
     return a->sequence_nr < b->sequence_nr;
   }
 };
@@ -25,9 +27,18 @@ void accumulate(std::vector<Tensor>& buf, uint32_t slot, const Node& target, Ten
                        shape_str(g.shape()));
   if (!buf[slot].defined()) {
     buf[slot] = std::move(g);
+    return;
+  }
+  Tensor& b = buf[slot];
+  Tensor add_me = g.dtype() == b.dtype() ? g : g.to(b.dtype());
+  // In place when nobody else can see the buffer (it is its storage's only view): no third
+  // gradient-sized tensor. Otherwise out of place: b may alias a gradient another edge received.
+  const bool sole = b.impl_ptr().use_count() == 1 && b.storage().use_count() == 1 &&
+                    b.is_contiguous() && b.shape() == add_me.shape();
+  if (sole) {
+    b.add_(add_me);
   } else {
-    // Out of place (one pass, no clone): buf[slot] may alias a gradient another edge received.
-    buf[slot] = add(buf[slot], g.dtype() == buf[slot].dtype() ? g : g.to(buf[slot].dtype()));
+    b = add(b, add_me);
   }
 }
 }  // namespace

@@ -1,6 +1,8 @@
 // The backward engine: counts dependencies from the roots, then runs nodes whose inputs are all
-// ready, later-created nodes first (so parameter gradients of the last layers become final early,
-// which lets the data-parallel reducer overlap communication with the rest of backward).
+// ready: a parameter's gradient accumulator as soon as it is ready (its buffer never waits for the
+// rest of backward), otherwise later-created nodes first (so parameter gradients of the last
+// layers become final early, which lets the data-parallel reducer overlap communication with the
+// rest of backward).
 #pragma once
 
 #include <vector>

@@ -68,6 +68,9 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<OutputMeta> outputs;
   uint64_t sequence_nr;  // creation order; the engine runs later nodes first
   bool released = false;
+  // Runs as soon as it is ready, before any other ready node (AccumulateGrad: a parameter's
+  // gradient buffer is freed into .grad at once instead of waiting for the rest of backward).
+  bool eager = false;
 };
 
 // The sink node of a leaf tensor: adds the incoming gradient to leaf.grad, then runs the leaf's

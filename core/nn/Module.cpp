@@ -132,8 +132,10 @@ int64_t Module::num_parameters() const {
   return n;
 }
 
-void Module::init_parameters(uint64_t seed) {
-  for (const Parameter& p : parameter_list()) init_piece(p.tensor, p.name, p.meta, seed);
+void Module::init_parameters(uint64_t seed,
+                             const std::function<bool(const std::string& name)>& which) {
+  for (const Parameter& p : parameter_list())
+    if (!which || which(p.name)) init_piece(p.tensor, p.name, p.meta, seed);
 }
 
 void Module::train(bool on) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -63,8 +64,10 @@ class Module {
   Tensor parameter(const std::string& name) const;
   int64_t num_parameters() const;  // elements of the pieces this rank holds
 
-  // Draws every parameter's piece by its ParamMeta (see the file comment). No autograd.
-  void init_parameters(uint64_t seed);
+  // Draws every parameter's piece by its ParamMeta (see the file comment), or only those whose
+  // name `which` accepts. No autograd.
+  void init_parameters(uint64_t seed,
+                       const std::function<bool(const std::string& name)>& which = {});
 
   // Training mode (dropout on) for this module and all children.
   void train(bool on = true);

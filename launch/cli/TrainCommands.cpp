@@ -2,6 +2,7 @@
 // validation, all before any work), then train or print the resolved plan. Started by mpirun or
 // srun (see parallel/data/DistributedRuntime.h), `loom train` initialises MPI and trains data
 // parallel over all ranks; a rank that fails prints its error and aborts the whole job.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -53,6 +54,13 @@ int train_with(const Verb& a, std::shared_ptr<Communicator> world) {
   if (!std::isnan(s.last_val_loss))
     std::printf(", val loss %.4f -> %.4f", s.first_val_loss, s.last_val_loss);
   std::printf("\nloom train: checkpoint %s\n", s.last_checkpoint.c_str());
+  double max_rss = 0.0, sum_rss = 0.0;
+  for (double mb : s.peak_rss_mb) {
+    max_rss = std::max(max_rss, mb);
+    sum_rss += mb;
+  }
+  std::printf("loom train: peak RSS %.0f MiB on the largest rank, %.0f MiB over %zu rank(s)\n",
+              max_rss, sum_rss, s.peak_rss_mb.size());
   return 0;
 }
 

@@ -6,8 +6,10 @@
 
 #include "core/autograd/GradMode.h"
 #include "core/autograd/Node.h"
+#include "core/autograd/Recompute.h"
 #include "core/backend/Backend.h"
 #include "core/ops/Elementwise.h"
+#include "core/ops/Linear.h"
 #include "core/ops/Reduction.h"
 #include "core/tensor/Tensor.h"
 
@@ -135,6 +137,61 @@ TEST(AutogradTest, ViewsPropagateGradientsToTheirBase) {
   Tensor z = Tensor::from_vector<double>({1, 2, 3}, {3}).set_requires_grad(true);
   sum(z.expand({4, 3}) * 1.0).backward();
   EXPECT_EQ(z.grad().to_vector<double>(), (std::vector<double>{4, 4, 4}));
+}
+
+// recompute(fn, inputs): the same value and the same gradients (inputs and the parameters fn
+// uses, bitwise: x and w are each used twice, and a sum of two terms is exact in either order), fn's intermediates are not kept between forward and backward (only what the
+// outer graph saves), parameter hooks fire, and without grad mode it is simply fn.
+TEST(AutogradTest, RecomputeGivesTheSameGradientsAndKeepsOnlyItsInputs) {
+  Tensor w = Tensor::from_vector<double>({0.5, -1.5, 2.0}, {3}).set_requires_grad(true);
+  Tensor w2 = w.detach().clone().set_requires_grad(true);
+  auto fn = [](const Tensor& x, const Tensor& p) { return tanh(exp(x * p) * p + x); };
+  Tensor x1 = leaf({0.1, 0.2, 0.3}), x2 = leaf({0.1, 0.2, 0.3});
+  int hooks = 0;
+  const int id = w2.register_post_accumulate_grad_hook([&](const Tensor&) { ++hooks; });
+  Tensor plain = sum(fn(x1, w));
+  Tensor redone =
+      sum(autograd::recompute([&](const std::vector<Tensor>& in) { return fn(in[0], w2); }, {x2}));
+  EXPECT_EQ(plain.item(), redone.item());
+  plain.backward();
+  redone.backward();
+  EXPECT_EQ(x1.grad().to_vector<double>(), x2.grad().to_vector<double>());
+  EXPECT_EQ(w.grad().to_vector<double>(), w2.grad().to_vector<double>());
+  EXPECT_EQ(hooks, 1);
+  w2.remove_hook(id);
+
+  // Memory: between forward and backward only the input (already alive) is held by fn's node.
+  Tensor big = Tensor::ones({4096}, DType::F64).set_requires_grad(true);
+  const size_t baseline = cpu_backend().allocated_bytes(0);
+  Tensor y = autograd::recompute(
+      [](const std::vector<Tensor>& in) { return exp(exp(exp(in[0]) * 0.5) * 0.5); }, {big});
+  // y itself (32 KiB) and nothing else: the three exp outputs were not saved.
+  EXPECT_EQ(cpu_backend().allocated_bytes(0), baseline + 4096 * 8);
+  sum(y).backward();
+  EXPECT_TRUE(big.grad().defined());
+  {
+    NoGradGuard g;
+    Tensor z = autograd::recompute([](const std::vector<Tensor>& in) { return in[0] * 2.0; }, {big});
+    EXPECT_FALSE(z.requires_grad());
+  }
+}
+
+// A parameter's accumulator runs as soon as its gradient is complete: in a second (accumulating)
+// backward through a chain of three layers, each layer's weight gradient is added into .grad and
+// freed before the next layer's is made, so the backward's peak holds one transient weight
+// gradient, not three.
+TEST(AutogradTest, AccumulatorsRunEagerlySoGradientBuffersDoNotPileUp) {
+  const int64_t n = 512;  // 1 MiB f32 weights
+  std::vector<Tensor> w;
+  for (int i = 0; i < 3; ++i) w.push_back(Tensor::full({n, n}, 0.001).set_requires_grad(true));
+  Tensor x = Tensor::ones({4, n});
+  auto loss = [&] { return sum(matmul(matmul(matmul(x, w[0]), w[1]), w[2])); };
+  loss().backward();  // first backward: .grad takes the buffers
+  const size_t weight = size_t(n * n) * sizeof(float);
+  cpu_backend().reset_peak(0);
+  const size_t before = cpu_backend().allocated_bytes(0);
+  loss().backward();  // second: each buffer is added into .grad and freed right away
+  EXPECT_LT(cpu_backend().peak_allocated_bytes(0), before + 2 * weight);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The CPU allocator's block cache: a freed large block is reused by the next request of its size
-// class, live-byte accounting ignores the cache, release_cached() empties it, and small blocks are
-// never cached.
+// class, live-byte accounting ignores the cache, release_cached() empties it, small blocks are
+// never cached, and live + cached bytes never exceed the most ever live at once (the cache fills
+// the gap below the process's peak working set, never adds to it).
 #include <gtest/gtest.h>
 
 #include "core/backend/cpu/CpuBackend.h"
@@ -50,6 +51,24 @@ TEST(CpuAllocatorTest, TensorsReuseCachedMemoryWithCorrectContents) {
   EXPECT_EQ(be.cached_bytes(), 0u);
   const float* d = z.data<float>();
   for (int64_t i = 0; i < z.numel(); i += 4099) EXPECT_EQ(d[i], 0.0f);
+}
+
+TEST(CpuAllocatorTest, CacheNeverRaisesTheWorkingSetAboveThePeakLive) {
+  CpuBackend& be = the_cpu_backend();
+  be.release_cached();
+  const size_t base = be.allocated_bytes(0);
+  const size_t big = size_t(48) << 20, other = size_t(20) << 20;  // distinct size classes
+  void* a = be.allocate(big, 0);
+  be.deallocate(a, big, 0);  // cached: live + cached stays at the peak so far
+  const size_t cached = be.cached_bytes();
+  EXPECT_GE(cached, big);
+  // A request of another class while `big` is cached: the cache gives up enough of itself that
+  // live + cached + the new block stays under the peak (here: everything; the peak was `big`).
+  void* b = be.allocate(other, 0);
+  EXPECT_LE(be.allocated_bytes(0) + be.cached_bytes(), base + cached + (size_t(1) << 20));
+  EXPECT_LT(be.cached_bytes(), cached);
+  be.deallocate(b, other, 0);
+  be.release_cached();
 }
 
 }  // namespace

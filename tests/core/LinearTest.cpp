@@ -1,13 +1,15 @@
-// GEMM kernel vs its reference, and matmul / bmm / linear: gradcheck in f64 on contiguous,
-// transposed-view and broadcast inputs (TESTPLAN U2), fast-vs-reference, and forward/backward
-// vs PyTorch goldens (tests/golden/gen_linear_attention.py, TESTPLAN U1).
+// GEMM kernel vs its reference, and matmul / bmm / linear / gelu_linear: gradcheck in f64 on
+// contiguous, transposed-view and broadcast inputs (TESTPLAN U2), fast-vs-reference, and
+// forward/backward vs PyTorch goldens (tests/golden/gen_linear_attention.py, TESTPLAN U1).
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "core/backend/cpu/CpuBackend.h"
 #include "core/backend/cpu/ref/GemmRef.h"
+#include "core/ops/Elementwise.h"
 #include "core/ops/Linear.h"
+#include "core/ops/Reduction.h"
 #include "core/random/Generator.h"
 #include "tests/support/GradCheck.h"
 #include "tests/support/Golden.h"
@@ -200,6 +202,32 @@ void check_golden_linear(const std::string& dt_name, DType dt) {
 
 TEST(LinearTest, MatchesPyTorchF32) { check_golden_linear("f32", DType::F32); }
 TEST(LinearTest, MatchesPyTorchF64) { check_golden_linear("f64", DType::F64); }
+
+// gelu_linear keeps only its input for backward (gelu recomputed there): gradcheck in f64 (with
+// and without bias, a transposed input view) and bitwise equality with linear(gelu(a)) in f32.
+TEST(GeluLinearTest, GradcheckAndEqualsTheComposition) {
+  auto fb = [](const std::vector<Tensor>& in) { return gelu_linear(in[0], in[1], in[2]); };
+  auto fn = [](const std::vector<Tensor>& in) { return gelu_linear(in[0], in[1]); };
+  auto ft = [](const std::vector<Tensor>& in) { return gelu_linear(in[0].transpose(0, 1), in[1]); };
+  Tensor a = randn({2, 3, 4}, 1).set_requires_grad(), w = randn({5, 4}, 2).set_requires_grad();
+  Tensor b = randn({5}, 3).set_requires_grad();
+  EXPECT_TRUE(gradcheck(fb, {a, w, b}));
+  EXPECT_TRUE(gradcheck(fn, {a, w}));
+  EXPECT_TRUE(gradcheck(ft, {randn({3, 2, 4}, 4).set_requires_grad(), w}));
+
+  Tensor a32 = randn({2, 3, 4}, 5, DType::F32), w32 = randn({5, 4}, 6, DType::F32);
+  Tensor b32 = randn({5}, 7, DType::F32), up = randn({2, 3, 5}, 8, DType::F32);
+  std::vector<Tensor> x = {a32.clone().set_requires_grad(true), w32.clone().set_requires_grad(true),
+                           b32.clone().set_requires_grad(true)};
+  std::vector<Tensor> y = {a32.clone().set_requires_grad(true), w32.clone().set_requires_grad(true),
+                           b32.clone().set_requires_grad(true)};
+  Tensor fused = gelu_linear(x[0], x[1], x[2]), plain = linear(gelu(y[0]), y[1], y[2]);
+  EXPECT_EQ(fused.to_vector<float>(), plain.to_vector<float>());
+  sum(fused * up).backward();
+  sum(plain * up).backward();
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_EQ(x[i].grad().to_vector<float>(), y[i].grad().to_vector<float>()) << "input " << i;
+}
 
 }  // namespace
 }  // namespace loom

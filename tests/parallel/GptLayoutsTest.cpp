@@ -6,7 +6,7 @@
 // (each logical element counted once: the owner flags) and run_pipeline_eval match the single
 // process accumulating the same micro-batches (also without biases). Also keyed dropout: masks
 // independent of the stage split and the schedule, equal to the single process's outside TP
-// regions.
+// regions; activation recomputation bitwise equal to none under TP x PP.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -244,11 +244,13 @@ struct DropoutRun {
 
 void keyed_dropout_rank(std::shared_ptr<Communicator> w, int pp, ScheduleKind kind, int64_t step,
                         const models::GPTConfig& cfg, const std::vector<MicroBatch>& mbs,
-                        DropoutRun& out, std::mutex& mu) {
+                        DropoutRun& out, std::mutex& mu,
+                        models::Recompute recompute = models::Recompute::None) {
   ProcessGrid grid(w, 2, pp, 1);
   models::GPT m(cfg, {&grid.tp_group(), &grid.pp_group()}, DType::F64);
   m.init_weights(kSeed);
   m.set_step(step);
+  m.set_recompute(recompute);
   PipelineP2P p2p(grid.pp_group(), m.activation_shape(test::kMicroBatch, test::kSeqLen),
                   DType::F64);
   PipelineResult r = run_pipeline(kind, m, p2p, mbs);
@@ -281,6 +283,17 @@ TEST(GptLayoutsTest, KeyedDropoutIsIndependentOfStagesAndSchedule) {
   ASSERT_EQ(gpipe.tp0_grads.size(), one.tp0_grads.size());
   for (const auto& [name, g] : one.tp0_grads)
     EXPECT_LE(rel_frob(gpipe.tp0_grads.at(name), g), tp_tolerance(DType::F64)) << name;
+
+  // Activation recomputation under TP=2 x PP=2 with dropout: bitwise the run without it.
+  for (models::Recompute mode : {models::Recompute::Selective, models::Recompute::Full}) {
+    DropoutRun redone;
+    run_world(4, [&](auto w) {
+      keyed_dropout_rank(w, 2, ScheduleKind::OneFOneB, 3, cfg, mbs, redone, mu, mode);
+    });
+    EXPECT_EQ(redone.loss, onef.loss);
+    for (const auto& [name, g] : onef.tp0_grads)
+      EXPECT_EQ(redone.tp0_grads.at(name).to_vector<double>(), g.to_vector<double>()) << name;
+  }
 }
 
 }  // namespace

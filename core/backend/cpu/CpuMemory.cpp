@@ -1,10 +1,15 @@
 // CPU memory: 64-byte aligned allocations with live/peak byte counters and an optional cap. Freed
-// blocks of 64 KiB and more are cached by size class and reused (bounded to 1/8 of physical
-// memory), so steady-state training steps do not page-fault fresh memory in every step.
-// allocated_bytes() counts live tensor bytes only, never the cache.
+// blocks of 64 KiB and more are cached by size class and reused, so steady-state training steps do
+// not page-fault fresh memory in every step. The cache never holds more than the high-water mark
+// of live bytes leaves room for (live + cached <= the most ever live at once): caching keeps the
+// process at its peak working set instead of adding to it. Large blocks are mapped from the kernel
+// directly and unmapped when not cached, so malloc's heap never fragments around them and freed
+// memory leaves the process. allocated_bytes() counts live tensor bytes only, never the cache.
 #include <omp.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -35,16 +40,24 @@ size_t size_class(size_t nbytes) {
   return (rounded + step - 1) / step * step;
 }
 
-// Freed blocks bigger than kCacheMinBytes, by size class, up to `cap` bytes in all.
+// Freed blocks bigger than kCacheMinBytes, by size class. `live` arguments are the live bytes
+// at the call; high_water is the most live bytes ever (the cache fills only the gap below it).
+// Large blocks (cls >= kCacheMinBytes: page-aligned, whole pages) come from mmap.
+void* map_block(size_t cls) {
+  void* p = ::mmap(nullptr, cls, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+void unmap_block(void* p, size_t cls) { ::munmap(p, cls); }
+
 struct BlockCache {
   std::mutex mu;
   std::unordered_map<size_t, std::vector<void*>> free_blocks;
   size_t cached = 0;
-  size_t cap = 0;
+  size_t high_water = 0;
 
-  BlockCache() {
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    cap = pages > 0 && page > 0 ? size_t(pages) * size_t(page) / 8 : size_t(1) << 30;
+  void note_live(size_t live) {
+    std::lock_guard<std::mutex> lock(mu);
+    high_water = std::max(high_water, live);
   }
   void* take(size_t cls) {
     std::lock_guard<std::mutex> lock(mu);
@@ -55,17 +68,31 @@ struct BlockCache {
     cached -= cls;
     return p;
   }
-  bool put(void* p, size_t cls) {
+  bool put(void* p, size_t cls, size_t live) {
     std::lock_guard<std::mutex> lock(mu);
-    if (cached + cls > cap) return false;
+    if (live + cached + cls > high_water) return false;
     free_blocks[cls].push_back(p);
     cached += cls;
     return true;
   }
+  // Frees cached blocks (largest classes first) until live + cached + want fits under the
+  // high-water mark: a new block is about to be allocated.
+  void make_room(size_t want, size_t live) {
+    std::lock_guard<std::mutex> lock(mu);
+    while (cached > 0 && live + cached + want > high_water) {
+      auto largest = free_blocks.end();
+      for (auto it = free_blocks.begin(); it != free_blocks.end(); ++it)
+        if (!it->second.empty() && (largest == free_blocks.end() || it->first > largest->first))
+          largest = it;
+      unmap_block(largest->second.back(), largest->first);
+      largest->second.pop_back();
+      cached -= largest->first;
+    }
+  }
   void release() {
     std::lock_guard<std::mutex> lock(mu);
     for (auto& [cls, blocks] : free_blocks)
-      for (void* p : blocks) std::free(p);
+      for (void* p : blocks) unmap_block(p, cls);
     free_blocks.clear();
     cached = 0;
   }
@@ -77,10 +104,18 @@ BlockCache& block_cache() {
 }
 
 void* fresh_block(size_t cls) {
-  void* p = std::aligned_alloc(64, cls);
-  if (p || cls < kCacheMinBytes) return p;
+  if (cls < kCacheMinBytes) return std::aligned_alloc(64, cls);
+  void* p = map_block(cls);
+  if (p) return p;
   block_cache().release();  // give cached blocks back and try once more
-  return std::aligned_alloc(64, cls);
+  return map_block(cls);
+}
+
+void free_block(void* p, size_t cls) {
+  if (cls < kCacheMinBytes)
+    std::free(p);
+  else
+    unmap_block(p, cls);
 }
 
 }  // namespace
@@ -95,6 +130,7 @@ void* CpuBackend::allocate(size_t nbytes, int) {
   }
   const size_t cls = size_class(nbytes);
   void* p = cls >= kCacheMinBytes ? block_cache().take(cls) : nullptr;
+  if (!p && cls >= kCacheMinBytes) block_cache().make_room(cls, now);
   if (!p) p = fresh_block(cls);
   if (!p) {
     throw OutOfMemoryError(detail::str_cat("cpu allocator: out of memory: requested ", nbytes,
@@ -103,13 +139,14 @@ void* CpuBackend::allocate(size_t nbytes, int) {
   size_t cur = allocated_.fetch_add(nbytes) + nbytes;
   size_t peak = peak_.load();
   while (cur > peak && !peak_.compare_exchange_weak(peak, cur)) {}
+  if (cls >= kCacheMinBytes) block_cache().note_live(cur);
   return p;
 }
 
 void CpuBackend::deallocate(void* ptr, size_t nbytes, int) {
   const size_t cls = size_class(nbytes);
-  if (cls < kCacheMinBytes || !block_cache().put(ptr, cls)) std::free(ptr);
-  allocated_.fetch_sub(nbytes);
+  const size_t live = allocated_.fetch_sub(nbytes) - nbytes;
+  if (cls < kCacheMinBytes || !block_cache().put(ptr, cls, live)) free_block(ptr, cls);
 }
 
 size_t CpuBackend::cached_bytes() const {
