@@ -176,22 +176,26 @@ TEST(AutogradTest, RecomputeGivesTheSameGradientsAndKeepsOnlyItsInputs) {
   }
 }
 
-// A parameter's accumulator runs as soon as its gradient is complete: in a second (accumulating)
-// backward through a chain of three layers, each layer's weight gradient is added into .grad and
-// freed before the next layer's is made, so the backward's peak holds one transient weight
-// gradient, not three.
+// A parameter's accumulator runs as soon as its gradient is complete. With two graphs of the same
+// parameters alive at once (pipeline schedules: forward of micro-batch 1 before the backward of
+// micro-batch 0), both share the accumulators made by the first, which are older than every node
+// of the second graph; ordered by age alone they would all wait for the end of the second
+// backward, holding one transient weight gradient per layer. Run eagerly, each is added into
+// .grad and freed before the next layer's is made.
 TEST(AutogradTest, AccumulatorsRunEagerlySoGradientBuffersDoNotPileUp) {
   const int64_t n = 512;  // 1 MiB f32 weights
   std::vector<Tensor> w;
   for (int i = 0; i < 3; ++i) w.push_back(Tensor::full({n, n}, 0.001).set_requires_grad(true));
   Tensor x = Tensor::ones({4, n});
   auto loss = [&] { return sum(matmul(matmul(matmul(x, w[0]), w[1]), w[2])); };
-  loss().backward();  // first backward: .grad takes the buffers
+  loss().backward();  // .grad takes the first buffers
+  Tensor first = loss(), second = loss();  // two live graphs sharing the accumulators
   const size_t weight = size_t(n * n) * sizeof(float);
   cpu_backend().reset_peak(0);
   const size_t before = cpu_backend().allocated_bytes(0);
-  loss().backward();  // second: each buffer is added into .grad and freed right away
+  second.backward();  // each buffer is added into .grad and freed right away
   EXPECT_LT(cpu_backend().peak_allocated_bytes(0), before + 2 * weight);
+  first.backward();
 }
 
 }  // namespace
