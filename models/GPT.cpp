@@ -316,8 +316,14 @@ Tensor GPT::lm_loss(const Tensor& h, const Tensor& targets, int64_t ignore_index
                  targets.size(1) == h.size(1),
              "GPT.loss: expected targets of shape (", h.size(0), ",", h.size(1), "), got ",
              targets.defined() ? shape_str(targets.shape()) : std::string("none"));
-  Tensor logits = head().logits(h);  // (B,T,V/tp)
   const int64_t N = targets.numel();
+  if (h.device().is_cpu() && (h.dtype() == DType::F32 || h.dtype() == DType::F64)) {
+    // Head and cross entropy fused: the (N, V/tp) logits are never materialised at once.
+    return tp::vocab_parallel_linear_cross_entropy(h.reshape({N, h.size(-1)}), head().weight(),
+                                                   targets.reshape({N}), part_, *tp_,
+                                                   ignore_index);
+  }
+  Tensor logits = head().logits(h);  // (B,T,V/tp)
   return tp::vocab_parallel_cross_entropy(logits.reshape({N, logits.size(-1)}),
                                           targets.reshape({N}), part_, *tp_, ignore_index);
 }

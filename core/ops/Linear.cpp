@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/autograd/Autocast.h"
+#include "core/autograd/GradMode.h"
 #include "core/autograd/Function.h"
 #include "core/backend/Backend.h"
 #include "core/ops/Elementwise.h"
@@ -317,6 +318,17 @@ Tensor gelu_linear(const Tensor& a, const Tensor& weight, const Tensor& bias) {
   LOOM_CHECK(a.defined() && weight.defined() && a.dim() >= 2, "gelu_linear: expected a (..., M, in)");
   return autograd::apply<GeluLinearFn>(autograd::autocast_lower(a), autograd::autocast_lower(weight),
                                        autograd::autocast_lower(bias));
+}
+
+void addmm_(const Tensor& out, const Tensor& a, const Tensor& b) {
+  LOOM_CHECK(out.defined() && a.defined() && b.defined() && out.dim() == 2 && a.dim() == 2 &&
+                 b.dim() == 2 && out.size(0) == a.size(0) && a.size(1) == b.size(0) &&
+                 out.size(1) == b.size(1) && out.is_contiguous() && out.dtype() == a.dtype() &&
+                 a.dtype() == b.dtype(),
+             "addmm_: expected out (M,N) contiguous += a (M,K) @ b (K,N) of one dtype");
+  NoGradGuard g;
+  matmul_into(out, a, b, 1.0);
+  out.bump_version();
 }
 
 }  // namespace loom

@@ -12,6 +12,9 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor bmm(const Tensor& a, const Tensor& b);  // exactly (B,M,K) @ (B,K,N)
 // y = x @ w^T + b; bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// out += a (M,K) @ b (K,N) in place, out (M,N) contiguous; a and b may be transposed views (passed
+// to the GEMM as transposes). No autograd: a kernel call for fused ops' own gradients.
+void addmm_(const Tensor& out, const Tensor& a, const Tensor& b);
 // linear(gelu(a), weight, bias), keeping only a for backward: gelu(a) is recomputed there instead
 // of being stored (selective activation recomputation of an MLP's activation). Same values and
 // gradients as the composition.

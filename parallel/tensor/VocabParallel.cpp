@@ -129,6 +129,72 @@ struct FusedVocabParallelCrossEntropyFn {
   }
 };
 
+// vocab_parallel_linear_cross_entropy: one chunk of rows at a time, logits (n, Vl) -> loss and
+// the unit-upstream gradients; dh and dw are saved and scaled by the upstream gradient in backward.
+struct LinearCrossEntropyFn {
+  static constexpr const char* kName = "LinearCrossEntropyBackward";
+  // h (N, C), w (Vl, C), targets (N) -> scalar loss
+  static Tensor forward(autograd::Ctx& ctx, const Tensor& h, const Tensor& w,
+                        const Tensor& targets, const VocabPartition& part, Communicator& tp,
+                        int64_t ignore_index, Reduction reduction) {
+    const int64_t N = h.size(0), C = h.size(1), Vl = w.size(0);
+    const int64_t real = std::clamp<int64_t>(part.vocab_size - part.start, 0, Vl);
+    std::vector<int64_t> col;
+    int64_t count = 0;
+    for (int64_t t : targets.to_vector<int64_t>()) {
+      col.push_back(t == ignore_index                 ? cpu::kTargetIgnored
+                    : t >= part.start && t < part.end ? t - part.start
+                                                      : cpu::kTargetElsewhere);
+      count += t != ignore_index;
+    }
+    const double scale = reduction == Reduction::Mean ? (count > 0 ? 1.0 / double(count) : 0.0) : 1.0;
+    const bool grads = ctx.needs_grad(0) || ctx.needs_grad(1);
+    Tensor dh = grads ? Tensor::empty({N, C}, h.dtype()) : Tensor();
+    Tensor dw = grads ? Tensor::zeros({Vl, C}, w.dtype()) : Tensor();
+    // Rows per chunk: about 8M logits (32 MiB in f32) at a time.
+    const int64_t chunk = std::clamp<int64_t>((int64_t(1) << 23) / std::max<int64_t>(Vl, 1), 1, N);
+    double total = 0.0;
+    for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+      const int64_t n = std::min(chunk, N - r0);
+      const Tensor hc = h.narrow(0, r0, n);
+      const Tensor x = linear(hc, w);  // (n, Vl)
+      const std::vector<int64_t> cc(col.begin() + r0, col.begin() + r0 + n);
+      Tensor m = Tensor::empty({n}, x.dtype()), s = Tensor::empty({n}, x.dtype());
+      Tensor tl = Tensor::empty({n}, x.dtype());
+      cpu::row_max(m, x, real);
+      tp.all_reduce(m, ReduceOp::Max);
+      cpu::row_sum_exp_and_pick(s, tl, x, m, cc, real);
+      tp.all_reduce(s);
+      tp.all_reduce(tl);
+      const Tensor lse = m + log(s);  // (n)
+      const std::vector<double> l = lse.to_vector<double>(), t = tl.to_vector<double>();
+      for (int64_t i = 0; i < n; ++i)
+        if (cc[size_t(i)] != cpu::kTargetIgnored) total += l[size_t(i)] - t[size_t(i)];
+      if (!grads) continue;
+      Tensor dx = Tensor::empty({n, Vl}, x.dtype());
+      cpu::softmax_minus_onehot(dx, x, lse, Tensor::full({n}, scale, x.dtype()), cc, real);
+      dh.narrow(0, r0, n).copy_(matmul(dx, w));  // (n, C): this rank's columns' part
+      addmm_(dw, dx.t(), hc);                     // (Vl, C)
+    }
+    if (grads) ctx.save(dh, dw);
+    return Tensor::scalar(total * scale, h.dtype());
+  }
+  // NB: consumes the saved gradients (scaled in place, then handed on without a copy), so a second
+  // backward through the node (retain_graph) is an error.
+  static std::vector<Tensor> backward(autograd::Ctx& ctx, std::vector<Tensor> g) {
+    LOOM_CHECK(ctx.num_saved() == 2, "vocab_parallel_linear_cross_entropy: expected one backward ",
+               "through the fused LM head, got a second (retain_graph is not supported here)");
+    const double up = g[0].item();
+    Tensor dh = ctx.saved(0), dw = ctx.saved(1);
+    ctx.release();
+    if (up != 1.0) {
+      dh.mul_(up);
+      dw.mul_(up);
+    }
+    return {dh, dw, Tensor()};
+  }
+};
+
 }  // namespace
 
 int64_t padded_vocab_size(int64_t vocab_size, int tp, int64_t pad_multiple) {
@@ -232,5 +298,24 @@ Tensor vocab_parallel_cross_entropy_composed(const Tensor& logits_local, const T
                                            /*fused=*/false);
 }
 }  // namespace detail
+
+Tensor vocab_parallel_linear_cross_entropy(const Tensor& h, const Tensor& weight,
+                                           const Tensor& targets, const VocabPartition& part,
+                                           Communicator& tp, int64_t ignore_index,
+                                           Reduction reduction) {
+  LOOM_CHECK(h.dim() == 2 && weight.dim() == 2 && h.size(1) == weight.size(1) &&
+                 weight.size(0) == part.local_size() && targets.dim() == 1 &&
+                 targets.size(0) == h.size(0),
+             "vocab_parallel_linear_cross_entropy: expected h (N, C), weight (", part.local_size(),
+             ", C) and targets (N), got ", h.shape(), ", ", weight.shape(), " and ",
+             targets.shape());
+  LOOM_CHECK(reduction != Reduction::None && h.device().is_cpu() &&
+                 (h.dtype() == DType::F32 || h.dtype() == DType::F64) && h.dtype() == weight.dtype(),
+             "vocab_parallel_linear_cross_entropy: expected a Mean or Sum reduction over f32 / f64 ",
+             "CPU tensors, got ", dtype_name(h.dtype()));
+  check_ids("vocab_parallel_linear_cross_entropy", targets, part.vocab_size, ignore_index);
+  return autograd::apply<LinearCrossEntropyFn>(copy_to_tp(h, tp).contiguous(), weight.contiguous(),
+                                               targets, part, tp, ignore_index, reduction);
+}
 
 }  // namespace loom::tp

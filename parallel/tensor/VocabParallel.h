@@ -66,6 +66,18 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_local, const Tensor& ta
                                     int64_t ignore_index = -100,
                                     Reduction reduction = Reduction::Mean);
 
+// The LM head and its cross entropy in one: mean (or sum) over the non-ignored rows of the cross
+// entropy of h (N, C) @ weight^T (this rank's vocabulary rows (part.local_size(), C)) against
+// targets (N), computed in chunks of rows so the (N, V/tp) logits never exist at once. The
+// gradients for a unit upstream gradient (dh (N, C), dweight) are computed in the same pass and
+// scaled in backward, so nothing is recomputed. Equal to
+// vocab_parallel_cross_entropy(linear(copy_to_tp(h), weight)) up to summation order. Contiguous
+// f32 / f64 CPU tensors (the fused row kernels); Reduction Mean or Sum.
+Tensor vocab_parallel_linear_cross_entropy(const Tensor& h, const Tensor& weight,
+                                           const Tensor& targets, const VocabPartition& part,
+                                           Communicator& tp, int64_t ignore_index = -100,
+                                           Reduction reduction = Reduction::Mean);
+
 namespace detail {
 // The op-composed implementation (any device, any float dtype the ops support). The public
 // function uses fused row kernels for contiguous f32/f64 CPU logits and is tested against this.

@@ -186,6 +186,32 @@ inline void check_vocab_parallel_cross_entropy(Communicator& c, DType dt, int64_
   }
 }
 
+// The fused LM head + cross entropy (vocab_parallel_linear_cross_entropy) vs cross_entropy of
+// linear(h, W) over the real vocabulary: loss, dh and this rank's rows of dW, with ignored rows and
+// a padded vocabulary, Mean and Sum, and an upstream gradient != 1 (the loss scaled afterwards).
+// A chunk holds about 8M logits: N * V beyond that spans several chunks.
+inline void check_linear_cross_entropy(Communicator& c, DType dt, int64_t vocab, int64_t N,
+                                       Reduction reduction) {
+  const int r = c.rank(), n = c.size();
+  tp::VocabPartition part = tp::VocabPartition::make(vocab, n, r);
+  const int64_t C = 8;
+  Generator gen(21);
+  Tensor h0 = Tensor::randn({N, C}, gen, dt), w0 = Tensor::randn({vocab, C}, gen, dt);
+  std::vector<int64_t> t;
+  for (int64_t i = 0; i < N; ++i) t.push_back(i % 7 == 3 ? -100 : (i * 13 + 5) % vocab);
+  Tensor targets = Tensor::from_vector(t, {N});
+  Tensor hr = leaf(h0), wr = leaf(w0);
+  Tensor ref = cross_entropy(linear(hr, wr), targets, -100, reduction);
+  (ref * 1.7).backward();
+
+  Tensor h = leaf(h0), w = leaf(padded_rows(w0, part));
+  Tensor loss = tp::vocab_parallel_linear_cross_entropy(h, w, targets, part, c, -100, reduction);
+  LOOM_EXPECT_REL(loss, ref, dt);
+  (loss * 1.7).backward();
+  LOOM_EXPECT_REL(h.grad(), hr.grad(), dt);
+  LOOM_EXPECT_REL(w.grad(), padded_rows(wr.grad(), part), dt);
+}
+
 // Tied embedding + LM head + loss, the ends of a TP GPT: wte.forward(ids), a nonlinearity, then
 // wte.logits(h) into the vocab-parallel cross entropy. The embedding weight's gradient gets both
 // the lookup and the head contributions; padded rows get none.

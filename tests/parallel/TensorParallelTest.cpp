@@ -172,6 +172,17 @@ TEST(TensorParallelTest, VocabParallelCrossEntropyBackwardMatchesFiniteDifferenc
       opts());
 }
 
+TEST(TensorParallelTest, FusedLinearCrossEntropyMatchesTP1) {
+  for_tp_and_dtype([](Communicator& c, DType dt) {
+    test::check_linear_cross_entropy(c, dt, 11, 30, Reduction::Mean);  // padded vocabulary
+    test::check_linear_cross_entropy(c, dt, 16, 30, Reduction::Sum);
+  });
+  // Several chunks: 1200 rows x 16384 columns is over 2 chunks of about 8M logits.
+  for_tp_and_dtype([](Communicator& c, DType dt) {
+    if (dt == DType::F64) test::check_linear_cross_entropy(c, dt, 16384, 1200, Reduction::Mean);
+  });
+}
+
 TEST(TensorParallelTest, TiedEmbeddingHeadAndLossMatchTP1) {
   for_tp_and_dtype([](Communicator& c, DType dt) {
     test::check_tied_embedding_head_loss(c, dt, 11);  // padded

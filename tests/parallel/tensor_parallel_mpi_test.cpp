@@ -30,6 +30,7 @@ void run_all_cases(Communicator& tp) {
     test::check_vocab_parallel_cross_entropy(tp, dt, 11, Reduction::Mean);
     test::check_vocab_parallel_cross_entropy(tp, dt, 11, Reduction::None);
     test::check_vocab_parallel_cross_entropy(tp, dt, 101, Reduction::Mean);
+    test::check_linear_cross_entropy(tp, dt, 11, 30, Reduction::Mean);
     test::check_tied_embedding_head_loss(tp, dt, 11);
     test::check_parallel_mlp(tp, dt);
     test::check_parallel_mlp(tp, dt, 0.3);
