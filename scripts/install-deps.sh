@@ -13,6 +13,7 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev # run configs
   libpcre2-dev                      # GPT-2 pre-tokenisation regex
   nlohmann-json3-dev                # tokenizer.json / vocab.json / JSONL
+  libssl-dev                        # SHA-256 of checkpoint files (OpenSSL)
   libgtest-dev libgmock-dev libbenchmark-dev
   "$@"
 )
