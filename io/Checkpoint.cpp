@@ -307,12 +307,10 @@ std::map<std::string, Tensor> read_tensors(const std::string& dir, const Manifes
 }
 
 void check_required(const std::string& dir, const std::map<std::string, Tensor>& tensors,
-                    const LoadOptions& opts) {
+                    const std::vector<std::string>& required) {
   std::string missing;
   int64_t count = 0;
-  for (const std::string& name : opts.required) {
-    LOOM_CHECK(opts.prefixes.empty() || starts_with_any(name, opts.prefixes),
-               "load_checkpoint: required tensor \"", name, "\" is outside the loaded prefixes");
+  for (const std::string& name : required) {
     if (tensors.count(name)) continue;
     missing += "\n  " + name;
     ++count;
@@ -418,11 +416,19 @@ Checkpoint load_checkpoint(const std::string& dir, const LoadOptions& opts) {
   Checkpoint ck;
   ck.tokenizer = verified_tokenizer(dir, m);
   for (const std::string& f : m.tensor_files_for(opts.prefixes)) verify_file(dir, f, m);
+  for (const std::string& name : opts.required)
+    LOOM_CHECK(opts.prefixes.empty() || starts_with_any(name, opts.prefixes),
+               "load_checkpoint: required tensor \"", name, "\" is outside the loaded prefixes");
   ck.tensors = read_tensors(dir, m, opts);
-  check_required(dir, ck.tensors, opts);
+  check_required(dir, ck.tensors, opts.required);
   ck.step = meta.step;
   ck.meta = std::move(meta.entries);
   return ck;
+}
+
+void check_required_tensors(const Checkpoint& ck, const std::vector<std::string>& names,
+                            const std::string& dir) {
+  check_required(dir, ck.tensors, names);
 }
 
 CheckpointMeta read_checkpoint_meta(const std::string& dir) {

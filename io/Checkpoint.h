@@ -133,6 +133,11 @@ void verify_checkpoint(const std::string& dir);
 // or leave elements uncovered, and listing every name of opts.required that is absent.
 Checkpoint load_checkpoint(const std::string& dir, const LoadOptions& opts = {});
 
+// The same check as LoadOptions::required, for names known only after loading (e.g. from meta):
+// CheckpointError naming `dir` and listing every name absent from ck.tensors.
+void check_required_tensors(const Checkpoint& ck, const std::vector<std::string>& names,
+                            const std::string& dir);
+
 // meta.json (hash-verified) and the step without reading any tensor.
 CheckpointMeta read_checkpoint_meta(const std::string& dir);
 
