@@ -94,13 +94,29 @@ Tokenizer Tokenizer::from_files(const std::string& vocab_json, const std::string
 
 namespace {
 
-bool has_byte_level(const Json& pre) {
+// NB: nlohmann's value() throws its own type_error for a key of another type (or on a non-object);
+// these return the field or `fallback`, and a mistyped one is a DataError naming it.
+std::string string_field(const Json& o, const char* key, const std::string& where) {
+  if (!o.is_object() || !o.contains(key)) return "";
+  LOOM_CHECK_T(DataError, o[key].is_string(), "tokenizer: ", where, ": expected \"", key,
+               "\" a string, got ", o[key].dump());
+  return o[key].get<std::string>();
+}
+
+bool bool_field(const Json& o, const char* key, bool fallback, const std::string& where) {
+  if (!o.is_object() || !o.contains(key)) return fallback;
+  LOOM_CHECK_T(DataError, o[key].is_boolean(), "tokenizer: ", where, ": expected \"", key,
+               "\" true or false, got ", o[key].dump());
+  return o[key].get<bool>();
+}
+
+bool has_byte_level(const Json& pre, const std::string& where) {
   if (!pre.is_object()) return false;
-  std::string type = pre.value("type", "");
+  std::string type = string_field(pre, "type", where + " pre_tokenizer");
   if (type == "ByteLevel") return true;
-  if (type == "Sequence" && pre.contains("pretokenizers"))
+  if (type == "Sequence" && pre.contains("pretokenizers") && pre["pretokenizers"].is_array())
     for (const Json& p : pre["pretokenizers"])
-      if (has_byte_level(p)) return true;
+      if (has_byte_level(p, where)) return true;
   return false;
 }
 
@@ -130,14 +146,15 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
   LOOM_CHECK_T(DataError, j.is_object() && j.contains("model") && j["model"].is_object(),
                "tokenizer: ", where, ": expected a \"model\" object");
   const Json& model = j["model"];
-  std::string type = model.value("type", "");
+  std::string type = string_field(model, "type", where + " model");
   LOOM_CHECK_T(DataError, type == "BPE", "tokenizer: ", where,
                ": expected model.type \"BPE\", got \"", type, "\"");
-  LOOM_CHECK_T(DataError, j.contains("pre_tokenizer") && has_byte_level(j["pre_tokenizer"]),
+  LOOM_CHECK_T(DataError, j.contains("pre_tokenizer") && has_byte_level(j["pre_tokenizer"], where),
                "tokenizer: ", where,
                ": expected a ByteLevel pre_tokenizer (GPT-2 style byte-level BPE)");
-  LOOM_CHECK_T(DataError, !j["pre_tokenizer"].value("add_prefix_space", false), "tokenizer: ",
-               where, ": add_prefix_space=true is not supported (GPT-2 uses false)");
+  LOOM_CHECK_T(DataError,
+               !bool_field(j["pre_tokenizer"], "add_prefix_space", false, where + " pre_tokenizer"),
+               "tokenizer: ", where, ": add_prefix_space=true is not supported (GPT-2 uses false)");
   LOOM_CHECK_T(DataError, model.contains("vocab") && model.contains("merges"), "tokenizer: ",
                where, ": expected model.vocab and model.merges");
   std::vector<std::string> tokens = vocab_from_object(model["vocab"], where + " model.vocab");
@@ -146,8 +163,12 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
   std::map<int64_t, std::string> extra;
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
     for (const Json& a : j["added_tokens"]) {
-      std::string content = a.value("content", "");
-      int64_t id = a.value("id", int64_t(-1));
+      LOOM_CHECK_T(DataError, a.is_object() && (!a.contains("id") || a["id"].is_number_integer()),
+                   "tokenizer: ", where,
+                   ": expected added_tokens entries {\"id\": integer, \"content\": string}, got ",
+                   a.dump());
+      std::string content = string_field(a, "content", where + " added_tokens");
+      int64_t id = a.contains("id") ? a["id"].get<int64_t>() : -1;
       // HF matches every added token literally before pre-tokenization, special or not.
       if (!content.empty()) specials.push_back(content);
       if (id >= int64_t(tokens.size())) extra[id] = content;
