@@ -15,6 +15,7 @@ PACKAGES=(
   nlohmann-json3-dev                # tokenizer.json / vocab.json / JSONL
   libssl-dev                        # SHA-256 of checkpoint files (OpenSSL)
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-dev libomp-dev  # fuzz harnesses (libFuzzer; scripts/fuzz.sh)
   "$@"
 )
 
