@@ -27,7 +27,7 @@ Json parse_json(const std::string& path, const char* what) {
   std::string text = read_file(path, what);
   try {
     return Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // NB: a number too large is out_of_range, not parse_error
     throw DataError("tokenizer: " + std::string(what) + " '" + path + "' is not valid JSON: " +
                     e.what());
   }

@@ -118,6 +118,16 @@ TEST(TokenDatasetTest, BadPreprocessInputsNameFileAndLine) {
     EXPECT_NE(std::string(e.what()).find(bad + " line 2: not valid JSON"), std::string::npos)
         << e.what();
   }
+  // A number too large for a double is nlohmann's out_of_range, not a parse_error (found by
+  // fuzzing): it escaped raw.
+  write_file(bad, "{\"text\": \"ok\", \"n\": 1e999999}\n");
+  try {
+    preprocess(o, small_tokenizer());
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(bad + " line 1: not valid JSON"), std::string::npos)
+        << e.what();
+  }
   write_file(bad, "{\"text\": \"ok\"}\n\n{\"body\": \"no text field\"}\n");
   try {
     preprocess(o, small_tokenizer());
