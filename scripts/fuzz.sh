@@ -16,7 +16,7 @@ HARNESSES=(config_text config_set jsonl tokenizer safetensors manifest token_dat
 
 mode="" seconds=0
 case "${1:-}" in
-  --short) mode=short; seconds=7; shift ;;
+  --short) mode=short; seconds=8; shift ;;
   --long) mode=long; seconds="${2:?--long needs SECONDS}"; shift 2 ;;
   *) echo "usage: $0 --short | --long SECONDS [HARNESS...]" >&2; exit 2 ;;
 esac
@@ -40,7 +40,7 @@ for h in "${HARNESSES[@]}"; do
   args=(-timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
         -artifact_prefix="$artifacts/" -max_total_time="$seconds")
   # Short runs are reproducible: a fixed seed and a bounded number of mutations.
-  if [ "$mode" = short ]; then args+=(-seed=1 -runs=20000); fi
+  if [ "$mode" = short ]; then args+=(-seed=1 -runs=40000); fi
   log="$scratch/$h.log"
   start=$(date +%s)
   if nice -n 10 "$build/bin/fuzz_$h" "${args[@]}" "$scratch/$h" "$corpus" >"$log" 2>&1; then
