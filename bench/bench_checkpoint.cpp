@@ -61,7 +61,8 @@ double best_of(int reps, Fn&& fn) {
   for (int r = 0; r < reps; ++r) {
     auto t0 = std::chrono::steady_clock::now();
     fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return best;
 }
@@ -78,10 +79,12 @@ int main(int argc, char** argv) {
   size_t n = 0, n_weights = 0;
   double full = best_of(reps, [&] { n = loom::io::load_checkpoint(dir).tensors.size(); });
   double weights = best_of(reps, [&] {
-    n_weights = loom::io::load_checkpoint(dir, loom::io::LoadOptions::weights_only()).tensors.size();
+    n_weights =
+        loom::io::load_checkpoint(dir, loom::io::LoadOptions::weights_only()).tensors.size();
   });
-  std::printf("{\"checkpoint\": \"%s\", \"tensors\": %zu, \"full_load_s\": %.3f, "
-              "\"weights\": %zu, \"weights_load_s\": %.3f}\n",
-              dir.c_str(), n, full, n_weights, weights);
+  std::printf(
+      "{\"checkpoint\": \"%s\", \"tensors\": %zu, \"full_load_s\": %.3f, "
+      "\"weights\": %zu, \"weights_load_s\": %.3f}\n",
+      dir.c_str(), n, full, n_weights, weights);
   return 0;
 }

@@ -218,8 +218,8 @@ Manifest collective_manifest(const std::string& tmp, const std::vector<RankRepor
       fail("collective save: rank " + std::to_string(r) + " saved step " +
            std::to_string(reps[r].step) + " but rank 0 saved step " + std::to_string(ckpt.step));
     const FileNames names = tensor_file_names(int(r));
-    for (const auto& [name, entry] : {std::pair{names.model, reps[r].model},
-                                      std::pair{names.rest, reps[r].rest}}) {
+    for (const auto& [name, entry] :
+         {std::pair{names.model, reps[r].model}, std::pair{names.rest, reps[r].rest}}) {
       std::error_code ec;
       uint64_t seen = fs::file_size(tmp + "/" + name, ec);
       if (ec || seen != entry.bytes)

@@ -3,8 +3,9 @@
 //                           each rank's pieces, each dataset with its ShardSpec): "model/..."
 //                           tensors in model*, every other name (optimizer state, ...) in tensors*
 //   meta.json               small state: step, RNG, data-loader position, resolved config, ...
-//   vocab.json, merges.txt / tokenizer.json (+ tokenizer_config.json)   the run's tokenizer, if given
-//   MANIFEST.json           format, version, step, write order, size + SHA-256 of every file, and
+//   vocab.json, merges.txt / tokenizer.json (+ tokenizer_config.json)   the run's tokenizer, if
+//   given MANIFEST.json           format, version, step, write order, size + SHA-256 of every file,
+//   and
 //                           which file holds which names (CheckpointManifest.h)
 // It is written under a temporary name, flushed (fsync), and renamed only when complete; the file
 // <root>/latest moves last and is the truth for resuming. Loading verifies the hashes of the files
@@ -46,8 +47,8 @@ struct TokenizerFiles {
 
 struct Checkpoint {
   int64_t step = 0;
-  std::map<std::string, Tensor> tensors;     // logical name -> tensor (any device; saved from CPU)
-  std::map<std::string, std::string> meta;   // name -> string value (JSON or pbtxt text)
+  std::map<std::string, Tensor> tensors;    // logical name -> tensor (any device; saved from CPU)
+  std::map<std::string, std::string> meta;  // name -> string value (JSON or pbtxt text)
   // Pieces this rank writes (collective save: any rank). A replicated tensor must be written by
   // exactly one rank (writers dedupe; two whole pieces of one name are an overlap on load).
   // Empty after load_checkpoint, which assembles every piece into `tensors`.

@@ -52,7 +52,8 @@ int64_t mtime_ns(const std::string& path) {
   std::error_code ec;
   auto t = fs::last_write_time(path, ec);
   if (ec) return 0;
-  return int64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+  return int64_t(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
 // Write order, oldest first: sequence (0 before any numbered one), then time, then step.
@@ -176,8 +177,8 @@ std::vector<std::string> resume_candidates(const std::string& root,
   } else if (!latest.empty()) {
     problems.push_back(root + "/latest: " +
                        (!latest_problem.empty() ? latest_problem
-                        : named ? "names " + latest + ", which is incomplete"
-                                : "names " + latest + ", which does not exist"));
+                        : named                 ? "names " + latest + ", which is incomplete"
+                                                : "names " + latest + ", which does not exist"));
   } else if (!entries.empty()) {
     problems.push_back(root + "/latest is missing");
   }

@@ -13,9 +13,9 @@
 
 namespace loom::io::detail {
 
-std::string read_text(const std::string& path);                          // CheckpointError
-void write_text(const std::string& path, const std::string& text);       // written + fsynced
-void fsync_path(const std::string& path, bool directory);                // CheckpointError
+std::string read_text(const std::string& path);                     // CheckpointError
+void write_text(const std::string& path, const std::string& text);  // written + fsynced
+void fsync_path(const std::string& path, bool directory);           // CheckpointError
 Manifest read_manifest_file(const std::string& dir);  // <dir>/MANIFEST.json, validated
 // "" when every file the manifest lists exists with its size, else why not.
 std::string missing_or_resized(const std::string& dir, const Manifest& m);
@@ -35,18 +35,19 @@ std::vector<RootEntry> scan_root(const std::string& root);
 
 // Complete checkpoints to resume from, best first: the one `latest` names when complete, then the
 // others newest write first. Appends a line to `problems` for every incomplete directory and a bad
-// `latest`; `exists` tells whether root holds any checkpoint at all (a latest file or a step_* dir).
-std::vector<std::string> resume_candidates(const std::string& root, std::vector<std::string>& problems,
-                                           bool& exists);
+// `latest`; `exists` tells whether root holds any checkpoint at all (a latest file or a step_*
+// dir).
+std::vector<std::string> resume_candidates(const std::string& root,
+                                           std::vector<std::string>& problems, bool& exists);
 
 // 1 + the largest sequence number of any checkpoint under root whose manifest parses.
 int64_t next_sequence(const std::string& root);
 
 // Deletes the complete checkpoints of the run lineage ending at `newest` (the directory just
-// written) beyond the newest keep_last. The lineage is newest, then, going back in write order, each
-// checkpoint whose step is below the previous member's: checkpoints of an abandoned branch (higher
-// steps written before a rollback), incomplete or temporary directories are never deleted or
-// counted. Failures are logged, never thrown: the new checkpoint is already published.
+// written) beyond the newest keep_last. The lineage is newest, then, going back in write order,
+// each checkpoint whose step is below the previous member's: checkpoints of an abandoned branch
+// (higher steps written before a rollback), incomplete or temporary directories are never deleted
+// or counted. Failures are logged, never thrown: the new checkpoint is already published.
 void prune_lineage(const std::string& root, const std::string& newest, int keep_last);
 
 // Removes step_*.tmp-PID and step_*.del-PID directories whose process PID is not alive (writers

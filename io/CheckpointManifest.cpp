@@ -144,7 +144,8 @@ bool is_plain_file_name(std::string_view name) {
          name.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos;
 }
 
-std::vector<std::string> Manifest::tensor_files_for(const std::vector<std::string>& prefixes) const {
+std::vector<std::string> Manifest::tensor_files_for(
+    const std::vector<std::string>& prefixes) const {
   std::vector<std::string> out;
   for (const auto& [group, files] : tensor_groups) {
     bool needed = prefixes.empty();
@@ -203,7 +204,8 @@ std::string manifest_json(const Manifest& m) {
   if (m.world_size > 0) j["world_size"] = m.world_size;
   if (m.sequence > 0) j["sequence"] = m.sequence;
   j["files"] = json::object();
-  for (const auto& [name, f] : m.files) j["files"][name] = {{"bytes", f.bytes}, {"sha256", f.sha256}};
+  for (const auto& [name, f] : m.files)
+    j["files"][name] = {{"bytes", f.bytes}, {"sha256", f.sha256}};
   if (m.version >= 3) j["tensor_groups"] = m.tensor_groups;
   if (!m.tokenizer_files.empty()) j["tokenizer_files"] = m.tokenizer_files;
   return j.dump(1);

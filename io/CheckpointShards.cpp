@@ -90,8 +90,9 @@ void write_dataset(hid_t file, hid_t lcpl, const std::string& name, const Tensor
                    const ShardSpec* spec, const std::string& path, const FiniteCheck& finite) {
   Tensor t = t0.detach().to(Device::cpu()).contiguous();
   if (finite && finite(name) && !all_finite(t))
-    throw NonFiniteError("checkpoint: tensor \"" + name + "\" holds NaN or Inf; refusing to write " +
-                         path + " (a diverged state must not replace the last good checkpoint; "
+    throw NonFiniteError("checkpoint: tensor \"" + name +
+                         "\" holds NaN or Inf; refusing to write " + path +
+                         " (a diverged state must not replace the last good checkpoint; "
                          "SaveOptions::allow_non_finite saves it anyway)");
   std::vector<hsize_t> dims(t.shape().begin(), t.shape().end());
   hid_t space = dims.empty() ? H5Screate(H5S_SCALAR)
@@ -209,11 +210,12 @@ void check_spec_ranges(const std::string& text, const std::string& where) {
     }
     for (const auto& d : j[key]) ok = ok && in_range(d, 0, kMax);
   }
-  for (const char* key : {"offset", "length"}) ok = ok && j.contains(key) && in_range(j[key], 0, kMax);
+  for (const char* key : {"offset", "length"})
+    ok = ok && j.contains(key) && in_range(j[key], 0, kMax);
   ok = ok && j.contains("dim") && in_range(j["dim"], -1, 63);
   if (!ok)
-    checkpoint_fail(where + ": expected a shard spec of sizes in [0, 2^61] (dim in [-1, 64)), got " +
-                    text);
+    checkpoint_fail(where +
+                    ": expected a shard spec of sizes in [0, 2^61] (dim in [-1, 64)), got " + text);
 }
 
 // The dataset must be stored the way write_dataset stores it (contiguous, unfiltered, every byte
@@ -304,7 +306,8 @@ void append_ranges(const ShardSpec& s, size_t piece, std::vector<Range>& out) {
   for (size_t d = size_t(s.dim) + 1; d < s.view.size(); ++d) inner *= s.view[d];
   const int64_t extent = s.view[size_t(s.dim)];
   for (int64_t a = 0; a < outer; ++a)
-    out.push_back({(a * extent + s.offset) * inner, (a * extent + s.offset + s.length) * inner, piece});
+    out.push_back(
+        {(a * extent + s.offset) * inner, (a * extent + s.offset + s.length) * inner, piece});
 }
 
 // Checks that the pieces of one name agree and tile the logical tensor exactly: the ranges,

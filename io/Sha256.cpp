@@ -20,8 +20,9 @@ struct Sha256::Ctx {
 
 Sha256::Sha256() : ctx_(std::make_unique<Ctx>()) {
   ctx_->md = EVP_MD_CTX_new();
-  LOOM_INTERNAL_ASSERT(ctx_->md != nullptr && EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) == 1,
-                       "OpenSSL SHA-256 initialisation failed");
+  LOOM_INTERNAL_ASSERT(
+      ctx_->md != nullptr && EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) == 1,
+      "OpenSSL SHA-256 initialisation failed");
 }
 
 Sha256::~Sha256() = default;

@@ -43,7 +43,8 @@ std::FILE* open_append(const std::string& path) {
 std::optional<double> line_step(const std::string& line) {
   try {
     nlohmann::json j = nlohmann::json::parse(line);
-    if (j.is_object() && j.contains("step") && j["step"].is_number()) return j["step"].get<double>();
+    if (j.is_object() && j.contains("step") && j["step"].is_number())
+      return j["step"].get<double>();
   } catch (const nlohmann::json::exception&) {
   }
   return std::nullopt;

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "core/util/Check.h"
 #include "config/ConfigLoader.h"
 #include "config/ConfigOverride.h"
 #include "config/ConfigValidate.h"
+#include "core/util/Check.h"
 
 namespace loom::config {
 namespace {
@@ -59,15 +59,18 @@ TEST(ConfigSchemaTest, OverflowingSizesAreConfigErrorsNamingTheField) {
   EXPECT_CONTAINS(m, "data.seq_len=2305843009213693952");
   // Through the full resolve path (defaults run before validation and must not overflow either).
   std::string path = (std::filesystem::temp_directory_path() /
-                      ("loom_schema_" + std::to_string(::getpid()) + ".pbtxt")).string();
+                      ("loom_schema_" + std::to_string(::getpid()) + ".pbtxt"))
+                         .string();
   std::ofstream(path) << kTiny;
   m = config_error([&] {
     resolve(path, {"model.block_size=2305843009213693952", "model.n_embd=8"}, 1);
   });
   EXPECT_CONTAINS(m, "model.block_size=2305843009213693952");
   m = config_error([&] {
-    resolve(path, {"parallel.tp=4611686018427387904", "parallel.pp=4",
-                   "batch.micro_batch_size=9223372036854775807"}, 1);
+    resolve(path,
+            {"parallel.tp=4611686018427387904", "parallel.pp=4",
+             "batch.micro_batch_size=9223372036854775807"},
+            1);
   });
   EXPECT_CONTAINS(m, "parallel.tp=4611686018427387904: expected <= 65536");
   EXPECT_CONTAINS(m, "batch.micro_batch_size=9223372036854775807");
@@ -75,20 +78,36 @@ TEST(ConfigSchemaTest, OverflowingSizesAreConfigErrorsNamingTheField) {
 }
 
 TEST(ConfigSchemaTest, EverySizeFieldHasAnUpperBound) {
-  for (const char* field :
-       {"model.n_layer", "model.n_head", "model.n_embd", "model.vocab_size",
-        "model.vocab_pad_multiple", "model.block_size", "parallel.tp", "parallel.pp",
-        "parallel.dp", "parallel.micro_batches", "batch.micro_batch_size",
-        "batch.global_batch_size", "max_steps", "schedule.warmup_steps", "schedule.decay_steps",
-        "eval.interval", "eval.steps", "checkpoint.interval", "checkpoint.keep_last",
-        "logging.interval", "loss_scale.growth_interval", "ppo.kl_horizon", "ppo.epochs"}) {
+  for (const char* field : {"model.n_layer",
+                            "model.n_head",
+                            "model.n_embd",
+                            "model.vocab_size",
+                            "model.vocab_pad_multiple",
+                            "model.block_size",
+                            "parallel.tp",
+                            "parallel.pp",
+                            "parallel.dp",
+                            "parallel.micro_batches",
+                            "batch.micro_batch_size",
+                            "batch.global_batch_size",
+                            "max_steps",
+                            "schedule.warmup_steps",
+                            "schedule.decay_steps",
+                            "eval.interval",
+                            "eval.steps",
+                            "checkpoint.interval",
+                            "checkpoint.keep_last",
+                            "logging.interval",
+                            "loss_scale.growth_interval",
+                            "ppo.kl_horizon",
+                            "ppo.epochs"}) {
     std::string m = validate_error(kTiny, {std::string(field) + "=9223372036854775807"});
     EXPECT_CONTAINS(m, std::string(field) + "=9223372036854775807: expected <= ");
   }
   // The tokens of one micro-batch are bounded too (their product with n_embd * n_layer sizes the
   // activations).
-  std::string m = validate_error(kTiny, {"model.block_size=1048576", "data.seq_len=1048576",
-                                         "batch.micro_batch_size=64"});
+  std::string m = validate_error(
+      kTiny, {"model.block_size=1048576", "data.seq_len=1048576", "batch.micro_batch_size=64"});
   EXPECT_CONTAINS(m, "tokens per micro-batch");
   // Real large runs stay valid: GPT-2 1.5B shape, 1M-token context at micro-batch 16.
   RunConfig big = parse_text(kTiny);
@@ -151,7 +170,8 @@ TEST(ConfigSchemaTest, NonFiniteNumbersInAnyFloatFieldAreRejected) {
 // D9: a directory given as a (pipeline stage) config was read as an empty config.
 TEST(ConfigSchemaTest, ADirectoryAsAConfigIsAConfigErrorNamingIt) {
   std::string dir = (std::filesystem::temp_directory_path() /
-                     ("loom_schema_dir_" + std::to_string(::getpid()) + ".pbtxt")).string();
+                     ("loom_schema_dir_" + std::to_string(::getpid()) + ".pbtxt"))
+                        .string();
   std::filesystem::create_directories(dir);
   std::string m = config_error([&] { load_file(dir); });
   EXPECT_CONTAINS(m, dir);

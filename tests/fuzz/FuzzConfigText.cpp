@@ -12,8 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   const bool json = !text.empty() && text[0] == '{';
   fuzz::accept<ConfigError>([&] {
-    config::RunConfig cfg = json ? config::parse_json(text, "fuzz.json")
-                                 : config::parse_text(text, "fuzz.pbtxt");
+    config::RunConfig cfg =
+        json ? config::parse_json(text, "fuzz.json") : config::parse_text(text, "fuzz.pbtxt");
     for (int world : {1, 8}) {
       if (!config::find_problems(cfg, world).empty()) continue;
       config::RunConfig resolved = cfg;

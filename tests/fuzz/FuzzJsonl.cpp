@@ -31,8 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   rlhf::DatasetOptions opt;
   opt.skip_bad = mode & 1;
   const rlhf::OverlongPolicy policies[] = {rlhf::OverlongPolicy::TruncateResponse,
-                                           rlhf::OverlongPolicy::Skip,
-                                           rlhf::OverlongPolicy::Error,
+                                           rlhf::OverlongPolicy::Skip, rlhf::OverlongPolicy::Error,
                                            rlhf::OverlongPolicy::TruncateResponse};
   opt.overlong = policies[(mode >> 1) & 3];
   opt.seq_len = int64_t(4 + 8 * ((mode >> 3) & 15));

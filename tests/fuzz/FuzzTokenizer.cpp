@@ -1,7 +1,7 @@
 // Fuzz harness: tokenizer files. An input with a NUL byte is vocab.json, NUL, merges.txt; any other
 // is a Hugging Face tokenizer.json. A loaded
-// tokenizer encodes and decodes a fixed text and the input's tail (ids it produced decode). Only DataError and ValueError
-// may reject an input.
+// tokenizer encodes and decodes a fixed text and the input's tail (ids it produced decode). Only
+// DataError and ValueError may reject an input.
 #include <algorithm>
 #include <optional>
 
@@ -24,8 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       tok.emplace(data::Tokenizer::from_files(fuzz::scratch_file("vocab.json", vocab),
                                               fuzz::scratch_file("merges.txt", merges)));
     }
-    const std::string text = "Hello world<|endoftext|> caf\xc3\xa9 \xff\xfe" +
-                             std::string(rest.substr(rest.size() - std::min<size_t>(rest.size(), 64)));
+    const std::string text =
+        "Hello world<|endoftext|> caf\xc3\xa9 \xff\xfe" +
+        std::string(rest.substr(rest.size() - std::min<size_t>(rest.size(), 64)));
     (void)tok->decode(tok->encode(text));
   });
   return 0;

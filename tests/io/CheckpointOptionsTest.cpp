@@ -10,8 +10,8 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
-#include <tuple>
 #include <limits>
+#include <tuple>
 
 #include "io/Checkpoint.h"
 
@@ -57,10 +57,10 @@ TEST_F(CheckpointOptionsTest, NonFiniteModelOrOptimizerTensorsAreNeverSaved) {
   std::string good = save_checkpoint(root_, ck_, 1);
   const double kNaN = std::numeric_limits<double>::quiet_NaN();
   const double kInf = std::numeric_limits<double>::infinity();
-  for (const auto& [name, value, dtype] :
-       {std::tuple{"model/wte.weight", kNaN, DType::F32}, {"model/ln.bias", kInf, DType::BF16},
-        {"optim/exp_avg_sq/wte.weight", -kInf, DType::F32},
-        {"optim/exp_avg/wte.weight", kNaN, DType::F64}}) {
+  for (const auto& [name, value, dtype] : {std::tuple{"model/wte.weight", kNaN, DType::F32},
+                                           {"model/ln.bias", kInf, DType::BF16},
+                                           {"optim/exp_avg_sq/wte.weight", -kInf, DType::F32},
+                                           {"optim/exp_avg/wte.weight", kNaN, DType::F64}}) {
     Checkpoint bad = ck_;
     bad.step = 8;
     bad.tensors[name] = Tensor::full({6, 4}, 1.0, dtype);

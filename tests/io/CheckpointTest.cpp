@@ -136,7 +136,8 @@ void rewrite_manifest(const std::string& dir, const std::function<void(nlohmann:
   nlohmann::json m = nlohmann::json::parse(in);
   for (auto& [name, info] : m["files"].items())
     if (fs::exists(dir + "/" + name))
-      info = {{"bytes", fs::file_size(dir + "/" + name)}, {"sha256", sha256_file(dir + "/" + name)}};
+      info = {{"bytes", fs::file_size(dir + "/" + name)},
+              {"sha256", sha256_file(dir + "/" + name)}};
   edit(m);
   std::ofstream(dir + "/MANIFEST.json", std::ios::trunc) << m.dump(1);
 }
@@ -156,7 +157,8 @@ TEST_F(CheckpointTest, MistypedManifestFieldsAreCheckpointErrorsNotJsonException
       {[](nlohmann::json& m) { m["files"] = nlohmann::json::array(); }, "\"files\" object"},
   };
   for (const auto& [edit, expect] : cases) {
-    std::string m = corrupt_and_expect([&](const std::string& dir) { rewrite_manifest(dir, edit); });
+    std::string m =
+        corrupt_and_expect([&](const std::string& dir) { rewrite_manifest(dir, edit); });
     EXPECT_NE(m.find("MANIFEST.json"), std::string::npos) << m;
     EXPECT_NE(m.find(expect), std::string::npos) << m;
     EXPECT_EQ(m.find("json.exception"), std::string::npos) << m;
@@ -173,7 +175,8 @@ TEST_F(CheckpointTest, MalformedMetaStepIsACheckpointError) {
 }
 
 // Writes one dataset with the raw HDF5 API: `dims` as the header claims them, `stored` elements of
-// data actually written (chunked and partly unwritten when fewer), an optional loom_shard attribute.
+// data actually written (chunked and partly unwritten when fewer), an optional loom_shard
+// attribute.
 void write_crafted(const std::string& path, const std::string& name, std::vector<hsize_t> dims,
                    hsize_t stored, const std::string& shard) {
   hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -292,15 +295,16 @@ TEST_F(CheckpointTest, Version1And2CheckpointsStillLoad) {
     std::ofstream(dir + "/meta.json") << R"({"config": "model { n_layer: 2 }", "step": "20"})";
     files.push_back("meta.json");
     for (const std::string& f : files)
-      m["files"][f] = {{"bytes", fs::file_size(dir + "/" + f)}, {"sha256", sha256_file(dir + "/" + f)}};
+      m["files"][f] = {{"bytes", fs::file_size(dir + "/" + f)},
+                       {"sha256", sha256_file(dir + "/" + f)}};
     std::ofstream(dir + "/MANIFEST.json") << m.dump(1);
     Checkpoint back = load_checkpoint(dir);
     EXPECT_EQ(back.step, 20);
     EXPECT_EQ(back.meta.at("config"), "model { n_layer: 2 }");
     ASSERT_EQ(back.tensors.size(), ck_.tensors.size()) << "version " << version;
     for (const auto& [name, t] : ck_.tensors)
-      EXPECT_EQ(std::memcmp(back.tensors.at(name).raw_data(), t.contiguous().raw_data(), t.nbytes()),
-                0)
+      EXPECT_EQ(
+          std::memcmp(back.tensors.at(name).raw_data(), t.contiguous().raw_data(), t.nbytes()), 0)
           << name;
     EXPECT_EQ(load_checkpoint(dir, LoadOptions::weights_only()).tensors.size(), 3u);
   }
