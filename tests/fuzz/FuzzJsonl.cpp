@@ -12,14 +12,13 @@
 using namespace loom;
 
 namespace {
-const data::Tokenizer& byte_tokenizer() {
-  static const data::Tokenizer tok = [] {
-    std::vector<std::string> tokens;
-    for (int i = 0; i < 256; ++i) tokens.push_back(data::bytes_to_token(std::string(1, char(i))));
-    tokens.push_back("<|endoftext|>");
-    return data::Tokenizer::from_vocab(tokens, {}, {"<|endoftext|>"});
-  }();
-  return tok;
+// NB: built per input, so no state (the tokenizer's word cache) carries from one input to the next
+// and every run depends on its input only.
+data::Tokenizer byte_tokenizer() {
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 256; ++i) tokens.push_back(data::bytes_to_token(std::string(1, char(i))));
+  tokens.push_back("<|endoftext|>");
+  return data::Tokenizer::from_vocab(tokens, {}, {"<|endoftext|>"});
 }
 }  // namespace
 
@@ -35,13 +34,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                            rlhf::OverlongPolicy::TruncateResponse};
   opt.overlong = policies[(mode >> 1) & 3];
   opt.seq_len = int64_t(4 + 8 * ((mode >> 3) & 15));
+  const data::Tokenizer tok = byte_tokenizer();
   fuzz::accept<DataError, ValueError>([&] {
     if (preference) {
-      rlhf::PreferenceDataset ds = rlhf::load_preference_jsonl(path, byte_tokenizer(), opt);
+      rlhf::PreferenceDataset ds = rlhf::load_preference_jsonl(path, tok, opt);
       if (!ds.examples.empty())
         rlhf::collate_preferences(ds.examples, 0, ds.examples.size(), opt.seq_len, 256);
     } else {
-      rlhf::SftDataset ds = rlhf::load_sft_jsonl(path, byte_tokenizer(), opt);
+      rlhf::SftDataset ds = rlhf::load_sft_jsonl(path, tok, opt);
       rlhf::pack_rows(ds.examples, opt.seq_len, 256);
     }
   });
