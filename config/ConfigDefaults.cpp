@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
+
+#include "core/util/CheckedMath.h"
 
 namespace loom::config {
 
@@ -50,7 +53,8 @@ void parallel_and_batch_defaults(RunConfig& cfg, int world_size) {
   ParallelConfig& p = *cfg.mutable_parallel();
   LOOM_CFG_DEFAULT(p, tp, 1);
   LOOM_CFG_DEFAULT(p, pp, 1);
-  int64_t tp_pp = p.tp() * p.pp();
+  // NB: sizes are not validated yet (validate() runs after this), so products are checked.
+  int64_t tp_pp = try_mul(p.tp(), p.pp()).value_or(0);
   if ((!p.has_dp() || p.dp() == 0) && tp_pp > 0 && world_size > 0 && world_size % tp_pp == 0)
     p.set_dp(world_size / tp_pp);
   LOOM_CFG_DEFAULT(p, schedule, ParallelConfig::ONE_F_ONE_B);
@@ -59,7 +63,8 @@ void parallel_and_batch_defaults(RunConfig& cfg, int world_size) {
 
   BatchConfig& b = *cfg.mutable_batch();
   LOOM_CFG_DEFAULT(b, micro_batch_size, 4);
-  if (p.dp() > 0) LOOM_CFG_DEFAULT(b, global_batch_size, b.micro_batch_size() * p.dp());
+  std::optional<int64_t> global = try_mul(b.micro_batch_size(), p.dp());
+  if (p.dp() > 0 && global) LOOM_CFG_DEFAULT(b, global_batch_size, *global);
   int64_t ga = grad_accum_steps(cfg);
   if (ga > 0) LOOM_CFG_DEFAULT(p, micro_batches, ga);
 }
@@ -173,7 +178,7 @@ void apply_defaults(RunConfig& cfg, int world_size) {
 #undef LOOM_CFG_DEFAULT
 
 int64_t grad_accum_steps(const RunConfig& cfg) {
-  int64_t per_step = cfg.batch().micro_batch_size() * cfg.parallel().dp();
+  int64_t per_step = try_mul(cfg.batch().micro_batch_size(), cfg.parallel().dp()).value_or(0);
   int64_t global = cfg.batch().global_batch_size();
   if (per_step <= 0 || global <= 0 || global % per_step != 0) return 0;
   return global / per_step;
@@ -182,8 +187,11 @@ int64_t grad_accum_steps(const RunConfig& cfg) {
 int64_t padded_vocab_size(const RunConfig& cfg) {
   int64_t pad = std::max<int64_t>(1, cfg.model().vocab_pad_multiple());
   int64_t tp = std::max<int64_t>(1, cfg.parallel().tp());
-  int64_t m = std::lcm(pad, tp);
-  return (cfg.model().vocab_size() + m - 1) / m * m;
+  // NB: checked, though validate() bounds every input, so a config that skipped validation
+  // cannot wrap around.
+  int64_t m = checked_mul(pad / std::gcd(pad, tp), tp, "config: padded vocabulary");
+  int64_t blocks = checked_add(cfg.model().vocab_size(), m - 1, "config: padded vocabulary") / m;
+  return checked_mul(blocks, m, "config: padded vocabulary");
 }
 
 }  // namespace loom::config

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -134,13 +135,22 @@ RunConfig parse_json(std::string_view text, const std::string& source) {
   return cfg;
 }
 
-RunConfig load_file(const std::string& path) {
+std::string read_config_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  LOOM_CHECK_T(ConfigError, !std::filesystem::is_directory(path, ec), what, ": \"", path,
+               "\" is a directory; expected a .pbtxt or .json file");
   std::ifstream in(path, std::ios::binary);
-  LOOM_CHECK_T(ConfigError, in.good(), "config: cannot open config file \"", path,
+  LOOM_CHECK_T(ConfigError, in.good(), what, ": cannot open config file \"", path,
                "\"; expected a readable .pbtxt or .json file");
   std::ostringstream buf;
   buf << in.rdbuf();
-  return ends_with(path, ".json") ? parse_json(buf.str(), path) : parse_text(buf.str(), path);
+  LOOM_CHECK_T(ConfigError, !in.bad(), what, ": read error in \"", path, "\"");
+  return buf.str();
+}
+
+RunConfig load_file(const std::string& path) {
+  std::string text = read_config_file(path);
+  return ends_with(path, ".json") ? parse_json(text, path) : parse_text(text, path);
 }
 
 std::string to_text(const RunConfig& cfg) {

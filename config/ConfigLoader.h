@@ -19,8 +19,12 @@ namespace loom::config {
 RunConfig parse_text(std::string_view text, const std::string& source = "<string>");
 // Parse proto3 JSON (field names as in the .proto or lowerCamelCase; unknown fields are errors).
 RunConfig parse_json(std::string_view text, const std::string& source = "<string>");
-// Read a file: ".json" -> parse_json, anything else -> parse_text. Missing file -> ConfigError.
+// Read a file: ".json" -> parse_json, anything else -> parse_text. A missing, unreadable or
+// directory path -> ConfigError naming it.
 RunConfig load_file(const std::string& path);
+// The text of a config (or pipeline) file; ConfigError "<what>: ..." naming `path` when it does
+// not exist, is a directory (an ifstream reads one as empty text) or cannot be read.
+std::string read_config_file(const std::string& path, const std::string& what = "config");
 
 // The config as text format, fields in declaration order (deterministic).
 std::string to_text(const RunConfig& cfg);

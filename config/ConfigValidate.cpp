@@ -3,9 +3,13 @@
 #include "config/ConfigValidate.h"
 
 #include <cmath>
+#include <map>
+#include <optional>
 
 #include "core/util/Check.h"
+#include "core/util/CheckedMath.h"
 #include "config/ConfigDefaults.h"
+#include "config/ConfigFields.h"
 
 namespace loom::config {
 
@@ -29,11 +33,92 @@ class Problems {
   void expect(bool ok, const Args&... what) {
     if (!ok) lines_.push_back(detail::str_cat(what...));
   }
-  std::vector<std::string> take() { return std::move(lines_); }
+  std::vector<std::string> take() {
+    std::vector<std::string> out = std::move(lines_);
+    lines_.clear();
+    return out;
+  }
 
  private:
   std::vector<std::string> lines_;
 };
+
+namespace pb = google::protobuf;
+
+// Upper bounds of the size fields (documented next to each field in Config.proto): far beyond any
+// real run, and small enough that every product the trainer and `loom plan` form from them fits in
+// int64. Any other integer field is bounded by kMaxCount.
+constexpr int64_t kMaxCount = int64_t(1) << 40;  // steps, intervals, counters
+const std::map<std::string, int64_t>& size_bounds() {
+  static const std::map<std::string, int64_t> bounds = {
+      {"model.n_layer", 4096},
+      {"model.n_head", 4096},
+      {"model.n_embd", int64_t(1) << 17},
+      {"model.vocab_size", int64_t(1) << 24},
+      {"model.vocab_pad_multiple", 65536},
+      {"model.block_size", int64_t(1) << 20},
+      {"parallel.tp", 65536},
+      {"parallel.pp", 65536},
+      {"parallel.dp", 65536},
+      {"parallel.micro_batches", int64_t(1) << 24},
+      {"data.seq_len", int64_t(1) << 20},
+      {"batch.micro_batch_size", 65536},
+      {"batch.global_batch_size", int64_t(1) << 24},
+      {"checkpoint.keep_last", int64_t(1) << 20},
+      {"ppo.epochs", 65536},
+      {"ppo.mini_batches", 65536},
+      {"ppo.rollout.max_new_tokens", int64_t(1) << 20},
+      {"ppo.rollout.top_k", int64_t(1) << 24},
+      {"ppo.rollout.batch_size", 65536},
+  };
+  return bounds;
+}
+// Tokens in one micro-batch on one rank (micro_batch_size * seq_len).
+constexpr int64_t kMaxMicroBatchTokens = int64_t(1) << 24;
+
+// Every set field of the schema, generically (protobuf reflection), so a new field is covered
+// without a new check: enum values must be named values of their enum (proto3 enums accept any
+// number in text, JSON and --set), floating-point values must be finite, integers must be within
+// their bound.
+void check_schema(const pb::Message& msg, const std::string& prefix, Problems& P) {
+  const pb::Reflection& r = *msg.GetReflection();
+  std::vector<const pb::FieldDescriptor*> fields;
+  r.ListFields(msg, &fields);
+  for (const pb::FieldDescriptor* f : fields) {
+    if (f->is_repeated()) continue;  // RunConfig has no repeated fields
+    const std::string path = prefix + f->name();
+    switch (f->cpp_type()) {
+      case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+        check_schema(r.GetMessage(msg, f), path + ".", P);
+        break;
+      case pb::FieldDescriptor::CPPTYPE_ENUM: {
+        const int v = r.GetEnumValue(msg, f);
+        const pb::EnumValueDescriptor* ev = f->enum_type()->FindValueByNumber(v);
+        P.expect(ev != nullptr && v != 0, path, "=", ev ? ev->name() : std::to_string(v),
+                 ": expected one of ", enum_names(*f->enum_type()));
+        break;
+      }
+      case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+      case pb::FieldDescriptor::CPPTYPE_FLOAT: {
+        const double v = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_DOUBLE ? r.GetDouble(msg, f)
+                                                                               : r.GetFloat(msg, f);
+        P.expect(std::isfinite(v), path, "=", v, ": expected a finite number");
+        break;
+      }
+      case pb::FieldDescriptor::CPPTYPE_INT64:
+      case pb::FieldDescriptor::CPPTYPE_INT32: {
+        const int64_t v = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_INT64 ? r.GetInt64(msg, f)
+                                                                              : r.GetInt32(msg, f);
+        auto it = size_bounds().find(path);
+        const int64_t hi = it == size_bounds().end() ? kMaxCount : it->second;
+        P.expect(v <= hi && v >= -kMaxCount, path, "=", v, ": expected <= ", hi);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
 
 void check_parallel(const RunConfig& c, int world, Problems& P) {
   const ParallelConfig& p = c.parallel();
@@ -264,9 +349,8 @@ void check_stage(const RunConfig& c, Problems& P) {
                ": expected a reference checkpoint (set dpo.reference or init_from)");
       P.expect(c.dpo().beta() > 0.0, fv("dpo.beta", c.dpo().beta()), ": expected > 0");
       break;
-    default:
-      P.expect(false, "stage=", RunConfig::Stage_Name(c.stage()), ": expected one of PRETRAIN, ",
-               "SFT, REWARD, PPO, DPO");
+    default:  // NB: an unknown number is reported by check_schema
+      break;
   }
 }
 
@@ -276,6 +360,16 @@ std::vector<std::string> find_problems(const RunConfig& cfg, int world_size) {
   RunConfig c = cfg;
   apply_defaults(c, world_size);
   Problems P;
+  check_schema(c, "", P);
+  std::optional<int64_t> tokens = try_mul(c.batch().micro_batch_size(), c.data().seq_len());
+  P.expect(tokens && *tokens <= kMaxMicroBatchTokens,
+           fv("batch.micro_batch_size", c.batch().micro_batch_size()), " * ",
+           fv("data.seq_len", c.data().seq_len()), ": expected at most ", kMaxMicroBatchTokens,
+           " tokens per micro-batch");
+  std::vector<std::string> schema = P.take();
+  // NB: the cross-field checks multiply sizes; with one out of its bounds they could overflow, so
+  // the bounds are fixed first.
+  if (!schema.empty()) return schema;
   P.expect(world_size >= 1, "world_size=", world_size, ": expected >= 1");
   check_parallel(c, world_size, P);
   check_model(c, P);

@@ -66,19 +66,29 @@ inline void write_attr_str(hid_t obj, const char* name, const std::string& v) {
                "hdf5: cannot write attribute ", name);
 }
 
-// Reads an integer attribute; false if absent or not an integer.
+// True when the attribute holds exactly one element. NB: H5Aread writes every element, so an
+// array attribute read into one scalar would overflow the buffer.
+inline bool attr_is_single(hid_t attr) {
+  Id space(H5Aget_space(attr));
+  return space.valid() && H5Sget_simple_extent_npoints(space.get()) == 1;
+}
+
+// Reads an integer attribute; false if absent, not an integer or not a single value.
 inline bool read_attr_i64(hid_t obj, const char* name, int64_t& out) {
   if (H5Aexists(obj, name) <= 0) return false;
   Id attr(H5Aopen(obj, name, H5P_DEFAULT));
+  if (!attr.valid() || !attr_is_single(attr.get())) return false;
   Id type(H5Aget_type(attr.get()));
   if (H5Tget_class(type.get()) != H5T_INTEGER) return false;
   return H5Aread(attr.get(), H5T_NATIVE_INT64, &out) >= 0;
 }
 
-// Reads a fixed-length string attribute; false if absent or not a fixed-length string.
+// Reads a fixed-length string attribute; false if absent, not a fixed-length string or not a
+// single value.
 inline bool read_attr_str(hid_t obj, const char* name, std::string& out) {
   if (H5Aexists(obj, name) <= 0) return false;
   Id attr(H5Aopen(obj, name, H5P_DEFAULT));
+  if (!attr.valid() || !attr_is_single(attr.get())) return false;
   Id type(H5Aget_type(attr.get()));
   if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0) return false;
   out.assign(H5Tget_size(type.get()), '\0');

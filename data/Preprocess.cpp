@@ -87,7 +87,7 @@ std::vector<std::string> read_documents(const std::string& path, const std::stri
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // NB: not only parse_error: out_of_range.406
       throw DataError("documents: " + path + " line " + std::to_string(line_no) +
                       ": not valid JSON: " + e.what());
     }

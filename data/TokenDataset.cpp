@@ -2,9 +2,11 @@
 #include "data/TokenDataset.h"
 
 #include <algorithm>
+#include <optional>
 #include <filesystem>
 
 #include "core/util/Check.h"
+#include "core/util/CheckedMath.h"
 #include "data/Hdf5Util.h"
 
 namespace loom::data {
@@ -107,7 +109,42 @@ h5::Id TokenDataset::open_1d(int64_t file, const char* name, hsize_t& n, h5::Id&
   type = h5::Id(H5Dget_type(ds.get()));
   if (H5Tget_class(type.get()) != H5T_INTEGER)
     fail(std::string("dataset '") + name + "' is not an integer array");
+  check_backed(ds.get(), n, H5Tget_size(type.get()), name);
   return ds;
+}
+
+// NB: the length in a dataset's header is input: before anything is allocated from it, it must be
+// backed by the dataset's storage in the file, so a crafted file cannot claim 2^60 tokens. The
+// writer stores tokens contiguously or chunked with shuffle + deflate, and deflate compresses at
+// most 1032:1 (zlib's documented limit), so a compressed dataset holds at most 1032 bytes per
+// stored byte (plus one chunk of slack).
+void TokenDataset::check_backed(int64_t ds, unsigned long long n, size_t elem_size,
+                                const char* name) const {
+  const std::string what = std::string("dataset '") + name + "'";
+  std::optional<int64_t> bytes =
+      n > uint64_t(INT64_MAX) ? std::nullopt : try_mul(int64_t(n), int64_t(elem_size));
+  if (!bytes) fail(what + " claims " + std::to_string(n) + " elements, more than 2^63 bytes");
+  if (*bytes == 0) return;
+  h5::Id dcpl(H5Dget_create_plist(ds));
+  int filters = dcpl.valid() ? H5Pget_nfilters(dcpl.get()) : -1;
+  if (filters < 0) fail("cannot read the storage properties of " + what);
+  for (int i = 0; i < filters; ++i) {
+    unsigned flags = 0;
+    size_t nelem = 0;
+    H5Z_filter_t id = H5Pget_filter2(dcpl.get(), unsigned(i), &flags, &nelem, nullptr, 0,
+                                     nullptr, nullptr);
+    if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE)
+      fail(what + " uses HDF5 filter " + std::to_string(id) +
+           "; expected none, shuffle or deflate (what loom preprocess writes)");
+  }
+  constexpr int64_t kMaxDeflateRatio = 1032;
+  constexpr int64_t kChunkSlack = int64_t(1) << 22;  // one 1M-token chunk of int32
+  const int64_t stored = int64_t(H5Dget_storage_size(ds));
+  const int64_t backed = filters == 0 ? stored : stored * kMaxDeflateRatio + kChunkSlack;
+  if (*bytes > backed)
+    fail(what + " claims " + std::to_string(n) + " elements (" + std::to_string(*bytes) +
+         " bytes) but the file stores " + std::to_string(stored) + " bytes of it" +
+         " (truncated, unwritten or crafted file)");
 }
 
 void TokenDataset::load_arrays(int64_t file) {

@@ -55,6 +55,7 @@ class TokenDataset {
   [[noreturn]] void fail(const std::string& what) const;
   // File handles are passed as int64_t (hid_t) so this header does not include hdf5.h.
   h5::Id open_1d(int64_t file, const char* name, unsigned long long& n, h5::Id& type) const;
+  void check_backed(int64_t ds, unsigned long long n, size_t elem_size, const char* name) const;
   void load_arrays(int64_t file);
   void validate() const;
 

@@ -29,7 +29,7 @@ Json parse_json(const std::string& path, const char* what) {
   std::string text = read_file(path, what);
   try {
     return Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // NB: a number too large is out_of_range, not parse_error
     throw DataError("tokenizer: " + std::string(what) + " '" + path + "' is not valid JSON: " +
                     e.what());
   }
@@ -178,7 +178,7 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
     ctx.fail("model", "expected a \"model\" object");
   const Json& model = j["model"];
-  const std::string type = model.value("type", "");
+  const std::string type = model.contains("type") ? ctx.get_string(model, "model", "type") : "";
   if (type != "BPE")
     ctx.fail("model.type", "expected model.type \"BPE\" (the only supported model), got \"" +
                                type + "\"");
@@ -216,10 +216,12 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
   HfJson::decoder(j.value("decoder", Json()), ctx, t);
   HfJson::post_processor(j.value("post_processor", Json()), ctx, t);
   const Json pre = j.value("pre_tokenizer", Json());
+  // (pre_tokenizer's fields were type-checked by HfJson::pre_tokenizer above)
   const bool gpt2 = t.byte_level_ && !t.normalizer_ && !t.bpe_opts_.ignore_merges &&
                     t.prefix_ids_.empty() && t.suffix_ids_.empty() &&
-                    t.decode_mode_ == DecodeMode::Bytes && pre.value("type", "") == "ByteLevel" &&
-                    pre.value("use_regex", true);
+                    t.decode_mode_ == DecodeMode::Bytes && pre.is_object() &&
+                    pre.value("type", Json()) == Json("ByteLevel") &&
+                    pre.value("use_regex", Json(true)) == Json(true);
   if (!gpt2)
     t.description_ = std::string("hf-bpe ") + (t.byte_level_ ? "byte-level" : "sentencepiece") +
                      " vocab_size=" + std::to_string(t.vocab_size()) +

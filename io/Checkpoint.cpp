@@ -1,172 +1,142 @@
 // Checkpoint directories (see Checkpoint.h): the temporary-directory / fsync / rename protocol, the
-// manifest, the collective save (one tensor file per rank, success agreed by an all-gather) and
-// loading, which leaves the HDF5 work to CheckpointShards.cpp.
+// manifest, the collective save (two tensor files per rank, success agreed by an all-gather) and
+// loading with prefix selection and required names. The HDF5 work is in CheckpointShards.cpp, the
+// checkpoint root (latest, write order, pruning) in CheckpointLineage.cpp.
 #include "io/Checkpoint.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <sstream>
 #include <vector>
 
 #include "core/util/Check.h"
 #include "core/util/Env.h"
 #include "core/util/Logging.h"
-#include "parallel/comm/Communicator.h"
-#include "parallel/data/DistributedRuntime.h"
+#include "io/CheckpointLineage.h"
 #include "io/CheckpointShards.h"
 #include "io/Sha256.h"
+#include "parallel/comm/Communicator.h"
+#include "parallel/data/DistributedRuntime.h"
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 namespace loom::io {
 
 namespace {
 
-constexpr const char* kSingleFile = "tensors.h5";
 constexpr const char* kMetaFile = "meta.json";
+constexpr const char* kModelPrefix = "model/";
 
 [[noreturn]] void fail(const std::string& msg) { detail::checkpoint_fail(msg); }
 
-std::string rank_file_name(int rank) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "tensors-r%05d.h5", rank);
-  return buf;
+// The two tensor files of one writer: "model/" names, then every other name.
+struct FileNames {
+  std::string model, rest;
+};
+
+FileNames tensor_file_names(int rank) {  // rank < 0: the single writer
+  if (rank < 0) return {"model.h5", "tensors.h5"};
+  char m[32], r[32];
+  std::snprintf(m, sizeof(m), "model-r%05d.h5", rank);
+  std::snprintf(r, sizeof(r), "tensors-r%05d.h5", rank);
+  return {m, r};
 }
 
-void fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) fail("cannot open " + path + " to flush it");
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) fail("fsync failed for " + path);
+bool is_model(const std::string& name) { return name.rfind(kModelPrefix, 0) == 0; }
+
+bool must_be_finite(const std::string& name) {
+  return is_model(name) || name.rfind("optim/", 0) == 0;
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << text;
-  f.close();
-  if (!f) fail("cannot write " + path);
-  fsync_path(path, false);
+ManifestFile file_entry(const std::string& path) {
+  return {uint64_t(fs::file_size(path)), sha256_file(path)};
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot read " + path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-json read_manifest(const std::string& dir) {
-  std::string path = dir + "/MANIFEST.json";
-  if (!fs::exists(path)) fail(path + " is missing (incomplete checkpoint)");
-  json m;
-  try {
-    m = json::parse(read_text(path));
-  } catch (const json::exception& e) {
-    fail(path + " is not valid JSON: " + e.what());
-  }
-  if (!m.is_object() || m.value("format", "") != kCheckpointFormat)
-    fail(path + ": expected format \"" + kCheckpointFormat + "\", got " +
-         (m.is_object() && m.contains("format") ? m["format"].dump() : "none"));
-  int version = m.value("version", -1);
-  if (version < 1 || version > kCheckpointVersion)
-    fail(path + ": expected version 1 to " + std::to_string(kCheckpointVersion) + ", got " +
-         std::to_string(version) +
-         (version > kCheckpointVersion ? " (written by a newer Loom)" : ""));
-  if (!m.contains("files") || !m["files"].is_object()) fail(path + ": no \"files\" table");
-  return m;
-}
-
-// The tensor files a manifest must list: tensors.h5, or one file per rank of the saving world.
-std::vector<std::string> tensor_files(const json& m, const std::string& dir) {
-  std::vector<std::string> names;
-  if (m.contains("world_size")) {
-    int64_t n = m["world_size"].is_number_integer() ? m["world_size"].get<int64_t>() : -1;
-    if (n < 1 || n > 1000000)
-      fail(dir + "/MANIFEST.json: expected world_size >= 1, got " + m["world_size"].dump());
-    for (int r = 0; r < int(n); ++r) names.push_back(rank_file_name(r));
-  } else {
-    names.push_back(kSingleFile);
-  }
-  for (const std::string& f : names)
-    if (!m["files"].contains(f)) fail(dir + "/MANIFEST.json does not list " + f);
-  if (!m["files"].contains(kMetaFile)) fail(dir + "/MANIFEST.json does not list " + kMetaFile);
-  return names;
-}
-
-// Sizes only (cheap): used when scanning for the newest complete checkpoint.
-bool sizes_match(const std::string& dir, const json& m) {
-  for (const auto& [name, info] : m["files"].items()) {
-    std::error_code ec;
-    auto size = fs::file_size(dir + "/" + name, ec);
-    if (ec || size != info.value("bytes", uint64_t(0))) return false;
-  }
-  return true;
-}
-
-json file_entry(const std::string& path) {
-  return {{"bytes", fs::file_size(path)}, {"sha256", sha256_file(path)}};
-}
-
-json new_manifest(int64_t step, int version) {
-  return {{"format", kCheckpointFormat},
-          {"version", version},
-          {"step", step},
-          {"files", json::object()}};
+// Writes the writer's two tensor files into dir; kill_halfway is the test hook (Checkpoint.h).
+void write_tensor_files(const std::string& dir, const FileNames& names,
+                        const std::map<std::string, Tensor>& whole,
+                        const std::map<std::string, CheckpointPiece>& pieces, bool kill_halfway,
+                        const SaveOptions& opts) {
+  std::map<std::string, Tensor> whole_m, whole_r;
+  std::map<std::string, CheckpointPiece> pieces_m, pieces_r;
+  for (const auto& [n, t] : whole) (is_model(n) ? whole_m : whole_r)[n] = t;
+  for (const auto& [n, p] : pieces) (is_model(n) ? pieces_m : pieces_r)[n] = p;
+  detail::FiniteCheck finite = opts.allow_non_finite ? nullptr : must_be_finite;
+  detail::write_tensor_file(dir + "/" + names.model, whole_m, pieces_m, kill_halfway, finite);
+  detail::write_tensor_file(dir + "/" + names.rest, whole_r, pieces_r, false, finite);
 }
 
 // Creates an empty temporary directory for `step` under root and returns it.
 std::string make_temp_dir(const std::string& root, int64_t step) {
   LOOM_CHECK_T(CheckpointError, step >= 0, "checkpoint: expected step >= 0, got ", step);
-  fs::create_directories(root);
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) fail("cannot create checkpoint directory " + root + ": " + ec.message());
   std::string tmp = root + "/" + checkpoint_dir_name(step) + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) fail("cannot create " + tmp + ": " + ec.message());
   return tmp;
 }
 
 void write_meta(const std::string& path, const Checkpoint& ckpt) {
-  json meta(ckpt.meta);
-  meta["step"] = std::to_string(ckpt.step);
-  write_text(path, meta.dump(1));
+  CheckpointMeta m{ckpt.step, ckpt.meta};
+  std::string text;
+  try {
+    text = meta_json(m);
+  } catch (const std::exception& e) {  // a meta entry that is not valid UTF-8
+    fail("cannot write " + path + ": " + e.what());
+  }
+  detail::write_text(path, text);
 }
 
-void prune(const std::string& root, int keep_last) {
-  std::vector<std::string> complete;
-  for (const auto& e : fs::directory_iterator(root)) {
-    std::string n = e.path().filename().string();
-    if (e.is_directory() && n.rfind("step_", 0) == 0 && n.find(".tmp") == std::string::npos)
-      complete.push_back(n);
+// Copies the run's tokenizer files into dir; returns the names copied.
+std::vector<std::string> copy_tokenizer(const TokenizerFiles& t, const std::string& dir) {
+  std::vector<std::string> names;
+  const std::pair<const std::string*, const char*> files[] = {
+      {&t.vocab_json, "vocab.json"},
+      {&t.merges_txt, "merges.txt"},
+      {&t.tokenizer_json, "tokenizer.json"},
+      {&t.tokenizer_config_json, "tokenizer_config.json"}};
+  for (const auto& [src, name] : files) {
+    if (src->empty()) continue;
+    std::error_code ec;
+    fs::copy_file(*src, dir + "/" + name, fs::copy_options::overwrite_existing, ec);
+    if (ec) fail("cannot copy tokenizer file " + *src + " into " + dir + ": " + ec.message());
+    detail::fsync_path(dir + "/" + name, false);
+    names.push_back(name);
   }
-  std::sort(complete.begin(), complete.end());
-  for (size_t i = 0; i + size_t(keep_last) < complete.size(); ++i)
-    fs::remove_all(root + "/" + complete[i]);
+  return names;
 }
 
 // Writes the manifest into the complete temporary directory, renames it to its final name, moves
-// `latest` and prunes; returns the final directory.
-std::string publish(const std::string& root, const std::string& tmp, const json& manifest,
-                    int64_t step, int keep_last) {
-  write_text(tmp + "/MANIFEST.json", manifest.dump(1));
-  fsync_path(tmp, true);
-  std::string final_dir = root + "/" + checkpoint_dir_name(step);
-  fs::remove_all(final_dir);  // an older save of the same step
-  fs::rename(tmp, final_dir);
-  fsync_path(root, true);
-  write_text(root + "/latest.tmp", checkpoint_dir_name(step) + "\n");
-  fs::rename(root + "/latest.tmp", root + "/latest");
-  fsync_path(root, true);
-  if (keep_last > 0) prune(root, keep_last);
+// `latest`, prunes and removes stale temporary directories; returns the final directory.
+std::string publish(const std::string& root, const std::string& tmp, Manifest manifest,
+                    int keep_last) {
+  manifest.sequence = detail::next_sequence(root);
+  detail::write_text(tmp + "/MANIFEST.json", manifest_json(manifest));
+  detail::fsync_path(tmp, true);
+  const std::string name = checkpoint_dir_name(manifest.step);
+  const std::string final_dir = root + "/" + name;
+  // An older save of the same step moves aside first, so a crash leaves one complete directory.
+  const std::string old = final_dir + ".del-" + std::to_string(::getpid());
+  std::error_code ec;
+  if (fs::exists(final_dir)) fs::rename(final_dir, old, ec);
+  if (ec) fail("cannot replace " + final_dir + ": " + ec.message());
+  fs::rename(tmp, final_dir, ec);
+  if (ec) fail("cannot rename " + tmp + " to " + final_dir + ": " + ec.message());
+  detail::fsync_path(root, true);
+  detail::write_text(root + "/latest.tmp", name + "\n");
+  fs::rename(root + "/latest.tmp", root + "/latest", ec);
+  if (ec) fail("cannot move " + root + "/latest: " + ec.message());
+  detail::fsync_path(root, true);
+  fs::remove_all(old, ec);
+  if (keep_last > 0) detail::prune_lineage(root, name, keep_last);
+  detail::remove_stale_temp_dirs(root);
   return final_dir;
 }
 
@@ -179,33 +149,39 @@ struct TempDirGuard {
   }
 };
 
-// What each rank reports after writing its file: exchanged as raw int64s by one all-gather.
+// What each rank reports after writing its files: exchanged as raw int64s by one all-gather.
 struct RankReport {
-  static constexpr int64_t kWords = 11;  // failed, step, bytes, 64 hex digits of SHA-256
-  int64_t failed = 1, step = -1, bytes = 0;
-  std::string sha256;
+  static constexpr int64_t kWords = 20;  // status, step, 2 sizes, 2 x 64 hex digits of SHA-256
+  enum Status : int64_t { kOk = 0, kFailed = 1, kNonFinite = 2 };
+  int64_t status = kFailed, step = -1;
+  ManifestFile model, rest;
 
   Tensor pack() const {
     std::vector<int64_t> w(size_t(kWords), 0);
-    w[0] = failed;
+    w[0] = status;
     w[1] = step;
-    w[2] = bytes;
-    std::memcpy(&w[3], sha256.data(), std::min<size_t>(sha256.size(), 64));
+    w[2] = int64_t(model.bytes);
+    w[3] = int64_t(rest.bytes);
+    std::memcpy(&w[4], model.sha256.data(), std::min<size_t>(model.sha256.size(), 64));
+    std::memcpy(&w[12], rest.sha256.data(), std::min<size_t>(rest.sha256.size(), 64));
     return Tensor::from_vector(w, {kWords});
   }
   static RankReport unpack(const int64_t* w) {
     RankReport r;
-    r.failed = w[0];
+    r.status = w[0];
     r.step = w[1];
-    r.bytes = w[2];
-    r.sha256.assign(reinterpret_cast<const char*>(&w[3]), 64);
+    r.model.bytes = uint64_t(w[2]);
+    r.rest.bytes = uint64_t(w[3]);
+    r.model.sha256.assign(reinterpret_cast<const char*>(&w[4]), 64);
+    r.rest.sha256.assign(reinterpret_cast<const char*>(&w[12]), 64);
     return r;
   }
 };
 
-// Writes this rank's tensor file (and meta.json on rank 0); never throws: errors go to `error`.
-RankReport write_rank_part(const std::string& tmp, const Checkpoint& ckpt, Communicator& world,
-                           std::string& error) {
+// Writes this rank's tensor files (and meta.json + tokenizer on rank 0); never throws: errors go
+// to `error`.
+RankReport write_rank_part(const std::string& tmp, const Checkpoint& ckpt, const SaveOptions& opts,
+                           Communicator& world, std::string& error) {
   RankReport rep;
   rep.step = ckpt.step;
   try {
@@ -213,12 +189,18 @@ RankReport write_rank_part(const std::string& tmp, const Checkpoint& ckpt, Commu
     const int world_rank = world.world_ranks()[size_t(rank)];
     const bool kill = env::get_int(env::kTestKillRankInSave, -1, -1, INT_MAX) == world_rank;
     static const std::map<std::string, Tensor> kNone;
-    std::string path = tmp + "/" + rank_file_name(rank);
-    detail::write_tensor_file(path, rank == 0 ? ckpt.tensors : kNone, ckpt.pieces, kill);
-    if (rank == 0) write_meta(tmp + "/" + kMetaFile, ckpt);
-    rep.bytes = int64_t(fs::file_size(path));
-    rep.sha256 = sha256_file(path);
-    rep.failed = 0;
+    const FileNames names = tensor_file_names(rank);
+    write_tensor_files(tmp, names, rank == 0 ? ckpt.tensors : kNone, ckpt.pieces, kill, opts);
+    if (rank == 0) {
+      write_meta(tmp + "/" + kMetaFile, ckpt);
+      copy_tokenizer(ckpt.tokenizer, tmp);
+    }
+    rep.model = file_entry(tmp + "/" + names.model);
+    rep.rest = file_entry(tmp + "/" + names.rest);
+    rep.status = RankReport::kOk;
+  } catch (const NonFiniteError& e) {
+    rep.status = RankReport::kNonFinite;
+    error = e.what();
   } catch (const std::exception& e) {
     error = e.what();
   }
@@ -226,26 +208,116 @@ RankReport write_rank_part(const std::string& tmp, const Checkpoint& ckpt, Commu
 }
 
 // Rank 0, after every rank reported success: the manifest of the collective save.
-json collective_manifest(const std::string& tmp, const std::vector<RankReport>& reps,
-                         int64_t step) {
-  json m = new_manifest(step, kCheckpointVersion);
-  m["world_size"] = reps.size();
+Manifest collective_manifest(const std::string& tmp, const std::vector<RankReport>& reps,
+                             const Checkpoint& ckpt) {
+  Manifest m;
+  m.step = ckpt.step;
+  m.world_size = int64_t(reps.size());
   for (size_t r = 0; r < reps.size(); ++r) {
-    if (reps[r].step != step)
+    if (reps[r].step != ckpt.step)
       fail("collective save: rank " + std::to_string(r) + " saved step " +
-           std::to_string(reps[r].step) + " but rank 0 saved step " + std::to_string(step));
-    std::string name = rank_file_name(int(r));
-    std::error_code ec;
-    uint64_t seen = fs::file_size(tmp + "/" + name, ec);
-    if (ec || seen != uint64_t(reps[r].bytes))
-      fail("collective save: rank " + std::to_string(r) + " wrote " +
-           std::to_string(reps[r].bytes) + " bytes to " + tmp + "/" + name + " but rank 0 sees " +
-           (ec ? "no file" : std::to_string(seen)) +
-           " (is the checkpoint directory on a filesystem every rank shares?)");
-    m["files"][name] = {{"bytes", reps[r].bytes}, {"sha256", reps[r].sha256}};
+           std::to_string(reps[r].step) + " but rank 0 saved step " + std::to_string(ckpt.step));
+    const FileNames names = tensor_file_names(int(r));
+    for (const auto& [name, entry] :
+         {std::pair{names.model, reps[r].model}, std::pair{names.rest, reps[r].rest}}) {
+      std::error_code ec;
+      uint64_t seen = fs::file_size(tmp + "/" + name, ec);
+      if (ec || seen != entry.bytes)
+        fail("collective save: rank " + std::to_string(r) + " wrote " +
+             std::to_string(entry.bytes) + " bytes to " + tmp + "/" + name + " but rank 0 sees " +
+             (ec ? "no file" : std::to_string(seen)) +
+             " (is the checkpoint directory on a filesystem every rank shares?)");
+      m.files[name] = entry;
+    }
+    m.tensor_groups[kModelPrefix].push_back(names.model);
+    m.tensor_groups[""].push_back(names.rest);
   }
-  m["files"][kMetaFile] = file_entry(tmp + "/" + kMetaFile);
+  m.files[kMetaFile] = file_entry(tmp + "/" + kMetaFile);
+  for (const char* n : kTokenizerFileNames)
+    if (fs::exists(tmp + "/" + n)) {
+      m.files[n] = file_entry(tmp + "/" + n);
+      m.tokenizer_files.push_back(n);
+    }
   return m;
+}
+
+// Hash-checks one file the manifest lists.
+void verify_file(const std::string& dir, const std::string& name, const Manifest& m) {
+  const std::string p = dir + "/" + name;
+  auto it = m.files.find(name);
+  if (it == m.files.end()) fail(dir + "/MANIFEST.json does not list " + name);
+  std::error_code ec;
+  uint64_t size = fs::file_size(p, ec);
+  if (ec) fail(p + " is missing");
+  if (size != it->second.bytes)
+    fail(p + ": expected " + std::to_string(it->second.bytes) + " bytes, got " +
+         std::to_string(size) + " (truncated or modified)");
+  std::string hash = sha256_file(p);
+  if (hash != it->second.sha256)
+    fail(p + ": expected sha256 " + it->second.sha256 + ", got " + hash + " (corrupt)");
+}
+
+CheckpointMeta verified_meta(const std::string& dir, const Manifest& m) {
+  verify_file(dir, kMetaFile, m);
+  CheckpointMeta meta = parse_meta(detail::read_text(dir + "/" + kMetaFile), dir + "/" + kMetaFile);
+  if (meta.step != m.step && m.version >= 3)
+    fail(dir + ": meta.json says step " + std::to_string(meta.step) + " but MANIFEST.json says " +
+         std::to_string(m.step));
+  return meta;
+}
+
+TokenizerFiles verified_tokenizer(const std::string& dir, const Manifest& m) {
+  TokenizerFiles t;
+  const std::string abs = fs::absolute(dir).lexically_normal().string();
+  for (const std::string& n : m.tokenizer_files) {
+    verify_file(dir, n, m);
+    std::string p = abs + "/" + n;
+    if (n == "vocab.json") t.vocab_json = p;
+    if (n == "merges.txt") t.merges_txt = p;
+    if (n == "tokenizer.json") t.tokenizer_json = p;
+    if (n == "tokenizer_config.json") t.tokenizer_config_json = p;
+  }
+  return t;
+}
+
+bool starts_with_any(const std::string& name, const std::vector<std::string>& prefixes) {
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&](const std::string& p) { return name.rfind(p, 0) == 0; });
+}
+
+// Reads the selected groups' files; a name stored in another group's file is an error.
+std::map<std::string, Tensor> read_tensors(const std::string& dir, const Manifest& m,
+                                           const LoadOptions& opts) {
+  const std::vector<std::string> selected = m.tensor_files_for(opts.prefixes);
+  std::map<std::string, Tensor> out;
+  for (const auto& [group, files] : m.tensor_groups) {
+    // NB: a group's files are selected together (a file belongs to one group only).
+    if (std::find(selected.begin(), selected.end(), files.front()) == selected.end()) continue;
+    std::vector<std::string> paths;
+    for (const std::string& f : files) paths.push_back(dir + "/" + f);
+    auto want = [&, g = group](const std::string& name) {
+      if (m.version >= 3 && m.group_of(name) != g)
+        fail(dir + ": tensor \"" + name + "\" is stored in a file of group \"" + g +
+             "\" but belongs to group \"" + m.group_of(name) + "\"");
+      return opts.prefixes.empty() || starts_with_any(name, opts.prefixes);
+    };
+    for (auto& [name, t] : detail::assemble_tensor_files(paths, want)) out[name] = std::move(t);
+  }
+  return out;
+}
+
+void check_required(const std::string& dir, const std::map<std::string, Tensor>& tensors,
+                    const std::vector<std::string>& required) {
+  std::string missing;
+  int64_t count = 0;
+  for (const std::string& name : required) {
+    if (tensors.count(name)) continue;
+    missing += "\n  " + name;
+    ++count;
+  }
+  if (count > 0)
+    fail(dir + ": expected every tensor of the state, but " + std::to_string(count) +
+         " are missing:" + missing);
 }
 
 }  // namespace
@@ -256,20 +328,36 @@ std::string checkpoint_dir_name(int64_t step) {
   return buf;
 }
 
-std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt, int keep_last) {
+std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt,
+                            const SaveOptions& opts) {
   TempDirGuard guard{make_temp_dir(root, ckpt.step)};
   const std::string& tmp = guard.path;
-  detail::write_tensor_file(tmp + "/" + kSingleFile, ckpt.tensors, ckpt.pieces, false);
+  const FileNames names = tensor_file_names(-1);
+  write_tensor_files(tmp, names, ckpt.tensors, ckpt.pieces, false, opts);
   write_meta(tmp + "/" + kMetaFile, ckpt);
-  json manifest = new_manifest(ckpt.step, ckpt.pieces.empty() ? 1 : kCheckpointVersion);
-  for (const char* f : {kSingleFile, kMetaFile}) manifest["files"][f] = file_entry(tmp + "/" + f);
-  std::string final_dir = publish(root, tmp, manifest, ckpt.step, keep_last);
+  Manifest m;
+  m.step = ckpt.step;
+  m.tokenizer_files = copy_tokenizer(ckpt.tokenizer, tmp);
+  for (const std::string& f : m.tokenizer_files) m.files[f] = file_entry(tmp + "/" + f);
+  for (const std::string& f : {names.model, names.rest, std::string(kMetaFile)})
+    m.files[f] = file_entry(tmp + "/" + f);
+  m.tensor_groups = {{kModelPrefix, {names.model}}, {"", {names.rest}}};
+  std::string final_dir = publish(root, tmp, m, opts.keep_last);
   guard.path.clear();
   return final_dir;
 }
 
+std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt, int keep_last) {
+  return save_checkpoint(root, ckpt, SaveOptions{keep_last});
+}
+
 std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt, int keep_last,
                             Communicator& world) {
+  return save_checkpoint(root, ckpt, SaveOptions{keep_last}, world);
+}
+
+std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt,
+                            const SaveOptions& opts, Communicator& world) {
   const int rank = world.rank(), n = world.size();
   TempDirGuard guard;  // rank 0 only: removes the temporary directory on any failure
   std::string tmp;
@@ -283,14 +371,21 @@ std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt, int
   tmp = dist::broadcast_string(world, tmp, 0);
   if (!tmp.empty() && tmp[0] == '!') throw CheckpointError(tmp.substr(1));
   std::string error;
+  RankReport mine = write_rank_part(tmp, ckpt, opts, world, error);
   Tensor all = Tensor::empty({RankReport::kWords * n}, DType::I64);
-  world.all_gather(all, write_rank_part(tmp, ckpt, world, error).pack());
+  world.all_gather(all, mine.pack());
   std::vector<RankReport> reps;
-  std::vector<int> failed;
+  std::vector<int> failed, non_finite;
   for (int r = 0; r < n; ++r) {
     reps.push_back(RankReport::unpack(all.data<int64_t>() + r * RankReport::kWords));
-    if (reps.back().failed) failed.push_back(r);
+    if (reps.back().status != RankReport::kOk) failed.push_back(r);
+    if (reps.back().status == RankReport::kNonFinite) non_finite.push_back(r);
   }
+  if (mine.status == RankReport::kNonFinite) throw NonFiniteError(error);
+  if (!non_finite.empty())
+    throw NonFiniteError("checkpoint: refused to save step " + std::to_string(ckpt.step) +
+                         ": non-finite values on rank(s) " + format_ranks(non_finite) +
+                         " (see their errors); the previous checkpoint stays the latest");
   if (!error.empty()) throw CheckpointError(error);
   if (!failed.empty())
     fail("collective save of step " + std::to_string(ckpt.step) + " failed on rank(s) " +
@@ -298,7 +393,7 @@ std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt, int
   std::string result;
   if (rank == 0) {
     try {
-      result = publish(root, tmp, collective_manifest(tmp, reps, ckpt.step), ckpt.step, keep_last);
+      result = publish(root, tmp, collective_manifest(tmp, reps, ckpt), opts.keep_last);
       guard.path.clear();
     } catch (const std::exception& e) {
       result = std::string("!") + e.what();
@@ -309,76 +404,63 @@ std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt, int
   return result;
 }
 
-std::string find_latest_checkpoint(const std::string& root) {
-  if (!fs::is_directory(root)) return "";
-  std::vector<std::string> dirs;
-  for (const auto& e : fs::directory_iterator(root)) {
-    std::string n = e.path().filename().string();
-    if (!e.is_directory() || n.rfind("step_", 0) != 0) continue;
-    if (n.find(".tmp") != std::string::npos) {
-      LOG(WARN) << "checkpoint: ignoring incomplete checkpoint " << e.path().string();
-      continue;
-    }
-    dirs.push_back(n);
-  }
-  std::sort(dirs.rbegin(), dirs.rend());
-  for (const std::string& n : dirs) {
-    std::string dir = root + "/" + n;
-    try {
-      json m = read_manifest(dir);
-      tensor_files(m, dir);
-      if (sizes_match(dir, m)) return dir;
-      LOG(WARN) << "checkpoint: ignoring " << dir << " (file sizes disagree with its manifest)";
-    } catch (const CheckpointError& e) {
-      LOG(WARN) << "checkpoint: ignoring " << dir << ": " << e.what();
-    }
-  }
-  return "";
+void verify_checkpoint(const std::string& dir) {
+  Manifest m = detail::read_manifest_file(dir);
+  for (const auto& [name, unused] : m.files) verify_file(dir, name, m);
 }
 
-namespace {
-
-// verify_checkpoint's work; returns the tensor file paths.
-std::vector<std::string> verify_files(const std::string& dir) {
-  json m = read_manifest(dir);
-  std::vector<std::string> paths;
-  for (const std::string& f : tensor_files(m, dir)) paths.push_back(dir + "/" + f);
-  for (const auto& [name, info] : m["files"].items()) {
-    std::string p = dir + "/" + name;
-    std::error_code ec;
-    uint64_t size = fs::file_size(p, ec);
-    if (ec) fail(p + " is missing");
-    uint64_t want = info.value("bytes", uint64_t(0));
-    if (size != want)
-      fail(p + ": expected " + std::to_string(want) + " bytes, got " + std::to_string(size) +
-           " (truncated or modified)");
-    std::string hash = sha256_file(p), want_hash = info.value("sha256", "");
-    if (hash != want_hash)
-      fail(p + ": expected sha256 " + want_hash + ", got " + hash + " (corrupt)");
-  }
-  return paths;
-}
-
-}  // namespace
-
-void verify_checkpoint(const std::string& dir) { verify_files(dir); }
-
-Checkpoint load_checkpoint(const std::string& dir) {
-  std::vector<std::string> paths = verify_files(dir);
+Checkpoint load_checkpoint(const std::string& dir, const LoadOptions& opts) {
+  Manifest m = detail::read_manifest_file(dir);
+  // Everything this load reads is verified before any tensor is read.
+  CheckpointMeta meta = verified_meta(dir, m);
   Checkpoint ck;
-  ck.tensors = detail::assemble_tensor_files(paths);
-  json meta;
-  try {
-    meta = json::parse(read_text(dir + "/" + kMetaFile));
-  } catch (const json::exception& e) {
-    fail(dir + "/meta.json is not valid JSON: " + e.what());
-  }
-  for (const auto& [k, v] : meta.items()) {
-    if (k == "step") continue;
-    ck.meta[k] = v.is_string() ? v.get<std::string>() : v.dump();
-  }
-  ck.step = std::stoll(meta.value("step", "0"));
+  ck.tokenizer = verified_tokenizer(dir, m);
+  for (const std::string& f : m.tensor_files_for(opts.prefixes)) verify_file(dir, f, m);
+  for (const std::string& name : opts.required)
+    LOOM_CHECK(opts.prefixes.empty() || starts_with_any(name, opts.prefixes),
+               "load_checkpoint: required tensor \"", name, "\" is outside the loaded prefixes");
+  ck.tensors = read_tensors(dir, m, opts);
+  check_required(dir, ck.tensors, opts.required);
+  ck.step = meta.step;
+  ck.meta = std::move(meta.entries);
   return ck;
+}
+
+void check_required_tensors(const Checkpoint& ck, const std::vector<std::string>& names,
+                            const std::string& dir) {
+  check_required(dir, ck.tensors, names);
+}
+
+CheckpointMeta read_checkpoint_meta(const std::string& dir) {
+  return verified_meta(dir, detail::read_manifest_file(dir));
+}
+
+TokenizerFiles checkpoint_tokenizer(const std::string& dir) {
+  return verified_tokenizer(dir, detail::read_manifest_file(dir));
+}
+
+TokenizerFiles tokenizer_files_of(const std::string& vocab_json, const std::string& merges_txt,
+                                  const std::string& tokenizer_json) {
+  auto existing = [](const std::string& p, const char* what) {
+    LOOM_CHECK_T(ConfigError, fs::is_regular_file(p), "checkpoint: the run's ", what, " \"", p,
+                 "\" does not exist (or is not a file)");
+    return p;
+  };
+  TokenizerFiles t;
+  std::string anchor;
+  if (!tokenizer_json.empty()) {
+    t.tokenizer_json = existing(tokenizer_json, "data.tokenizer_json");
+    anchor = tokenizer_json;
+  } else if (!vocab_json.empty() || !merges_txt.empty()) {
+    t.vocab_json = existing(vocab_json, "data.tokenizer_vocab");
+    t.merges_txt = existing(merges_txt, "data.tokenizer_merges");
+    anchor = vocab_json;
+  }
+  if (!anchor.empty()) {
+    fs::path config = fs::path(anchor).parent_path() / "tokenizer_config.json";
+    if (fs::is_regular_file(config)) t.tokenizer_config_json = config.string();
+  }
+  return t;
 }
 
 }  // namespace loom::io

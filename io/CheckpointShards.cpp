@@ -14,7 +14,10 @@
 #include <optional>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/util/Check.h"
+#include "core/util/CheckedMath.h"
 
 namespace loom::io::detail {
 
@@ -67,10 +70,16 @@ std::optional<std::string> read_string_attr(hid_t obj, const char* name) {
   if (H5Aexists(obj, name) <= 0) return std::nullopt;
   hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
   if (attr < 0) return std::nullopt;
+  hid_t space = H5Aget_space(attr);
+  // NB: H5Aread writes every element: only a single fixed-length string fits the buffer.
+  const bool single = space >= 0 && H5Sget_simple_extent_npoints(space) == 1;
+  if (space >= 0) H5Sclose(space);
   hid_t type = H5Aget_type(attr);
-  std::string buf(H5Tget_size(type) + 1, '\0');
-  herr_t st = H5Tget_class(type) == H5T_STRING ? H5Aread(attr, type, buf.data()) : -1;
-  H5Tclose(type);
+  const bool fixed_string = type >= 0 && H5Tget_class(type) == H5T_STRING &&
+                            H5Tis_variable_str(type) == 0 && H5Tget_size(type) < (1u << 20);
+  std::string buf(fixed_string ? H5Tget_size(type) + 1 : 1, '\0');
+  herr_t st = single && fixed_string ? H5Aread(attr, type, buf.data()) : -1;
+  if (type >= 0) H5Tclose(type);
   H5Aclose(attr);
   if (st < 0) return std::nullopt;
   return std::string(buf.c_str());
@@ -78,8 +87,13 @@ std::optional<std::string> read_string_attr(hid_t obj, const char* name) {
 
 // Writes one dataset (the whole tensor when spec is null) with its attributes.
 void write_dataset(hid_t file, hid_t lcpl, const std::string& name, const Tensor& t0,
-                   const ShardSpec* spec, const std::string& path) {
+                   const ShardSpec* spec, const std::string& path, const FiniteCheck& finite) {
   Tensor t = t0.detach().to(Device::cpu()).contiguous();
+  if (finite && finite(name) && !all_finite(t))
+    throw NonFiniteError("checkpoint: tensor \"" + name +
+                         "\" holds NaN or Inf; refusing to write " + path +
+                         " (a diverged state must not replace the last good checkpoint; "
+                         "SaveOptions::allow_non_finite saves it anyway)");
   std::vector<hsize_t> dims(t.shape().begin(), t.shape().end());
   hid_t space = dims.empty() ? H5Screate(H5S_SCALAR)
                              : H5Screate_simple(int(dims.size()), dims.data(), nullptr);
@@ -126,7 +140,8 @@ std::vector<Entry> entries_to_write(const std::map<std::string, Tensor>& whole,
 void checkpoint_fail(const std::string& msg) { throw CheckpointError("checkpoint: " + msg); }
 
 void write_tensor_file(const std::string& path, const std::map<std::string, Tensor>& whole,
-                       const std::map<std::string, CheckpointPiece>& pieces, bool kill_halfway) {
+                       const std::map<std::string, CheckpointPiece>& pieces, bool kill_halfway,
+                       const FiniteCheck& finite) {
   std::vector<Entry> entries = entries_to_write(whole, pieces, path);
   std::lock_guard<std::mutex> lock(hdf5_mutex());
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -142,7 +157,8 @@ void write_tensor_file(const std::string& path, const std::map<std::string, Tens
         H5Fflush(file, H5F_SCOPE_GLOBAL);
         std::_Exit(9);
       }
-      write_dataset(file, lcpl, *entries[i].name, *entries[i].tensor, entries[i].spec, path);
+      write_dataset(file, lcpl, *entries[i].name, *entries[i].tensor, entries[i].spec, path,
+                    finite);
     }
   } catch (...) {
     H5Fclose(file);
@@ -170,63 +186,133 @@ herr_t visit_cb(hid_t, const char* name, const H5O_info_t* info, void* data) {
   return 0;
 }
 
+// NB: a ShardSpec's numbers come from the file. Before ShardSpec::from_json (which adds offset and
+// length) sees them, every size must be an integer in [0, 2^61] so no sum or product of two of them
+// can overflow; dim in [-1, 64).
+void check_spec_ranges(const std::string& text, const std::string& where) {
+  constexpr int64_t kMax = int64_t(1) << 61;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception&) {
+    return;  // from_json reports malformed text
+  }
+  auto in_range = [](const nlohmann::json& v, int64_t lo, int64_t hi) {
+    return v.is_number_integer() && (v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(hi)
+                                                            : v.get<int64_t>() >= lo &&
+                                                                  v.get<int64_t>() <= hi);
+  };
+  bool ok = j.is_object();
+  for (const char* key : {"logical", "view"}) {
+    if (!ok || !j.contains(key) || !j[key].is_array() || j[key].size() > 32) {
+      ok = false;
+      break;
+    }
+    for (const auto& d : j[key]) ok = ok && in_range(d, 0, kMax);
+  }
+  for (const char* key : {"offset", "length"})
+    ok = ok && j.contains(key) && in_range(j[key], 0, kMax);
+  ok = ok && j.contains("dim") && in_range(j["dim"], -1, 63);
+  if (!ok)
+    checkpoint_fail(where +
+                    ": expected a shard spec of sizes in [0, 2^61] (dim in [-1, 64)), got " + text);
+}
+
+// The dataset must be stored the way write_dataset stores it (contiguous, unfiltered, every byte
+// present, elements of the tagged dtype's size), so nothing is allocated from a size the file does
+// not back.
+void check_storage(hid_t ds, const PieceRef& r, const std::string& where) {
+  hid_t ftype = H5Dget_type(ds);
+  const size_t esize = ftype >= 0 ? H5Tget_size(ftype) : 0;
+  if (ftype >= 0) H5Tclose(ftype);
+  if (esize != dtype_size(r.dtype))
+    checkpoint_fail(where + ": stored elements of " + std::to_string(esize) + " bytes, expected " +
+                    std::to_string(dtype_size(r.dtype)) + " (" + dtype_name(r.dtype) + ")");
+  std::optional<int64_t> numel = try_numel(r.stored);
+  std::optional<int64_t> bytes = numel ? try_mul(*numel, int64_t(esize)) : std::nullopt;
+  if (!bytes) checkpoint_fail(where + ": stored shape " + shape_str(r.stored) + " is too large");
+  hid_t dcpl = H5Dget_create_plist(ds);
+  const H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+  const int filters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : -1;
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if ((layout != H5D_CONTIGUOUS && layout != H5D_COMPACT) || filters != 0)
+    checkpoint_fail(where + ": expected contiguous, unfiltered storage (as Loom writes it)");
+  const auto stored = int64_t(H5Dget_storage_size(ds));
+  if (*bytes > 0 && stored != *bytes)
+    checkpoint_fail(where + ": shape " + shape_str(r.stored) + " needs " + std::to_string(*bytes) +
+                    " bytes but the file stores " + std::to_string(stored));
+}
+
 PieceRef describe_dataset(hid_t file, size_t index, const std::string& name,
                           const std::string& path) {
   hid_t ds = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
   if (ds < 0) checkpoint_fail("cannot open tensor \"" + name + "\" in " + path);
+  struct Close {
+    hid_t id;
+    ~Close() { H5Dclose(id); }
+  } close{ds};
   PieceRef r;
   r.file = index;
   r.name = name;
+  const std::string where = path + " tensor \"" + name + "\"";
   std::optional<std::string> tag = read_string_attr(ds, "loom_dtype");
   std::optional<std::string> shard = read_string_attr(ds, "loom_shard");
   hid_t space = H5Dget_space(ds);
-  int nd = H5Sget_simple_extent_ndims(space);
+  int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
   std::vector<hsize_t> dims(size_t(std::max(nd, 0)));
   if (nd > 0) H5Sget_simple_extent_dims(space, dims.data(), nullptr);
-  H5Sclose(space);
-  H5Dclose(ds);
-  r.stored.assign(dims.begin(), dims.end());
-  const std::string where = path + " tensor \"" + name + "\"";
+  if (space >= 0) H5Sclose(space);
+  if (nd < 0) checkpoint_fail(where + ": cannot read its shape");
+  for (hsize_t d : dims) {
+    if (d > hsize_t(INT64_MAX)) checkpoint_fail(where + ": a dimension of " + std::to_string(d));
+    r.stored.push_back(int64_t(d));
+  }
   try {
     r.dtype = dtype_from_name(tag.value_or(""));
   } catch (const ValueError&) {
     checkpoint_fail("tensor \"" + name + "\" in " + path + " has unknown dtype tag \"" +
                     tag.value_or("") + "\"");
   }
+  check_storage(ds, r, where);
   try {
+    if (shard) check_spec_ranges(*shard, where);
     r.spec = shard ? ShardSpec::from_json(*shard, where) : ShardSpec::whole(r.stored);
+    if (r.stored != r.spec.local_shape())
+      checkpoint_fail(where + ": stored shape " + shape_str(r.stored) +
+                      " does not match its shard " + r.spec.str() + " (expected " +
+                      shape_str(r.spec.local_shape()) + ")");
   } catch (const ValueError& e) {
     checkpoint_fail(e.what());
   }
-  if (r.stored != r.spec.local_shape())
-    checkpoint_fail(where + ": stored shape " + shape_str(r.stored) + " does not match its shard " +
-                    r.spec.str() + " (expected " + shape_str(r.spec.local_shape()) + ")");
   return r;
 }
 
-// Calls fn(begin, end) for each flat (row-major) index range of the logical tensor in the piece.
-template <class Fn>
-void for_each_range(const ShardSpec& s, Fn&& fn) {
-  const int64_t n = shape_numel(s.logical);
+// One flat (row-major) index range [begin, end) of the logical tensor that a piece covers.
+struct Range {
+  int64_t begin, end;
+  size_t piece;
+};
+
+// Appends the ranges of a non-empty piece; their count is at most the piece's element count, so it
+// is bounded by bytes the file stores.
+void append_ranges(const ShardSpec& s, size_t piece, std::vector<Range>& out) {
   if (s.is_whole()) {
-    fn(int64_t(0), n);
+    out.push_back({0, shape_numel(s.logical), piece});
     return;
   }
+  if (shape_numel(s.local_shape()) == 0) return;
   int64_t outer = 1, inner = 1;
   for (int d = 0; d < s.dim; ++d) outer *= s.view[size_t(d)];
   for (size_t d = size_t(s.dim) + 1; d < s.view.size(); ++d) inner *= s.view[d];
   const int64_t extent = s.view[size_t(s.dim)];
   for (int64_t a = 0; a < outer; ++a)
-    fn((a * extent + s.offset) * inner, (a * extent + s.offset + s.length) * inner);
+    out.push_back(
+        {(a * extent + s.offset) * inner, (a * extent + s.offset + s.length) * inner, piece});
 }
 
-bool covers(const ShardSpec& s, int64_t k) {
-  bool hit = false;
-  for_each_range(s, [&](int64_t b, int64_t e) { hit = hit || (b <= k && k < e); });
-  return hit;
-}
-
-// Checks that the pieces of one name agree and tile the logical tensor exactly.
+// Checks that the pieces of one name agree and tile the logical tensor exactly: the ranges,
+// sorted, must neither overlap nor leave a gap (a sweep, so a logical shape claimed by a header
+// never sizes an allocation).
 void check_tiling(const std::vector<const PieceRef*>& refs, const std::vector<std::string>& paths) {
   const PieceRef& first = *refs[0];
   const std::string tname = "tensor \"" + first.name + "\"";
@@ -237,30 +323,35 @@ void check_tiling(const std::vector<const PieceRef*>& refs, const std::vector<st
                       dtype_name(first.dtype) + " " + shape_str(first.spec.logical));
   }
   const int64_t n = shape_numel(first.spec.logical);
-  std::vector<uint8_t> covered(size_t(n), 0);
-  for (size_t i = 0; i < refs.size(); ++i) {
-    int64_t clash = -1;
-    for_each_range(refs[i]->spec, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; ++k) {
-        if (covered[size_t(k)] && clash < 0) clash = k;
-        covered[size_t(k)] = 1;
-      }
-    });
-    if (clash < 0) continue;
-    size_t j = 0;
-    while (j < i && !covers(refs[j]->spec, clash)) ++j;
-    checkpoint_fail(tname + ": piece " + refs[i]->spec.str() + " in " + paths[refs[i]->file] +
-                    " overlaps piece " + refs[j]->spec.str() + " in " + paths[refs[j]->file] +
-                    " (element " + std::to_string(clash) + ")");
+  std::vector<Range> ranges;
+  for (size_t i = 0; i < refs.size(); ++i) append_ranges(refs[i]->spec, i, ranges);
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.piece < b.piece;
+  });
+  int64_t pos = 0, missing = 0, first_gap = -1;
+  const Range* last = nullptr;
+  for (const Range& r : ranges) {
+    if (r.begin >= r.end) continue;
+    if (r.begin < pos) {
+      const PieceRef& a = *refs[last->piece];
+      const PieceRef& b = *refs[r.piece];
+      checkpoint_fail(tname + ": piece " + b.spec.str() + " in " + paths[b.file] +
+                      " overlaps piece " + a.spec.str() + " in " + paths[a.file] + " (element " +
+                      std::to_string(r.begin) + ")");
+    }
+    if (r.begin > pos && first_gap < 0) first_gap = pos;
+    missing += r.begin - pos;
+    pos = r.end;
+    last = &r;
   }
-  auto gap = std::find(covered.begin(), covered.end(), uint8_t(0));
-  if (gap != covered.end()) {
-    int64_t missing = std::count(covered.begin(), covered.end(), uint8_t(0));
+  if (pos < n && first_gap < 0) first_gap = pos;
+  missing += n - pos;
+  if (missing > 0) {
     std::string files;
     for (const PieceRef* r : refs) files += (files.empty() ? "" : ", ") + paths[r->file];
     checkpoint_fail(tname + ": the pieces in " + files + " leave " + std::to_string(missing) +
                     " of " + std::to_string(n) + " elements uncovered (first at flat index " +
-                    std::to_string(gap - covered.begin()) + ")");
+                    std::to_string(first_gap) + ")");
   }
 }
 
@@ -286,8 +377,10 @@ struct OpenFiles {
 
 }  // namespace
 
-std::map<std::string, Tensor> assemble_tensor_files(const std::vector<std::string>& paths) {
+std::map<std::string, Tensor> assemble_tensor_files(
+    const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& want) {
   std::lock_guard<std::mutex> lock(hdf5_mutex());
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // failures become CheckpointErrors, not stderr
   OpenFiles files;
   std::vector<PieceRef> refs;
   for (size_t i = 0; i < paths.size(); ++i) {
@@ -296,7 +389,8 @@ std::map<std::string, Tensor> assemble_tensor_files(const std::vector<std::strin
     files.ids.push_back(f);
     std::vector<std::string> names;
     H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_NATIVE, visit_cb, &names, H5O_INFO_BASIC);
-    for (const std::string& n : names) refs.push_back(describe_dataset(f, i, n, paths[i]));
+    for (const std::string& n : names)
+      if (!want || want(n)) refs.push_back(describe_dataset(f, i, n, paths[i]));
   }
   std::map<std::string, std::vector<const PieceRef*>> by_name;
   for (const PieceRef& r : refs) by_name[r.name].push_back(&r);
@@ -316,3 +410,42 @@ std::map<std::string, Tensor> assemble_tensor_files(const std::vector<std::strin
 }
 
 }  // namespace loom::io::detail
+
+namespace loom::io {
+
+namespace {
+// Counts elements whose exponent bits are all ones (NaN or Inf) of an IEEE format stored as U.
+template <class U>
+int64_t count_non_finite(const Tensor& t, U exponent_mask) {
+  const U* p = static_cast<const U*>(t.raw_data());
+  int64_t bad = 0;
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; ++i) bad += (p[i] & exponent_mask) == exponent_mask;
+  return bad;
+}
+}  // namespace
+
+bool all_finite(const Tensor& t0) {
+  if (!t0.defined()) return true;
+  Tensor t = t0.detach().to(Device::cpu()).contiguous();
+  switch (t.dtype()) {
+    case DType::F32: return count_non_finite<uint32_t>(t, 0x7f800000u) == 0;
+    case DType::F64: return count_non_finite<uint64_t>(t, 0x7ff0000000000000ull) == 0;
+    case DType::BF16: return count_non_finite<uint16_t>(t, 0x7f80u) == 0;
+    case DType::F16: return count_non_finite<uint16_t>(t, 0x7c00u) == 0;
+    default: return true;
+  }
+}
+
+std::vector<std::string> non_finite_tensors(const std::map<std::string, Tensor>& tensors,
+                                            const std::vector<std::string>& prefixes) {
+  std::vector<std::string> out;
+  for (const auto& [name, t] : tensors) {
+    bool selected = prefixes.empty();
+    for (const std::string& p : prefixes) selected = selected || name.rfind(p, 0) == 0;
+    if (selected && !all_finite(t)) out.push_back(name);
+  }
+  return out;
+}
+
+}  // namespace loom::io

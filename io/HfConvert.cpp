@@ -392,6 +392,8 @@ std::string convert_hf_to_loom_checkpoint(const std::string& hf_dir, const std::
   }
   Checkpoint ck;
   ck.step = 0;
+  ck.tokenizer = {m.tokenizer.vocab_json, m.tokenizer.merges_txt, m.tokenizer.tokenizer_json,
+                  m.tokenizer.tokenizer_config_json};
   for (const auto& [name, t] : m.params) ck.tensors["model/" + name] = t;
   ck.meta["config"] = config::to_text(run);
   ck.meta["hf_config"] = m.hf_config_json;
@@ -400,12 +402,15 @@ std::string convert_hf_to_loom_checkpoint(const std::string& hf_dir, const std::
 }
 
 HfTokenizerFiles checkpoint_tokenizer_files(const std::string& step_dir) {
+  TokenizerFiles own = checkpoint_tokenizer(step_dir);  // version 3 checkpoints carry their own
+  if (!own.empty())
+    return {own.vocab_json, own.merges_txt, own.tokenizer_json, own.tokenizer_config_json, ""};
   fs::path tok_dir = fs::absolute(step_dir).parent_path() / "tokenizer";
   if (fs::is_directory(tok_dir)) return find_tokenizer(tok_dir);
   HfTokenizerFiles t;
-  Checkpoint ck = load_checkpoint(step_dir);
-  auto it = ck.meta.find("config");
-  if (it == ck.meta.end()) return t;
+  CheckpointMeta meta = read_checkpoint_meta(step_dir);
+  auto it = meta.entries.find("config");
+  if (it == meta.entries.end()) return t;
   config::RunConfig run = config::parse_text(it->second, step_dir + "/meta.json:config");
   auto existing = [](const std::string& p) { return !p.empty() && fs::exists(p) ? p : ""; };
   t.tokenizer_json = existing(run.data().tokenizer_json());
@@ -464,7 +469,7 @@ void convert_loom_to_hf(const std::string& ckpt_dir, const std::string& out_dir,
     dir = find_latest_checkpoint(ckpt_dir);
     if (dir.empty()) fail(ckpt_dir + ": no complete Loom checkpoint here");
   }
-  Checkpoint ck = load_checkpoint(dir);
+  Checkpoint ck = load_checkpoint(dir, LoadOptions::weights_only());
   int64_t vocab = 0;
   models::GPTConfig c = checkpoint_gpt_config(ck, dir, &vocab);
   std::map<std::string, Tensor> params;

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/util/Check.h"
+#include "core/util/CheckedMath.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -86,14 +87,15 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
   if (esize == 0) bad("unknown dtype \"" + e.dtype + "\"");
   const json& shape = v["shape"];
   if (!shape.is_array()) bad("expected shape an array, got " + shape.dump());
-  uint64_t numel = 1;
   for (const json& d : shape) {
-    if (!d.is_number_unsigned()) bad("expected shape of integers >= 0, got " + shape.dump());
-    uint64_t n = d.get<uint64_t>();
-    if (n != 0 && numel > (uint64_t(1) << 62) / n) bad("shape " + shape.dump() + " is too large");
-    numel *= n;
-    e.shape.push_back(int64_t(n));
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t(INT64_MAX))
+      bad("expected shape of integers >= 0 (each below 2^63), got " + shape.dump());
+    e.shape.push_back(d.get<int64_t>());
   }
+  // NB: checked, so a shape like [2^60, 4] cannot wrap to the 0 bytes its offsets claim.
+  std::optional<int64_t> numel = try_numel(e.shape);
+  std::optional<int64_t> nbytes = numel ? try_mul(*numel, int64_t(esize)) : std::nullopt;
+  if (!nbytes) bad("shape " + shape.dump() + " of " + e.dtype + " needs more than 2^63 bytes");
   const json& off = v["data_offsets"];
   if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
       !off[1].is_number_unsigned())
@@ -104,8 +106,8 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
   if (e.end > data_bytes)
     bad("data_offsets " + off.dump() + " run past the data region of " +
         std::to_string(data_bytes) + " bytes (file truncated?)");
-  if (numel * esize != e.end - e.begin)
-    bad("shape " + shape.dump() + " of " + e.dtype + " needs " + std::to_string(numel * esize) +
+  if (uint64_t(*nbytes) != e.end - e.begin)
+    bad("shape " + shape.dump() + " of " + e.dtype + " needs " + std::to_string(*nbytes) +
         " bytes, but data_offsets " + off.dump() + " hold " + std::to_string(e.end - e.begin));
   return e;
 }

@@ -40,7 +40,7 @@ int64_t read_jsonl(const std::string& component, const std::string& path, bool s
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
+      } catch (const nlohmann::json::exception& e) {  // NB: also out_of_range.406 (a huge number)
         throw LineError{std::string("expected a JSON object, got invalid JSON (") + e.what() + ")",
                         "not_json"};
       }

@@ -15,7 +15,9 @@ PACKAGES=(
   libicu-dev                        # NFC, case mapping, Unicode properties (tokenizer, templates)
   nlohmann-json3-dev                # tokenizer.json / vocab.json / JSONL
   libcli11-dev                      # the `loom` command line (header-only)
+  libssl-dev                        # SHA-256 of checkpoint files (OpenSSL)
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-dev libomp-dev  # fuzz harnesses (libFuzzer; scripts/fuzz.sh)
   "$@"
 )
 

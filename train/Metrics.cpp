@@ -3,10 +3,16 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/util/Check.h"
+#include "core/util/Logging.h"
 #include "train/TensorBoard.h"
 
 namespace loom::train {
@@ -21,16 +27,80 @@ std::string json_number(double v) {
 }
 }  // namespace
 
-MetricsLogger::MetricsLogger(const std::string& dir, bool tensorboard) {
-  std::filesystem::create_directories(dir);
-  std::string path = dir + "/metrics.jsonl";
-  f_ = std::fopen(path.c_str(), "ab");
-  LOOM_CHECK(f_ != nullptr, "metrics: cannot open ", path, " for writing");
+namespace {
+
+[[noreturn]] void io_fail(const std::string& what, const std::string& path, int err) {
+  throw IoError("metrics: cannot " + what + " " + path + ": " + std::strerror(err));
+}
+
+std::FILE* open_append(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "ab");
+  if (!f) io_fail("open", path, errno);
+  return f;
+}
+
+// The "step" of one metrics.jsonl line, or nullopt for a line that is not a complete record.
+std::optional<double> line_step(const std::string& line) {
+  try {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j.is_object() && j.contains("step") && j["step"].is_number())
+      return j["step"].get<double>();
+  } catch (const nlohmann::json::exception&) {
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+MetricsLogger::MetricsLogger(const std::string& dir, bool tensorboard)
+    : path_(dir + "/metrics.jsonl") {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw IoError("metrics: cannot create " + dir + ": " + ec.message());
+  f_ = open_append(path_);
   if (tensorboard) tb_ = std::make_unique<TensorBoardWriter>(dir + "/tensorboard");
 }
 
 MetricsLogger::~MetricsLogger() {
-  if (f_) std::fclose(f_);
+  if (f_ && std::fclose(f_) != 0) {  // destructors log, never throw (STYLE.md section 6)
+    LOG(ERROR) << "metrics: closing " << path_ << " failed: " << std::strerror(errno);
+  }
+}
+
+void MetricsLogger::truncate_after(int64_t step) {
+  if (std::fflush(f_) != 0) io_fail("write", path_, errno);
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) io_fail("read", path_, errno);
+  std::string kept, line;
+  int64_t dropped = 0;
+  while (std::getline(in, line)) {
+    // NB: a line without its newline at the end of the file was torn by a kill: dropped too.
+    std::optional<double> s = in.eof() ? std::nullopt : line_step(line);
+    if (s && *s <= double(step)) {
+      kept += line + "\n";
+    } else {
+      ++dropped;
+    }
+  }
+  if (in.bad()) io_fail("read", path_, errno);
+  in.close();
+  const std::string tmp = path_ + ".tmp";
+  std::FILE* out = std::fopen(tmp.c_str(), "wb");
+  if (!out) io_fail("open", tmp, errno);
+  const bool ok = std::fwrite(kept.data(), 1, kept.size(), out) == kept.size() &&
+                  std::fflush(out) == 0 && ::fsync(::fileno(out)) == 0;
+  const int err = errno;
+  std::fclose(out);
+  if (!ok) io_fail("write", tmp, err);
+  std::fclose(f_);
+  f_ = nullptr;
+  if (std::rename(tmp.c_str(), path_.c_str()) != 0) io_fail("replace", path_, errno);
+  f_ = open_append(path_);
+  if (dropped > 0) {
+    LOG(INFO) << "metrics: resuming at step " << step << ": dropped " << dropped
+              << " later record(s) from " << path_;
+  }
+  if (tb_) tb_->truncate_after(step);
 }
 
 void MetricsLogger::write(const MetricRecord& record, const std::string& tb_prefix) {
@@ -42,8 +112,8 @@ void MetricsLogger::write(const MetricRecord& record, const std::string& tb_pref
     line += (i ? ", \"" : "\"") + k + "\": " + json_number(v);
   }
   line += "}\n";
-  std::fwrite(line.data(), 1, line.size(), f_);
-  std::fflush(f_);
+  if (std::fwrite(line.data(), 1, line.size(), f_) != line.size() || std::fflush(f_) != 0)
+    io_fail("write", path_, errno);
   if (tb_) {
     for (const auto& [k, v] : record)
       if (k != "step") tb_->add_scalar(tb_prefix + k, float(v), step);

@@ -8,14 +8,21 @@
 #include <string>
 #include <vector>
 
+#include "core/util/CheckedMath.h"
+
 namespace loom {
 
 using Shape = std::vector<int64_t>;
 
+std::string shape_str(const Shape& s);  // "(2, 3, 4)"
+
+// Number of elements. NB: shapes can come from files and headers, so the product is checked:
+// a negative size or one that overflows int64 throws ValueError naming the shape.
 inline int64_t shape_numel(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
+  std::optional<int64_t> n = try_numel(s);
+  LOOM_CHECK(n.has_value(), "shape ", shape_str(s),
+             ": expected sizes >= 0 whose product fits in int64");
+  return *n;
 }
 
 inline Shape contiguous_strides(const Shape& s) {
@@ -27,8 +34,6 @@ inline Shape contiguous_strides(const Shape& s) {
   }
   return st;
 }
-
-std::string shape_str(const Shape& s);  // "(2, 3, 4)"
 
 // Wraps a possibly negative dim into [0, ndim); throws ValueError naming `op` when out of range.
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);

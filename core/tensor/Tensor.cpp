@@ -65,9 +65,14 @@ Device Device::parse(const std::string& s) {
 // ---- factories -------------------------------------------------------------------------------
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape) LOOM_CHECK(d >= 0, "Tensor::empty: expected sizes >= 0, got ", shape);
+  std::optional<int64_t> numel = try_numel(shape);
+  LOOM_CHECK(numel.has_value(), "Tensor::empty: expected sizes >= 0 whose product fits in int64, ",
+             "got ", shape);
+  std::optional<int64_t> nbytes = try_mul(*numel, int64_t(dtype_size(dtype)));
+  LOOM_CHECK(nbytes.has_value(), "Tensor::empty: ", shape, " of ", dtype_name(dtype),
+             " needs more than 2^63 bytes");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(size_t(shape_numel(shape)) * dtype_size(dtype), device);
+  impl->storage = std::make_shared<Storage>(size_t(*nbytes), device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

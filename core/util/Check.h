@@ -33,6 +33,7 @@ class CommTimeout : public CommError { using CommError::CommError; };  // exit c
 class OutOfMemoryError : public Error { using Error::Error; };  // exit code 5
 class NonFiniteError : public Error { using Error::Error; };    // exit code 6
 class DataError : public Error { using Error::Error; };         // bad data file / line
+class IoError : public Error { using Error::Error; };           // an output cannot be written
 
 namespace detail {
 template <class... Args>

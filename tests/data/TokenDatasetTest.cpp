@@ -118,6 +118,16 @@ TEST(TokenDatasetTest, BadPreprocessInputsNameFileAndLine) {
     EXPECT_NE(std::string(e.what()).find(bad + " line 2: not valid JSON"), std::string::npos)
         << e.what();
   }
+  // A number too large for a double is nlohmann's out_of_range, not a parse_error (found by
+  // fuzzing): it escaped raw.
+  write_file(bad, "{\"text\": \"ok\", \"n\": 1e999999}\n");
+  try {
+    preprocess(o, small_tokenizer());
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(bad + " line 1: not valid JSON"), std::string::npos)
+        << e.what();
+  }
   write_file(bad, "{\"text\": \"ok\"}\n\n{\"body\": \"no text field\"}\n");
   try {
     preprocess(o, small_tokenizer());
@@ -189,6 +199,48 @@ TEST(TokenDatasetTest, CorruptFilesAreRejectedWithTheFileName) {
   write_file(junk, "this is not hdf5");
   EXPECT_THROW({ TokenDataset ds(junk); }, DataError);
   EXPECT_THROW({ TokenDataset ds((dir / "none.h5").string()); }, DataError);
+}
+
+// Replaces dataset `name` by a chunked one of `n` elements of `type` whose chunks are never
+// written: its header claims n elements, the file stores none.
+void replace_with_unwritten(hid_t f, const char* name, hid_t type, hsize_t n) {
+  H5Ldelete(f, name, H5P_DEFAULT);
+  hsize_t max = H5S_UNLIMITED, chunk = 1024;
+  hid_t s = H5Screate_simple(1, &n, &max);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(dcpl, 1, &chunk);
+  hid_t d = H5Dcreate2(f, name, type, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Dclose(d);
+  H5Pclose(dcpl);
+  H5Sclose(s);
+}
+
+// Issue 15 D1: dataset lengths come from the file; a header claiming 2^60 tokens made the reader
+// allocate from it (std::bad_alloc / length_error escaped raw, or the machine ran out of memory).
+TEST(TokenDatasetTest, LengthsNotBackedByTheFileAreRejectedBeforeAllocating) {
+  expect_corrupt([](hid_t f) { replace_with_unwritten(f, "tokens", H5T_STD_U16LE, 1ull << 60); },
+                 "dataset 'tokens' claims 1152921504606846976 elements");
+  expect_corrupt(
+      [](hid_t f) { replace_with_unwritten(f, "doc_offsets", H5T_STD_I64LE, 1ull << 40); },
+      "dataset 'doc_offsets' claims 1099511627776 elements");
+  // 2^62 int64 elements are 2^65 bytes: the byte count itself overflows.
+  expect_corrupt(
+      [](hid_t f) { replace_with_unwritten(f, "doc_offsets", H5T_STD_I64LE, 1ull << 62); },
+      "more than 2^63 bytes");
+}
+
+// An array attribute where a scalar is expected was read into one int64 (a buffer overflow).
+TEST(TokenDatasetTest, ArrayAttributeWhereAScalarIsExpectedIsRejected) {
+  expect_corrupt([](hid_t f) {
+    H5Adelete(f, "vocab_size");
+    hsize_t n = 64;
+    hid_t s = H5Screate_simple(1, &n, nullptr);
+    hid_t a = H5Acreate2(f, "vocab_size", H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+    std::vector<int64_t> v(64, 10);
+    H5Awrite(a, H5T_NATIVE_INT64, v.data());
+    H5Aclose(a);
+    H5Sclose(s);
+  }, "missing or invalid vocab_size");
 }
 
 }  // namespace

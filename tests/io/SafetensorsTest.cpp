@@ -227,6 +227,28 @@ TEST_F(SafetensorsTest, ShapeByteCountMismatchNamesTheTensor) {
                {"tensor 'w.weight'", "needs 12 bytes", "hold 16"});
 }
 
+// Issue 15 D1: [2^60, 4] f32 is 2^64 bytes, which wrapped to the 0 bytes the offsets claim, and
+// the tensor was then allocated from the wrapped size (SIGSEGV).
+TEST_F(SafetensorsTest, ShapeWhoseByteCountOverflowsFailsInsteadOfWrapping) {
+  expect_error(raw(R"({"w":{"dtype":"F32","shape":[1152921504606846976,4],)"
+                   R"("data_offsets":[0,0]}})",
+                   0),
+               {"tensor 'w'", "needs more than 2^63 bytes"});
+  expect_error(raw(R"({"w":{"dtype":"F64","shape":[4611686018427387904,2],)"
+                   R"("data_offsets":[0,0]}})",
+                   0),
+               {"tensor 'w'", "needs more than 2^63 bytes"});
+  expect_error(raw(R"({"w":{"dtype":"F32","shape":[18446744073709551615],)"
+                   R"("data_offsets":[0,4]}})",
+                   4),
+               {"tensor 'w'", "below 2^63"});
+  // A zero dimension does not excuse an overflowing product of the others (strides overflow).
+  expect_error(raw(R"({"w":{"dtype":"F32","shape":[0,4294967296,4294967296],)"
+                   R"("data_offsets":[0,0]}})",
+                   0),
+               {"tensor 'w'", "needs more than 2^63 bytes"});
+}
+
 TEST_F(SafetensorsTest, BadJsonFails) {
   expect_error(raw(R"({"w":{"dtype":"F32",)", 4), {"not valid JSON"});
 }

@@ -142,11 +142,14 @@ TEST_F(ShardedCheckpointTest, FourRanksAssembleTheLogicalTensorsBitwise) {
   for (const std::string& d : dirs) EXPECT_EQ(d, root_ + "/step_00000020");
   EXPECT_EQ(find_latest_checkpoint(root_), dirs[0]);
   for (int r = 0; r < kRanks; ++r) {
-    char name[32];
-    std::snprintf(name, sizeof(name), "tensors-r%05d.h5", r);
-    EXPECT_TRUE(fs::exists(dirs[0] + "/" + name)) << name;
+    for (const char* stem : {"model", "tensors"}) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "%s-r%05d.h5", stem, r);
+      EXPECT_TRUE(fs::exists(dirs[0] + "/" + name)) << name;
+    }
   }
   EXPECT_FALSE(fs::exists(dirs[0] + "/tensors.h5"));
+  EXPECT_FALSE(fs::exists(dirs[0] + "/model.h5"));
   Checkpoint back = load_checkpoint(dirs[0]);
   EXPECT_EQ(back.step, 20);
   EXPECT_TRUE(back.pieces.empty());
@@ -183,8 +186,8 @@ TEST_F(ShardedCheckpointTest, OverlappingPiecesNameBothFilesAndTheTensor) {
   });
   EXPECT_NE(m.find("tensor \"model/ln.bias\""), std::string::npos) << m;
   EXPECT_NE(m.find("overlaps"), std::string::npos) << m;
-  EXPECT_NE(m.find("tensors-r00000.h5"), std::string::npos) << m;
-  EXPECT_NE(m.find("tensors-r00002.h5"), std::string::npos) << m;
+  EXPECT_NE(m.find("model-r00000.h5"), std::string::npos) << m;
+  EXPECT_NE(m.find("model-r00002.h5"), std::string::npos) << m;
 }
 
 TEST_F(ShardedCheckpointTest, AGapNamesTheTensorAndCountsTheMissingElements) {
@@ -195,7 +198,7 @@ TEST_F(ShardedCheckpointTest, AGapNamesTheTensorAndCountsTheMissingElements) {
   // Rank 2 of 4 holds rows [4, 6) of (8, 4): 8 elements starting at flat index 16.
   EXPECT_NE(m.find("leave 8 of 32 elements uncovered (first at flat index 16)"), std::string::npos)
       << m;
-  EXPECT_NE(m.find("tensors-r00003.h5"), std::string::npos) << m;
+  EXPECT_NE(m.find("model-r00003.h5"), std::string::npos) << m;
 }
 
 TEST_F(ShardedCheckpointTest, DisagreeingLogicalShapesOrDtypesNameBothFiles) {
@@ -206,8 +209,8 @@ TEST_F(ShardedCheckpointTest, DisagreeingLogicalShapesOrDtypesNameBothFiles) {
     }
   });
   EXPECT_NE(m.find("tensor \"model/fc.weight\""), std::string::npos) << m;
-  EXPECT_NE(m.find("tensors-r00002.h5 has a f64 (8, 6) piece"), std::string::npos) << m;
-  EXPECT_NE(m.find("tensors-r00000.h5 has f64 (8, 4)"), std::string::npos) << m;
+  EXPECT_NE(m.find("model-r00002.h5 has a f64 (8, 6) piece"), std::string::npos) << m;
+  EXPECT_NE(m.find("model-r00000.h5 has f64 (8, 4)"), std::string::npos) << m;
   m = load_error([this](int rank, Checkpoint& ck) {
     if (rank == 1) {
       ShardSpec s = ShardSpec::split({4, 8}, 1, 1, kRanks);
@@ -216,7 +219,7 @@ TEST_F(ShardedCheckpointTest, DisagreeingLogicalShapesOrDtypesNameBothFiles) {
     }
   });
   EXPECT_NE(m.find("tensor \"model/proj.weight\""), std::string::npos) << m;
-  EXPECT_NE(m.find("tensors-r00001.h5 has a f64"), std::string::npos) << m;
+  EXPECT_NE(m.find("model-r00001.h5 has a f64"), std::string::npos) << m;
 }
 
 TEST_F(ShardedCheckpointTest, CorruptShardFileIsCaughtByItsHash) {
@@ -237,9 +240,10 @@ TEST_F(ShardedCheckpointTest, CorruptShardFileIsCaughtByItsHash) {
     std::string m = e.what();
     EXPECT_NE(m.find("tensors-r00002.h5: expected sha256"), std::string::npos) << m;
   }
-  // A shard file that is gone entirely is named too.
+  // A shard file that is gone entirely is named too, and the only checkpoint being incomplete is
+  // an error for resuming (issue 15: not a silent restart from step 0).
   fs::remove(shard);
-  EXPECT_EQ(find_latest_checkpoint(root_), "");
+  EXPECT_THROW(find_latest_checkpoint(root_), CheckpointError);
   try {
     load_checkpoint(dir);
     ADD_FAILURE() << "expected CheckpointError";
@@ -318,24 +322,45 @@ TEST_F(ShardedCheckpointTest, KeepLastPrunesShardedCheckpoints) {
             std::vector<int64_t>{2});
 }
 
-TEST_F(ShardedCheckpointTest, SingleWriterCheckpointsKeepTheVersion1FormatAndLoad) {
+TEST_F(ShardedCheckpointTest, SingleWriterCheckpointsSplitModelAndStateAndLoad) {
   Checkpoint ck;
   ck.step = 4;
   ck.tensors = logical_;
   std::string dir = save_checkpoint(root_, ck);
   std::ifstream mf(dir + "/MANIFEST.json");
   nlohmann::json m = nlohmann::json::parse(mf);
-  EXPECT_EQ(m["version"], 1);
+  EXPECT_EQ(m["version"], 3);
   EXPECT_FALSE(m.contains("world_size"));
   std::vector<std::string> files;
   for (const auto& [name, info] : m["files"].items()) files.push_back(name);
-  EXPECT_EQ(files, (std::vector<std::string>{"meta.json", "tensors.h5"}));
+  EXPECT_EQ(files, (std::vector<std::string>{"meta.json", "model.h5", "tensors.h5"}));
+  EXPECT_EQ(m["tensor_groups"]["model/"], nlohmann::json::array({"model.h5"}));
+  EXPECT_EQ(m["tensor_groups"][""], nlohmann::json::array({"tensors.h5"}));
   Checkpoint back = load_checkpoint(dir);
   for (const auto& [name, t] : logical_) expect_bitwise(back.tensors.at(name), t, name);
-  // One process may also save pieces (version 2); they are assembled the same way.
+  // One process may also save pieces; they are assembled the same way.
   Checkpoint pieces = rank_checkpoint(layout_a, 0, 1, 5);
   Checkpoint back2 = load_checkpoint(save_checkpoint(root_, pieces));
   for (const auto& [name, t] : logical_) expect_bitwise(back2.tensors.at(name), t, name);
+}
+
+TEST_F(ShardedCheckpointTest, WeightsOnlyLoadReadsOnlyTheModelFilesOfEveryRank) {
+  std::string dir = save_on_ranks(layout_a, kRanks, 6)[0];
+  // Damage every rank's state file: a weights-only load never opens or hashes them.
+  for (int r = 0; r < kRanks; ++r) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "/tensors-r%05d.h5", r);
+    fs::resize_file(dir + name, 10);
+  }
+  Checkpoint w = load_checkpoint(dir, LoadOptions::weights_only());
+  for (const auto& [name, t] : logical_) {
+    if (name.rfind("model/", 0) != 0) {
+      EXPECT_FALSE(w.tensors.count(name)) << name;
+      continue;
+    }
+    expect_bitwise(w.tensors.at(name), t, name);
+  }
+  EXPECT_THROW(load_checkpoint(dir), CheckpointError);
 }
 
 }  // namespace
