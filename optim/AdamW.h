@@ -27,6 +27,7 @@ class AdamW : public Optimizer {
   // Explicit groups (each with its own lr / weight_decay); options supply betas and eps.
   AdamW(std::vector<ParamGroup> groups, const AdamWOptions& options);
   void step() override;
+  std::vector<std::string> state_keys() const override { return {"exp_avg", "exp_avg_sq"}; }
   const AdamWOptions& options() const { return options_; }
 
  private:

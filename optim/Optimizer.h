@@ -70,6 +70,9 @@ class Optimizer {
   // The state of every parameter as one tensor per buffer with the parameter's shape, for a
   // checkpoint (ZeRO-1 assembles its shards here: collective over its data-parallel group).
   virtual std::map<std::string, ParamState> export_states() { return state_; }
+  // The buffers a parameter's state holds once it has been updated ("exp_avg", "exp_avg_sq" for
+  // AdamW; "momentum_buffer" for SGD with momentum): what a checkpoint must carry for it.
+  virtual std::vector<std::string> state_keys() const = 0;
   // Restores what export_states() returned (a parameter missing from `states` starts fresh) and
   // the step count.
   virtual void import_states(std::map<std::string, ParamState> states, int64_t step_count);

@@ -24,6 +24,10 @@ class SGD : public Optimizer {
   SGD(const std::vector<NamedParam>& params, const SGDOptions& options);
   SGD(std::vector<ParamGroup> groups, const SGDOptions& options);
   void step() override;
+  std::vector<std::string> state_keys() const override {
+    return options_.momentum != 0.0 ? std::vector<std::string>{"momentum_buffer"}
+                                    : std::vector<std::string>{};
+  }
   const SGDOptions& options() const { return options_; }
 
  private:

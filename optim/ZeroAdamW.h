@@ -28,6 +28,7 @@ class ZeroAdamW : public Optimizer {
 
   // Collective over dp: updates this rank's shard, then all-gathers every parameter.
   void step() override;
+  std::vector<std::string> state_keys() const override { return {"exp_avg", "exp_avg_sq"}; }
   // Collective: the logical per-parameter moments on every rank.
   std::map<std::string, ParamState> export_states() override;
   // Takes this rank's shard of a logical state.

@@ -169,6 +169,11 @@ double Learner::step(double lr) {
     return std::numeric_limits<double>::quiet_NaN();
   }
   const double norm = sync_->clip(cfg_.optimizer().grad_clip());
+  // The norm is the same on every rank, so every rank stops here together: no step is taken
+  // (and so no non-finite state can be checkpointed).
+  LOOM_CHECK_T(NonFiniteError, std::isfinite(norm), "train: the gradient norm is ", norm,
+               "; no update was made; hint: lower optimizer.lr, enable loss scaling or check the "
+               "data");
   opt_->set_lr(lr);
   opt_->step();
   if (scaler_) scaler_->update();
@@ -254,6 +259,12 @@ void Learner::load(const io::Checkpoint& ck, const std::string& prefix,
     }
     // A name missing from param_steps was saved by another TP x PP rank: it took every step.
     if (states.count(p.name)) states[p.name].step = steps.value(p.name, opt_steps);
+    // A parameter the saved optimizer updated must come back with its whole state (a missing
+    // buffer would silently restart its moments at zero).
+    if (steps.value(p.name, int64_t(0)) > 0)
+      for (const std::string& key : opt_->state_keys())
+        if (!states.count(p.name) || !states[p.name].buffers.count(key))
+          problems += "\n  missing tensor " + optim_prefix + "/" + key + "/" + p.name;
   }
   LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", source,
                " does not fit this model's optimizer state:", problems);

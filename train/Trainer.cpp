@@ -84,7 +84,9 @@ void StageContext::load_weights(const std::string& source, models::GPT& model) c
                 optional);
     return;
   }
-  load_pieces(model, tensors_under(io::load_checkpoint(source), "model"), source, optional);
+  load_pieces(model, tensors_under(io::load_checkpoint(source, io::LoadOptions::weights_only()),
+                                   "model"),
+              source, optional);
 }
 
 std::unique_ptr<models::GPT> StageContext::make_model(const models::GPTConfig& config, bool reward,
@@ -157,9 +159,20 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world,
                  "program was not given; expected stage PRETRAIN");
     LOG_RANK0(INFO) << stage_->describe();
   }
+  const auto& d = cfg_.data();
+  if (!d.tokenizer_json().empty() || !d.tokenizer_vocab().empty()) {
+    try {
+      tokenizer_ = io::tokenizer_files_of(d.tokenizer_vocab(), d.tokenizer_merges(),
+                                          d.tokenizer_json());
+    } catch (const ConfigError& e) {  // pretraining reads token ids, not the tokenizer
+      LOG_RANK0(WARN) << "checkpoints of this run will not carry its tokenizer: " << e.what();
+    }
+  }
   if (writer_)
     metrics_ = std::make_unique<MetricsLogger>(cfg_.output_dir(), cfg_.logging().tensorboard());
   resume_if_asked();
+  // A resumed run replays nothing twice: records of steps after the checkpoint are dropped.
+  if (metrics_) metrics_->truncate_after(step_);
 }
 
 Trainer::~Trainer() = default;
@@ -195,9 +208,19 @@ void Trainer::resume_if_asked() {
   const std::string& resume = cfg_.checkpoint().resume();
   std::string dir;
   if (resume == "auto") {
-    // Rank 0 picks the checkpoint so every rank resumes from the same one (shared filesystem).
-    if (writer_) dir = io::find_latest_checkpoint(cfg_.checkpoint().dir());
+    // Rank 0 picks the checkpoint so every rank resumes from the same one (shared filesystem);
+    // a failure there (checkpoints exist but none is complete) ends every rank with its message.
+    std::string error;
+    if (writer_) {
+      try {
+        dir = io::find_latest_checkpoint(cfg_.checkpoint().dir());
+      } catch (const CheckpointError& e) {
+        error = e.what();
+      }
+    }
     dir = dist::broadcast_string(grid_->world(), dir, 0);
+    error = dist::broadcast_string(grid_->world(), error, 0);
+    if (!error.empty()) throw CheckpointError(error);
   } else if (resume != "none" && !resume.empty()) {
     dir = resume;
   }
@@ -252,6 +275,7 @@ std::string Trainer::save(int64_t step) {
                            {"skipped_steps", sc->skipped_steps()}};
   ck.meta["trainer"] = state.dump();
   ck.meta["config"] = config::to_text(cfg_);
+  ck.tokenizer = tokenizer_;
   return io::save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()),
                              grid_->world());
 }

@@ -80,6 +80,7 @@ class Trainer {
   optim::LrSchedule schedule_;
   std::unique_ptr<MetricsLogger> metrics_;
   int64_t step_ = 0;  // optimizer updates done so far
+  io::TokenizerFiles tokenizer_;  // the run's tokenizer files, carried by every checkpoint
   int64_t num_parameters_ = 0;
   bool writer_ = true;
 };

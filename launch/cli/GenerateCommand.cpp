@@ -1,7 +1,8 @@
 // `loom generate`: continue a prompt with a checkpoint's model (models/Generate.h: KV cache,
 // greedy or temperature / top-k / top-p sampling, deterministic for a seed). The model shape comes
-// from the checkpoint's resolved config; the tokenizer from the flags, else from the config's
-// data.tokenizer_* paths, else from <root>/tokenizer/ (checkpoints converted from Hugging Face).
+// from the checkpoint's resolved config, its weights only (not the optimizer state); the tokenizer
+// from the flags, else the one the checkpoint carries, else from the config's data.tokenizer_*
+// paths, else from <root>/tokenizer/ (checkpoints converted from Hugging Face).
 // Prints the text (prompt + continuation), or with --print-ids the new token ids, one line per
 // sample. Flag errors are ConfigError (exit 2), checkpoint problems CheckpointError (exit 3).
 #include <cstdio>
@@ -36,7 +37,8 @@ std::string existing(const std::string& path, const char* field) {
   return path;
 }
 
-// Flags first, then the run config's data.tokenizer_* fields, then <root>/tokenizer/.
+// Flags first, then the tokenizer the checkpoint carries, then the run config's data.tokenizer_*
+// fields, then <root>/tokenizer/.
 data::Tokenizer load_tokenizer(const Verb& a, const config::RunConfig& cfg,
                                const std::string& step_dir) {
   if (a.has("tokenizer-json"))
@@ -45,6 +47,11 @@ data::Tokenizer load_tokenizer(const Verb& a, const config::RunConfig& cfg,
                "loom generate: expected --vocab and --merges together, got only --",
                a.has("vocab") ? "vocab" : "merges");
   if (a.has("vocab")) return data::Tokenizer::from_files(a.get("vocab", ""), a.get("merges", ""));
+  const io::TokenizerFiles carried = io::checkpoint_tokenizer(step_dir);
+  if (!carried.tokenizer_json.empty())
+    return data::Tokenizer::from_tokenizer_json(carried.tokenizer_json);
+  if (!carried.vocab_json.empty())
+    return data::Tokenizer::from_files(carried.vocab_json, carried.merges_txt);
   const auto& d = cfg.data();
   if (!d.tokenizer_json().empty())
     return data::Tokenizer::from_tokenizer_json(
@@ -96,7 +103,7 @@ int run_generate(const Verb& a) {
   const int64_t num_samples = a.get_int("num-samples", 1, 1, 1 << 20);
   const std::string step_dir =
       resolve_step_dir("loom generate: --checkpoint", a.require("checkpoint"));
-  const io::Checkpoint ck = io::load_checkpoint(step_dir);
+  const io::Checkpoint ck = io::load_checkpoint(step_dir, io::LoadOptions::weights_only());
   const config::RunConfig cfg = checkpoint_config(ck, step_dir, "loom generate");
 
   std::optional<data::Tokenizer> tok;

@@ -61,8 +61,7 @@ LoadedModel load_model(const std::string& source, const std::string& device_name
     m = load_hf(source.substr(3), device_name, who);
   } else {
     const std::string step_dir = resolve_step_dir(who, source);
-    // TODO(lead): load the model/ tensors only (not the optimizer state) once io/ offers it #15
-    const io::Checkpoint ck = io::load_checkpoint(step_dir);
+    const io::Checkpoint ck = io::load_checkpoint(step_dir, io::LoadOptions::weights_only());
     const config::RunConfig cfg = checkpoint_config(ck, step_dir, who);
     const std::string dev = !device_name.empty()                      ? device_name
                             : cfg.device() == config::RunConfig::CUDA ? "cuda"

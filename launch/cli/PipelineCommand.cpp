@@ -74,15 +74,12 @@ class ParseErrors : public pb::io::ErrorCollector {
 };
 
 Pipeline load_pipeline(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  LOOM_CHECK_T(ConfigError, in.good(), "pipeline: cannot open \"", path,
-               "\"; expected a readable .pbtxt or .json pipeline file");
-  std::ostringstream buf;
-  buf << in.rdbuf();
+  // A missing, unreadable or directory path is a ConfigError naming it.
+  const std::string text = config::read_config_file(path, "pipeline");
   Pipeline p;
   if (fs::path(path).extension() == ".json") {
     pb::util::JsonParseOptions opts;
-    auto status = pb::util::JsonStringToMessage(buf.str(), &p, opts);
+    auto status = pb::util::JsonStringToMessage(text, &p, opts);
     LOOM_CHECK_T(ConfigError, status.ok(), "pipeline: ", path,
                  ": invalid JSON: ", std::string(status.message()));
     return p;
@@ -90,7 +87,7 @@ Pipeline load_pipeline(const std::string& path) {
   ParseErrors errors(path);
   pb::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
-  bool ok = parser.ParseFromString(buf.str(), &p);
+  bool ok = parser.ParseFromString(text, &p);
   LOOM_CHECK_T(ConfigError, ok && errors.text().empty(),
                "pipeline: ", errors.text().empty() ? path + ": parse error" : errors.text());
   return p;
