@@ -44,7 +44,7 @@ const std::vector<Case> kCases = {
 };
 
 struct Outcome {
-  double rss_max = 0, rss_sum = 0, plan_max = 0, final_loss = 0, seconds = 0, ms_per_step = 0;
+  double rss_max = 0, rss_sum = 0, tensor_max = 0, plan_max = 0, final_loss = 0, seconds = 0, ms_per_step = 0;
   bool ok = false;
   std::string log;
 };
@@ -105,6 +105,7 @@ Outcome run_case(const Case& c, const std::string& loom, const std::string& cfg,
   o.ok = status == 0;
   o.rss_max = match(o.log, R"(peak RSS ([0-9.]+) MiB on the largest rank)");
   o.rss_sum = match(o.log, R"(MiB on the largest rank, ([0-9.]+) MiB over)");
+  o.tensor_max = match(o.log, R"(peak tensor memory ([0-9.]+) MiB)");
   o.final_loss = match(o.log, R"(final loss ([0-9.]+))");
   std::ifstream metrics(dir + "/run_" + c.name + "/metrics.jsonl");
   std::string line, last;
@@ -144,7 +145,8 @@ int main(int argc, char** argv) {
     Outcome o = run_case(c, loom, cfg, dir, steps);
     nlohmann::json j = {{"case", c.name},          {"ranks", c.ranks()},
                         {"ok", o.ok},              {"peak_rss_mb_max", o.rss_max},
-                        {"peak_rss_mb_sum", o.rss_sum}, {"plan_peak_mb_max", o.plan_max},
+                        {"peak_rss_mb_sum", o.rss_sum},
+                        {"peak_tensor_mb_max", o.tensor_max}, {"plan_peak_mb_max", o.plan_max},
                         {"final_loss", o.final_loss},   {"ms_per_step_last", o.ms_per_step},
                         {"wall_s", o.seconds}};
     if (o.plan_max > 0 && o.rss_max > 0) j["plan_error"] = o.plan_max / o.rss_max - 1.0;

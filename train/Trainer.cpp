@@ -10,6 +10,7 @@
 #include "config/ConfigDefaults.h"
 #include "config/ConfigLoader.h"
 #include "core/autograd/Autocast.h"
+#include "core/backend/Backend.h"
 #include "core/util/Logging.h"
 #include "core/util/Memory.h"
 #include "io/HfConvert.h"
@@ -361,6 +362,11 @@ TrainSummary Trainer::run() {
   Tensor rss = Tensor::zeros({grid_->world().size()}, DType::F64);
   grid_->world().all_gather(rss, Tensor::full({1}, peak_rss_mb(), DType::F64));
   s.peak_rss_mb = rss.to_vector<double>();
+  const Backend& be = backend_for(device_);
+  const double tensor_mb = double(be.peak_allocated_bytes(device_.index)) / (1 << 20);
+  Tensor tensors = Tensor::zeros({grid_->world().size()}, DType::F64);
+  grid_->world().all_gather(tensors, Tensor::full({1}, tensor_mb, DType::F64));
+  s.peak_tensor_mb = tensors.to_vector<double>();
   return s;
 }
 

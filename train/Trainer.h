@@ -37,6 +37,7 @@ struct TrainSummary {
   double first_val_loss = 0.0, last_val_loss = 0.0;  // NaN when never evaluated
   std::string last_checkpoint;
   std::vector<double> peak_rss_mb;  // every rank's peak resident set size, in global rank order
+  std::vector<double> peak_tensor_mb;  // every rank's peak live tensor bytes on its device, in MiB
 };
 
 models::GPTConfig gpt_config_from(const config::RunConfig& cfg);

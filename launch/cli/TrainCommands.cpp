@@ -61,6 +61,9 @@ int train_with(const Verb& a, std::shared_ptr<Communicator> world) {
   }
   std::printf("loom train: peak RSS %.0f MiB on the largest rank, %.0f MiB over %zu rank(s)\n",
               max_rss, sum_rss, s.peak_rss_mb.size());
+  double max_tensor = 0.0;
+  for (double mb : s.peak_tensor_mb) max_tensor = std::max(max_tensor, mb);
+  std::printf("loom train: peak tensor memory %.0f MiB on the largest rank\n", max_tensor);
   return 0;
 }
 
