@@ -109,13 +109,16 @@ std::vector<Copy> plan_copies(const std::vector<ShardRun>& want, const detail::S
       if (lo < hi) {
         Copy c{&p, w.local + lo - w.logical, h.local + lo - h.logical, hi - lo};
         Copy* last = out.empty() ? nullptr : &out.back();
-        if (last && last->from == &p && last->dst + last->n == c.dst && last->src + last->n == c.src)
+        if (last && last->from == &p && last->dst + last->n == c.dst &&
+            last->src + last->n == c.src)
           last->n += c.n;
         else
           out.push_back(c);
       }
-      if (w.logical + w.length <= h.logical + h.length) ++i;
-      else ++j;
+      if (w.logical + w.length <= h.logical + h.length)
+        ++i;
+      else
+        ++j;
     }
   }
   return out;

@@ -412,7 +412,8 @@ std::map<std::string, StoredTensor> index_tensor_files(
     StoredTensor& t = out[name];
     t.dtype = group[0]->dtype;
     t.shape = group[0]->spec.logical;
-    for (PieceRef* r : group) t.pieces.push_back({r->file, r->spec, r->offset, std::move(r->bytes)});
+    for (PieceRef* r : group)
+      t.pieces.push_back({r->file, r->spec, r->offset, std::move(r->bytes)});
   }
   return out;
 }

@@ -55,9 +55,9 @@ HfReader::HfReader(const std::string& hf_dir)
   auto head = stored.find("lm_head.weight");
   if (cfg_.config.tie_embeddings && head != stored.end()) {
     // A tied checkpoint may still carry the head; read() checks it is the embedding itself.
-    check_entry({"lm_head.weight", "lm_head.weight", {cfg_.vocab_size, cfg_.config.n_embd}, false,
-                 true},
-                files_.file(head->second).entry(head->second), dir_);
+    check_entry(
+        {"lm_head.weight", "lm_head.weight", {cfg_.vocab_size, cfg_.config.n_embd}, false, true},
+        files_.file(head->second).entry(head->second), dir_);
     tied_head_ = head->second;
     stored.erase(head);
   }

@@ -51,8 +51,7 @@ class HfReader final : public TensorSource {
   };
   Source source(const std::string& loom_name) const;
   void read_into(const Source& s, const ShardSpec& piece, Tensor& out) const;
-  void copy_rect(const Source& s, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                 Tensor dst) const;
+  void copy_rect(const Source& s, int64_t r0, int64_t r1, int64_t c0, int64_t c1, Tensor dst) const;
 
   std::string dir_;
   detail::HfConfig cfg_;

@@ -140,7 +140,8 @@ std::vector<ShardRun> shard_runs(const ShardSpec& spec) {
   if (run == stride) return {{0, spec.offset * inner, run * outer}};  // one block: runs adjacent
   std::vector<ShardRun> out;
   out.reserve(size_t(outer));
-  for (int64_t o = 0; o < outer; ++o) out.push_back({o * run, o * stride + spec.offset * inner, run});
+  for (int64_t o = 0; o < outer; ++o)
+    out.push_back({o * run, o * stride + spec.offset * inner, run});
   return out;
 }
 
