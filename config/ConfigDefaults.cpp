@@ -106,6 +106,7 @@ void io_defaults(RunConfig& cfg) {
   LOOM_CFG_DEFAULT(c, interval, 1000);
   LOOM_CFG_DEFAULT(c, keep_last, 3);
   LOOM_CFG_DEFAULT(c, resume, "auto");
+  LOOM_CFG_DEFAULT(c, time_interval, 0.0);
 
   LoggingConfig& l = *cfg.mutable_logging();
   LOOM_CFG_DEFAULT(l, interval, 10);

@@ -268,6 +268,9 @@ void check_run(const RunConfig& c, Problems& P) {
   P.expect(c.eval().steps() >= 1, fv("eval.steps", c.eval().steps()), ": expected >= 1");
   P.expect(c.checkpoint().interval() >= 0, fv("checkpoint.interval", c.checkpoint().interval()),
            ": expected >= 0 (0 = only at the end)");
+  P.expect(c.checkpoint().time_interval() >= 0,
+           fv("checkpoint.time_interval", c.checkpoint().time_interval()),
+           ": expected >= 0 minutes (0 = off)");
   P.expect(c.checkpoint().keep_last() >= 0, fv("checkpoint.keep_last", c.checkpoint().keep_last()),
            ": expected >= 0 (0 = keep all)");
   P.expect(!c.checkpoint().dir().empty(), fv("checkpoint.dir", c.checkpoint().dir()),

@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <nlohmann/json.hpp>
@@ -13,6 +15,7 @@
 #include "core/backend/Backend.h"
 #include "core/util/Logging.h"
 #include "core/util/Memory.h"
+#include "core/util/StopSignal.h"
 #include "io/HfReader.h"
 #include "models/RewardModel.h"
 #include "parallel/ProcessGroups.h"
@@ -307,6 +310,26 @@ MetricRecord Trainer::step_record(int64_t step, const StepResult& r, double tps,
   return rec;
 }
 
+std::pair<int, bool> Trainer::agree_on_stop(int64_t step, double seconds_since_save) {
+  Communicator& world = grid_->world();
+  // Fault injection for the preemption tests: LOOM_TEST_STOP_AT_STEP=N[:RANK] sends this process
+  // SIGTERM at the end of step N (on global rank RANK only, when given).
+  if (const char* at = std::getenv("LOOM_TEST_STOP_AT_STEP")) {
+    char* rest = nullptr;
+    const long long n = std::strtoll(at, &rest, 10);
+    const bool this_rank = *rest != ':' || std::atoi(rest + 1) == world.rank();
+    if (n == step && this_rank) std::raise(SIGTERM);
+  }
+  const double minutes = cfg_.checkpoint().time_interval();
+  const bool due = world.rank() == 0 && minutes > 0 && seconds_since_save >= minutes * 60.0;
+  if (world.size() == 1) return {stop_signal(), due};
+  Tensor flags =
+      Tensor::from_vector(std::vector<double>{double(stop_signal()), due ? 1.0 : 0.0}, {2});
+  world.all_reduce(flags, ReduceOp::Max);
+  const std::vector<double> v = flags.to_vector<double>();
+  return {int(v[0]), v[1] != 0.0};
+}
+
 TrainSummary Trainer::run() {
   // bf16 autocast for every forward of the run (a no-op for F32; CUDA only, see check_precision).
   AutocastGuard autocast(cfg_.dtype() == RunConfig::BF16 ? DType::BF16 : DType::F32);
@@ -337,6 +360,12 @@ TrainSummary Trainer::run() {
   };
   if (step_ == 0 && eval_every > 0) do_eval(0);
   policy_->model().train();
+  auto last_save = std::chrono::steady_clock::now();
+  auto checkpoint = [&](int64_t step) {
+    s.last_checkpoint = save(step);
+    last_save = std::chrono::steady_clock::now();
+    if (show) progress.message("saved checkpoint " + s.last_checkpoint);
+  };
   while (step_ < max_steps) {
     const int64_t step = step_ + 1;
     auto t0 = std::chrono::steady_clock::now();
@@ -347,11 +376,18 @@ TrainSummary Trainer::run() {
     double tps = double(tokens_per_step) / dt;
     if (metrics_) metrics_->write(step_record(step, r, tps, dt));
     if (show) progress.update(step, r.loss, schedule_.lr_at(step - 1), tps);
-    if (eval_every > 0 && step % eval_every == 0 && step != max_steps) do_eval(step);
-    if (ckpt_every > 0 && step % ckpt_every == 0 && step != max_steps) {
-      s.last_checkpoint = save(step);
-      if (show) progress.message("saved checkpoint " + s.last_checkpoint);
+    const auto [signal, time_due] = agree_on_stop(
+        step, std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save).count());
+    if (signal != 0 && step != max_steps) {
+      checkpoint(step);
+      s.stop_signal = signal;
+      if (show) progress.finish();
+      s.last_step = step_;
+      return s;
     }
+    if (eval_every > 0 && step % eval_every == 0 && step != max_steps) do_eval(step);
+    if (step != max_steps && ((ckpt_every > 0 && step % ckpt_every == 0) || time_due))
+      checkpoint(step);
   }
   if (eval_every > 0) do_eval(step_);
   s.last_checkpoint = save(step_);

@@ -38,6 +38,7 @@ struct TrainSummary {
   std::string last_checkpoint;
   std::vector<double> peak_rss_mb;  // every rank's peak resident set size, in global rank order
   std::vector<double> peak_tensor_mb;  // every rank's peak live tensor bytes on its device, in MiB
+  int stop_signal = 0;  // the signal that stopped the run early (after its checkpoint), or 0
 };
 
 models::GPTConfig gpt_config_from(const config::RunConfig& cfg);
@@ -69,6 +70,9 @@ class Trainer {
   void resume_if_asked();
   void resume_from(const std::string& dir);
   std::string save(int64_t step);  // collective: every rank writes its pieces
+  // Collective, after each step: the stop signal any rank received (0: none) and whether
+  // checkpoint.time_interval has passed since the last save (rank 0's clock decides).
+  std::pair<int, bool> agree_on_stop(int64_t step, double seconds_since_save);
   Metrics evaluate_metrics();
   MetricRecord step_record(int64_t step, const StepResult& r, double tps, double seconds) const;
 

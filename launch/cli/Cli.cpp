@@ -17,7 +17,8 @@ constexpr const char* kDescription =
     "loom - train GPT-style language models (pretrain, SFT, reward, PPO, DPO)";
 constexpr const char* kExitCodes =
     "Exit codes: 0 ok, 1 error, 2 config or command-line error, 3 checkpoint error,\n"
-    "            4 communication timeout, 5 out of memory, 6 non-finite loss or weights.";
+    "            4 communication timeout, 5 out of memory, 6 non-finite loss or weights,\n"
+    "            7 stopped by SIGTERM / SIGINT / SIGUSR1 after saving a checkpoint.";
 
 // Every subcommand of `app`, in declaration order.
 std::vector<CLI::App*> children(CLI::App& app) {

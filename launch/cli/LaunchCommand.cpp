@@ -1,6 +1,6 @@
 // `loom launch -n N [--hostfile FILE] CONFIG [--set ...] [--resume R] [--dry-run]`: validates the
-// config for N ranks, then replaces this process with
-//   mpirun -np N [--oversubscribe] [--allow-run-as-root] [--hostfile FILE] --tag-output
+// config for N ranks, then runs, in a process group of its own,
+//   mpirun -np N [--oversubscribe] [--allow-run-as-root] [--hostfile FILE] --stdin none --tag-output
 //          <this loom> train CONFIG [--set ...]
 // With --pipeline, CONFIG is a `loom pipeline` file and every rank runs
 //   <this loom> pipeline CONFIG [--set ...] [--until STAGE]
@@ -8,10 +8,17 @@
 // (--oversubscribe when N exceeds this machine's cores and no hostfile is given; --allow-run-as-
 // root when run as root). mpirun ends the job when a rank exits non-zero, and a failing rank
 // aborts it itself (see run_with_launcher_world). Inside a Slurm allocation without -n it points
-// to srun.
+// to srun. Preemption: a SIGTERM, SIGINT or SIGUSR1 to `loom launch` reaches every rank as SIGUSR1
+// (which mpirun forwards as it is; its own SIGTERM handling would kill the ranks a second later,
+// in the middle of their checkpoint), so they finish the step, save and exit 7 (StopSignal.h); a
+// second signal sends mpirun SIGTERM. The exit code is mpirun's.
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
+#include <initializer_list>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -31,6 +38,57 @@ std::string self_exe() {
   std::vector<char> buf(4096, '\0');
   ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
   return n > 0 ? std::string(buf.data(), size_t(n)) : std::string("loom");
+}
+
+volatile pid_t g_mpirun = 0;
+volatile std::sig_atomic_t g_signals = 0;
+
+// The launcher's handler: the first stop signal asks the ranks to stop gracefully, the next one
+// ends mpirun's job.
+void forward_to_mpirun(int) {
+  if (g_mpirun <= 0) return;
+  ::kill(g_mpirun, g_signals == 0 ? SIGUSR1 : SIGTERM);
+  g_signals = 1;
+}
+
+// Runs cmd as a child in its own process group, forwarding stop signals; returns its exit code
+// (128 + signal when a signal ended it). Throws `cannot_run` when the program cannot be run.
+int run_forwarding(std::vector<std::string> cmd, const std::string& cannot_run) {
+  std::vector<char*> argv;
+  for (std::string& w : cmd) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  int fds[2];
+  LOOM_CHECK(::pipe2(fds, O_CLOEXEC) == 0, "loom launch: pipe: ", std::strerror(errno));
+  const pid_t pid = ::fork();
+  LOOM_CHECK(pid >= 0, "loom launch: fork: ", std::strerror(errno));
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::setpgid(0, 0);
+    ::execvp(argv[0], argv.data());
+    const int err = errno;
+    const ssize_t ignored = ::write(fds[1], &err, sizeof(err));
+    (void)ignored;
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  g_mpirun = pid;
+  struct sigaction sa {};
+  sa.sa_handler = forward_to_mpirun;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) ::sigaction(sig, &sa, nullptr);
+  int err = 0;
+  ssize_t got;
+  while ((got = ::read(fds[0], &err, sizeof(err))) < 0 && errno == EINTR) {
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (got == ssize_t(sizeof(err)))
+    throw ConfigError(detail::str_cat(cannot_run, std::strerror(err), "; hint: install OpenMPI "
+                                      "(mpirun on PATH) or set ", env::kMpirun));
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 std::string shell_quote(const std::string& s) {
@@ -55,7 +113,8 @@ std::vector<std::string> mpirun_command(const Verb& a, int64_t n) {
     cmd.push_back("--hostfile");
     cmd.push_back(a.get("hostfile", ""));
   }
-  cmd.push_back("--tag-output");
+  // mpirun runs in the background process group: it must not read the terminal.
+  for (const char* w : {"--stdin", "none", "--tag-output"}) cmd.push_back(w);
   cmd.push_back(self_exe());
   const bool pipeline = a.flag("pipeline");
   cmd.push_back(pipeline ? "pipeline" : "train");
@@ -104,14 +163,7 @@ int run_launch(const Verb& a) {
   std::fprintf(stderr, "loom launch: %s\n", line.c_str());
   std::fflush(stderr);
   if (a.flag("dry-run")) return 0;
-  std::vector<char*> exec_argv;
-  for (std::string& w : cmd) exec_argv.push_back(w.data());
-  exec_argv.push_back(nullptr);
-  ::execvp(exec_argv[0], exec_argv.data());
-  throw ConfigError(detail::str_cat("loom launch: cannot run ", cmd[0], ": ",
-                                    std::strerror(errno),
-                                    "; hint: install OpenMPI (mpirun on PATH) or set ",
-                                    env::kMpirun));
+  return run_forwarding(cmd, "loom launch: cannot run " + cmd[0] + ": ");
 }
 
 }  // namespace

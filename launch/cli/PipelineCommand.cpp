@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/util/Check.h"
+#include "core/util/StopSignal.h"
 #include "launch/cli/Cli.h"
 #include "launch/cli/Commands.h"
 #include "config/ConfigDefaults.h"
@@ -314,6 +315,14 @@ int run_pipeline(const Verb& a, std::shared_ptr<Communicator> world) {
         std::fflush(stdout);
       }
       train::TrainSummary sum = train::Trainer(s.cfg, world, rlhf::make_stage).run();
+      if (sum.stop_signal != 0) {
+        if (writer)
+          std::printf("loom pipeline: stage %s stopped by %s after step %lld; checkpoint %s (run "
+                      "the pipeline again to continue)\n",
+                      s.name.c_str(), stop_signal_name(sum.stop_signal),
+                      (long long)sum.last_step, sum.last_checkpoint.c_str());
+        return kExitStopped;
+      }
       done[s.name] = DoneStage{s.hash, sum.last_checkpoint};
       if (writer) {
         write_state(state_file, plans, done);
@@ -334,6 +343,7 @@ void add_pipeline(Cli& cli) {
   cli.verb(cli.root(), "pipeline",
            "run several training stages in order (pretrain -> sft -> reward -> ppo)",
            [](const Verb& a) {
+             install_stop_handlers();
              return run_with_launcher_world([&](std::shared_ptr<Communicator> world) {
                return run_pipeline(a, std::move(world));
              });

@@ -16,6 +16,7 @@
 #include "parallel/comm/MpiCommunicator.h"
 #include "parallel/data/DistributedRuntime.h"
 #include "rlhf/Stages.h"
+#include "core/util/StopSignal.h"
 #include "train/MemoryPlan.h"
 #include "train/Trainer.h"
 
@@ -46,6 +47,14 @@ int train_with(const Verb& a, std::shared_ptr<Communicator> world) {
                 cfg.name().c_str(), (long long)trainer.num_parameters(),
                 (long long)cfg.max_steps(), world ? world->size() : 1, cfg.output_dir().c_str());
   train::TrainSummary s = trainer.run();
+  if (s.stop_signal != 0) {
+    if (out)
+      std::printf("loom train: stopped by %s after step %lld; checkpoint %s (continue with "
+                  "--resume auto)\n",
+                  stop_signal_name(s.stop_signal), (long long)s.last_step,
+                  s.last_checkpoint.c_str());
+    return kExitStopped;
+  }
   if (!out) return 0;
   if (!s.losses.empty())
     std::printf("loom train: steps %lld-%lld, final loss %.4f", (long long)s.first_step,
@@ -70,6 +79,7 @@ int train_with(const Verb& a, std::shared_ptr<Communicator> world) {
 
 int run_train(const Verb& a) {
   if (a.has("blas")) set_blas_kernels_option(a.get("blas", ""));
+  install_stop_handlers();
   return run_with_launcher_world([&](std::shared_ptr<Communicator> world) {
     return train_with(a, std::move(world));
   });
