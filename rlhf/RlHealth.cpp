@@ -59,10 +59,12 @@ void check_length(const RlIterationMetrics& m, const HealthThresholds& t, const 
   const bool truncated = m.truncated_fraction > t.max_truncated_fraction;
   if (truncated) {
     out->push_back(
-        {"truncation", p + ".missing_eos_penalty",
+        {"truncation", p + ".rollout.max_new_tokens",
          fmt("responses hit max_new_tokens without EOS on %.0f%% of samples (threshold "
-             "%.0f%%); set %s.missing_eos_penalty or raise %s.rollout.max_new_tokens",
-             100 * m.truncated_fraction, 100 * t.max_truncated_fraction, p.c_str(), p.c_str())});
+             "%.0f%%); raise %s.rollout.max_new_tokens (with %s.truncated_responses MASK those "
+             "responses teach nothing; with KEEP set %s.missing_eos_penalty)",
+             100 * m.truncated_fraction, 100 * t.max_truncated_fraction, p.c_str(), p.c_str(),
+             p.c_str())});
   }
   if (truncated || m.max_new_tokens <= 0) return;  // one length warning is enough
   const double ratio = m.mean_response_length / double(m.max_new_tokens);
@@ -143,7 +145,7 @@ std::vector<HealthWarning> health_check(const std::vector<RlIterationMetrics>& h
     out.push_back({"no_group_signal", p + ".group_size",
                    fmt("%.0f%% of prompt groups gave every sample the same reward (threshold "
                        "%.0f%%), so they carry no advantage signal; raise %s.group_size or "
-                       "enable %s.dynamic_sampling",
+                       "set %s.drop_equal_reward_groups",
                        100 * m.zero_variance_groups, 100 * t.max_zero_variance_groups, p.c_str(),
                        p.c_str())});
   }

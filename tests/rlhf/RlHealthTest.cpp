@@ -53,12 +53,13 @@ TEST(RlHealthTest, TruncationWarnsAboveItsThresholdAndNamesTheFields) {
   m.mean_response_length = 127;  // also near the limit, but truncation already says it
   std::vector<HealthWarning> w = health_check({m});
   ASSERT_EQ(causes(w), (std::vector<std::string>{"truncation"}));
-  EXPECT_EQ(w[0].config_field, "ppo.missing_eos_penalty");
+  EXPECT_EQ(w[0].config_field, "ppo.rollout.max_new_tokens");
   EXPECT_EQ(w[0].message,
-            "responses hit max_new_tokens without EOS on 92% of samples (threshold 20%); set "
-            "ppo.missing_eos_penalty or raise ppo.rollout.max_new_tokens");
+            "responses hit max_new_tokens without EOS on 92% of samples (threshold 20%); raise "
+            "ppo.rollout.max_new_tokens (with ppo.truncated_responses MASK those responses teach "
+            "nothing; with KEEP set ppo.missing_eos_penalty)");
   HealthThresholds grpo{.config_prefix = "grpo"};
-  EXPECT_EQ(health_check({m}, grpo)[0].config_field, "grpo.missing_eos_penalty");
+  EXPECT_EQ(health_check({m}, grpo)[0].config_field, "grpo.rollout.max_new_tokens");
 }
 
 TEST(RlHealthTest, LengthNearTheLimitWarnsAboveNinetyPercent) {
