@@ -94,6 +94,24 @@ void check_kl(const RlIterationMetrics& m, const HealthThresholds& t, const std:
   }
 }
 
+// The reward rises significantly while the responses sit at the limit: the reward may be paying
+// for length (or for whatever a cut response happens to contain).
+void check_length_hacking(const RlIterationMetrics& m, const Trend& tr, const HealthThresholds& t,
+                          const std::string& p, std::vector<HealthWarning>* out) {
+  if (tr.t <= t.max_reward_slope_t) return;
+  const double ratio =
+      m.max_new_tokens > 0 ? m.mean_response_length / double(m.max_new_tokens) : 0.0;
+  if (ratio <= t.max_length_ratio && m.truncated_fraction <= t.max_truncated_fraction) return;
+  out->push_back(
+      {"reward_rises_at_length_limit", p + ".reward",
+       fmt("reward rose from %.3g to %.3g over the last %lld iterations (t = %.2f, threshold "
+           "%.2f) while responses sit at the length limit (mean length %.0f%% of max_new_tokens, "
+           "%.0f%% cut without EOS): the reward may be paying for length; add a length_penalty "
+           "source to %s.reward or set %s.overlong_buffer, and read the samples",
+           tr.first, tr.last, static_cast<long long>(t.reward_window), tr.t, t.max_reward_slope_t,
+           100 * ratio, 100 * m.truncated_fraction, p.c_str(), p.c_str())});
+}
+
 }  // namespace
 
 ResponseStats response_stats(const std::vector<std::vector<int32_t>>& responses, int32_t eos_id,
@@ -140,6 +158,7 @@ std::vector<HealthWarning> health_check(const std::vector<RlIterationMetrics>& h
                          tr.first, tr.last, static_cast<long long>(t.reward_window), tr.slope, tr.t,
                          t.min_reward_slope_t, p.c_str())});
     }
+    check_length_hacking(m, tr, t, p, &out);
   }
   if (m.zero_variance_groups > t.max_zero_variance_groups) {
     out.push_back({"no_group_signal", p + ".group_size",

@@ -45,13 +45,15 @@ struct HealthThresholds {
   double min_kl = -1.0;                 // k1's mean is >= 0 on on-policy samples
   int64_t reward_window = 10;           // iterations in the reward trend (>= 3)
   double min_reward_slope_t = -3.0;     // t-statistic of the least-squares slope over the window
+  double max_reward_slope_t = 3.0;      // a rising reward, checked with the length at the limit
   double max_zero_variance_groups = 0.5;
   std::string config_prefix = "ppo";  // the stage's config block, for the field names
 };
 
 struct HealthWarning {
   std::string cause;         // "truncation", "length_near_limit", "kl_high", "kl_negative",
-                             // "reward_decline", "no_group_signal"
+                             // "reward_decline", "reward_rises_at_length_limit",
+                             // "no_group_signal"
   std::string config_field;  // e.g. "ppo.rollout.max_new_tokens"
   std::string message;       // one line: what was seen, the threshold, and what to change
 };

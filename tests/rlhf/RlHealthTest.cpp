@@ -1,6 +1,7 @@
 // Response statistics (truncation without EOS) and the RL health check: each warning fires just
-// above its threshold and not at it, names its cause and config field, and the reward-trend
-// check separates a real decline from noise.
+// above its threshold and not at it, names its cause and config field, the reward-trend check
+// separates a real decline from noise, and a rising reward with responses at the length limit
+// (reward hacking by length) warns naming ppo.reward.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -132,6 +133,44 @@ TEST(RlHealthTest, RewardTrendThresholdIsTheSlopeTStatistic) {
   EXPECT_TRUE(health_check(h, {.reward_window = 4, .min_reward_slope_t = t - 1e-9}).empty());
   EXPECT_EQ(causes(health_check(h, {.reward_window = 4, .min_reward_slope_t = t + 1e-9})),
             (std::vector<std::string>{"reward_decline"}));
+}
+
+TEST(RlHealthTest, RewardRisingWhileLengthPinsToTheLimitWarnsAndNamesTheRewardField) {
+  // Ten iterations of a steadily rising reward, y_i = 0.1 i -+ 0.02 (alternating, from -0.02):
+  // mean 0.45, sxx 82.5, sxy 8.25 + 0.02 * 5, slope 0.1 + 0.1 / 82.5 = 0.101212; fitted ends
+  // 0.45 -+ 4.5 * slope = -0.00545 and 0.905.
+  std::vector<RlIterationMetrics> h;
+  for (int i = 0; i < 10; ++i) {
+    RlIterationMetrics m = healthy();
+    m.iteration = i;
+    m.reward_mean = 0.1 * i + (i % 2 ? 0.02 : -0.02);
+    h.push_back(m);
+  }
+  EXPECT_TRUE(health_check(h).empty());  // a rising reward at a healthy length is what we want
+  h.back().mean_response_length = 124;   // 97% of max_new_tokens 128
+  std::vector<HealthWarning> w = health_check(h);
+  ASSERT_EQ(causes(w),
+            (std::vector<std::string>{"length_near_limit", "reward_rises_at_length_limit"}));
+  EXPECT_EQ(w[1].config_field, "ppo.reward");
+  EXPECT_NE(w[1].message.find("reward rose from -0.00545 to 0.905 over the last 10 iterations"),
+            std::string::npos)
+      << w[1].message;
+  EXPECT_NE(w[1].message.find("while responses sit at the length limit (mean length 97% of "
+                              "max_new_tokens, 5% cut without EOS): the reward may be paying for "
+                              "length; add a length_penalty source to ppo.reward or set "
+                              "ppo.overlong_buffer"),
+            std::string::npos)
+      << w[1].message;
+  // Responses cut without EOS count as at the limit too (with the truncation warning).
+  h.back().mean_response_length = 40;
+  h.back().truncated_fraction = 0.6;
+  EXPECT_EQ(causes(health_check(h)),
+            (std::vector<std::string>{"truncation", "reward_rises_at_length_limit"}));
+  // Nine iterations are not a full window; a flat reward at the limit warns about length only.
+  EXPECT_EQ(causes(health_check({h.begin() + 1, h.end()})),
+            (std::vector<std::string>{"truncation"}));
+  for (RlIterationMetrics& m : h) m.reward_mean = 0.5;
+  EXPECT_EQ(causes(health_check(h)), (std::vector<std::string>{"truncation"}));
 }
 
 TEST(RlHealthTest, GroupsWithoutRewardVarianceWarn) {
