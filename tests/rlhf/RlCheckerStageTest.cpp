@@ -153,7 +153,7 @@ TEST_F(RlCheckerStageTest, MalformedCheckerOutputStopsTheRunAndTheLastCheckpoint
                    "(not valid JSON)");
 }
 
-TEST_F(RlCheckerStageTest, ScoringCheckerRewardsReachTheMetrics) {
+TEST_F(RlCheckerStageTest, ScoringCheckerRewardsAndTheTruncatedFractionReachTheMetrics) {
   const train::TrainSummary s = run(grpo("ok", "ok", 0, "none"));
   EXPECT_EQ(s.last_step, 4);
   EXPECT_EQ(s.last_checkpoint, file("ok/checkpoints/step_00000004"));
@@ -169,6 +169,10 @@ TEST_F(RlCheckerStageTest, ScoringCheckerRewardsReachTheMetrics) {
     EXPECT_GE(v, 0.0) << l;
     EXPECT_LE(v, 4.0) << l;
     EXPECT_EQ(j["score_mean"].get<double>(), v) << l;  // the only source, weight 1
+    // The share of responses cut at max_new_tokens is reported every iteration.
+    ASSERT_TRUE(j.contains("truncated_fraction")) << l;
+    EXPECT_GE(j["truncated_fraction"].get<double>(), 0.0) << l;
+    EXPECT_LE(j["truncated_fraction"].get<double>(), 1.0) << l;
   }
   EXPECT_EQ(lines, 4);
 }
