@@ -333,7 +333,8 @@ void PpoStage::write_samples(int64_t step, const Samples& s, const WeightedScore
                         {"rewards", rewards},
                         {"eos", s.responses[i].back() == pad_id_},
                         {"in_loss", bool(sh.keep[i])}};
-    out << j.dump() << "\n";
+    // A response may end inside a multi-byte character (or hold stray bytes): written as U+FFFD.
+    out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   }
   LOOM_CHECK_T(IoError, out.good(), "ppo: cannot write samples to ", (dir / name).string());
 }

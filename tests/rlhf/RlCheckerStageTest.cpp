@@ -72,7 +72,7 @@ class RlCheckerStageTest : public ::testing::Test {
   std::string grpo(const std::string& run, const std::string& mode, int n,
                    const std::string& resume) const {
     return base("PPO", 4, run, resume) + "init_from: \"" + init_ + "\"\n" +
-           "ppo { algorithm: GRPO group_size: 2 epochs: 1 mini_batches: 1 sample_interval: 0\n"
+           "ppo { algorithm: GRPO group_size: 2 epochs: 1 mini_batches: 1 sample_interval: 2\n"
            "  truncated_responses: KEEP\n"
            "  prompts_path: \"" + file("prompts.jsonl") + "\"\n"
            "  rollout { batch_size: 2 max_new_tokens: 4 }\n"
@@ -153,7 +153,7 @@ TEST_F(RlCheckerStageTest, MalformedCheckerOutputStopsTheRunAndTheLastCheckpoint
                    "(not valid JSON)");
 }
 
-TEST_F(RlCheckerStageTest, ScoringCheckerRewardsAndTheTruncatedFractionReachTheMetrics) {
+TEST_F(RlCheckerStageTest, ScoringCheckerRewardsTheTruncatedFractionAndSamplesAreWritten) {
   const train::TrainSummary s = run(grpo("ok", "ok", 0, "none"));
   EXPECT_EQ(s.last_step, 4);
   EXPECT_EQ(s.last_checkpoint, file("ok/checkpoints/step_00000004"));
@@ -175,6 +175,23 @@ TEST_F(RlCheckerStageTest, ScoringCheckerRewardsAndTheTruncatedFractionReachTheM
     EXPECT_LE(j["truncated_fraction"].get<double>(), 1.0) << l;
   }
   EXPECT_EQ(lines, 4);
+  // Samples of steps 2 and 4, one JSON line per sample. The tiny random model draws single bytes,
+  // most of them not valid UTF-8 on their own: they are written as U+FFFD instead of stopping
+  // the run.
+  int replaced = 0;
+  for (const char* name : {"step_00000002.jsonl", "step_00000004.jsonl"}) {
+    std::ifstream samples(file(std::string("ok/samples/") + name));
+    ASSERT_TRUE(samples.good()) << name;
+    int n = 0;
+    for (std::string l; std::getline(samples, l); ++n) {
+      const nlohmann::json j = nlohmann::json::parse(l);
+      ASSERT_TRUE(j["response"].is_string()) << l;
+      replaced += j["response"].get<std::string>().find("\xEF\xBF\xBD") != std::string::npos;
+      EXPECT_GE(j["rewards"]["command"].get<double>(), 0.0) << l;
+    }
+    EXPECT_EQ(n, kRowsPerIteration) << name;
+  }
+  EXPECT_GT(replaced, 0);  // the case above did occur
 }
 
 }  // namespace
