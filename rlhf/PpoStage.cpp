@@ -298,19 +298,10 @@ Metrics PpoStage::iteration_metrics(int64_t step, const Samples& s, const Rollou
   return m;
 }
 
-// Logs each RlHealth warning when its cause starts firing (not again while it keeps firing).
+// Logs the RlHealth warnings that are new at this iteration (HealthMonitor).
 void PpoStage::warn_if_unhealthy(const RlIterationMetrics& m) {
-  history_.push_back(m);
-  const size_t window = size_t(HealthThresholds{}.reward_window);
-  if (history_.size() > window) history_.erase(history_.begin());
-  std::vector<std::string> now;
-  for (const HealthWarning& w : health_check(history_)) {
-    now.push_back(w.cause);
-    if (std::find(warned_.begin(), warned_.end(), w.cause) == warned_.end()) {
-      LOG_RANK0(WARN) << "ppo iteration " << m.iteration << ": " << w.message;
-    }
-  }
-  warned_ = std::move(now);
+  for (const HealthWarning& w : health_.update(m))
+    LOG_RANK0(WARN) << "ppo iteration " << m.iteration << ": " << w.message;
 }
 
 // Rank 0's samples of this iteration as JSONL: prompt, response, score, per-source values, EOS,

@@ -75,8 +75,7 @@ class PpoStage : public ExampleStage {
   AdvantageOptions adv_;
   UpdateOptions upd_;
   models::SamplingOptions sampling_;
-  std::vector<RlIterationMetrics> history_;
-  std::vector<std::string> warned_;  // causes that warned at the previous iteration
+  HealthMonitor health_;
   std::string desc_;
 };
 

@@ -163,10 +163,24 @@ std::vector<HealthWarning> health_check(const std::vector<RlIterationMetrics>& h
   if (m.zero_variance_groups > t.max_zero_variance_groups) {
     out.push_back({"no_group_signal", p + ".group_size",
                    fmt("%.0f%% of prompt groups gave every sample the same reward (threshold "
-                       "%.0f%%), so they carry no advantage signal; raise %s.group_size or "
-                       "set %s.drop_equal_reward_groups",
+                       "%.0f%%), so they carry no advantage signal (expected for prompts the "
+                       "policy always solves); raise %s.group_size or set "
+                       "%s.drop_equal_reward_groups",
                        100 * m.zero_variance_groups, 100 * t.max_zero_variance_groups, p.c_str(),
                        p.c_str())});
+  }
+  return out;
+}
+
+std::vector<HealthWarning> HealthMonitor::update(const RlIterationMetrics& m) {
+  history_.push_back(m);
+  if (int64_t(history_.size()) > t_.reward_window) history_.erase(history_.begin());
+  std::vector<HealthWarning> out;
+  for (HealthWarning& w : health_check(history_, t_)) {
+    const auto it = last_fired_.find(w.cause);
+    const bool report = it == last_fired_.end() || m.iteration - it->second > t_.reward_window;
+    last_fired_[w.cause] = m.iteration;
+    if (report) out.push_back(std::move(w));
   }
   return out;
 }

@@ -5,10 +5,14 @@
 //   ResponseStats rs = response_stats(responses, eos_id, max_new_tokens);
 //   history.push_back({.iteration = it, .truncated_fraction = rs.truncated_fraction, ...});
 //   for (const HealthWarning& w : health_check(history)) LOG(WARN) << w.message;
+//   HealthMonitor mon;  // or, once per iteration, only what is new:
+//   for (const HealthWarning& w : mon.update(metrics)) LOG(WARN) << w.message;
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace loom::rlhf {
@@ -62,5 +66,21 @@ struct HealthWarning {
 // entries); empty when all is well or the history is empty.
 std::vector<HealthWarning> health_check(const std::vector<RlIterationMetrics>& history,
                                         const HealthThresholds& t = {});
+
+// What the RL stage logs: keeps the last reward_window iterations and returns the warnings to
+// report at this one. A cause is reported when it fires for the first time or after at least
+// reward_window iterations without firing, so a metric hovering at its threshold (e.g. the share
+// of equal-reward groups of a policy that solves most prompts) is reported once, not at every
+// crossing.
+class HealthMonitor {
+ public:
+  explicit HealthMonitor(HealthThresholds t = {}) : t_(std::move(t)) {}
+  std::vector<HealthWarning> update(const RlIterationMetrics& m);
+
+ private:
+  HealthThresholds t_;
+  std::vector<RlIterationMetrics> history_;
+  std::map<std::string, int64_t> last_fired_;  // cause -> iteration it last fired at
+};
 
 }  // namespace loom::rlhf

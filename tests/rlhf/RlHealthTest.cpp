@@ -184,5 +184,29 @@ TEST(RlHealthTest, GroupsWithoutRewardVarianceWarn) {
   EXPECT_NE(w[0].message.find("78% of prompt groups"), std::string::npos) << w[0].message;
 }
 
+TEST(RlHealthTest, MonitorReportsACauseOnceWhileItHoversAtItsThreshold) {
+  HealthMonitor mon;
+  std::vector<int64_t> reported;  // iterations with a no_group_signal report
+  auto feed = [&](int64_t it, double zero_variance_groups) {
+    RlIterationMetrics m = healthy();
+    m.iteration = it;
+    m.zero_variance_groups = zero_variance_groups;
+    for (const HealthWarning& w : mon.update(m)) {
+      EXPECT_EQ(w.cause, "no_group_signal");
+      reported.push_back(it);
+    }
+  };
+  // Iterations 1-29 alternate above (0.56) and below (0.4) the 50% threshold: reported at 1 only.
+  for (int64_t it = 1; it <= 29; ++it) feed(it, it % 2 ? 0.56 : 0.4);
+  EXPECT_EQ(reported, (std::vector<int64_t>{1}));
+  // Last fired at 29; 9 quiet iterations (30-38), then firing at 39 is the same episode; after
+  // 10 quiet ones (40-49, the reward window) firing at 50 is a new one.
+  for (int64_t it = 30; it <= 38; ++it) feed(it, 0.4);
+  feed(39, 0.6);
+  for (int64_t it = 40; it <= 49; ++it) feed(it, 0.4);
+  feed(50, 0.6);
+  EXPECT_EQ(reported, (std::vector<int64_t>{1, 50}));
+}
+
 }  // namespace
 }  // namespace loom::rlhf
