@@ -124,6 +124,99 @@ void io_defaults(RunConfig& cfg) {
   }
 }
 
+void extract_defaults(AnswerExtractConfig& e, AnswerExtractConfig::Kind kind) {
+  LOOM_CFG_DEFAULT(e, kind, kind);
+  LOOM_CFG_DEFAULT(e, take_first, false);
+}
+
+void reward_source_defaults(RewardSourceConfig& r) {
+  LOOM_CFG_DEFAULT(r, weight, 1.0);
+  if (r.kind_case() != RewardSourceConfig::KIND_NOT_SET) {
+    LOOM_CFG_DEFAULT(r, name, RewardSourceConfig::descriptor()->FindFieldByNumber(
+                                  int(r.kind_case()))->name());
+  }
+  if (r.has_exact_match()) {
+    ExactMatchRewardConfig& m = *r.mutable_exact_match();
+    LOOM_CFG_DEFAULT(m, reference_field, "answer");
+    extract_defaults(*m.mutable_extract(), AnswerExtractConfig::WHOLE);
+    LOOM_CFG_DEFAULT(m, case_sensitive, true);
+    LOOM_CFG_DEFAULT(m, correct, 1.0);
+    LOOM_CFG_DEFAULT(m, incorrect, 0.0);
+  } else if (r.has_regex()) {
+    LOOM_CFG_DEFAULT(*r.mutable_regex(), matched, 1.0);
+    LOOM_CFG_DEFAULT(*r.mutable_regex(), unmatched, 0.0);
+  } else if (r.has_numeric()) {
+    NumericRewardConfig& m = *r.mutable_numeric();
+    LOOM_CFG_DEFAULT(m, reference_field, "answer");
+    extract_defaults(*m.mutable_extract(), AnswerExtractConfig::LAST_NUMBER);
+    LOOM_CFG_DEFAULT(m, tolerance, 0.0);
+    LOOM_CFG_DEFAULT(m, relative, false);
+    LOOM_CFG_DEFAULT(m, correct, 1.0);
+    LOOM_CFG_DEFAULT(m, incorrect, 0.0);
+  } else if (r.has_length_penalty()) {
+    LOOM_CFG_DEFAULT(*r.mutable_length_penalty(), target, 0);
+    LOOM_CFG_DEFAULT(*r.mutable_length_penalty(), count_tokens, true);
+  } else if (r.has_format_penalty()) {
+    LOOM_CFG_DEFAULT(*r.mutable_format_penalty(), penalty, 1.0);
+  } else if (r.has_command()) {
+    LOOM_CFG_DEFAULT(*r.mutable_command(), shell, false);
+    LOOM_CFG_DEFAULT(*r.mutable_command(), timeout_s, 60.0);
+  }
+}
+
+// NB: fields that apply to some algorithms only get defaults for those, so validate() can tell a
+// field set for the wrong algorithm.
+void ppo_defaults(RunConfig& cfg) {
+  PpoConfig& p = *cfg.mutable_ppo();
+  LOOM_CFG_DEFAULT(p, algorithm, PpoConfig::PPO);
+  const bool ppo = p.algorithm() == PpoConfig::PPO, grpo = p.algorithm() == PpoConfig::GRPO;
+  if (ppo) {
+    LOOM_CFG_DEFAULT(p, critic_init, p.reward_model().empty() ? cfg.init_from() : p.reward_model());
+    LOOM_CFG_DEFAULT(p, lam, 0.95);
+    LOOM_CFG_DEFAULT(p, value_clip, 0.2);
+  }
+  if (ppo || p.algorithm() == PpoConfig::REINFORCE_PP) LOOM_CFG_DEFAULT(p, gamma, 1.0);
+  if (grpo) {
+    LOOM_CFG_DEFAULT(p, kl_estimator, PpoConfig::K3);
+    LOOM_CFG_DEFAULT(p, scale_by_std, true);
+  }
+  LOOM_CFG_DEFAULT(p, group_size, grpo || p.algorithm() == PpoConfig::RLOO ? 4 : 1);
+  LOOM_CFG_DEFAULT(p, kl_coef, 0.05);
+  LOOM_CFG_DEFAULT(p, adaptive_kl, false);
+  LOOM_CFG_DEFAULT(p, kl_target, 6.0);
+  LOOM_CFG_DEFAULT(p, kl_horizon, 10000);
+  LOOM_CFG_DEFAULT(p, clip, 0.2);
+  LOOM_CFG_DEFAULT(p, clip_high, p.clip());
+  LOOM_CFG_DEFAULT(p, epochs, 4);
+  LOOM_CFG_DEFAULT(p, mini_batches, 4);
+  LOOM_CFG_DEFAULT(p, loss_aggregation, PpoConfig::TOKEN_MEAN);
+  LOOM_CFG_DEFAULT(p, truncated_responses, PpoConfig::MASK);
+  LOOM_CFG_DEFAULT(p, missing_eos_penalty, 0.0);
+  LOOM_CFG_DEFAULT(p, drop_equal_reward_groups, false);
+  LOOM_CFG_DEFAULT(p, overlong_buffer, 0);
+  LOOM_CFG_DEFAULT(p, overlong_penalty_factor, 1.0);
+  LOOM_CFG_DEFAULT(p, sample_interval, 10);
+  if (p.reward_size() == 0 && !p.reward_model().empty()) p.add_reward()->mutable_reward_model();
+  for (RewardSourceConfig& r : *p.mutable_reward()) reward_source_defaults(r);
+  RolloutConfig& r = *p.mutable_rollout();
+  int64_t half_block = std::max<int64_t>(1, cfg.model().block_size() / 2);
+  LOOM_CFG_DEFAULT(r, max_new_tokens, std::min<int64_t>(64, half_block));
+  LOOM_CFG_DEFAULT(r, temperature, 1.0);
+  LOOM_CFG_DEFAULT(r, top_k, 0);
+  LOOM_CFG_DEFAULT(r, top_p, 1.0);
+  LOOM_CFG_DEFAULT(r, batch_size, 8);
+}
+
+void dpo_defaults(RunConfig& cfg) {
+  DpoConfig& d = *cfg.mutable_dpo();
+  LOOM_CFG_DEFAULT(d, loss_type, DpoConfig::DPO);
+  const bool simpo = d.loss_type() == DpoConfig::SIMPO;
+  if (!simpo) LOOM_CFG_DEFAULT(d, reference, cfg.init_from());
+  LOOM_CFG_DEFAULT(d, beta, simpo ? 2.0 : 0.1);
+  if (d.loss_type() == DpoConfig::CDPO) LOOM_CFG_DEFAULT(d, label_smoothing, 0.1);
+  if (simpo) LOOM_CFG_DEFAULT(d, simpo_gamma, 1.0);
+}
+
 void stage_defaults(RunConfig& cfg) {
   if (cfg.stage() == RunConfig::SFT) {
     SftConfig& s = *cfg.mutable_sft();
@@ -131,30 +224,9 @@ void stage_defaults(RunConfig& cfg) {
     LOOM_CFG_DEFAULT(s, packing, false);
     LOOM_CFG_DEFAULT(s, mask_prompt, true);
   } else if (cfg.stage() == RunConfig::PPO) {
-    PpoConfig& p = *cfg.mutable_ppo();
-    LOOM_CFG_DEFAULT(p, critic_init, p.reward_model());
-    LOOM_CFG_DEFAULT(p, kl_coef, 0.05);
-    LOOM_CFG_DEFAULT(p, adaptive_kl, false);
-    LOOM_CFG_DEFAULT(p, kl_target, 6.0);
-    LOOM_CFG_DEFAULT(p, kl_horizon, 10000);
-    LOOM_CFG_DEFAULT(p, gamma, 1.0);
-    LOOM_CFG_DEFAULT(p, lam, 0.95);
-    LOOM_CFG_DEFAULT(p, clip, 0.2);
-    LOOM_CFG_DEFAULT(p, value_clip, 0.2);
-    LOOM_CFG_DEFAULT(p, epochs, 4);
-    LOOM_CFG_DEFAULT(p, mini_batches, 4);
-    LOOM_CFG_DEFAULT(p, missing_eos_penalty, 0.0);
-    RolloutConfig& r = *p.mutable_rollout();
-    int64_t half_block = std::max<int64_t>(1, cfg.model().block_size() / 2);
-    LOOM_CFG_DEFAULT(r, max_new_tokens, std::min<int64_t>(64, half_block));
-    LOOM_CFG_DEFAULT(r, temperature, 1.0);
-    LOOM_CFG_DEFAULT(r, top_k, 0);
-    LOOM_CFG_DEFAULT(r, top_p, 1.0);
-    LOOM_CFG_DEFAULT(r, batch_size, 8);
+    ppo_defaults(cfg);
   } else if (cfg.stage() == RunConfig::DPO) {
-    DpoConfig& d = *cfg.mutable_dpo();
-    LOOM_CFG_DEFAULT(d, reference, cfg.init_from());
-    LOOM_CFG_DEFAULT(d, beta, 0.1);
+    dpo_defaults(cfg);
   }
 }
 

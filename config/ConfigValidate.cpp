@@ -70,53 +70,73 @@ const std::map<std::string, int64_t>& size_bounds() {
       {"ppo.rollout.max_new_tokens", int64_t(1) << 20},
       {"ppo.rollout.top_k", int64_t(1) << 24},
       {"ppo.rollout.batch_size", 65536},
+      {"ppo.group_size", 65536},
+      {"ppo.overlong_buffer", int64_t(1) << 20},
   };
   return bounds;
 }
 // Tokens in one micro-batch on one rank (micro_batch_size * seq_len).
 constexpr int64_t kMaxMicroBatchTokens = int64_t(1) << 24;
 
+void check_schema(const pb::Message& msg, const std::string& prefix, Problems& P);
+
+// One value of field f of msg: element `index` of a repeated field, or the field (index < 0).
+void check_value(const pb::Message& msg, const pb::FieldDescriptor* f, int index,
+                 const std::string& path, Problems& P) {
+  const pb::Reflection& r = *msg.GetReflection();
+  const bool rep = index >= 0;
+  switch (f->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+      check_schema(rep ? r.GetRepeatedMessage(msg, f, index) : r.GetMessage(msg, f), path + ".", P);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_ENUM: {
+      const int v = rep ? r.GetRepeatedEnumValue(msg, f, index) : r.GetEnumValue(msg, f);
+      const pb::EnumValueDescriptor* ev = f->enum_type()->FindValueByNumber(v);
+      P.expect(ev != nullptr && v != 0, path, "=", ev ? ev->name() : std::to_string(v),
+               ": expected one of ", enum_names(*f->enum_type()));
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+    case pb::FieldDescriptor::CPPTYPE_FLOAT: {
+      const bool dbl = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_DOUBLE;
+      const double v = rep ? (dbl ? r.GetRepeatedDouble(msg, f, index)
+                                  : r.GetRepeatedFloat(msg, f, index))
+                           : (dbl ? r.GetDouble(msg, f) : r.GetFloat(msg, f));
+      P.expect(std::isfinite(v), path, "=", v, ": expected a finite number");
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+    case pb::FieldDescriptor::CPPTYPE_INT32: {
+      const bool i64 = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_INT64;
+      const int64_t v = rep ? (i64 ? r.GetRepeatedInt64(msg, f, index)
+                                   : r.GetRepeatedInt32(msg, f, index))
+                            : (i64 ? r.GetInt64(msg, f) : r.GetInt32(msg, f));
+      auto it = size_bounds().find(path);
+      const int64_t hi = it == size_bounds().end() ? kMaxCount : it->second;
+      P.expect(v <= hi && v >= -kMaxCount, path, "=", v, ": expected <= ", hi);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
 // Every set field of the schema, generically (protobuf reflection), so a new field is covered
 // without a new check: enum values must be named values of their enum (proto3 enums accept any
 // number in text, JSON and --set), floating-point values must be finite, integers must be within
-// their bound.
+// their bound. Elements of a repeated field are named "<field>[<index>]".
 void check_schema(const pb::Message& msg, const std::string& prefix, Problems& P) {
   const pb::Reflection& r = *msg.GetReflection();
   std::vector<const pb::FieldDescriptor*> fields;
   r.ListFields(msg, &fields);
   for (const pb::FieldDescriptor* f : fields) {
-    if (f->is_repeated()) continue;  // RunConfig has no repeated fields
     const std::string path = prefix + f->name();
-    switch (f->cpp_type()) {
-      case pb::FieldDescriptor::CPPTYPE_MESSAGE:
-        check_schema(r.GetMessage(msg, f), path + ".", P);
-        break;
-      case pb::FieldDescriptor::CPPTYPE_ENUM: {
-        const int v = r.GetEnumValue(msg, f);
-        const pb::EnumValueDescriptor* ev = f->enum_type()->FindValueByNumber(v);
-        P.expect(ev != nullptr && v != 0, path, "=", ev ? ev->name() : std::to_string(v),
-                 ": expected one of ", enum_names(*f->enum_type()));
-        break;
-      }
-      case pb::FieldDescriptor::CPPTYPE_DOUBLE:
-      case pb::FieldDescriptor::CPPTYPE_FLOAT: {
-        const double v = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_DOUBLE ? r.GetDouble(msg, f)
-                                                                               : r.GetFloat(msg, f);
-        P.expect(std::isfinite(v), path, "=", v, ": expected a finite number");
-        break;
-      }
-      case pb::FieldDescriptor::CPPTYPE_INT64:
-      case pb::FieldDescriptor::CPPTYPE_INT32: {
-        const int64_t v = f->cpp_type() == pb::FieldDescriptor::CPPTYPE_INT64 ? r.GetInt64(msg, f)
-                                                                              : r.GetInt32(msg, f);
-        auto it = size_bounds().find(path);
-        const int64_t hi = it == size_bounds().end() ? kMaxCount : it->second;
-        P.expect(v <= hi && v >= -kMaxCount, path, "=", v, ": expected <= ", hi);
-        break;
-      }
-      default:
-        break;
+    if (!f->is_repeated()) {
+      check_value(msg, f, -1, path, P);
+      continue;
     }
+    for (int i = 0; i < r.FieldSize(msg, f); ++i)
+      check_value(msg, f, i, detail::str_cat(path, "[", i, "]"), P);
   }
 }
 
@@ -299,25 +319,158 @@ void check_precision(const RunConfig& c, Problems& P) {
            ": expected >= 1");
 }
 
+// A field of an algorithm other than ppo.algorithm is a mistake, not something to ignore.
+void check_ppo_algorithm(const PpoConfig& p, Problems& P) {
+  const std::string algo = PpoConfig::Algorithm_Name(p.algorithm());
+  const auto A = p.algorithm();
+  auto only = [&](bool has, const char* field, const char* algos) {
+    P.expect(!has, "ppo.", field, " is set: expected it only with ppo.algorithm=", algos,
+             ", got ppo.algorithm=", algo);
+  };
+  if (A != PpoConfig::PPO) {
+    only(p.has_critic_init(), "critic_init", "PPO");
+    only(p.has_lam(), "lam", "PPO");
+    only(p.has_value_clip(), "value_clip", "PPO");
+  }
+  if (A != PpoConfig::PPO && A != PpoConfig::REINFORCE_PP)
+    only(p.has_gamma(), "gamma", "PPO or REINFORCE_PP");
+  if (A != PpoConfig::GRPO) {
+    only(p.has_kl_estimator(), "kl_estimator", "GRPO");
+    only(p.has_scale_by_std(), "scale_by_std", "GRPO");
+  }
+  const bool grouped = A == PpoConfig::GRPO || A == PpoConfig::RLOO;
+  P.expect(p.group_size() >= (grouped ? 2 : 1), fv("ppo.group_size", p.group_size()),
+           ": expected >= ", grouped ? 2 : 1, " samples per prompt for ppo.algorithm=", algo);
+  if (p.drop_equal_reward_groups()) {
+    P.expect(p.group_size() >= 2, fv("ppo.drop_equal_reward_groups", true),
+             ": expected ppo.group_size >= 2 (groups of samples of one prompt), got ",
+             p.group_size());
+  }
+  const int64_t rows = p.rollout().batch_size() * p.group_size();
+  if (rows >= 1 && p.mini_batches() >= 1) {
+    P.expect(rows % p.mini_batches() == 0, fv("ppo.mini_batches", p.mini_batches()),
+             ": expected a divisor of ppo.rollout.batch_size * ppo.group_size = ", rows,
+             " (the samples of one rollout per rank)");
+  }
+}
+
+void check_extract(const AnswerExtractConfig& e, const std::string& path, Problems& P) {
+  if (e.kind() == AnswerExtractConfig::REGEX) {
+    P.expect(!e.regex().empty(), fv((path + ".regex").c_str(), e.regex()),
+             ": expected a pattern for ", path, ".kind=REGEX");
+  } else {
+    P.expect(e.regex().empty(), fv((path + ".regex").c_str(), e.regex()), ": expected ", path,
+             ".kind=REGEX to use it");
+  }
+}
+
+// One source of ppo.reward; returns whether it is the reward model.
+bool check_reward_source(const RewardSourceConfig& r, const std::string& path, Problems& P) {
+  auto field = [&](const char* f) { return path + "." + f; };
+  switch (r.kind_case()) {
+    case RewardSourceConfig::kRewardModel:
+      return true;
+    case RewardSourceConfig::kExactMatch:
+      P.expect(!r.exact_match().reference_field().empty(), field("exact_match.reference_field"),
+               "=\"\": expected the prompt record's field holding the answer");
+      check_extract(r.exact_match().extract(), field("exact_match.extract"), P);
+      break;
+    case RewardSourceConfig::kRegex:
+      P.expect(!r.regex().pattern().empty(), field("regex.pattern"), "=\"\": expected a pattern");
+      break;
+    case RewardSourceConfig::kNumeric:
+      P.expect(!r.numeric().reference_field().empty(), field("numeric.reference_field"),
+               "=\"\": expected the prompt record's field holding the answer");
+      P.expect(r.numeric().tolerance() >= 0, field("numeric.tolerance"), "=",
+               r.numeric().tolerance(), ": expected >= 0");
+      check_extract(r.numeric().extract(), field("numeric.extract"), P);
+      break;
+    case RewardSourceConfig::kLengthPenalty:
+      P.expect(r.length_penalty().target() >= 0, field("length_penalty.target"), "=",
+               r.length_penalty().target(), ": expected >= 0");
+      P.expect(r.length_penalty().per_unit() > 0, field("length_penalty.per_unit"), "=",
+               r.length_penalty().per_unit(), ": expected > 0 (the penalty per unit of length)");
+      break;
+    case RewardSourceConfig::kFormatPenalty:
+      P.expect(!r.format_penalty().pattern().empty(), field("format_penalty.pattern"),
+               "=\"\": expected a pattern");
+      P.expect(r.format_penalty().penalty() >= 0, field("format_penalty.penalty"), "=",
+               r.format_penalty().penalty(), ": expected >= 0");
+      break;
+    case RewardSourceConfig::kCommand:
+      P.expect(r.command().argv_size() > 0 && !r.command().argv(0).empty(), field("command.argv"),
+               ": expected the checker program and its arguments, got none");
+      P.expect(r.command().timeout_s() > 0, field("command.timeout_s"), "=",
+               r.command().timeout_s(), ": expected > 0 seconds");
+      break;
+    case RewardSourceConfig::KIND_NOT_SET:
+      P.expect(false, path, ": expected one of reward_model, exact_match, regex, numeric, ",
+               "length_penalty, format_penalty, command");
+      break;
+  }
+  return false;
+}
+
+void check_reward_sources(const PpoConfig& p, Problems& P) {
+  if (p.reward_size() == 0) {
+    P.expect(false, fv("ppo.reward_model", p.reward_model()),
+             ": expected a reward model checkpoint, or reward sources in ppo.reward (e.g. reward "
+             "{ exact_match { reference_field: \"answer\" } })");
+    return;
+  }
+  std::map<std::string, int> names;
+  std::string rm_source;
+  for (int i = 0; i < p.reward_size(); ++i) {
+    const std::string path = detail::str_cat("ppo.reward[", i, "]");
+    const RewardSourceConfig& r = p.reward(i);
+    if (check_reward_source(r, path, P)) rm_source = path;
+    auto [it, fresh] = names.emplace(r.name(), i);
+    P.expect(!r.name().empty() && fresh, fv((path + ".name").c_str(), r.name()),
+             ": expected a non-empty name unique in ppo.reward",
+             fresh ? std::string() : detail::str_cat(" (ppo.reward[", it->second, "] has it)"));
+  }
+  if (!rm_source.empty()) {
+    P.expect(!p.reward_model().empty(), fv("ppo.reward_model", p.reward_model()),
+             ": expected a reward model checkpoint for the reward_model source ", rm_source);
+  } else {
+    P.expect(p.reward_model().empty(), fv("ppo.reward_model", p.reward_model()),
+             ": expected a reward_model {} source in ppo.reward to use it (the reward is the "
+             "weighted sum of ppo.reward; a critic takes ppo.critic_init)");
+  }
+}
+
 void check_ppo(const RunConfig& c, Problems& P) {
   const PpoConfig& p = c.ppo();
   P.expect(!p.prompts_path().empty(), fv("ppo.prompts_path", p.prompts_path()),
            ": expected a prompt dataset for stage PPO");
-  P.expect(!p.reward_model().empty(), fv("ppo.reward_model", p.reward_model()),
-           ": expected a reward model checkpoint for stage PPO");
   P.expect(!c.init_from().empty(), fv("init_from", c.init_from()),
-           ": expected the SFT checkpoint that initialises the PPO actor");
+           ": expected the SFT checkpoint that initialises the policy");
   P.expect(p.kl_coef() >= 0.0, fv("ppo.kl_coef", p.kl_coef()), ": expected >= 0");
   P.expect(p.kl_target() > 0.0, fv("ppo.kl_target", p.kl_target()), ": expected > 0");
   P.expect(p.gamma() >= 0.0 && p.gamma() <= 1.0, fv("ppo.gamma", p.gamma()), ": expected [0, 1]");
   P.expect(p.lam() >= 0.0 && p.lam() <= 1.0, fv("ppo.lam", p.lam()), ": expected [0, 1]");
-  P.expect(p.clip() > 0.0, fv("ppo.clip", p.clip()), ": expected > 0");
-  P.expect(p.value_clip() > 0.0, fv("ppo.value_clip", p.value_clip()), ": expected > 0");
+  P.expect(p.clip() > 0.0 && p.clip() < 1.0, fv("ppo.clip", p.clip()), ": expected (0, 1)");
+  P.expect(p.clip_high() > 0.0, fv("ppo.clip_high", p.clip_high()), ": expected > 0");
+  if (p.algorithm() == PpoConfig::PPO)
+    P.expect(p.value_clip() > 0.0, fv("ppo.value_clip", p.value_clip()), ": expected > 0");
   P.expect(p.missing_eos_penalty() >= 0.0, fv("ppo.missing_eos_penalty", p.missing_eos_penalty()),
            ": expected >= 0");
+  if (p.missing_eos_penalty() > 0.0) {
+    P.expect(p.truncated_responses() == PpoConfig::KEEP,
+             fv("ppo.missing_eos_penalty", p.missing_eos_penalty()),
+             ": expected ppo.truncated_responses=KEEP (MASK, the default, leaves responses cut "
+             "without EOS out of the loss, so a penalty on their score does nothing)");
+  }
   P.expect(p.epochs() >= 1, fv("ppo.epochs", p.epochs()), ": expected >= 1");
   P.expect(p.mini_batches() >= 1, fv("ppo.mini_batches", p.mini_batches()), ": expected >= 1");
+  P.expect(p.sample_interval() >= 0, fv("ppo.sample_interval", p.sample_interval()),
+           ": expected >= 0 (0 = off)");
   const RolloutConfig& r = p.rollout();
+  P.expect(p.overlong_buffer() >= 0 && p.overlong_buffer() <= r.max_new_tokens(),
+           fv("ppo.overlong_buffer", p.overlong_buffer()), ": expected a value in [0, ",
+           fv("ppo.rollout.max_new_tokens", r.max_new_tokens()), "] (0 = off)");
+  P.expect(p.overlong_penalty_factor() >= 0.0,
+           fv("ppo.overlong_penalty_factor", p.overlong_penalty_factor()), ": expected >= 0");
   P.expect(r.max_new_tokens() >= 1 && r.max_new_tokens() < c.model().block_size(),
            fv("ppo.rollout.max_new_tokens", r.max_new_tokens()), ": expected a value in [1, ",
            fv("model.block_size", c.model().block_size()), ")");
@@ -326,6 +479,36 @@ void check_ppo(const RunConfig& c, Problems& P) {
   P.expect(r.top_p() > 0.0 && r.top_p() <= 1.0, fv("ppo.rollout.top_p", r.top_p()),
            ": expected a value in (0, 1]");
   P.expect(r.batch_size() >= 1, fv("ppo.rollout.batch_size", r.batch_size()), ": expected >= 1");
+  check_ppo_algorithm(p, P);
+  check_reward_sources(p, P);
+}
+
+void check_dpo(const RunConfig& c, Problems& P) {
+  const DpoConfig& d = c.dpo();
+  const bool simpo = d.loss_type() == DpoConfig::SIMPO;
+  P.expect(!d.train_path().empty(), fv("dpo.train_path", d.train_path()),
+           ": expected a preference dataset for stage DPO");
+  if (simpo) {
+    P.expect(!d.has_reference(), fv("dpo.reference", d.reference()),
+             ": expected it unset with dpo.loss_type=SIMPO (reference-free)");
+  } else {
+    P.expect(!d.reference().empty(), fv("dpo.reference", d.reference()),
+             ": expected a reference checkpoint (set dpo.reference or init_from)");
+  }
+  P.expect(d.beta() > 0.0, fv("dpo.beta", d.beta()), ": expected > 0");
+  if (d.loss_type() == DpoConfig::CDPO) {
+    P.expect(d.label_smoothing() >= 0.0 && d.label_smoothing() < 0.5,
+             fv("dpo.label_smoothing", d.label_smoothing()), ": expected a value in [0, 0.5)");
+  } else {
+    P.expect(!d.has_label_smoothing(), "dpo.label_smoothing is set: expected it only with "
+             "dpo.loss_type=CDPO");
+  }
+  if (simpo) {
+    P.expect(d.simpo_gamma() >= 0.0, fv("dpo.simpo_gamma", d.simpo_gamma()), ": expected >= 0");
+  } else {
+    P.expect(!d.has_simpo_gamma(), "dpo.simpo_gamma is set: expected it only with "
+             "dpo.loss_type=SIMPO");
+  }
 }
 
 void check_stage(const RunConfig& c, Problems& P) {
@@ -346,11 +529,7 @@ void check_stage(const RunConfig& c, Problems& P) {
       check_ppo(c, P);
       break;
     case RunConfig::DPO:
-      P.expect(!c.dpo().train_path().empty(), fv("dpo.train_path", c.dpo().train_path()),
-               ": expected a preference dataset for stage DPO");
-      P.expect(!c.dpo().reference().empty(), fv("dpo.reference", c.dpo().reference()),
-               ": expected a reference checkpoint (set dpo.reference or init_from)");
-      P.expect(c.dpo().beta() > 0.0, fv("dpo.beta", c.dpo().beta()), ": expected > 0");
+      check_dpo(c, P);
       break;
     default:  // NB: an unknown number is reported by check_schema
       break;

@@ -1,5 +1,5 @@
-// GAE and the PPO losses (see Ppo.h). GAE is a plain backward scan over each row in f64; the losses
-// are composed from core ops so autograd gives their gradients (clamp passes no gradient outside
+// GAE and the PPO value loss (see Ppo.h). GAE is a plain backward scan over each row in f64; the
+// loss is composed from core ops so autograd gives its gradient (clamp passes no gradient outside
 // its range and maximum sends ties to its first argument, which is the unclipped term here).
 #include "rlhf/Ppo.h"
 
@@ -47,24 +47,6 @@ GaeOutput gae(const Tensor& rewards, const Tensor& values, const Tensor& mask, d
   const Device dev = values.device();
   return {Tensor::from_vector(adv, values.shape(), dev).to(values.dtype()),
           Tensor::from_vector(ret, values.shape(), dev).to(values.dtype())};
-}
-
-PolicyLoss ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& advantages,
-                           const Tensor& mask, double clip_eps) {
-  check_bt(old_logp, logp, "ppo_policy_loss", "old_logp");
-  check_bt(advantages, logp, "ppo_policy_loss", "advantages");
-  check_bt(mask, logp, "ppo_policy_loss", "mask");
-  LOOM_CHECK(clip_eps > 0, "ppo_policy_loss: expected clip_eps > 0, got ", clip_eps);
-  Tensor adv = advantages.detach();
-  Tensor log_ratio = logp - old_logp.detach();
-  Tensor ratio = exp(log_ratio);
-  Tensor unclipped = -adv * ratio;
-  Tensor clipped = -adv * clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps);
-  PolicyLoss out;
-  out.loss = masked_mean(maximum(unclipped, clipped), mask);
-  out.clip_fraction = masked_fraction(gt(clipped.detach(), unclipped.detach()), mask);
-  out.approx_kl = masked_mean(square(log_ratio.detach()) * 0.5, mask).item();
-  return out;
 }
 
 ValueLoss ppo_value_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,

@@ -1,14 +1,14 @@
 // PPO pieces (Schulman et al. 2017; the per-token RLHF form of Ziegler et al. 2019 / InstructGPT):
-// generalised advantage estimation, the clipped surrogate policy loss, the clipped value loss and
-// the entropy bonus. Losses are token-level means over the response mask of the whole mini-batch.
-// Shapes: (B,T) for every per-token tensor; masks have the values' floating dtype.
+// generalised advantage estimation and the critic's clipped value loss (a token-level mean over
+// the response mask). The clipped surrogate policy loss is clipped_pg_loss (PolicyGradient.h),
+// shared with the critic-free algorithms. Shapes: (B,T) for every per-token tensor; masks have
+// the values' floating dtype.
 //
 //   GaeOutput g = gae(rewards, old_values, mask, /*gamma=*/1.0, /*lam=*/0.95);
 //   Tensor adv = masked_whiten(g.advantages, mask);
-//   PolicyLoss pl = ppo_policy_loss(new_logp, old_logp, adv, mask, /*clip=*/0.2);
+//   PgLoss pl = clipped_pg_loss(new_logp, old_logp, adv, mask, {.clip_low = 0.2, .clip_high = 0.2});
 //   ValueLoss vl = ppo_value_loss(new_values, old_values, g.returns, mask, /*clip=*/0.2);
-//   Tensor ent = masked_mean(entropy_from_logits(logits), mask);
-//   Tensor loss = pl.loss + 0.5 * vl.loss - ent_coef * ent;
+//   Tensor loss = pl.loss + 0.5 * vl.loss;
 #pragma once
 
 #include "core/tensor/Tensor.h"
@@ -24,15 +24,6 @@ struct GaeOutput {
 // positions are skipped (prompt, padding, or tokens between turns). No gradient; computed in f64.
 GaeOutput gae(const Tensor& rewards, const Tensor& values, const Tensor& mask, double gamma,
               double lam);
-
-struct PolicyLoss {
-  Tensor loss;  // masked mean of max(-A*r, -A*clip(r, 1-eps, 1+eps)); r = exp(logp - old)
-  double clip_fraction = 0;  // share of masked tokens where the clipped term was active
-  double approx_kl = 0;      // masked mean of 0.5 * (logp - old_logp)^2
-};
-// logp (B,T) carries the gradient; old_logp and advantages are constants.
-PolicyLoss ppo_policy_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& advantages,
-                           const Tensor& mask, double clip_eps);
 
 struct ValueLoss {
   Tensor loss;               // 0.5 * masked mean of max((v-R)^2, (v_clip-R)^2)

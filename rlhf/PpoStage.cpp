@@ -1,26 +1,26 @@
-// PPO stage (see PpoStage.h). Rollout bookkeeping lives on the host in (B,T) row-major vectors so
-// mini-batches are plain row gathers; every model pass runs in eval mode (dropout off, as usual
-// for PPO: the first mini-batch then has ratio exactly 1) and generation uses one prompt per
-// generate() call with a seed derived from (seed, step, global row), so a row's sample does not
-// depend on how the batch is split over data-parallel ranks. Model outputs are read on the last
-// pipeline stage through MicroBatch objectives of forward-only passes.
+// The RL stage (see PpoStage.h). Every model pass runs in eval mode (dropout off, as usual for
+// PPO: the first mini-batch then has ratio exactly 1). Generation decodes the group_size samples
+// of one prompt together, seeded from (seed, step, the prompt's global row), so a row's samples do
+// not depend on how the batch is split over data-parallel ranks.
 #include "rlhf/PpoStage.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
-#include "core/autograd/GradMode.h"
-#include "core/ops/Elementwise.h"
 #include "core/util/Check.h"
-#include "config/Config.pb.h"
+#include "core/util/Logging.h"
 #include "rlhf/JsonlReader.h"
-#include "rlhf/Losses.h"
-#include "rlhf/Ppo.h"
-#include "train/Learner.h"
 
 namespace loom::rlhf {
 
+using config::PpoConfig;
 using config::RunConfig;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -31,275 +31,108 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-void reduce_sum(const SumReducer& reduce, std::vector<double>& v) {
-  if (reduce) reduce(v);
+double seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
 }
 
-Tensor float_tensor(const std::vector<float>& v, int64_t B, int64_t T, Device device) {
-  return Tensor::from_vector<float>(v, {B, T}, device);
+RlAlgorithm algorithm_of(PpoConfig::Algorithm a) {
+  switch (a) {
+    case PpoConfig::GRPO: return RlAlgorithm::GRPO;
+    case PpoConfig::RLOO: return RlAlgorithm::RLOO;
+    case PpoConfig::REINFORCE_PP: return RlAlgorithm::REINFORCE_PP;
+    default: return RlAlgorithm::PPO;
+  }
 }
 
-// Rows `rows` of a (B,T) vector.
-template <class T>
-std::vector<T> gather_rows(const std::vector<T>& v, const std::vector<int64_t>& rows, int64_t T_) {
-  std::vector<T> out;
-  out.reserve(rows.size() * size_t(T_));
-  for (int64_t r : rows) out.insert(out.end(), v.begin() + r * T_, v.begin() + (r + 1) * T_);
-  return out;
+KlEstimator estimator_of(PpoConfig::KlEstimator e) {
+  return e == PpoConfig::K1 ? KlEstimator::K1 : e == PpoConfig::K2 ? KlEstimator::K2
+                                                                   : KlEstimator::K3;
 }
 
-// A forward-only pass of `model` over (ids, targets) under the grid's layout; take(h) sees the
-// final hidden states on the last pipeline stage.
-void forward_pass(models::GPT& model, ProcessGrid& grid, const Tensor& ids, const Tensor& targets,
-                  const std::function<void(const Tensor& h)>& take) {
-  pipeline::MicroBatch mb{ids, targets, 0, {}};
-  mb.objective = [&](const Tensor& h) {
-    take(h);
-    return Tensor::scalar(0.0, DType::F32, h.device());
-  };
-  train::forward_only(model, grid, {mb});
-}
-
-data::Tokenizer ppo_tokenizer(const RunConfig& cfg) {
-  const auto& d = cfg.data();
-  LOOM_CHECK_T(ConfigError, !d.tokenizer_json().empty() || !d.tokenizer_vocab().empty(),
-               "stage PPO: expected a tokenizer (data.tokenizer_vocab + data.tokenizer_merges, or "
-               "data.tokenizer_json), got none");
-  data::Tokenizer tok =
-      !d.tokenizer_json().empty()
-          ? data::Tokenizer::from_tokenizer_json(d.tokenizer_json())
-          : data::Tokenizer::from_files(d.tokenizer_vocab(), d.tokenizer_merges());
-  LOOM_CHECK_T(ConfigError, tok.vocab_size() <= cfg.model().vocab_size(), "model.vocab_size=",
-               cfg.model().vocab_size(), ": expected >= the tokenizer's ", tok.vocab_size(),
-               " tokens");
-  return tok;
+LossAggregation aggregation_of(PpoConfig::LossAggregation a) {
+  switch (a) {
+    case PpoConfig::SEQ_MEAN_TOKEN_MEAN: return LossAggregation::SEQ_MEAN_TOKEN_MEAN;
+    case PpoConfig::SEQ_MEAN_TOKEN_SUM_NORM: return LossAggregation::SEQ_MEAN_TOKEN_SUM_NORM;
+    default: return LossAggregation::TOKEN_MEAN;
+  }
 }
 
 }  // namespace
 
-PpoRollout score_rollout(PpoModels m, const std::vector<std::vector<int32_t>>& prompts,
-                         const std::vector<std::vector<int64_t>>& responses, int64_t pad_id,
-                         double temperature, double kl_coef, Device device, int64_t vocab,
-                         double missing_eos_penalty) {
-  LOOM_CHECK(prompts.size() == responses.size() && !prompts.empty(),
-             "score_rollout: expected as many responses as prompts (> 0), got ", responses.size(),
-             " and ", prompts.size());
-  PpoRollout r;
-  r.rows = int64_t(prompts.size());
-  std::vector<int64_t> last;
-  std::vector<float> penalty;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    LOOM_CHECK(!prompts[i].empty() && !responses[i].empty(),
-               "score_rollout: expected a non-empty prompt and response, row ", i);
-    penalty.push_back(responses[i].back() == pad_id ? 0.0f : float(missing_eos_penalty));
-    r.T = std::max<int64_t>(r.T, int64_t(prompts[i].size() + responses[i].size()));
-  }
-  const int64_t B = r.rows, T = r.T;
-  r.ids.assign(size_t(B * T), pad_id);
-  r.targets.assign(size_t(B * T), -100);
-  for (int64_t b = 0; b < B; ++b) {
-    std::vector<int64_t> seq(prompts[size_t(b)].begin(), prompts[size_t(b)].end());
-    seq.insert(seq.end(), responses[size_t(b)].begin(), responses[size_t(b)].end());
-    const int64_t P = int64_t(prompts[size_t(b)].size()), L = int64_t(seq.size());
-    for (int64_t t = 0; t < L; ++t) r.ids[size_t(b * T + t)] = seq[size_t(t)];
-    for (int64_t t = P - 1; t + 1 < L; ++t) r.targets[size_t(b * T + t)] = seq[size_t(t + 1)];
-    last.push_back(L - 1);
-    r.resp_len.push_back(double(L - P));
-  }
-  NoGradGuard g;
-  Tensor ids = Tensor::from_vector<int64_t>(r.ids, {B, T}, device);
-  Tensor targets = Tensor::from_vector<int64_t>(r.targets, {B, T}, device);
-  Tensor last_t = Tensor::from_vector<int64_t>(last, {B}, device);
-  Tensor mask = label_mask(targets, DType::F32);
-  r.mask = mask.to_vector<float>();
-  Tensor logp, ref_logp, values, score;
-  forward_pass(m.actor, m.grid, ids, targets, [&](const Tensor& h) {
-    logp = m.actor.token_logprobs(h, targets, temperature, vocab);
-  });
-  forward_pass(m.reference, m.grid, ids, targets, [&](const Tensor& h) {
-    ref_logp = m.reference.token_logprobs(h, targets, temperature, vocab);
-  });
-  forward_pass(m.critic, m.grid, ids, targets,
-               [&](const Tensor& h) { values = m.critic.values_of(h); });
-  forward_pass(m.reward, m.grid, ids, targets, [&](const Tensor& h) {
-    score = models::select_last(m.reward.values_of(h), last_t);
-  });
-  if (!m.actor.is_last()) {  // the outputs live on the last stage
-    r.logp.assign(size_t(B * T), 0.0f);
-    r.ref_logp = r.values = r.rewards = r.logp;
-    r.scores.assign(size_t(B), 0.0);
-    r.kl = r.scores;
-    return r;
-  }
-  if (missing_eos_penalty != 0.0) score = score - Tensor::from_vector<float>(penalty, {B}, device);
-  Tensor rewards = compute_rewards(score, logp, ref_logp, mask, kl_coef);
-  r.logp = logp.to_vector<float>();
-  r.ref_logp = ref_logp.to_vector<float>();
-  r.values = values.to_vector<float>();
-  r.rewards = rewards.to_vector<float>();
-  r.scores = score.to_vector<double>();
-  r.kl.assign(size_t(B), 0.0);
-  for (int64_t i = 0; i < B * T; ++i)
-    r.kl[size_t(i / T)] += double(r.mask[size_t(i)]) * (double(r.logp[size_t(i)]) -
-                                                        double(r.ref_logp[size_t(i)]));
-  return r;
-}
-
-void compute_advantages(PpoRollout& r, double gamma, double lam, const SumReducer& reduce) {
-  const int64_t B = r.rows, T = r.T;
-  Device cpu = Device::cpu();
-  GaeOutput g = gae(float_tensor(r.rewards, B, T, cpu), float_tensor(r.values, B, T, cpu),
-                    float_tensor(r.mask, B, T, cpu), gamma, lam);
-  std::vector<double> adv = g.advantages.to_vector<double>();
-  r.returns = g.returns.to_vector<float>();
-  // Whitening statistics over every rank's response tokens (masked_whiten's formula).
-  std::vector<double> s = {0.0, 0.0, 0.0};
-  for (size_t i = 0; i < adv.size(); ++i) {
-    s[0] += r.mask[i] * adv[i];
-    s[1] += r.mask[i] * adv[i] * adv[i];
-    s[2] += r.mask[i];
-  }
-  reduce_sum(reduce, s);
-  const double n = s[2], mean = n > 0 ? s[0] / n : 0.0;
-  const double var = n > 1 ? (s[1] - n * mean * mean) / (n - 1) : 0.0;
-  const double inv = 1.0 / std::sqrt(std::max(var, 0.0) + 1e-8);
-  r.advantages.assign(adv.size(), 0.0f);
-  for (size_t i = 0; i < adv.size(); ++i)
-    if (r.mask[i] != 0.0f) r.advantages[i] = float((adv[i] - mean) * inv);
-}
-
-namespace {
-
-struct MiniBatch {
-  Tensor ids, targets, mask, old_logp, old_values, advantages, returns;
-  double tokens = 0;
+struct PpoStage::Samples {
+  std::vector<size_t> prompt;                      // per row: index into prompts_
+  std::vector<std::vector<int32_t>> prompt_ids;    // per row
+  std::vector<std::vector<int64_t>> responses;     // per row, EOS included when drawn
 };
 
-MiniBatch mini_batch(const PpoRollout& r, const std::vector<int64_t>& rows, Device device) {
-  const int64_t b = int64_t(rows.size()), T = r.T;
-  MiniBatch mb;
-  mb.ids = Tensor::from_vector<int64_t>(gather_rows(r.ids, rows, T), {b, T}, device);
-  mb.targets = Tensor::from_vector<int64_t>(gather_rows(r.targets, rows, T), {b, T}, device);
-  std::vector<float> mask = gather_rows(r.mask, rows, T);
-  for (float x : mask) mb.tokens += x;
-  mb.mask = float_tensor(mask, b, T, device);
-  mb.old_logp = float_tensor(gather_rows(r.logp, rows, T), b, T, device);
-  mb.old_values = float_tensor(gather_rows(r.values, rows, T), b, T, device);
-  mb.advantages = float_tensor(gather_rows(r.advantages, rows, T), b, T, device);
-  mb.returns = float_tensor(gather_rows(r.returns, rows, T), b, T, device);
-  return mb;
-}
-
-}  // namespace
-
-PpoUpdateStats ppo_update(train::Learner& actor, train::Learner& critic, const PpoRollout& r,
-                          const PpoUpdateOptions& o, int64_t step, Device device) {
-  LOOM_CHECK(o.mini_batches >= 1 && r.rows % o.mini_batches == 0,
-             "ppo_update: expected rows divisible by mini_batches=", o.mini_batches, ", got ",
-             r.rows, " rows");
-  models::GPT& pi = actor.model();
-  auto& value_model = dynamic_cast<models::RewardModel&>(critic.model());
-  // Sums weighted by this rank's mini-batch tokens (on the last stage): policy, value, clip,
-  // vclip, entropy, kl, tokens.
-  std::vector<double> acc(7, 0.0);
-  double grad_norm = 0.0;
-  for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
-    for (int64_t k = 0; k < o.mini_batches; ++k) {
-      std::vector<int64_t> rows;
-      for (int64_t i = k; i < r.rows; i += o.mini_batches) rows.push_back(i);
-      const MiniBatch mb = mini_batch(r, rows, device);
-      // Gradients are averaged over ranks by the learners; scaling by n_rank * dp / n_global
-      // makes that average the gradient of the token mean over the global mini-batch.
-      std::vector<double> n = {mb.tokens};
-      actor.dp_sum(n);
-      const double scale = n[0] > 0 ? mb.tokens * double(actor.dp_size()) / n[0] : 0.0;
-      const double t = mb.tokens;
-      pipeline::MicroBatch a{mb.ids, mb.targets, 0, {}};
-      a.objective = [&](const Tensor& h) {
-        Tensor logp = pi.token_logprobs(h, mb.targets, o.temperature, o.vocab);
-        PolicyLoss pl = ppo_policy_loss(logp, mb.old_logp, mb.advantages, mb.mask, o.clip);
-        Tensor loss = pl.loss;
-        double entropy = 0.0;
-        if (o.entropy_coef != 0.0) {
-          Tensor ent = masked_mean(pi.entropy(h, o.temperature, o.vocab), mb.mask);
-          entropy = ent.item();
-          loss = loss - ent * o.entropy_coef;
-        } else {
-          NoGradGuard g;
-          entropy = masked_mean(pi.entropy(h.detach(), o.temperature, o.vocab), mb.mask).item();
-        }
-        acc[0] += pl.loss.item() * t;
-        acc[2] += pl.clip_fraction * t;
-        acc[4] += entropy * t;
-        acc[5] += pl.approx_kl * t;
-        acc[6] += t;
-        return loss * scale;
-      };
-      pipeline::MicroBatch c{mb.ids, mb.targets, 0, {}};
-      c.objective = [&](const Tensor& h) {
-        ValueLoss vl = ppo_value_loss(value_model.values_of(h), mb.old_values, mb.returns,
-                                      mb.mask, o.value_clip);
-        acc[1] += vl.loss.item() * t;
-        acc[3] += vl.clip_fraction * t;
-        return vl.loss * scale;
-      };
-      actor.forward_backward({a}, step);
-      grad_norm = actor.step(o.lr);
-      critic.forward_backward({c}, step);
-      critic.step(o.lr);
-    }
-  }
-  actor.from_last_stage(acc);
-  actor.dp_sum(acc);
-  const double n = std::max(acc[6], 1.0);
-  return {acc[0] / n, acc[1] / n, acc[2] / n, acc[3] / n, acc[4] / n, acc[5] / n, grad_norm};
-}
-
-// ---- the stage ------------------------------------------------------------------------------
+// ---- construction ---------------------------------------------------------------------------
 
 PpoStage::PpoStage(train::StageContext& ctx, train::Learner& policy) : ExampleStage(ctx) {
   const RunConfig& cfg = ctx.cfg();
-  const auto& p = cfg.ppo();
-  const auto& ro = p.rollout();
-  batch_ = ro.batch_size();
-  LOOM_CHECK_T(ConfigError, batch_ % p.mini_batches() == 0, "ppo.mini_batches=", p.mini_batches(),
-               ": expected a divisor of ppo.rollout.batch_size=", batch_);
-  data::Tokenizer tok = ppo_tokenizer(cfg);
-  pad_id_ = require_eot(tok);
-  vocab_ = tok.vocab_size();
+  const PpoConfig& p = cfg.ppo();
+  tok_ = std::make_unique<data::Tokenizer>(load_tokenizer(cfg));
+  pad_id_ = require_eot(*tok_);
+  vocab_ = tok_->vocab_size();
+  const models::GPTConfig& mc = policy.model().config();
+  load_prompts(cfg, mc.block_size);
+  set_options(cfg);
+  reference_ = ctx.make_model(mc, false, cfg.init_from());
+  rewards_ = std::make_unique<RolloutRewards>(p, ctx.grid());
+  if (rewards_->uses_reward_model()) {
+    reward_model_.reset(
+        static_cast<models::RewardModel*>(ctx.make_model(mc, true, p.reward_model()).release()));
+  }
+  if (p.algorithm() == PpoConfig::PPO)
+    critic_ = ctx.make_learner(ctx.make_model(mc, true, p.critic_init()));
+  kl_ = make_kl_controller(p.adaptive_kl(), p.kl_coef(), p.kl_target(), double(p.kl_horizon()));
+  desc_ = loom::detail::str_cat("ppo (", PpoConfig::Algorithm_Name(p.algorithm()), ") ",
+                                p.prompts_path(), ": ", prompts_.size(), " prompts x ", group_,
+                                " samples; reward ", rewards_->describe());
+}
+
+PpoStage::~PpoStage() = default;
+
+void PpoStage::load_prompts(const RunConfig& cfg, int64_t block) {
   const ChatTemplate tmpl = template_named(cfg.sft().template_());
-  const int64_t block = policy.model().config().block_size;
   detail::read_jsonl(
-      "ppo", p.prompts_path(), false,
+      "ppo", cfg.ppo().prompts_path(), false,
       [&](const nlohmann::json& j) {
         const std::string text = detail::get_string(j, "prompt");
         if (text.empty()) throw detail::LineError{"expected a non-empty \"prompt\"", "empty"};
-        std::vector<int32_t> ids = encode_prompt(tok, tmpl, text);
+        std::vector<int32_t> ids = encode_prompt(*tok_, tmpl, text);
         if (int64_t(ids.size()) >= block)
           throw detail::LineError{
               loom::detail::str_cat("prompt of ", ids.size(), " tokens leaves no room for a ",
                                     "response in model.block_size=", block),
               "too_long"};
         prompts_.push_back(std::move(ids));
+        records_.push_back(reward_sample_from_record(j.dump()));
       },
       [](const std::string&) {});
-  desc_ = loom::detail::str_cat("ppo ", p.prompts_path(), ": ", prompts_.size(), " prompts");
+}
 
-  const models::GPTConfig& mc = policy.model().config();
-  reference_ = ctx.make_model(mc, false, cfg.init_from());
-  reward_.reset(static_cast<models::RewardModel*>(ctx.make_model(mc, true, p.reward_model()).release()));
-  critic_ = ctx.make_learner(ctx.make_model(mc, true, p.critic_init()));
-  kl_ = make_kl_controller(p.adaptive_kl(), p.kl_coef(), p.kl_target(), double(p.kl_horizon()));
-
-  gamma_ = p.gamma();
-  lam_ = p.lam();
-  upd_.clip = p.clip();
+void PpoStage::set_options(const RunConfig& cfg) {
+  const PpoConfig& p = cfg.ppo();
+  const auto& ro = p.rollout();
+  batch_ = ro.batch_size();
+  group_ = p.group_size();
+  sample_interval_ = p.sample_interval();
+  shaping_ = {pad_id_,           ro.max_new_tokens(),
+              p.truncated_responses() == PpoConfig::MASK,
+              p.missing_eos_penalty(), p.overlong_buffer(),
+              p.overlong_penalty_factor(), group_,
+              p.drop_equal_reward_groups()};
+  adv_ = {algorithm_of(p.algorithm()), 0.0, p.gamma(), p.lam(), group_, p.scale_by_std()};
+  upd_.pg = {.clip_low = p.clip(),
+             .clip_high = p.clip_high(),
+             .aggregation = aggregation_of(p.loss_aggregation()),
+             .norm_constant = double(ro.max_new_tokens())};
+  upd_.kl_estimator = estimator_of(p.kl_estimator());
   upd_.value_clip = p.value_clip();
   upd_.temperature = ro.temperature();
   upd_.epochs = p.epochs();
   upd_.mini_batches = p.mini_batches();
   upd_.vocab = vocab_;
-  missing_eos_penalty_ = p.missing_eos_penalty();
   sampling_.max_new_tokens = ro.max_new_tokens();
   sampling_.temperature = ro.temperature();
   sampling_.top_k = ro.top_k();
@@ -309,11 +142,11 @@ PpoStage::PpoStage(train::StageContext& ctx, train::Learner& policy) : ExampleSt
   sampling_.validate();
 }
 
-PpoStage::~PpoStage() = default;
+// ---- checkpoint state -----------------------------------------------------------------------
 
-PpoModels PpoStage::models(train::Learner& policy) {
-  return {policy.model(), *reference_,
-          dynamic_cast<models::RewardModel&>(critic_->model()), *reward_, ctx_.grid()};
+std::vector<std::pair<std::string, train::Learner*>> PpoStage::learners() {
+  if (!critic_) return {};
+  return {{"critic", critic_.get()}};
 }
 
 std::string PpoStage::state() const {
@@ -330,60 +163,171 @@ void PpoStage::set_state(const std::string& trainer_state_json, const std::strin
   kl_->set_value(state["ppo"].value("kl_coef", kl_->value()));
 }
 
-train::StepResult PpoStage::run_step(int64_t step, double lr, train::Learner& policy) {
-  using Clock = std::chrono::steady_clock;
-  auto t0 = Clock::now();
-  PpoModels m = models(policy);
-  for (models::GPT* model : {&m.actor, &m.reference, static_cast<models::GPT*>(&m.critic),
-                             static_cast<models::GPT*>(&m.reward)})
-    model->eval();
-  std::vector<size_t> idx = next_indices(prompts_.size(), batch_);
-  std::vector<std::vector<int32_t>> prompts;
-  std::vector<std::vector<int64_t>> responses;
+// ---- one iteration --------------------------------------------------------------------------
+
+PpoStage::Samples PpoStage::sample(int64_t step, models::GPT& actor) {
+  Samples s;
+  const std::vector<size_t> idx = next_indices(prompts_.size(), batch_);
   for (size_t i = 0; i < idx.size(); ++i) {
-    const uint64_t row = uint64_t(ctx_.dp_rank()) * uint64_t(batch_) + i;  // global row
+    const uint64_t row = uint64_t(ctx_.dp_rank()) * uint64_t(batch_) + i;  // global prompt row
     models::SamplingOptions o = sampling_;
     o.seed = splitmix64(ctx_.cfg().seed() ^ splitmix64(uint64_t(step) * 0x100000000ull + row));
-    prompts.push_back(prompts_[idx[i]]);
-    std::vector<int64_t> p(prompts.back().begin(), prompts.back().end());
-    responses.push_back(models::generate(m.actor, {p}, o).front());
-    LOOM_INTERNAL_ASSERT(!responses.back().empty());
+    const std::vector<int32_t>& ids = prompts_[idx[i]];
+    const std::vector<int64_t> p(ids.begin(), ids.end());
+    for (std::vector<int64_t>& r : models::generate(actor, std::vector<std::vector<int64_t>>(size_t(group_), p), o)) {
+      LOOM_INTERNAL_ASSERT(!r.empty());
+      s.prompt.push_back(idx[i]);
+      s.prompt_ids.push_back(ids);
+      s.responses.push_back(std::move(r));
+    }
   }
-  auto t1 = Clock::now();
-  const double kl_coef = kl_->value();
-  PpoRollout r = score_rollout(m, prompts, responses, pad_id_, upd_.temperature, kl_coef,
-                               ctx_.device(), vocab_, missing_eos_penalty_);
-  compute_advantages(r, gamma_, lam_, [&policy](std::vector<double>& v) { policy.dp_sum(v); });
-  upd_.lr = lr;
-  PpoUpdateStats st = ppo_update(policy, *critic_, r, upd_, step, ctx_.device());
-  auto t2 = Clock::now();
+  return s;
+}
 
-  std::vector<double> g = {0.0, 0.0, 0.0, double(r.rows)};
-  for (int64_t b = 0; b < r.rows; ++b) {
-    g[0] += r.scores[size_t(b)];
-    g[1] += r.kl[size_t(b)];
-    g[2] += r.resp_len[size_t(b)];
-  }
+namespace {
+
+// The text of a response: its tokens without the final EOS.
+std::string response_text(const data::Tokenizer& tok, const std::vector<int64_t>& r,
+                          int64_t eos) {
+  std::vector<int32_t> ids(r.begin(), r.end());
+  if (!ids.empty() && ids.back() == eos) ids.pop_back();
+  return tok.decode(ids);
+}
+
+}  // namespace
+
+WeightedScores PpoStage::score(const Samples& s, const Rollout& r) {
+  std::vector<double> rm;
+  if (reward_model_) rm = reward_model_scores(*reward_model_, ctx_.grid(), r, ctx_.device());
+  return rewards_->score(
+      [&] {
+        std::vector<RewardSample> out;
+        for (size_t i = 0; i < s.responses.size(); ++i) {
+          RewardSample x = records_[s.prompt[i]];
+          x.response = response_text(*tok_, s.responses[i], pad_id_);
+          x.response_tokens = int64_t(s.responses[i].size());
+          if (!rm.empty()) x.model_score = rm[i];
+          out.push_back(std::move(x));
+        }
+        return out;
+      },
+      s.responses.size());
+}
+
+train::StepResult PpoStage::run_step(int64_t step, double lr, train::Learner& policy) {
+  std::vector<Clock::time_point> t = {Clock::now()};
+  models::GPT& actor = policy.model();
+  for (models::GPT* m : {&actor, reference_.get(), static_cast<models::GPT*>(reward_model_.get()),
+                         critic_ ? &critic_->model() : nullptr})
+    if (m) m->eval();
+  const Samples s = sample(step, actor);
+  t.push_back(Clock::now());
+  auto* critic = critic_ ? &dynamic_cast<models::RewardModel&>(critic_->model()) : nullptr;
+  Rollout r = build_rollout({actor, *reference_, critic, ctx_.grid()}, s.prompt_ids, s.responses,
+                            pad_id_, upd_.temperature, ctx_.device(), vocab_);
+  t.push_back(Clock::now());
+  const WeightedScores ws = score(s, r);
+  const ShapedScores sh = shape_scores(ws.total, s.responses, shaping_);
+  r.scores = sh.scores;
+  exclude_rows(r, sh.keep);
+  t.push_back(Clock::now());
+  const double kl_coef = kl_->value();
+  const bool kl_in_loss = adv_.algorithm == RlAlgorithm::GRPO;
+  adv_.kl_coef = kl_in_loss ? 0.0 : kl_coef;
+  compute_advantages(r, adv_, [&policy](std::vector<double>& v) { policy.dp_sum(v); });
+  upd_.kl_coef = kl_in_loss ? kl_coef : 0.0;
+  upd_.lr = lr;
+  const UpdateStats st = policy_update(policy, critic_.get(), r, upd_, step, ctx_.device());
+  t.push_back(Clock::now());
+
+  Metrics m = iteration_metrics(step, s, r, ws, sh, policy);
+  const double loss = st.policy_loss + st.value_loss + upd_.kl_coef * st.kl_loss;
+  LOOM_CHECK_T(NonFiniteError, std::isfinite(loss), "train: RL loss is ", loss, " at step ", step,
+               "; hint: lower optimizer.lr or ppo.clip");
+  m.insert(m.end(), {{"kl_coef", kl_coef},
+                     {"policy_loss", st.policy_loss},
+                     {"clip_fraction", st.clip_fraction},
+                     {"clip_high_fraction", st.clip_high_fraction},
+                     {"approx_kl", st.approx_kl},
+                     {"entropy", st.entropy},
+                     {"gen_s", seconds(t[0], t[1])},
+                     {"forward_s", seconds(t[1], t[2])},
+                     {"reward_s", seconds(t[2], t[3])},
+                     {"train_s", seconds(t[3], t[4])}});
+  if (critic_) m.insert(m.end(), {{"value_loss", st.value_loss},
+                                  {"value_clip_fraction", st.value_clip_fraction}});
+  if (kl_in_loss) m.emplace_back("kl_loss", st.kl_loss);
+  if (sample_interval_ > 0 && step % sample_interval_ == 0) write_samples(step, s, ws, sh);
+  return {loss, st.grad_norm, std::move(m)};
+}
+
+// Global (DP) means of the iteration's samples, the KL controller's update and the health check.
+Metrics PpoStage::iteration_metrics(int64_t step, const Samples& s, const Rollout& r,
+                                    const WeightedScores& ws, const ShapedScores& sh,
+                                    train::Learner& policy) {
+  std::vector<double> g = {0.0};  // summed KL: on the last stage
+  for (double k : r.kl) g[0] += k;
   policy.from_last_stage(g);
+  std::vector<std::vector<int32_t>> resp;
+  for (const auto& x : s.responses) resp.emplace_back(x.begin(), x.end());
+  const ResponseStats rs = response_stats(resp, int32_t(pad_id_), sampling_.max_new_tokens);
+  const double n = double(r.rows), groups = n / double(group_);
+  double score = 0.0, kept = 0.0;
+  for (size_t i = 0; i < sh.scores.size(); ++i) {
+    score += sh.scores[i];
+    kept += sh.keep[i] ? 1.0 : 0.0;
+  }
+  g.insert(g.end(), {score, rs.mean_length * n, rs.truncated_fraction * n, kept,
+                     double(sh.equal_groups), n, groups});
+  for (const auto& v : ws.values) {
+    double sum = 0.0;
+    for (double x : v) sum += x;
+    g.push_back(sum);
+  }
   policy.dp_sum(g);
-  const double kl = g[1] / g[3];
-  kl_->update(kl, int64_t(g[3]));
-  const double loss = st.policy_loss + st.value_loss;
-  LOOM_CHECK_T(NonFiniteError, std::isfinite(loss), "train: PPO loss is ", loss, " at step ",
-               step, "; hint: lower optimizer.lr or ppo.clip");
-  train::Metrics metrics = {{"score_mean", g[0] / g[3]},
-                            {"kl", kl},
-                            {"kl_coef", kl_coef},
-                            {"policy_loss", st.policy_loss},
-                            {"value_loss", st.value_loss},
-                            {"clip_fraction", st.clip_fraction},
-                            {"value_clip_fraction", st.value_clip_fraction},
-                            {"approx_kl", st.approx_kl},
-                            {"entropy", st.entropy},
-                            {"response_length", g[2] / g[3]},
-                            {"gen_s", std::chrono::duration<double>(t1 - t0).count()},
-                            {"train_s", std::chrono::duration<double>(t2 - t1).count()}};
-  return {loss, st.grad_norm, std::move(metrics)};
+  const double N = g[6];
+  Metrics m = {{"score_mean", g[1] / N},          {"kl", g[0] / N},
+               {"response_length", g[2] / N},     {"truncated_fraction", g[3] / N},
+               {"loss_sample_fraction", g[4] / N}};
+  if (group_ >= 2) m.emplace_back("equal_reward_groups", g[5] / g[7]);
+  for (size_t k = 0; k < ws.names.size(); ++k)
+    m.emplace_back("reward/" + ws.names[k], g[8 + k] / N);
+  kl_->update(g[0] / N, int64_t(N));
+  warn_if_unhealthy({step, g[3] / N, g[2] / N, sampling_.max_new_tokens, g[0] / N, g[1] / N,
+                     group_ >= 2 ? g[5] / g[7] : -1.0});
+  return m;
+}
+
+// Logs the RlHealth warnings that are new at this iteration (HealthMonitor).
+void PpoStage::warn_if_unhealthy(const RlIterationMetrics& m) {
+  for (const HealthWarning& w : health_.update(m))
+    LOG_RANK0(WARN) << "ppo iteration " << m.iteration << ": " << w.message;
+}
+
+// Rank 0's samples of this iteration as JSONL: prompt, response, score, per-source values, EOS,
+// and whether the loss saw the sample.
+void PpoStage::write_samples(int64_t step, const Samples& s, const WeightedScores& ws,
+                             const ShapedScores& sh) const {
+  if (ctx_.grid().global_rank() != 0) return;
+  const std::filesystem::path dir = std::filesystem::path(ctx_.cfg().output_dir()) / "samples";
+  std::filesystem::create_directories(dir);
+  char name[32];
+  std::snprintf(name, sizeof(name), "step_%08lld.jsonl", static_cast<long long>(step));
+  std::ofstream out(dir / name);
+  for (size_t i = 0; i < s.responses.size(); ++i) {
+    nlohmann::json rewards = nlohmann::json::object();
+    for (size_t k = 0; k < ws.names.size(); ++k) rewards[ws.names[k]] = ws.values[k][i];
+    nlohmann::json j = {{"step", step},
+                        {"prompt", records_[s.prompt[i]].prompt},
+                        {"response", response_text(*tok_, s.responses[i], pad_id_)},
+                        {"score", sh.scores[i]},
+                        {"rewards", rewards},
+                        {"eos", s.responses[i].back() == pad_id_},
+                        {"in_loss", bool(sh.keep[i])}};
+    // A response may end inside a multi-byte character (or hold stray bytes): written as U+FFFD.
+    out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  }
+  LOOM_CHECK_T(IoError, out.good(), "ppo: cannot write samples to ", (dir / name).string());
 }
 
 }  // namespace loom::rlhf

@@ -174,6 +174,18 @@ class LengthPenaltyReward : public RewardSource {
   LengthPenaltyOptions o_;
 };
 
+class RewardModelScore : public RewardSource {
+ public:
+  std::string describe() const override { return "reward_model"; }
+  std::vector<double> score(const std::vector<RewardSample>& batch) override {
+    return per_sample(batch, describe(), [&](const RewardSample& s) {
+      LOOM_CHECK_T(DataError, !std::isnan(s.model_score), describe(),
+                   ": expected the sample's reward-model score, got none (NaN)");
+      return s.model_score;
+    });
+  }
+};
+
 }  // namespace
 
 AnswerExtractor::AnswerExtractor(const ExtractOptions& o) : o_(o) {
@@ -255,6 +267,9 @@ std::unique_ptr<RewardSource> make_reward_source(const RewardSpec& spec) {
     }
     std::unique_ptr<RewardSource> operator()(const CommandRewardOptions& o) const {
       return std::make_unique<CommandReward>(o);
+    }
+    std::unique_ptr<RewardSource> operator()(const RewardModelOptions&) const {
+      return std::make_unique<RewardModelScore>();
     }
   };
   return std::visit(Make{}, spec);

@@ -1,7 +1,8 @@
 // Programmable rewards for RL on prompts: a RewardSource scores a batch of (prompt, response,
 // the prompt record's other fields) with one value per sample. Rule sources (exact answer match,
 // regex match, numeric tolerance, length and format penalties) take config-like options;
-// CommandReward.h runs an external checker; WeightedReward sums named sources with weights.
+// CommandReward.h runs an external checker; the reward-model source passes on the score a reward
+// model gave the sample; WeightedReward sums named sources with weights.
 //
 //   WeightedReward r;
 //   r.add("correct", 1.0, make_reward_source(ExactMatchOptions{.extract = {Extract::BOXED}}));
@@ -10,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,6 +30,8 @@ struct RewardSample {
   // "id": "7"} (kept as text so the JSON library stays private to loom_rlhf).
   std::map<std::string, std::string> fields{};
   int64_t response_tokens = -1;  // token count when known (-1: unknown)
+  double model_score = std::numeric_limits<double>::quiet_NaN();  // a reward model's score (NaN:
+                                                                  // none was computed)
 };
 
 // Splits one prompt JSONL record (a JSON object) into `prompt_key`'s string and the other fields.
@@ -106,8 +110,12 @@ struct CommandRewardOptions {
   std::string stderr_path{};        // "": the checker's stderr is the trainer's; else appended here
 };
 
+// The sample's model_score (computed by the caller with a reward model); DataError when it is NaN.
+struct RewardModelOptions {};
+
 using RewardSpec = std::variant<ExactMatchOptions, RegexMatchOptions, NumericMatchOptions,
-                                LengthPenaltyOptions, FormatPenaltyOptions, CommandRewardOptions>;
+                                LengthPenaltyOptions, FormatPenaltyOptions, CommandRewardOptions,
+                                RewardModelOptions>;
 // ValueError for bad options (an invalid regex, a negative tolerance, an empty command, ...).
 std::unique_ptr<RewardSource> make_reward_source(const RewardSpec& spec);
 

@@ -59,10 +59,12 @@ void check_length(const RlIterationMetrics& m, const HealthThresholds& t, const 
   const bool truncated = m.truncated_fraction > t.max_truncated_fraction;
   if (truncated) {
     out->push_back(
-        {"truncation", p + ".missing_eos_penalty",
+        {"truncation", p + ".rollout.max_new_tokens",
          fmt("responses hit max_new_tokens without EOS on %.0f%% of samples (threshold "
-             "%.0f%%); set %s.missing_eos_penalty or raise %s.rollout.max_new_tokens",
-             100 * m.truncated_fraction, 100 * t.max_truncated_fraction, p.c_str(), p.c_str())});
+             "%.0f%%); raise %s.rollout.max_new_tokens (with %s.truncated_responses MASK those "
+             "responses teach nothing; with KEEP set %s.missing_eos_penalty)",
+             100 * m.truncated_fraction, 100 * t.max_truncated_fraction, p.c_str(), p.c_str(),
+             p.c_str())});
   }
   if (truncated || m.max_new_tokens <= 0) return;  // one length warning is enough
   const double ratio = m.mean_response_length / double(m.max_new_tokens);
@@ -90,6 +92,24 @@ void check_kl(const RlIterationMetrics& m, const HealthThresholds& t, const std:
                         "top_k 0 and top_p 1, or score the log-probs of the sampling distribution",
                         m.kl, t.min_kl, p.c_str())});
   }
+}
+
+// The reward rises significantly while the responses sit at the limit: the reward may be paying
+// for length (or for whatever a cut response happens to contain).
+void check_length_hacking(const RlIterationMetrics& m, const Trend& tr, const HealthThresholds& t,
+                          const std::string& p, std::vector<HealthWarning>* out) {
+  if (tr.t <= t.max_reward_slope_t) return;
+  const double ratio =
+      m.max_new_tokens > 0 ? m.mean_response_length / double(m.max_new_tokens) : 0.0;
+  if (ratio <= t.max_length_ratio && m.truncated_fraction <= t.max_truncated_fraction) return;
+  out->push_back(
+      {"reward_rises_at_length_limit", p + ".reward",
+       fmt("reward rose from %.3g to %.3g over the last %lld iterations (t = %.2f, threshold "
+           "%.2f) while responses sit at the length limit (mean length %.0f%% of max_new_tokens, "
+           "%.0f%% cut without EOS): the reward may be paying for length; add a length_penalty "
+           "source to %s.reward or set %s.overlong_buffer, and read the samples",
+           tr.first, tr.last, static_cast<long long>(t.reward_window), tr.t, t.max_reward_slope_t,
+           100 * ratio, 100 * m.truncated_fraction, p.c_str(), p.c_str())});
 }
 
 }  // namespace
@@ -138,14 +158,29 @@ std::vector<HealthWarning> health_check(const std::vector<RlIterationMetrics>& h
                          tr.first, tr.last, static_cast<long long>(t.reward_window), tr.slope, tr.t,
                          t.min_reward_slope_t, p.c_str())});
     }
+    check_length_hacking(m, tr, t, p, &out);
   }
   if (m.zero_variance_groups > t.max_zero_variance_groups) {
     out.push_back({"no_group_signal", p + ".group_size",
                    fmt("%.0f%% of prompt groups gave every sample the same reward (threshold "
-                       "%.0f%%), so they carry no advantage signal; raise %s.group_size or "
-                       "enable %s.dynamic_sampling",
+                       "%.0f%%), so they carry no advantage signal (expected for prompts the "
+                       "policy always solves); raise %s.group_size or set "
+                       "%s.drop_equal_reward_groups",
                        100 * m.zero_variance_groups, 100 * t.max_zero_variance_groups, p.c_str(),
                        p.c_str())});
+  }
+  return out;
+}
+
+std::vector<HealthWarning> HealthMonitor::update(const RlIterationMetrics& m) {
+  history_.push_back(m);
+  if (int64_t(history_.size()) > t_.reward_window) history_.erase(history_.begin());
+  std::vector<HealthWarning> out;
+  for (HealthWarning& w : health_check(history_, t_)) {
+    const auto it = last_fired_.find(w.cause);
+    const bool report = it == last_fired_.end() || m.iteration - it->second > t_.reward_window;
+    last_fired_[w.cause] = m.iteration;
+    if (report) out.push_back(std::move(w));
   }
   return out;
 }

@@ -5,10 +5,14 @@
 //   ResponseStats rs = response_stats(responses, eos_id, max_new_tokens);
 //   history.push_back({.iteration = it, .truncated_fraction = rs.truncated_fraction, ...});
 //   for (const HealthWarning& w : health_check(history)) LOG(WARN) << w.message;
+//   HealthMonitor mon;  // or, once per iteration, only what is new:
+//   for (const HealthWarning& w : mon.update(metrics)) LOG(WARN) << w.message;
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace loom::rlhf {
@@ -45,13 +49,15 @@ struct HealthThresholds {
   double min_kl = -1.0;                 // k1's mean is >= 0 on on-policy samples
   int64_t reward_window = 10;           // iterations in the reward trend (>= 3)
   double min_reward_slope_t = -3.0;     // t-statistic of the least-squares slope over the window
+  double max_reward_slope_t = 3.0;      // a rising reward, checked with the length at the limit
   double max_zero_variance_groups = 0.5;
   std::string config_prefix = "ppo";  // the stage's config block, for the field names
 };
 
 struct HealthWarning {
   std::string cause;         // "truncation", "length_near_limit", "kl_high", "kl_negative",
-                             // "reward_decline", "no_group_signal"
+                             // "reward_decline", "reward_rises_at_length_limit",
+                             // "no_group_signal"
   std::string config_field;  // e.g. "ppo.rollout.max_new_tokens"
   std::string message;       // one line: what was seen, the threshold, and what to change
 };
@@ -60,5 +66,21 @@ struct HealthWarning {
 // entries); empty when all is well or the history is empty.
 std::vector<HealthWarning> health_check(const std::vector<RlIterationMetrics>& history,
                                         const HealthThresholds& t = {});
+
+// What the RL stage logs: keeps the last reward_window iterations and returns the warnings to
+// report at this one. A cause is reported when it fires for the first time or after at least
+// reward_window iterations without firing, so a metric hovering at its threshold (e.g. the share
+// of equal-reward groups of a policy that solves most prompts) is reported once, not at every
+// crossing.
+class HealthMonitor {
+ public:
+  explicit HealthMonitor(HealthThresholds t = {}) : t_(std::move(t)) {}
+  std::vector<HealthWarning> update(const RlIterationMetrics& m);
+
+ private:
+  HealthThresholds t_;
+  std::vector<RlIterationMetrics> history_;
+  std::map<std::string, int64_t> last_fired_;  // cause -> iteration it last fired at
+};
 
 }  // namespace loom::rlhf

@@ -217,6 +217,7 @@ class PreferenceStage : public ExampleStage {
     data::Tokenizer tok = load_tokenizer(cfg);
     DatasetOptions o = dataset_options(cfg);
     pad_ = pad_id(tok, o);
+    vocab_ = tok.vocab_size();
     PreferenceDataset tr = load_preference_jsonl(train_path, tok, o);
     desc_ = stats_str(train_path, tr.stats);
     train_ = std::move(tr.examples);
@@ -243,6 +244,7 @@ class PreferenceStage : public ExampleStage {
     return out;
   }
   int64_t batch_ = 1, seq_len_ = 0;
+  int64_t vocab_ = 0;  // the tokenizer's ids: the real vocabulary, without padded rows
   int32_t pad_ = 0;
   std::vector<PreferenceExample> train_, val_;
   std::string desc_;
@@ -303,21 +305,62 @@ class RewardStage : public PreferenceStage {
   models::RewardModel& model_;
 };
 
+// DPO and its variants (dpo.loss_type): the loss on sequence log-probs of the policy and, except
+// for the reference-free SimPO, of the frozen reference. Log-probs cover the tokenizer's ids only.
 class DpoStage : public PreferenceStage {
  public:
   DpoStage(train::StageContext& ctx, Learner& policy)
-      : PreferenceStage(ctx, ctx.cfg().dpo().train_path(), ""),
+      : PreferenceStage(ctx, ctx.cfg().dpo().train_path(), ctx.cfg().dpo().val_path()),
         policy_(policy.model()),
-        beta_(ctx.cfg().dpo().beta()) {
-    reference_ = ctx.make_model(policy.model().config(), false, ctx.cfg().dpo().reference());
-    reference_->eval();
+        d_(ctx.cfg().dpo()) {
+    if (d_.loss_type() != config::DpoConfig::SIMPO) {
+      reference_ = ctx.make_model(policy.model().config(), false, d_.reference());
+      reference_->eval();
+    }
   }
 
   StepResult run_step(int64_t step, double lr, Learner& policy) override {
     std::vector<PairBatch> batches;
     for (int64_t m = 0; m < grad_accum_; ++m) batches.push_back(next_batch());
-    // The reference's sequence log-probs of every micro-batch (last stage), then the policy's.
-    std::vector<Tensor> ref(batches.size());
+    std::vector<Tensor> ref;
+    std::vector<double> sums = {0.0, 0.0, 0.0};  // reward accuracy, margin, loss
+    std::vector<MicroBatch> mbs = micro_batches(batches, ref, sums, false);
+    const double loss = policy.forward_backward(mbs, step);
+    LOOM_CHECK_T(NonFiniteError, std::isfinite(loss), "train: DPO loss is ", loss, " at step ",
+                 step, "; hint: lower optimizer.lr or dpo.beta");
+    const double norm = policy.step(lr);
+    sums.pop_back();
+    return {loss, norm,
+            reduce_metrics({"reward_accuracy", "reward_margin"}, sums, grad_accum_, policy)};
+  }
+
+  // Held-out preference accuracy and margin, weighted by pairs (a short last batch included).
+  Metrics evaluate(Learner& policy, int64_t max_batches) override {
+    if (val_.empty()) return {};
+    std::vector<Tensor> ref;
+    std::vector<double> sums = {0.0, 0.0, 0.0};
+    const std::vector<PairBatch> batches = val_batches(max_batches);
+    policy.evaluate(micro_batches(batches, ref, sums, true));
+    policy.from_last_stage(sums);
+    double pairs = 0;
+    for (const PairBatch& b : batches) pairs += double(b.pairs);
+    return {{"val_loss", sums[2] / pairs},
+            {"val_accuracy", sums[0] / pairs},
+            {"val_margin", sums[1] / pairs}};
+  }
+
+  std::string describe() const override {
+    return "dpo (" + config::DpoConfig::LossType_Name(d_.loss_type()) + ") " + desc_;
+  }
+
+ private:
+  // The micro-batches of `batches` with the reference's sequence log-probs computed into `ref`
+  // first (last stage; none for SimPO); each objective adds (accuracy, margin, loss) to sums,
+  // times the batch's pairs when by_pairs, and returns the loss.
+  std::vector<MicroBatch> micro_batches(const std::vector<PairBatch>& batches,
+                                        std::vector<Tensor>& ref, std::vector<double>& sums,
+                                        bool by_pairs) const {
+    ref.assign(batches.size(), Tensor());
     std::vector<MicroBatch> mbs;
     for (size_t m = 0; m < batches.size(); ++m) {
       MicroBatch mb{batches[m].ids, batches[m].targets, int64_t(m), {}};
@@ -327,39 +370,46 @@ class DpoStage : public PreferenceStage {
       };
       mbs.push_back(std::move(mb));
     }
-    train::forward_only(*reference_, ctx_.grid(), mbs);
-    std::vector<double> sums = {0.0, 0.0};  // reward accuracy, margin
+    if (reference_) train::forward_only(*reference_, ctx_.grid(), mbs);
     for (size_t m = 0; m < batches.size(); ++m) {
-      mbs[m].objective = [this, &ref, &sums, m, n = batches[m].pairs,
+      const double w = by_pairs ? double(batches[m].pairs) : 1.0;
+      mbs[m].objective = [this, &ref, &sums, m, w, n = batches[m].pairs,
                           t = batches[m].targets](const Tensor& h) {
-        Tensor lp = sequence_logprob(policy_, h, t);  // (2B)
-        Tensor rl = ref[m];
-        DpoOutput d = dpo_loss(lp.narrow(0, 0, n), lp.narrow(0, n, n), rl.narrow(0, 0, n),
-                               rl.narrow(0, n, n), beta_);
-        sums[0] += d.accuracy;
-        sums[1] += d.mean_margin;
+        DpoOutput d = loss(sequence_logprob(policy_, h, t), ref[m], t, n);
+        sums[0] += d.accuracy * w;
+        sums[1] += d.mean_margin * w;
+        sums[2] += d.loss.item() * w;
         return d.loss;
       };
     }
-    const double loss = policy.forward_backward(mbs, step);
-    LOOM_CHECK_T(NonFiniteError, std::isfinite(loss), "train: DPO loss is ", loss, " at step ",
-                 step, "; hint: lower optimizer.lr or dpo.beta");
-    const double norm = policy.step(lr);
-    return {loss, norm,
-            reduce_metrics({"reward_accuracy", "reward_margin"}, sums, grad_accum_, policy)};
+    return mbs;
   }
 
-  Metrics evaluate(Learner&, int64_t) override { return {}; }
-  std::string describe() const override { return "dpo " + desc_; }
+  // dpo.loss_type's loss of the (2B) sequence log-probs lp (chosen rows, then rejected).
+  DpoOutput loss(const Tensor& lp, const Tensor& ref, const Tensor& targets, int64_t n) const {
+    const Tensor pc = lp.narrow(0, 0, n), pr = lp.narrow(0, n, n);
+    if (d_.loss_type() == config::DpoConfig::SIMPO) {
+      Tensor len = sum(label_mask(targets, lp.dtype()), {1});  // response tokens (2B)
+      return simpo_loss(pc, pr, len.narrow(0, 0, n), len.narrow(0, n, n), d_.beta(),
+                        d_.simpo_gamma());
+    }
+    const Tensor rc = ref.narrow(0, 0, n), rr = ref.narrow(0, n, n);
+    switch (d_.loss_type()) {
+      case config::DpoConfig::IPO: return ipo_loss(pc, pr, rc, rr, d_.beta());
+      case config::DpoConfig::CDPO:
+        return cdpo_loss(pc, pr, rc, rr, d_.beta(), d_.label_smoothing());
+      default: return dpo_loss(pc, pr, rc, rr, d_.beta());
+    }
+  }
 
- private:
-  // Sum of the response tokens' log-probs per row: hidden states h, targets (B,T) -> (B).
-  static Tensor sequence_logprob(const models::GPT& m, const Tensor& h, const Tensor& targets) {
-    return sum(m.token_logprobs(h, targets), {1});
+  // Sum of the response tokens' log-probs per row over the tokenizer's ids: hidden states h,
+  // targets (B,T) -> (B).
+  Tensor sequence_logprob(const models::GPT& m, const Tensor& h, const Tensor& targets) const {
+    return sum(m.token_logprobs(h, targets, 1.0, vocab_), {1});
   }
   models::GPT& policy_;
-  double beta_;
-  std::unique_ptr<models::GPT> reference_;
+  config::DpoConfig d_;
+  std::unique_ptr<models::GPT> reference_;  // null for SimPO
 };
 
 }  // namespace

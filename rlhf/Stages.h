@@ -2,8 +2,9 @@
 // TP x PP x DP layout:
 //   SFT     cross entropy on response tokens only (prompt masked, optional packing)
 //   REWARD  RewardModel, pairwise loss -log sigmoid(r_chosen - r_rejected) on preference pairs
-//   DPO     policy against a frozen reference under the same layout, DPO loss with beta
-//   PPO     see PpoStage.h
+//   DPO     policy against a frozen reference under the same layout: DPO, IPO, cDPO or the
+//           reference-free SimPO (dpo.loss_type); held-out preference accuracy and margin
+//   PPO     RL on prompts: PPO, GRPO, RLOO or REINFORCE++ (ppo.algorithm), see PpoStage.h
 // A stage owns its tokenised examples and a shuffled per-epoch order sharded over data-parallel
 // ranks (its position goes into checkpoints like the pretraining loader's). Losses are
 // objectives on the final hidden states of the last pipeline stage (MicroBatch.objective);

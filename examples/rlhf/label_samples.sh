@@ -13,8 +13,8 @@ loom=$1 ckpt=$2 prompts=$3 answers=$4 n=$5 seed=$6 out=$7
 tmp="$out.tmp"
 : > "$tmp"
 i=0
-# Prompts are {"prompt":"a+b="} lines written by make_data.sh (no quotes or escapes inside).
-sed -n 's/^{"prompt":"\(.*\)"}$/\1/p' "$prompts" | while IFS= read -r prompt; do
+# Prompts are {"prompt":"a+b=",...} lines written by make_data.sh (no quotes or escapes inside).
+sed -n 's/^{"prompt":"\([^"]*\)".*$/\1/p' "$prompts" | while IFS= read -r prompt; do
   i=$((i + 1))
   "$loom" generate --checkpoint "$ckpt" --prompt "$prompt" --temperature 1 --max-new-tokens 3 \
     --num-samples "$n" --seed $((seed * 100003 + i)) |

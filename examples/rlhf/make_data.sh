@@ -8,7 +8,8 @@
 #                  swapped, the first digit alone: the near misses a policy drifts to)
 #   pref_val.jsonl the held-out preference pairs: 2 other wrong answers per prompt, drawn from
 #                  0..18 and never a wrong answer of pref.jsonl for that prompt
-#   prompts.jsonl  {prompt}: PPO prompts (the 80 training pairs)
+#   prompts.jsonl  {prompt, answer}: RL prompts (the 80 training pairs); PPO reads the prompt only,
+#                  GRPO's exact-match reward (pipeline_grpo.pbtxt) compares the response to answer
 #   eval.tsv       every prompt <TAB> answer (true accuracy over the task)
 #   eval_heldout.tsv  the 20 pairs that are in no SFT or PPO data
 # Usage: make_data.sh DIR [SEED] [NWRONG] [NEAR]
@@ -63,7 +64,7 @@ awk -v seed="$seed" -v nwrong="$nwrong" -v near="$near" -v out="$out" '
       pair("pref.jsonl", p, c, w)
     }
     if (held) continue
-    print "{\"prompt\":\"" p "\"}" > (out "/prompts.jsonl")
+    print "{\"prompt\":\"" p "\",\"answer\":\"" c "\"}" > (out "/prompts.jsonl")
     if (rand() < 0.5) print "{\"prompt\":\"" p "\",\"response\":\"" c "\"}" > (out "/sft.jsonl")
   }
 }'

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # The RLHF example, start to finish: data (make_data.sh) -> tokenizer -> token dataset -> `loom
-# pipeline pipeline.pbtxt` in two legs: pretrain -> sft; SFT samples labelled by the checker
-# (label_samples.sh, InstructGPT's comparison data) -> reward -> ppo. Then
-# measures the true accuracy of SFT and PPO (greedy `loom generate`), the reward models' pairwise
-# accuracy on held-out preference pairs and PPO's KL to the SFT reference.
-# Usage: [SEED=1] run.sh [WORK_DIR] [loom pipeline args...]  (default WORK_DIR out/rlhf); resumes.
+# pipeline`. ALGO=ppo (default): pipeline.pbtxt in two legs: pretrain -> sft; SFT samples labelled
+# by the checker (label_samples.sh, InstructGPT's comparison data) -> reward -> ppo. ALGO=grpo:
+# pipeline_grpo.pbtxt: pretrain -> sft -> grpo with a rule reward (exact match, no reward model).
+# Then measures the true accuracy of SFT and the RL policy (greedy `loom generate`), the reward
+# model's pairwise accuracy on held-out preference pairs (ppo) and the policy's KL to the SFT
+# reference.
+# Usage: [SEED=1] [ALGO=ppo|grpo] run.sh [WORK_DIR] [loom pipeline args...]
+# (default WORK_DIR out/rlhf, out/rlhf-grpo for grpo); resumes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 loom=${LOOM:-$root/build/bin/loom}
-work=${1:-$root/out/rlhf}
+algo=${ALGO:-ppo}
+case $algo in
+  ppo) pipeline=$here/pipeline.pbtxt; default_work=$root/out/rlhf ;;
+  grpo) pipeline=$here/pipeline_grpo.pbtxt; default_work=$root/out/rlhf-grpo ;;
+  *) echo "run.sh: expected ALGO ppo or grpo, got '$algo'" >&2; exit 2 ;;
+esac
+work=${1:-$default_work}
 shift || true
 seed=${SEED:-1}  # data, model initialisation and sampling seed
 mkdir -p "$work"
@@ -17,20 +26,26 @@ cd "$work"
 start=$SECONDS
 
 echo "== 1/4 data: single-digit addition, 20 of 100 pairs held out"
-[ -s data/eval.tsv ] || "$here/make_data.sh" data "$seed" "${WRONG_PER_PROMPT:-10}" "${NEAR:-4}"
+# (prompts.jsonl without "answer" fields: written before GRPO's rule reward; written again.)
+grep -qs '"answer"' data/prompts.jsonl || "$here/make_data.sh" data "$seed" "${WRONG_PER_PROMPT:-10}" "${NEAR:-4}"
 [ -s tok/merges.txt ] || "$loom" tokenizer train --input data/corpus.txt --vocab-size 270 --output tok
 [ -s data/train.h5 ] || "$loom" preprocess --input data/corpus.txt --output data/train.h5 \
   --vocab tok/vocab.json --merges tok/merges.txt
 # Labelled sample pairs minus the held-out preference pairs (they stay out of every training set).
 held_out_removed() { grep -vxF -f data/pref_val.jsonl "$1" || true; }
-echo "== 2/4 pipeline: pretrain -> sft, SFT samples labelled by the checker, reward -> ppo"
-"$loom" pipeline "$here/pipeline.pbtxt" --set seed="$seed" --until sft "$@"
-if [ ! -s data/pref_rm.jsonl ]; then
-  "$here/label_samples.sh" "$loom" runs/sft/checkpoints data/prompts.jsonl data/eval.tsv \
-    "${SAMPLES_PER_PROMPT:-16}" "$seed" data/pref_sft.jsonl
-  cat data/pref.jsonl <(held_out_removed data/pref_sft.jsonl) > data/pref_rm.jsonl
+if [ "$algo" = grpo ]; then
+  echo "== 2/4 pipeline: pretrain -> sft -> grpo (exact-match reward)"
+  "$loom" pipeline "$pipeline" --set seed="$seed" "$@"
+else
+  echo "== 2/4 pipeline: pretrain -> sft, SFT samples labelled by the checker, reward -> ppo"
+  "$loom" pipeline "$pipeline" --set seed="$seed" --until sft "$@"
+  if [ ! -s data/pref_rm.jsonl ]; then
+    "$here/label_samples.sh" "$loom" runs/sft/checkpoints data/prompts.jsonl data/eval.tsv \
+      "${SAMPLES_PER_PROMPT:-16}" "$seed" data/pref_sft.jsonl
+    cat data/pref.jsonl <(held_out_removed data/pref_sft.jsonl) > data/pref_rm.jsonl
+  fi
+  "$loom" pipeline "$pipeline" --set seed="$seed" "$@"
 fi
-"$loom" pipeline "$here/pipeline.pbtxt" --set seed="$seed" "$@"
 
 # Greedy answers of a checkpoint to every held-out prompt; prints the accuracy in percent.
 accuracy() {  # accuracy CHECKPOINT TSV
@@ -54,16 +69,19 @@ mean_last() {  # mean of the last N values of a metric
 }
 
 echo "== 3/4 held-out evaluation"
+rl=${algo^^}  # PPO or GRPO
 sft_acc=$(accuracy runs/sft/checkpoints data/eval.tsv)
-ppo_acc=$(accuracy runs/ppo/checkpoints data/eval.tsv)
+rl_acc=$(accuracy "runs/$algo/checkpoints" data/eval.tsv)
 sft_held=$(accuracy runs/sft/checkpoints data/eval_heldout.tsv)
-ppo_held=$(accuracy runs/ppo/checkpoints data/eval_heldout.tsv)
+rl_held=$(accuracy "runs/$algo/checkpoints" data/eval_heldout.tsv)
 first_mean() {  # mean of the first N values of a metric
   grep -o "\"$2\": [-0-9.eE+na]*" "$1" | head -n "$3" | awk '{ s += $2 } END { printf "%.4f", s / NR }'
 }
 echo "== 4/4 results ($((SECONDS - start)) s)"
-echo "reward: pairwise accuracy / mean margin, 200 held-out pairs: $(last_metric runs/reward/metrics.jsonl val_accuracy) / $(last_metric runs/reward/metrics.jsonl val_margin)"
-echo "SFT true accuracy (all 100 prompts):                 $sft_acc"
-echo "PPO true accuracy (all 100 prompts):                 $ppo_acc"
-echo "SFT / PPO true accuracy (20 prompts in no SFT or PPO data): $sft_held / $ppo_held"
-echo "ppo: score_mean first / last 10 iterations: $(first_mean runs/ppo/metrics.jsonl score_mean 10) / $(mean_last runs/ppo/metrics.jsonl score_mean 10); KL to the SFT reference, last 10: $(mean_last runs/ppo/metrics.jsonl kl 10)"
+if [ "$algo" = ppo ]; then
+  echo "reward: pairwise accuracy / mean margin, 200 held-out pairs: $(last_metric runs/reward/metrics.jsonl val_accuracy) / $(last_metric runs/reward/metrics.jsonl val_margin)"
+fi
+printf '%-52s %s\n' "SFT true accuracy (all 100 prompts):" "$sft_acc" \
+  "$rl true accuracy (all 100 prompts):" "$rl_acc"
+echo "SFT / $rl true accuracy (20 prompts in no SFT or RL data): $sft_held / $rl_held"
+echo "$algo: score_mean first / last 10 iterations: $(first_mean "runs/$algo/metrics.jsonl" score_mean 10) / $(mean_last "runs/$algo/metrics.jsonl" score_mean 10); KL to the SFT reference, last 10: $(mean_last "runs/$algo/metrics.jsonl" kl 10)"

@@ -164,6 +164,55 @@ const std::vector<InvalidCase>& invalid_cases() {
        {"stage=dpo", "init_from=sft", "dpo.train_path=pairs", "dpo.beta=0"},
        {"dpo.beta=0"}},
       {"dpo_without_reference", 1, {"stage=dpo", "dpo.train_path=pairs"}, {"dpo.reference=\"\""}},
+      {"grpo_group_of_one",
+       1,
+       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm", "ppo.algorithm=grpo", "ppo.group_size=1"},
+       {"ppo.group_size=1: expected >= 2 samples per prompt for ppo.algorithm=GRPO"}},
+      {"grpo_with_ppo_fields",
+       1,
+       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm", "ppo.algorithm=grpo", "ppo.lam=0.9", "ppo.critic_init=c"},
+       {"ppo.lam is set: expected it only with ppo.algorithm=PPO, got ppo.algorithm=GRPO",
+        "ppo.critic_init is set"}},
+      {"ppo_with_grpo_fields",
+       1,
+       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm", "ppo.kl_estimator=k2", "ppo.scale_by_std=false"},
+       {"ppo.kl_estimator is set: expected it only with ppo.algorithm=GRPO",
+        "ppo.scale_by_std is set"}},
+      {"rl_mini_batches_not_dividing_the_samples",
+       1,
+       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm", "ppo.algorithm=rloo", "ppo.group_size=3", "ppo.rollout.batch_size=2"},
+       {"ppo.mini_batches=4: expected a divisor of ppo.rollout.batch_size * ppo.group_size = 6"}},
+      {"missing_eos_penalty_on_masked_responses",
+       1,
+       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm", "ppo.missing_eos_penalty=5"},
+       {"ppo.missing_eos_penalty=5: expected ppo.truncated_responses=KEEP"}},
+      {"overlong_buffer_beyond_the_limit",
+       1,
+       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm", "ppo.overlong_buffer=20", "ppo.rollout.max_new_tokens=8"},
+       {"ppo.overlong_buffer=20: expected a value in [0, ppo.rollout.max_new_tokens=8]"}},
+      {"drop_equal_groups_without_groups",
+       1,
+       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm", "ppo.drop_equal_reward_groups=true"},
+       {"ppo.drop_equal_reward_groups=true: expected ppo.group_size >= 2"}},
+      {"clip_of_one",
+       1,
+       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm", "ppo.clip=1", "ppo.clip_high=0"},
+       {"ppo.clip=1: expected (0, 1)", "ppo.clip_high=0: expected > 0"}},
+      {"simpo_with_a_reference",
+       1,
+       {"stage=dpo", "dpo.train_path=pairs", "dpo.loss_type=simpo", "dpo.reference=r"},
+       {"dpo.reference=\"r\": expected it unset with dpo.loss_type=SIMPO"}},
+      {"cdpo_smoothing_of_one_half",
+       1,
+       {"stage=dpo", "init_from=sft", "dpo.train_path=pairs", "dpo.loss_type=cdpo",
+        "dpo.label_smoothing=0.5"},
+       {"dpo.label_smoothing=0.5: expected a value in [0, 0.5)"}},
+      {"dpo_variant_fields_for_another_loss",
+       1,
+       {"stage=dpo", "init_from=sft", "dpo.train_path=pairs", "dpo.label_smoothing=0.1",
+        "dpo.simpo_gamma=1"},
+       {"dpo.label_smoothing is set: expected it only with dpo.loss_type=CDPO",
+        "dpo.simpo_gamma is set: expected it only with dpo.loss_type=SIMPO"}},
   };
   return cases;
 }
@@ -193,6 +242,17 @@ TEST(ConfigValidateTest, ValidVariantsPass) {
       {1, {"stage=reward", "reward.train_path=pairs.jsonl"}},
       {1, {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm"}},
       {1, {"stage=dpo", "init_from=sft", "dpo.train_path=pairs.jsonl"}},
+      {1, {"stage=dpo", "dpo.train_path=pairs.jsonl", "dpo.loss_type=simpo"}},
+      {1, {"stage=dpo", "init_from=sft", "dpo.train_path=p", "dpo.loss_type=cdpo",
+           "dpo.val_path=v"}},
+      {1, {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm",
+           "ppo.algorithm=grpo", "ppo.group_size=8", "ppo.clip_high=0.28",
+           "ppo.loss_aggregation=seq_mean_token_sum_norm", "ppo.scale_by_std=false",
+           "ppo.drop_equal_reward_groups=true", "ppo.overlong_buffer=4",
+           "ppo.kl_estimator=k1", "ppo.rollout.batch_size=2"}},
+      {1, {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm",
+           "ppo.algorithm=reinforce_pp", "ppo.gamma=0.99", "ppo.truncated_responses=keep",
+           "ppo.missing_eos_penalty=2"}},
       {1, {"init_from=hf:/models/gpt2", "model.preset=gpt2-124m", "model.block_size=32"}},
   };
   for (const Valid& v : valid) {
@@ -316,6 +376,89 @@ TEST(ConfigValidateTest, HashChangesWithAnyField) {
   RunConfig c = a;
   apply_override(c, "seed=1338");
   EXPECT_NE(config_hash(a), config_hash(c));
+}
+
+// An RL config with reward sources (repeated fields cannot be --set).
+RunConfig rl_config(const std::string& ppo) {
+  return parse_text(std::string(kTiny) +
+                    "stage: PPO init_from: \"sft\" ppo { prompts_path: \"p\" " + ppo + " }");
+}
+
+std::string all_problems(const RunConfig& cfg) {
+  std::string out;
+  for (const std::string& p : find_problems(cfg, 1)) out += p + "\n";
+  return out;
+}
+
+TEST(ConfigValidateTest, EachRewardSourceIsCheckedUnderItsIndex) {
+  const std::string msg = all_problems(rl_config(
+      "algorithm: GRPO reward { weight: 2 } reward { regex {} } "
+      "reward { exact_match { extract { kind: REGEX } } } reward { exact_match {} } "
+      "reward { command { timeout_s: 0 } } reward { length_penalty { target: -1 } }"));
+  for (const char* want :
+       {"ppo.reward[0]: expected one of reward_model, exact_match, regex",
+        "ppo.reward[1].regex.pattern=\"\": expected a pattern",
+        "ppo.reward[2].exact_match.extract.regex=\"\": expected a pattern for "
+        "ppo.reward[2].exact_match.extract.kind=REGEX",
+        "ppo.reward[3].name=\"exact_match\": expected a non-empty name unique in ppo.reward "
+        "(ppo.reward[2] has it)",
+        "ppo.reward[4].command.argv: expected the checker program",
+        "ppo.reward[4].command.timeout_s=0: expected > 0 seconds",
+        "ppo.reward[5].length_penalty.target=-1: expected >= 0",
+        "ppo.reward[5].length_penalty.per_unit=0: expected > 0"}) {
+    EXPECT_NE(msg.find(want), std::string::npos) << "missing \"" << want << "\" in:\n" << msg;
+  }
+  // Schema checks reach into repeated fields.
+  EXPECT_NE(all_problems(rl_config("reward_model: \"rm\" reward { reward_model {} weight: inf }"))
+                .find("ppo.reward[0].weight=inf: expected a finite number"),
+            std::string::npos);
+  // A reward model source needs the checkpoint; a checkpoint needs a source that uses it.
+  EXPECT_NE(all_problems(rl_config("reward { reward_model {} }"))
+                .find("ppo.reward_model=\"\": expected a reward model checkpoint for the "
+                      "reward_model source ppo.reward[0]"),
+            std::string::npos);
+  EXPECT_NE(all_problems(rl_config("reward_model: \"rm\" reward { regex { pattern: \"x\" } }"))
+                .find("ppo.reward_model=\"rm\": expected a reward_model {} source in ppo.reward"),
+            std::string::npos);
+  EXPECT_EQ(all_problems(rl_config(
+                "algorithm: GRPO reward { exact_match {} } reward { name: \"fmt\" weight: 0.5 "
+                "format_penalty { pattern: \"^\\\\d+$\" } } reward { command { argv: \"./check\" } }")),
+            "");
+}
+
+TEST(ConfigValidateTest, RlDefaultsDependOnTheAlgorithm) {
+  RunConfig ppo = rl_config("reward_model: \"rm\"");
+  apply_defaults(ppo, 1);
+  const PpoConfig& p = ppo.ppo();
+  ASSERT_EQ(p.reward_size(), 1);  // the reward model, weight 1
+  EXPECT_TRUE(p.reward(0).has_reward_model());
+  EXPECT_EQ(p.reward(0).name(), "reward_model");
+  EXPECT_EQ(p.reward(0).weight(), 1.0);
+  EXPECT_EQ(p.critic_init(), "rm");
+  EXPECT_EQ(p.group_size(), 1);
+  EXPECT_EQ(p.truncated_responses(), PpoConfig::MASK);  // safe default: cut responses never pay
+  EXPECT_EQ(p.clip_high(), p.clip());
+  EXPECT_FALSE(p.has_kl_estimator());
+  RunConfig rules = rl_config("reward { exact_match {} }");
+  apply_defaults(rules, 1);
+  EXPECT_EQ(rules.ppo().critic_init(), "sft");  // no reward model: a fresh head on init_from
+  EXPECT_EQ(rules.ppo().reward(0).exact_match().reference_field(), "answer");
+  EXPECT_EQ(rules.ppo().reward(0).exact_match().extract().kind(), AnswerExtractConfig::WHOLE);
+  RunConfig grpo = rl_config("algorithm: GRPO clip: 0.1 reward { numeric {} }");
+  apply_defaults(grpo, 1);
+  const PpoConfig& g = grpo.ppo();
+  EXPECT_EQ(g.group_size(), 4);
+  EXPECT_EQ(g.kl_estimator(), PpoConfig::K3);
+  EXPECT_TRUE(g.scale_by_std());
+  EXPECT_EQ(g.clip_high(), 0.1);
+  EXPECT_EQ(g.reward(0).numeric().extract().kind(), AnswerExtractConfig::LAST_NUMBER);
+  EXPECT_FALSE(g.has_lam() || g.has_critic_init() || g.has_value_clip() || g.has_gamma());
+  RunConfig simpo = parse_text(std::string(kTiny) +
+                               "stage: DPO dpo { train_path: \"p\" loss_type: SIMPO }");
+  apply_defaults(simpo, 1);
+  EXPECT_EQ(simpo.dpo().beta(), 2.0);
+  EXPECT_EQ(simpo.dpo().simpo_gamma(), 1.0);
+  EXPECT_FALSE(simpo.dpo().has_reference());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // PPO pieces: GAE against a hand-computed example (with prompt, padding and a hole in the mask),
-// the clipped surrogate and clipped value losses in each clip case with their gradients, and
-// gradcheck (f64) of both losses on random inputs.
+// the clipped surrogate (clipped_pg_loss with PPO's symmetric clip and token mean) and the clipped
+// value loss in each clip case with their gradients, and gradcheck (f64) of both losses on random
+// inputs.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include "core/random/Generator.h"
 #include "core/util/Check.h"
 #include "rlhf/Losses.h"
+#include "rlhf/PolicyGradient.h"
 #include "rlhf/Ppo.h"
 #include "tests/support/GradCheck.h"
 
@@ -18,6 +20,14 @@ namespace {
 using loom::testing::gradcheck;
 
 Tensor row(const std::vector<double>& v) { return Tensor::from_vector(v, {1, int64_t(v.size())}); }
+
+// PPO's policy loss: symmetric clip eps, token mean over the mask.
+PgLoss ppo_policy_loss(const Tensor& logp, const Tensor& old, const Tensor& adv, const Tensor& mask,
+                       double eps) {
+  return clipped_pg_loss(logp, old, adv, mask,
+                         {.clip_low = eps, .clip_high = eps,
+                          .aggregation = LossAggregation::TOKEN_MEAN});
+}
 
 TEST(PpoTest, GaeMatchesHandComputedExample) {
   // gamma = 0.9, lam = 0.8 (gamma*lam = 0.72).
@@ -60,7 +70,7 @@ TEST(PpoTest, ClippedSurrogateCasesAndGradient) {
   Tensor old = row({-1, -2, -3, -0.5, -1.25, -4});
   Tensor logp = (old + row(lr)).detach().set_requires_grad(true);
   Tensor mask = row({1, 1, 1, 1, 1, 0});
-  PolicyLoss pl = ppo_policy_loss(logp, old, row(a), mask, 0.2);
+  PgLoss pl = ppo_policy_loss(logp, old, row(a), mask, 0.2);
   // Values are O(1) sums of five terms in f64; log/exp round trips add ~1e-16.
   EXPECT_NEAR(pl.loss.item(), (-1.2 + 1.5 - 0.5 + 0.8 - 2.2) / 5.0, 1e-14);
   EXPECT_DOUBLE_EQ(pl.clip_fraction, 2.0 / 5.0);
@@ -97,7 +107,7 @@ TEST(PpoTest, LossesPassGradcheck) {
   Tensor delta = Tensor::rand(s, gen, DType::F64, Device::cpu(), -0.5, 0.5);
   Tensor adv = Tensor::randn(s, gen, DType::F64);
   Tensor mask = Tensor::from_vector<double>({0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0}, s);
-  PolicyLoss probe = ppo_policy_loss(old + delta, old, adv, mask, 0.2);
+  PgLoss probe = ppo_policy_loss(old + delta, old, adv, mask, 0.2);
   EXPECT_GT(probe.clip_fraction, 0.0);
   EXPECT_LT(probe.clip_fraction, 1.0);
   // PyTorch gradcheck defaults (STYLE.md section 8).

@@ -1,6 +1,6 @@
 // Rule rewards on crafted responses (answer extraction presets and custom regexes, exact and
-// numeric matches against the prompt record's fields, regex, length and format penalties),
-// prompt-record parsing, and the weighted sum with per-source values.
+// numeric matches against the prompt record's fields, regex, length and format penalties), the
+// reward-model source, prompt-record parsing, and the weighted sum with per-source values.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -124,6 +124,14 @@ TEST(RewardSourcesTest, RegexFormatAndLengthRules) {
   EXPECT_THROW(score(tokens, {resp("x")}), DataError);  // token count unknown
   EXPECT_THROW(make_reward_source(RegexMatchOptions{.pattern = "a{2,1}"}), ValueError);
   EXPECT_THROW(make_reward_source(LengthPenaltyOptions{.per_unit = -1}), ValueError);
+}
+
+TEST(RewardSourcesTest, RewardModelSourcePassesOnTheSamplesModelScore) {
+  RewardSample a = resp("x"), b = resp("y");
+  a.model_score = 1.5;
+  b.model_score = -0.25;
+  EXPECT_EQ(score(RewardModelOptions{}, {a, b}), (std::vector<double>{1.5, -0.25}));
+  EXPECT_THROW(score(RewardModelOptions{}, {a, resp("z")}), DataError);  // no score computed
 }
 
 // A source returning fixed values, to test WeightedReward's checks.

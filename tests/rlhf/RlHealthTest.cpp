@@ -1,6 +1,7 @@
 // Response statistics (truncation without EOS) and the RL health check: each warning fires just
-// above its threshold and not at it, names its cause and config field, and the reward-trend
-// check separates a real decline from noise.
+// above its threshold and not at it, names its cause and config field, the reward-trend check
+// separates a real decline from noise, and a rising reward with responses at the length limit
+// (reward hacking by length) warns naming ppo.reward.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -53,12 +54,13 @@ TEST(RlHealthTest, TruncationWarnsAboveItsThresholdAndNamesTheFields) {
   m.mean_response_length = 127;  // also near the limit, but truncation already says it
   std::vector<HealthWarning> w = health_check({m});
   ASSERT_EQ(causes(w), (std::vector<std::string>{"truncation"}));
-  EXPECT_EQ(w[0].config_field, "ppo.missing_eos_penalty");
+  EXPECT_EQ(w[0].config_field, "ppo.rollout.max_new_tokens");
   EXPECT_EQ(w[0].message,
-            "responses hit max_new_tokens without EOS on 92% of samples (threshold 20%); set "
-            "ppo.missing_eos_penalty or raise ppo.rollout.max_new_tokens");
+            "responses hit max_new_tokens without EOS on 92% of samples (threshold 20%); raise "
+            "ppo.rollout.max_new_tokens (with ppo.truncated_responses MASK those responses teach "
+            "nothing; with KEEP set ppo.missing_eos_penalty)");
   HealthThresholds grpo{.config_prefix = "grpo"};
-  EXPECT_EQ(health_check({m}, grpo)[0].config_field, "grpo.missing_eos_penalty");
+  EXPECT_EQ(health_check({m}, grpo)[0].config_field, "grpo.rollout.max_new_tokens");
 }
 
 TEST(RlHealthTest, LengthNearTheLimitWarnsAboveNinetyPercent) {
@@ -133,6 +135,44 @@ TEST(RlHealthTest, RewardTrendThresholdIsTheSlopeTStatistic) {
             (std::vector<std::string>{"reward_decline"}));
 }
 
+TEST(RlHealthTest, RewardRisingWhileLengthPinsToTheLimitWarnsAndNamesTheRewardField) {
+  // Ten iterations of a steadily rising reward, y_i = 0.1 i -+ 0.02 (alternating, from -0.02):
+  // mean 0.45, sxx 82.5, sxy 8.25 + 0.02 * 5, slope 0.1 + 0.1 / 82.5 = 0.101212; fitted ends
+  // 0.45 -+ 4.5 * slope = -0.00545 and 0.905.
+  std::vector<RlIterationMetrics> h;
+  for (int i = 0; i < 10; ++i) {
+    RlIterationMetrics m = healthy();
+    m.iteration = i;
+    m.reward_mean = 0.1 * i + (i % 2 ? 0.02 : -0.02);
+    h.push_back(m);
+  }
+  EXPECT_TRUE(health_check(h).empty());  // a rising reward at a healthy length is what we want
+  h.back().mean_response_length = 124;   // 97% of max_new_tokens 128
+  std::vector<HealthWarning> w = health_check(h);
+  ASSERT_EQ(causes(w),
+            (std::vector<std::string>{"length_near_limit", "reward_rises_at_length_limit"}));
+  EXPECT_EQ(w[1].config_field, "ppo.reward");
+  EXPECT_NE(w[1].message.find("reward rose from -0.00545 to 0.905 over the last 10 iterations"),
+            std::string::npos)
+      << w[1].message;
+  EXPECT_NE(w[1].message.find("while responses sit at the length limit (mean length 97% of "
+                              "max_new_tokens, 5% cut without EOS): the reward may be paying for "
+                              "length; add a length_penalty source to ppo.reward or set "
+                              "ppo.overlong_buffer"),
+            std::string::npos)
+      << w[1].message;
+  // Responses cut without EOS count as at the limit too (with the truncation warning).
+  h.back().mean_response_length = 40;
+  h.back().truncated_fraction = 0.6;
+  EXPECT_EQ(causes(health_check(h)),
+            (std::vector<std::string>{"truncation", "reward_rises_at_length_limit"}));
+  // Nine iterations are not a full window; a flat reward at the limit warns about length only.
+  EXPECT_EQ(causes(health_check({h.begin() + 1, h.end()})),
+            (std::vector<std::string>{"truncation"}));
+  for (RlIterationMetrics& m : h) m.reward_mean = 0.5;
+  EXPECT_EQ(causes(health_check(h)), (std::vector<std::string>{"truncation"}));
+}
+
 TEST(RlHealthTest, GroupsWithoutRewardVarianceWarn) {
   RlIterationMetrics m = healthy();
   m.zero_variance_groups = 0.5;
@@ -142,6 +182,30 @@ TEST(RlHealthTest, GroupsWithoutRewardVarianceWarn) {
   ASSERT_EQ(causes(w), (std::vector<std::string>{"no_group_signal"}));
   EXPECT_EQ(w[0].config_field, "grpo.group_size");
   EXPECT_NE(w[0].message.find("78% of prompt groups"), std::string::npos) << w[0].message;
+}
+
+TEST(RlHealthTest, MonitorReportsACauseOnceWhileItHoversAtItsThreshold) {
+  HealthMonitor mon;
+  std::vector<int64_t> reported;  // iterations with a no_group_signal report
+  auto feed = [&](int64_t it, double zero_variance_groups) {
+    RlIterationMetrics m = healthy();
+    m.iteration = it;
+    m.zero_variance_groups = zero_variance_groups;
+    for (const HealthWarning& w : mon.update(m)) {
+      EXPECT_EQ(w.cause, "no_group_signal");
+      reported.push_back(it);
+    }
+  };
+  // Iterations 1-29 alternate above (0.56) and below (0.4) the 50% threshold: reported at 1 only.
+  for (int64_t it = 1; it <= 29; ++it) feed(it, it % 2 ? 0.56 : 0.4);
+  EXPECT_EQ(reported, (std::vector<int64_t>{1}));
+  // Last fired at 29; 9 quiet iterations (30-38), then firing at 39 is the same episode; after
+  // 10 quiet ones (40-49, the reward window) firing at 50 is a new one.
+  for (int64_t it = 30; it <= 38; ++it) feed(it, 0.4);
+  feed(39, 0.6);
+  for (int64_t it = 40; it <= 49; ++it) feed(it, 0.4);
+  feed(50, 0.6);
+  EXPECT_EQ(reported, (std::vector<int64_t>{1, 50}));
 }
 
 }  // namespace

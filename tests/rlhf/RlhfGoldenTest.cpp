@@ -1,11 +1,12 @@
 // RLHF losses against PyTorch (tests/golden/gen_rlhf.py -> rlhf.h5, float64): token log-probs,
-// entropy, PPO clipped surrogate and value losses, masked whitening, the pairwise reward loss and
+// entropy, PPO clipped surrogate (clipped_pg_loss) and value losses, masked whitening, the pairwise reward loss and
 // the DPO loss, values and gradients.
 #include <gtest/gtest.h>
 
 #include "core/ops/Elementwise.h"
 #include "core/ops/Reduction.h"
 #include "rlhf/Losses.h"
+#include "rlhf/PolicyGradient.h"
 #include "rlhf/Ppo.h"
 #include "tests/support/GradCheck.h"
 #include "tests/support/Golden.h"
@@ -43,7 +44,10 @@ TEST(RlhfGoldenTest, PpoPolicyAndValueLosses) {
   GoldenFile g("rlhf.h5");
   Tensor mask = g.get("mask");
   Tensor logp = leaf(g, "ppo/logp");
-  PolicyLoss pl = ppo_policy_loss(logp, g.get("ppo/old_logp"), g.get("ppo/adv"), mask, 0.2);
+  // PPO's surrogate: clipped_pg_loss with a symmetric clip and the token mean.
+  PgLoss pl = clipped_pg_loss(logp, g.get("ppo/old_logp"), g.get("ppo/adv"), mask,
+                              {.clip_low = 0.2, .clip_high = 0.2,
+                               .aggregation = LossAggregation::TOKEN_MEAN});
   EXPECT_NEAR(pl.loss.item(), g.scalar("ppo/loss"), kAtol);
   EXPECT_DOUBLE_EQ(pl.clip_fraction, g.scalar("ppo/clipfrac"));
   pl.loss.backward();

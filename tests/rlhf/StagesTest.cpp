@@ -2,11 +2,13 @@
 // trainer runs it (one process: a 1 x 1 x 1 grid, the policy's Learner, one stage step at lr 0 so
 // the weights stay what the direct computation reads): the SFT loss is the mean next-token cross
 // entropy over response tokens only (recomputed here from the model's logits and our own
-// tokenisation), the reward loss is -log sigmoid(r_c - r_r) at the last real token, and DPO with
-// the policy as its own reference (both drawn from the run's seed) gives exactly log 2.
+// tokenisation), the reward loss is -log sigmoid(r_c - r_r) at the last real token, DPO with
+// the policy as its own reference gives exactly log 2 (cDPO too, IPO 1/(4 beta^2)), and SimPO's
+// loss and held-out accuracy / margin match a direct computation over the real token ids.
 #include <cmath>
 
 #include "core/autograd/GradMode.h"
+#include "core/ops/Elementwise.h"
 #include "data/BpeTrainer.h"
 #include "config/ConfigLoader.h"
 #include "models/RewardModel.h"
@@ -207,6 +209,115 @@ TEST(StagesTest, DpoAgainstItselfIsLogTwo) {
   for (size_t i = 0; i < after.size(); ++i)
     moved = moved || after[i].to_vector<float>() != before[i].to_vector<float>();
   EXPECT_TRUE(moved);
+}
+
+// The init checkpoint of the DPO tests: a fresh model of the fixture's config.
+std::string init_checkpoint(Fixture& f, const std::vector<std::string>& sets = {}) {
+  std::vector<std::string> all = sets;
+  all.push_back("stage=SFT");
+  all.push_back("sft.train_path=" + f.dir.write("s.jsonl", pairs_jsonl(false)));
+  StageRun sft(f.resolve(all));
+  io::Checkpoint ck;
+  for (const auto& [name, t] : sft.model().named_parameters()) ck.tensors["model/" + name] = t.detach();
+  return io::save_checkpoint(f.dir.path() + "/init", ck);
+}
+
+TEST(StagesTest, DpoVariantsAgainstTheirOwnReferenceMatchClosedForms) {
+  // Policy == reference: every margin h_c - h_r is 0, so DPO and cDPO give log 2 (whatever the
+  // smoothing) and IPO (0 - 1/(2 beta))^2 = 1/(4 beta^2).
+  Fixture f("stage: DPO\nbatch { micro_batch_size: 3 }\n");
+  const std::string path = f.dir.write("pref.jsonl", pairs_jsonl(true));
+  const std::string init = init_checkpoint(f);
+  const std::vector<std::pair<std::vector<std::string>, double>> cases = {
+      {{}, std::log(2.0)},
+      {{"dpo.loss_type=cdpo", "dpo.label_smoothing=0.2"}, std::log(2.0)},
+      {{"dpo.loss_type=ipo", "dpo.beta=0.5"}, 1.0},
+  };
+  for (const auto& [sets, want] : cases) {
+    std::vector<std::string> all = {"dpo.train_path=" + path, "init_from=" + init};
+    all.insert(all.end(), sets.begin(), sets.end());
+    StageRun run(f.resolve(all));
+    // f32 sequence log-probs of identical weights cancel exactly; the loss is one f32 formula.
+    EXPECT_NEAR(run.step().loss, want, 1e-6) << ::testing::PrintToString(sets);
+  }
+}
+
+// Sequence log-prob of `response` + EOT after `prompt` over the first V logits (f64 from the
+// model's f32 logits).
+double direct_logprob(models::GPT& model, const std::string& prompt, const std::string& response,
+                      int64_t V) {
+  std::vector<int64_t> ids;
+  for (int32_t t : bytes_of(prompt + response)) ids.push_back(t);
+  ids.push_back(256);
+  const int64_t n = int64_t(ids.size()), P = int64_t(prompt.size());
+  NoGradGuard g;
+  Tensor logits = model.forward(Tensor::from_vector(ids, {1, n}));
+  const int64_t cols = logits.size(2);
+  std::vector<float> l = logits.to_vector<float>();
+  double lp = 0.0;
+  for (int64_t t = P; t < n; ++t) {  // position t-1 predicts token t
+    const float* row = &l[size_t((t - 1) * cols)];
+    double mx = row[0], z = 0.0;
+    for (int64_t v = 0; v < V; ++v) mx = std::max(mx, double(row[v]));
+    for (int64_t v = 0; v < V; ++v) z += std::exp(double(row[v]) - mx);
+    lp += double(row[ids[size_t(t)]]) - mx - std::log(z);
+  }
+  return lp;
+}
+
+TEST(StagesTest, SimpoUsesRealTokenIdsAndItsValidationReportsAccuracyAndMargin) {
+  // A model with 300 rows for a 257-token tokenizer: the 43 padded rows must not count.
+  Fixture f("stage: DPO\nbatch { micro_batch_size: 3 }\n");
+  const std::string path = f.dir.write("pref.jsonl", pairs_jsonl(true));
+  // Four held-out pairs in batches of 3: a short last batch, weighted by its one pair.
+  const std::string val = f.dir.write(
+      "val.jsonl", pairs_jsonl(true) + "{\"prompt\":\"q\",\"chosen\":\"zz\",\"rejected\":\"z\"}\n");
+  const double beta = 2.0, gamma = 0.5;
+  StageRun run(f.resolve({"dpo.train_path=" + path, "dpo.val_path=" + val,
+                          "dpo.loss_type=simpo", "dpo.simpo_gamma=0.5", "model.vocab_size=300"}));
+  // Rows 257..299 of the tied embedding scaled up, so their logits vary from position to position
+  // (for a fresh model they would shift every log-prob by about the same log(300/257), which the
+  // length normalisation cancels).
+  Tensor wte = run.model().parameter("wte.weight");
+  {
+    NoGradGuard g;
+    wte.narrow(0, 257, 43).copy_(wte.narrow(0, 257, 43) * 300.0);
+  }
+  std::vector<std::pair<std::string, std::pair<std::string, std::string>>> pairs;
+  for (const auto& [p, r] : kPairs) pairs.push_back({p, {r, r + r}});
+  double loss = 0.0, full_loss = 0.0;
+  for (const auto& [p, cr] : pairs) {
+    const double lc = double(cr.first.size() + 1), lr = double(cr.second.size() + 1);
+    auto z = [&](int64_t V) {
+      return beta * (direct_logprob(run.model(), p, cr.first, V) / lc -
+                     direct_logprob(run.model(), p, cr.second, V) / lr) - gamma;
+    };
+    loss += std::log1p(std::exp(-z(257))) / 3.0;
+    full_loss += std::log1p(std::exp(-z(300))) / 3.0;
+  }
+  pairs.push_back({"q", {"zz", "z"}});
+  double acc = 0.0, margin = 0.0;
+  for (const auto& [p, cr] : pairs) {
+    const double m = beta * (direct_logprob(run.model(), p, cr.first, 257) /
+                                 double(cr.first.size() + 1) -
+                             direct_logprob(run.model(), p, cr.second, 257) /
+                                 double(cr.second.size() + 1));
+    acc += (m > 0 ? 1.0 : 0.0) / 4.0;
+    margin += m / 4.0;
+  }
+  run.model().eval();
+  train::Metrics m = run.stage->evaluate(*run.policy, 10);
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0].first, "val_loss");
+  EXPECT_EQ(m[1].first, "val_accuracy");
+  EXPECT_DOUBLE_EQ(m[1].second, acc);
+  EXPECT_EQ(m[2].first, "val_margin");
+  // f32 log-probs of (B,T) vs (1,n) forwards: a few ulps of O(10) sums, divided by lengths.
+  EXPECT_NEAR(m[2].second, margin, 1e-4);
+  run.model().train();
+  const double got = run.step().loss;
+  EXPECT_NEAR(got, loss, 1e-4);  // as above, through softplus (slope < 1)
+  EXPECT_GT(std::abs(got - full_loss), 1e-3);  // the padded rows would change the loss
 }
 
 TEST(StagesTest, UnknownTemplateIsAConfigError) {
