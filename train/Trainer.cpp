@@ -26,18 +26,9 @@ using config::RunConfig;
 using nlohmann::json;
 
 models::GPTConfig gpt_config_from(const RunConfig& cfg) {
-  const auto& m = cfg.model();
-  models::GPTConfig g;
-  g.n_layer = m.n_layer();
-  g.n_head = m.n_head();
-  g.n_embd = m.n_embd();
+  models::GPTConfig g = models::GPTConfig::from_model_config(cfg.model());
   g.vocab_size = config::padded_vocab_size(cfg);
-  g.real_vocab_size = m.vocab_size();
-  g.block_size = m.block_size();
-  g.dropout = m.dropout();
-  g.bias = m.bias();
-  g.tie_embeddings = m.tie_embeddings();
-  g.init_std = m.init_std();
+  g.real_vocab_size = cfg.model().vocab_size();
   return g;
 }
 
