@@ -1,6 +1,6 @@
 // Defaults for a RunConfig: fills every unset field with the default documented in Config.proto and
-// expands a model preset (gpt2-124m, llama-3.2-1b, ...) into the model fields; fields set explicitly
-// always win over both. Also the derived quantities every layer needs (gradient accumulation,
+// expands a model preset (gpt2-124m, llama-3.2-1b, ...) into the model fields; fields set
+// explicitly always win over both. Also the derived quantities every layer needs (gradient accumulation,
 // padded vocabulary) so the policy lives in one place.
 //
 //   apply_defaults(cfg, world_size);              // idempotent

@@ -10,7 +10,7 @@
 // from the same model. Parameter names are the logical ones (Linear weights are (out, in));
 // checkpoints and HF conversion key on them:
 //   wte.weight, [wpe.weight (learned positions)],
-//   blocks.{i}.{ln_1, attn.qkv | attn.q + attn.kv, attn.proj, ln_2, mlp.fc, mlp.proj}.{weight,bias},
+//   blocks.{i}.{ln_1, attn.qkv | attn.q + attn.kv, attn.proj, ln_2, mlp.fc, mlp.proj}.{weight,bias}
 //   ln_f.{weight,bias}, [lm_head.weight]
 // With tied embeddings and pp > 1 the last stage holds its own copy of wte (not an owner; keep
 // it equal with the trainer's gradient sync).

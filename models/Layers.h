@@ -4,8 +4,8 @@
 // on exactly one of them (TP rank 0), which counts it in the gradient norm and writes it into
 // checkpoints. Each registers its parameters with the init rule nn::Module::init_parameters()
 // applies. The tensor-parallel layers are in parallel/tensor/.
-//   Norm ln(768, NormKind::LayerNorm, /*bias=*/true, /*owner=*/tp.rank() == 0);  // weight 1, bias 0
-//   Tensor y = ln.forward(x);                                                   // over the last dim
+//   Norm ln(768, NormKind::LayerNorm, /*bias=*/true, /*owner=*/tp.rank() == 0);  // w 1, b 0
+//   Tensor y = ln.forward(x);                                                   // last dim
 #pragma once
 
 #include <cstdint>

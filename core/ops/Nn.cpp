@@ -1,10 +1,11 @@
 // Neural-network ops with autograd: softmax / log_softmax over any dim, layer_norm, rms_norm,
-// swiglu, dropout, embedding and cross_entropy (Nn.h). Each op checks its arguments, makes inputs contiguous and
-// calls one fused backend kernel (Backend.h) forward and one backward; the mean/sum of
-// cross_entropy is composed from the reduction and elementwise ops, which are cheap next to it.
-// Under bf16 autocast (Autocast.h) softmax takes bf16 CUDA inputs up to f32; layer_norm and
-// rms_norm run in bf16 (f32 statistics), swiglu in bf16; embedding outputs are cast to bf16 (the residual stream's dtype). bf16
-// CUDA logits give an f32 loss (cross_entropy's kernels compute in f32).
+// swiglu, dropout, embedding and cross_entropy (Nn.h). Each op checks its arguments, makes inputs
+// contiguous and calls one fused backend kernel (Backend.h) forward and one backward; the
+// mean/sum of cross_entropy is composed from the reduction and elementwise ops, which are cheap
+// next to it. Under bf16 autocast (Autocast.h) softmax takes bf16 CUDA inputs up to f32;
+// layer_norm and rms_norm run in bf16 (f32 statistics), swiglu in bf16; embedding outputs are
+// cast to bf16 (the residual stream's dtype). bf16 CUDA logits give an f32 loss
+// (cross_entropy's kernels compute in f32).
 #include "core/ops/Nn.h"
 
 #include "core/autograd/Autocast.h"

@@ -223,7 +223,8 @@ INSTANTIATE_TEST_SUITE_P(OddSizes, LlamaKernelVsRef,
 TEST(LlamaKernelTest, RmsNormWeightGradIsIndependentOfThreadCount) {
   Generator gen(17);
   const int64_t N = 300, C = 129;
-  Tensor x = Tensor::randn({N, C}, gen), w = Tensor::randn({C}, gen), dy = Tensor::randn({N, C}, gen);
+  Tensor x = Tensor::randn({N, C}, gen), w = Tensor::randn({C}, gen);
+  Tensor dy = Tensor::randn({N, C}, gen);
   Tensor y = Tensor::empty({N, C}), r = Tensor::empty({N});
   Backend& be = backend_for(DeviceType::CPU);
   be.rmsnorm_forward(y, r, x, w, 1e-5);
