@@ -166,7 +166,8 @@ void check_attention_and_mlp(const RunConfig& c, Problems& P) {
              fv("model.n_head", m.n_head()), " (each key/value head serves n_head / n_kv_head ",
              "query heads)");
   }
-  if (kv >= 1 && tp >= 1) {
+  // Only when n_head splits over tp: otherwise that problem is reported and this one follows from it.
+  if (kv >= 1 && tp >= 1 && m.n_head() % tp == 0) {
     P.expect(kv % tp == 0 || tp % kv == 0, fv("model.n_kv_head", kv), ": expected a multiple ",
              "or a divisor of ", fv("parallel.tp", tp), " (kv heads are split over the TP ranks, ",
              "or replicated when tp > n_kv_head)");
