@@ -1,7 +1,7 @@
-// Checkpoint directories (see Checkpoint.h): the temporary-directory / fsync / rename protocol, the
-// manifest, the collective save (two tensor files per rank, success agreed by an all-gather) and
-// loading with prefix selection and required names. The HDF5 work is in CheckpointShards.cpp, the
-// checkpoint root (latest, write order, pruning) in CheckpointLineage.cpp.
+// Checkpoint directories (see Checkpoint.h), the saving side: the temporary-directory / fsync /
+// rename protocol, the manifest and the collective save (two tensor files per rank, success agreed
+// by an all-gather). Loading is CheckpointReader.cpp, the HDF5 work CheckpointShards.cpp, the
+// checkpoint root (latest, write order, pruning) CheckpointLineage.cpp.
 #include "io/Checkpoint.h"
 
 #include <unistd.h>
@@ -28,7 +28,7 @@ namespace loom::io {
 
 namespace {
 
-constexpr const char* kMetaFile = "meta.json";
+using detail::kMetaFile;
 constexpr const char* kModelPrefix = "model/";
 
 [[noreturn]] void fail(const std::string& msg) { detail::checkpoint_fail(msg); }
@@ -241,85 +241,6 @@ Manifest collective_manifest(const std::string& tmp, const std::vector<RankRepor
   return m;
 }
 
-// Hash-checks one file the manifest lists.
-void verify_file(const std::string& dir, const std::string& name, const Manifest& m) {
-  const std::string p = dir + "/" + name;
-  auto it = m.files.find(name);
-  if (it == m.files.end()) fail(dir + "/MANIFEST.json does not list " + name);
-  std::error_code ec;
-  uint64_t size = fs::file_size(p, ec);
-  if (ec) fail(p + " is missing");
-  if (size != it->second.bytes)
-    fail(p + ": expected " + std::to_string(it->second.bytes) + " bytes, got " +
-         std::to_string(size) + " (truncated or modified)");
-  std::string hash = sha256_file(p);
-  if (hash != it->second.sha256)
-    fail(p + ": expected sha256 " + it->second.sha256 + ", got " + hash + " (corrupt)");
-}
-
-CheckpointMeta verified_meta(const std::string& dir, const Manifest& m) {
-  verify_file(dir, kMetaFile, m);
-  CheckpointMeta meta = parse_meta(detail::read_text(dir + "/" + kMetaFile), dir + "/" + kMetaFile);
-  if (meta.step != m.step && m.version >= 3)
-    fail(dir + ": meta.json says step " + std::to_string(meta.step) + " but MANIFEST.json says " +
-         std::to_string(m.step));
-  return meta;
-}
-
-TokenizerFiles verified_tokenizer(const std::string& dir, const Manifest& m) {
-  TokenizerFiles t;
-  const std::string abs = fs::absolute(dir).lexically_normal().string();
-  for (const std::string& n : m.tokenizer_files) {
-    verify_file(dir, n, m);
-    std::string p = abs + "/" + n;
-    if (n == "vocab.json") t.vocab_json = p;
-    if (n == "merges.txt") t.merges_txt = p;
-    if (n == "tokenizer.json") t.tokenizer_json = p;
-    if (n == "tokenizer_config.json") t.tokenizer_config_json = p;
-  }
-  return t;
-}
-
-bool starts_with_any(const std::string& name, const std::vector<std::string>& prefixes) {
-  return std::any_of(prefixes.begin(), prefixes.end(),
-                     [&](const std::string& p) { return name.rfind(p, 0) == 0; });
-}
-
-// Reads the selected groups' files; a name stored in another group's file is an error.
-std::map<std::string, Tensor> read_tensors(const std::string& dir, const Manifest& m,
-                                           const LoadOptions& opts) {
-  const std::vector<std::string> selected = m.tensor_files_for(opts.prefixes);
-  std::map<std::string, Tensor> out;
-  for (const auto& [group, files] : m.tensor_groups) {
-    // NB: a group's files are selected together (a file belongs to one group only).
-    if (std::find(selected.begin(), selected.end(), files.front()) == selected.end()) continue;
-    std::vector<std::string> paths;
-    for (const std::string& f : files) paths.push_back(dir + "/" + f);
-    auto want = [&, g = group](const std::string& name) {
-      if (m.version >= 3 && m.group_of(name) != g)
-        fail(dir + ": tensor \"" + name + "\" is stored in a file of group \"" + g +
-             "\" but belongs to group \"" + m.group_of(name) + "\"");
-      return opts.prefixes.empty() || starts_with_any(name, opts.prefixes);
-    };
-    for (auto& [name, t] : detail::assemble_tensor_files(paths, want)) out[name] = std::move(t);
-  }
-  return out;
-}
-
-void check_required(const std::string& dir, const std::map<std::string, Tensor>& tensors,
-                    const std::vector<std::string>& required) {
-  std::string missing;
-  int64_t count = 0;
-  for (const std::string& name : required) {
-    if (tensors.count(name)) continue;
-    missing += "\n  " + name;
-    ++count;
-  }
-  if (count > 0)
-    fail(dir + ": expected every tensor of the state, but " + std::to_string(count) +
-         " are missing:" + missing);
-}
-
 }  // namespace
 
 std::string checkpoint_dir_name(int64_t step) {
@@ -402,41 +323,6 @@ std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt,
   result = dist::broadcast_string(world, result, 0);
   if (!result.empty() && result[0] == '!') throw CheckpointError(result.substr(1));
   return result;
-}
-
-void verify_checkpoint(const std::string& dir) {
-  Manifest m = detail::read_manifest_file(dir);
-  for (const auto& [name, unused] : m.files) verify_file(dir, name, m);
-}
-
-Checkpoint load_checkpoint(const std::string& dir, const LoadOptions& opts) {
-  Manifest m = detail::read_manifest_file(dir);
-  // Everything this load reads is verified before any tensor is read.
-  CheckpointMeta meta = verified_meta(dir, m);
-  Checkpoint ck;
-  ck.tokenizer = verified_tokenizer(dir, m);
-  for (const std::string& f : m.tensor_files_for(opts.prefixes)) verify_file(dir, f, m);
-  for (const std::string& name : opts.required)
-    LOOM_CHECK(opts.prefixes.empty() || starts_with_any(name, opts.prefixes),
-               "load_checkpoint: required tensor \"", name, "\" is outside the loaded prefixes");
-  ck.tensors = read_tensors(dir, m, opts);
-  check_required(dir, ck.tensors, opts.required);
-  ck.step = meta.step;
-  ck.meta = std::move(meta.entries);
-  return ck;
-}
-
-void check_required_tensors(const Checkpoint& ck, const std::vector<std::string>& names,
-                            const std::string& dir) {
-  check_required(dir, ck.tensors, names);
-}
-
-CheckpointMeta read_checkpoint_meta(const std::string& dir) {
-  return verified_meta(dir, detail::read_manifest_file(dir));
-}
-
-TokenizerFiles checkpoint_tokenizer(const std::string& dir) {
-  return verified_tokenizer(dir, detail::read_manifest_file(dir));
 }
 
 TokenizerFiles tokenizer_files_of(const std::string& vocab_json, const std::string& merges_txt,

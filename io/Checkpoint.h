@@ -9,8 +9,9 @@
 //                           which file holds which names (CheckpointManifest.h)
 // It is written under a temporary name, flushed (fsync), and renamed only when complete; the file
 // <root>/latest moves last and is the truth for resuming. Loading verifies the hashes of the files
-// it reads, rebuilds every logical tensor from its pieces (any layout loads any other's save) and
-// returns nothing partial. The weights alone load without reading or hashing optimizer state.
+// it reads and reads any piece of a logical tensor from the pieces that cover it (any layout loads
+// any other's save; CheckpointReader.h reads a rank's pieces only), returning nothing partial. The
+// weights alone load without reading or hashing optimizer state.
 //   save_checkpoint("out/ckpt", ck, /*keep_last=*/3);   // or (..., 3, world) on every rank
 //   Checkpoint back = load_checkpoint(find_latest_checkpoint("out/ckpt"));
 //   Checkpoint w = load_checkpoint(dir, LoadOptions::weights_only());       // no optimizer state
@@ -51,7 +52,7 @@ struct Checkpoint {
   std::map<std::string, std::string> meta;  // name -> string value (JSON or pbtxt text)
   // Pieces this rank writes (collective save: any rank). A replicated tensor must be written by
   // exactly one rank (writers dedupe; two whole pieces of one name are an overlap on load).
-  // Empty after load_checkpoint, which assembles every piece into `tensors`.
+  // Empty after load_checkpoint, which reads every logical tensor whole into `tensors`.
   std::map<std::string, CheckpointPiece> pieces;
   // On save: the run's tokenizer files, copied into the checkpoint (rank 0's in a collective save).
   // After load: their absolute paths inside the checkpoint directory (empty if it carries none).
@@ -128,10 +129,12 @@ std::optional<Checkpoint> load_latest_checkpoint(const std::string& root,
 // file and the expected vs actual value.
 void verify_checkpoint(const std::string& dir);
 
-// Verifies and reads meta.json, the tokenizer files and the tensor files `opts` selects, then
-// assembles each logical tensor from its pieces (whatever layout saved it) into `tensors`. Throws
-// CheckpointError naming the file and the tensor when pieces disagree on shape or dtype, overlap,
-// or leave elements uncovered, and listing every name of opts.required that is absent.
+// Every tensor `opts` selects, whole, through a CheckpointReader (which verifies meta.json, the
+// tokenizer files and the tensor files first): each logical tensor is read from the pieces that
+// cover it (whatever layout saved it) into `tensors`. Throws CheckpointError naming the file and
+// the tensor when pieces disagree on shape or dtype, overlap, or leave elements uncovered, and
+// listing every name of opts.required that is absent. A rank that needs only its pieces reads
+// them through CheckpointReader instead.
 Checkpoint load_checkpoint(const std::string& dir, const LoadOptions& opts = {});
 
 // The same check as LoadOptions::required, for names known only after loading (e.g. from meta):

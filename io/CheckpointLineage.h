@@ -13,6 +13,8 @@
 
 namespace loom::io::detail {
 
+inline constexpr const char* kMetaFile = "meta.json";
+
 std::string read_text(const std::string& path);                     // CheckpointError
 void write_text(const std::string& path, const std::string& text);  // written + fsynced
 void fsync_path(const std::string& path, bool directory);           // CheckpointError

@@ -1,6 +1,7 @@
 // Checkpoint tensor files (see CheckpointShards.h): HDF5 datasets carrying their dtype and
-// ShardSpec as attributes, and the assembly of logical tensors from the pieces of any number of
-// files with overlap / gap / disagreement checks done on a coverage mask before any data is read.
+// ShardSpec as attributes, and the index of the pieces of any number of files (where each piece's
+// raw bytes lie) with overlap / gap / disagreement checks done on the pieces' ranges before any
+// data is read.
 #include "io/CheckpointShards.h"
 
 #include <fcntl.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -178,7 +180,9 @@ struct PieceRef {
   std::string name;
   ShardSpec spec;
   DType dtype = DType::F32;
-  Shape stored;  // the dataset's shape
+  Shape stored;         // the dataset's shape
+  int64_t offset = -1;  // byte offset of the raw data in the file; -1: compact (or empty)
+  std::vector<uint8_t> bytes;  // a compact dataset's data
 };
 
 herr_t visit_cb(hid_t, const char* name, const H5O_info_t* info, void* data) {
@@ -218,16 +222,21 @@ void check_spec_ranges(const std::string& text, const std::string& where) {
                     ": expected a shard spec of sizes in [0, 2^61] (dim in [-1, 64)), got " + text);
 }
 
-// The dataset must be stored the way write_dataset stores it (contiguous, unfiltered, every byte
-// present, elements of the tagged dtype's size), so nothing is allocated from a size the file does
-// not back.
-void check_storage(hid_t ds, const PieceRef& r, const std::string& where) {
+// The dataset must be stored the way write_dataset stores it (contiguous or compact, unfiltered,
+// every byte present, elements of the tagged dtype in the host's own layout), so its raw bytes are
+// the tensor's bytes and nothing is allocated from a size the file does not back. Returns the
+// storage layout.
+H5D_layout_t check_storage(hid_t ds, const PieceRef& r, const std::string& where) {
   hid_t ftype = H5Dget_type(ds);
   const size_t esize = ftype >= 0 ? H5Tget_size(ftype) : 0;
+  const bool native = ftype >= 0 && H5Tequal(ftype, h5_type(r.dtype).mem) > 0;
   if (ftype >= 0) H5Tclose(ftype);
   if (esize != dtype_size(r.dtype))
     checkpoint_fail(where + ": stored elements of " + std::to_string(esize) + " bytes, expected " +
                     std::to_string(dtype_size(r.dtype)) + " (" + dtype_name(r.dtype) + ")");
+  if (!native)
+    checkpoint_fail(where + ": expected elements stored in this host's byte order (as Loom " +
+                    "writes them), got another " + dtype_name(r.dtype) + " encoding");
   std::optional<int64_t> numel = try_numel(r.stored);
   std::optional<int64_t> bytes = numel ? try_mul(*numel, int64_t(esize)) : std::nullopt;
   if (!bytes) checkpoint_fail(where + ": stored shape " + shape_str(r.stored) + " is too large");
@@ -241,22 +250,31 @@ void check_storage(hid_t ds, const PieceRef& r, const std::string& where) {
   if (*bytes > 0 && stored != *bytes)
     checkpoint_fail(where + ": shape " + shape_str(r.stored) + " needs " + std::to_string(*bytes) +
                     " bytes but the file stores " + std::to_string(stored));
+  return layout;
 }
 
-PieceRef describe_dataset(hid_t file, size_t index, const std::string& name,
-                          const std::string& path) {
-  hid_t ds = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
-  if (ds < 0) checkpoint_fail("cannot open tensor \"" + name + "\" in " + path);
-  struct Close {
-    hid_t id;
-    ~Close() { H5Dclose(id); }
-  } close{ds};
-  PieceRef r;
-  r.file = index;
-  r.name = name;
-  const std::string where = path + " tensor \"" + name + "\"";
+// Where the dataset's bytes are: the file offset of contiguous data (checked to lie inside the
+// file), or the data itself for a compact dataset (at most 64 KiB, read here).
+void locate_data(hid_t ds, H5D_layout_t layout, PieceRef& r, uint64_t file_bytes,
+                 const std::string& where) {
+  const auto nbytes = uint64_t(shape_numel(r.stored)) * dtype_size(r.dtype);
+  if (nbytes == 0) return;
+  if (layout == H5D_COMPACT) {
+    r.bytes.resize(size_t(nbytes));
+    if (H5Dread(ds, h5_type(r.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, r.bytes.data()) < 0)
+      checkpoint_fail(where + ": cannot read its compact data");
+    return;
+  }
+  const haddr_t at = H5Dget_offset(ds);
+  if (at == HADDR_UNDEF || at > file_bytes || nbytes > file_bytes - at)
+    checkpoint_fail(where + ": its " + std::to_string(nbytes) + " bytes do not lie inside the " +
+                    std::to_string(file_bytes) + "-byte file");
+  r.offset = int64_t(at);
+}
+
+// Shape, dtype and ShardSpec of dataset `name`; `r` gets them.
+void read_header(hid_t ds, PieceRef& r, const std::string& path, const std::string& where) {
   std::optional<std::string> tag = read_string_attr(ds, "loom_dtype");
-  std::optional<std::string> shard = read_string_attr(ds, "loom_shard");
   hid_t space = H5Dget_space(ds);
   int nd = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
   std::vector<hsize_t> dims(size_t(std::max(nd, 0)));
@@ -270,10 +288,26 @@ PieceRef describe_dataset(hid_t file, size_t index, const std::string& name,
   try {
     r.dtype = dtype_from_name(tag.value_or(""));
   } catch (const ValueError&) {
-    checkpoint_fail("tensor \"" + name + "\" in " + path + " has unknown dtype tag \"" +
+    checkpoint_fail("tensor \"" + r.name + "\" in " + path + " has unknown dtype tag \"" +
                     tag.value_or("") + "\"");
   }
-  check_storage(ds, r, where);
+}
+
+PieceRef describe_dataset(hid_t file, size_t index, const std::string& name,
+                          const std::string& path, uint64_t file_bytes) {
+  hid_t ds = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
+  if (ds < 0) checkpoint_fail("cannot open tensor \"" + name + "\" in " + path);
+  struct Close {
+    hid_t id;
+    ~Close() { H5Dclose(id); }
+  } close{ds};
+  PieceRef r;
+  r.file = index;
+  r.name = name;
+  const std::string where = path + " tensor \"" + name + "\"";
+  read_header(ds, r, path, where);
+  std::optional<std::string> shard = read_string_attr(ds, "loom_shard");
+  const H5D_layout_t layout = check_storage(ds, r, where);
   try {
     if (shard) check_spec_ranges(*shard, where);
     r.spec = shard ? ShardSpec::from_json(*shard, where) : ShardSpec::whole(r.stored);
@@ -284,6 +318,7 @@ PieceRef describe_dataset(hid_t file, size_t index, const std::string& name,
   } catch (const ValueError& e) {
     checkpoint_fail(e.what());
   }
+  locate_data(ds, layout, r, file_bytes, where);
   return r;
 }
 
@@ -293,27 +328,10 @@ struct Range {
   size_t piece;
 };
 
-// Appends the ranges of a non-empty piece; their count is at most the piece's element count, so it
-// is bounded by bytes the file stores.
-void append_ranges(const ShardSpec& s, size_t piece, std::vector<Range>& out) {
-  if (s.is_whole()) {
-    out.push_back({0, shape_numel(s.logical), piece});
-    return;
-  }
-  if (shape_numel(s.local_shape()) == 0) return;
-  int64_t outer = 1, inner = 1;
-  for (int d = 0; d < s.dim; ++d) outer *= s.view[size_t(d)];
-  for (size_t d = size_t(s.dim) + 1; d < s.view.size(); ++d) inner *= s.view[d];
-  const int64_t extent = s.view[size_t(s.dim)];
-  for (int64_t a = 0; a < outer; ++a)
-    out.push_back(
-        {(a * extent + s.offset) * inner, (a * extent + s.offset + s.length) * inner, piece});
-}
-
 // Checks that the pieces of one name agree and tile the logical tensor exactly: the ranges,
 // sorted, must neither overlap nor leave a gap (a sweep, so a logical shape claimed by a header
-// never sizes an allocation).
-void check_tiling(const std::vector<const PieceRef*>& refs, const std::vector<std::string>& paths) {
+// never sizes an allocation; a piece has at most as many runs as elements the file stores).
+void check_tiling(const std::vector<PieceRef*>& refs, const std::vector<std::string>& paths) {
   const PieceRef& first = *refs[0];
   const std::string tname = "tensor \"" + first.name + "\"";
   for (const PieceRef* r : refs) {
@@ -324,14 +342,15 @@ void check_tiling(const std::vector<const PieceRef*>& refs, const std::vector<st
   }
   const int64_t n = shape_numel(first.spec.logical);
   std::vector<Range> ranges;
-  for (size_t i = 0; i < refs.size(); ++i) append_ranges(refs[i]->spec, i, ranges);
+  for (size_t i = 0; i < refs.size(); ++i)
+    for (const ShardRun& run : shard_runs(refs[i]->spec))
+      ranges.push_back({run.logical, run.logical + run.length, i});
   std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.piece < b.piece;
   });
   int64_t pos = 0, missing = 0, first_gap = -1;
   const Range* last = nullptr;
   for (const Range& r : ranges) {
-    if (r.begin >= r.end) continue;
     if (r.begin < pos) {
       const PieceRef& a = *refs[last->piece];
       const PieceRef& b = *refs[r.piece];
@@ -355,56 +374,46 @@ void check_tiling(const std::vector<const PieceRef*>& refs, const std::vector<st
   }
 }
 
-Tensor read_piece(hid_t file, const PieceRef& r, const std::string& path) {
-  hid_t ds = H5Dopen2(file, r.name.c_str(), H5P_DEFAULT);
-  if (ds < 0) checkpoint_fail("cannot open tensor \"" + r.name + "\" in " + path);
-  Tensor t = Tensor::empty(r.stored, r.dtype);
-  herr_t st = t.numel()
-                  ? H5Dread(ds, h5_type(r.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw_data())
-                  : 0;
-  H5Dclose(ds);
-  if (st < 0) checkpoint_fail("cannot read tensor \"" + r.name + "\" from " + path);
-  return t;
+// The datasets of one HDF5 file that `want` accepts.
+std::vector<PieceRef> describe_file(const std::string& path, size_t index,
+                                   const std::function<bool(const std::string&)>& want) {
+  std::error_code ec;
+  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
+  hid_t f = ec ? hid_t(-1) : H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) checkpoint_fail("cannot open " + path + " as HDF5");
+  struct Close {
+    hid_t id;
+    ~Close() { H5Fclose(id); }
+  } close{f};
+  std::vector<std::string> names;
+  H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_NATIVE, visit_cb, &names, H5O_INFO_BASIC);
+  std::vector<PieceRef> refs;
+  for (const std::string& n : names)
+    if (!want || want(n)) refs.push_back(describe_dataset(f, index, n, path, file_bytes));
+  return refs;
 }
-
-// Open HDF5 files, closed on scope exit.
-struct OpenFiles {
-  std::vector<hid_t> ids;
-  ~OpenFiles() {
-    for (hid_t f : ids) H5Fclose(f);
-  }
-};
 
 }  // namespace
 
-std::map<std::string, Tensor> assemble_tensor_files(
+std::map<std::string, StoredTensor> index_tensor_files(
     const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& want) {
-  std::lock_guard<std::mutex> lock(hdf5_mutex());
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // failures become CheckpointErrors, not stderr
-  OpenFiles files;
   std::vector<PieceRef> refs;
-  for (size_t i = 0; i < paths.size(); ++i) {
-    hid_t f = H5Fopen(paths[i].c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) checkpoint_fail("cannot open " + paths[i] + " as HDF5");
-    files.ids.push_back(f);
-    std::vector<std::string> names;
-    H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_NATIVE, visit_cb, &names, H5O_INFO_BASIC);
-    for (const std::string& n : names)
-      if (!want || want(n)) refs.push_back(describe_dataset(f, i, n, paths[i]));
+  {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // failures become CheckpointErrors, not stderr
+    for (size_t i = 0; i < paths.size(); ++i)
+      for (PieceRef& r : describe_file(paths[i], i, want)) refs.push_back(std::move(r));
   }
-  std::map<std::string, std::vector<const PieceRef*>> by_name;
-  for (const PieceRef& r : refs) by_name[r.name].push_back(&r);
-  for (const auto& [name, group] : by_name) check_tiling(group, paths);
-  std::map<std::string, Tensor> out;
+  std::map<std::string, std::vector<PieceRef*>> by_name;
+  for (PieceRef& r : refs) by_name[r.name].push_back(&r);
+  std::map<std::string, StoredTensor> out;
   for (const auto& [name, group] : by_name) {
-    if (group.size() == 1 && group[0]->spec.is_whole()) {
-      out[name] = read_piece(files.ids[group[0]->file], *group[0], paths[group[0]->file]);
-      continue;
-    }
-    Tensor full = Tensor::empty(group[0]->spec.logical, group[0]->dtype);
-    for (const PieceRef* r : group)
-      insert_shard(full, read_piece(files.ids[r->file], *r, paths[r->file]), r->spec);
-    out[name] = full;
+    check_tiling(group, paths);
+    StoredTensor& t = out[name];
+    t.dtype = group[0]->dtype;
+    t.shape = group[0]->spec.logical;
+    for (PieceRef* r : group)
+      t.pieces.push_back({r->file, r->spec, r->offset, std::move(r->bytes)});
   }
   return out;
 }

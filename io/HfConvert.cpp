@@ -1,10 +1,10 @@
 // Hugging Face GPT-2 <-> Loom conversion (see HfConvert.h): config.json validation, the name map
-// with Conv1D transposes, vocabulary padding, checkpoint writing and the reverse export. Every
-// tensor move is a plain copy (transpose + contiguous), so the round trip is bit-exact for f32.
+// with Conv1D transposes, vocabulary padding, checkpoint writing and the reverse export (reading
+// HF tensors, whole or in pieces, is HfReader.cpp). Every tensor move is a plain copy (transpose +
+// contiguous), so the round trip is bit-exact for f32.
 #include "io/HfConvert.h"
 
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -15,6 +15,7 @@
 #include "data/Tokenizer.h"
 #include "config/ConfigLoader.h"
 #include "io/Checkpoint.h"
+#include "io/HfReader.h"
 #include "io/Safetensors.h"
 
 namespace fs = std::filesystem;
@@ -154,39 +155,11 @@ bool is_buffer(const std::string& hf) {
   return ends(".attn.bias") || ends(".attn.masked_bias");
 }
 
-// HF tensors keyed without the "transformer." prefix; buffers dropped.
-std::map<std::string, Tensor> strip_prefix(std::map<std::string, Tensor> in) {
-  std::map<std::string, Tensor> out;
-  for (auto& [name, t] : in) {
-    std::string n = name.rfind("transformer.", 0) == 0 ? name.substr(12) : name;
-    if (is_buffer(n)) continue;
-    if (out.count(n)) fail("tensor '" + n + "' appears both with and without \"transformer.\"");
-    out[n] = t;
-  }
-  return out;
-}
-
 Tensor pad_rows(const Tensor& t, int64_t rows) {
   if (t.size(0) == rows) return t;
   Tensor p = Tensor::zeros({rows, t.size(1)}, t.dtype());
   p.narrow(0, 0, t.size(0)).copy_(t);
   return p;
-}
-
-Tensor take_param(std::map<std::string, Tensor>& hf, const std::string& hf_name, const Shape& want,
-                  bool conv1d, const std::string& dir) {
-  auto it = hf.find(hf_name);
-  if (it == hf.end()) fail(dir + ": missing tensor '" + hf_name + "'");
-  Tensor t = it->second;
-  hf.erase(it);
-  Shape expect = conv1d ? Shape{want[1], want[0]} : want;
-  if (t.shape() != expect)
-    fail(dir + ": tensor '" + hf_name + "': expected shape " + shape_str(expect) + ", got " +
-         shape_str(t.shape()));
-  if (!is_floating(t.dtype()))
-    fail(dir + ": tensor '" + hf_name + "': expected a float dtype, got " + dtype_name(t.dtype()));
-  Tensor f = conv1d ? t.t() : t;
-  return f.to(DType::F32).contiguous().clone();  // own memory: do not pin the mmap
 }
 
 HfTokenizerFiles find_tokenizer(const fs::path& dir) {
@@ -206,43 +179,56 @@ HfTokenizerFiles find_tokenizer(const fs::path& dir) {
 
 // ---- import -------------------------------------------------------------------------------------
 
-HfModel hf_to_loom(const std::string& hf_dir, const HfImportOptions& opts) {
-  LOOM_CHECK(opts.vocab_pad_multiple >= 1, "hf_to_loom: expected vocab_pad_multiple >= 1, got ",
-             opts.vocab_pad_multiple);
-  fs::path dir(hf_dir);
-  std::string cfg_path = (dir / "config.json").string();
+namespace detail {
+
+HfConfig read_hf_config(const std::string& hf_dir) {
+  const std::string cfg_path = (fs::path(hf_dir) / "config.json").string();
   if (!fs::exists(cfg_path)) fail(hf_dir + ": no config.json (is this a Hugging Face model dir?)");
-  HfModel m;
-  m.hf_config_json = read_file(cfg_path);
+  HfConfig c;
+  c.json = read_file(cfg_path);
   json j;
   try {
-    j = json::parse(m.hf_config_json);
+    j = json::parse(c.json);
   } catch (const json::exception& e) {
     fail(cfg_path + ": not valid JSON: " + e.what());
   }
-  m.config = parse_hf_config(j, cfg_path, &m.vocab_size);
+  c.config = parse_hf_config(j, cfg_path, &c.vocab_size);
+  return c;
+}
+
+std::vector<HfParam> hf_params(const models::GPTConfig& c, int64_t vocab) {
+  std::vector<HfParam> out;
+  for (const NameMap& n : name_map(c))
+    out.push_back({n.loom, n.hf, loom_shape(n.loom, c, vocab), n.conv1d, n.vocab_rows});
+  if (!c.tie_embeddings)
+    out.push_back({"lm_head.weight", "lm_head.weight", {vocab, c.n_embd}, false, true});
+  return out;
+}
+
+std::string hf_table_name(const std::string& hf_name) {
+  std::string n = hf_name.rfind("transformer.", 0) == 0 ? hf_name.substr(12) : hf_name;
+  return is_buffer(n) ? "" : n;
+}
+
+HfTokenizerFiles find_hf_tokenizer(const std::string& hf_dir) { return find_tokenizer(hf_dir); }
+
+}  // namespace detail
+
+HfModel hf_to_loom(const std::string& hf_dir, const HfImportOptions& opts) {
+  LOOM_CHECK(opts.vocab_pad_multiple >= 1, "hf_to_loom: expected vocab_pad_multiple >= 1, got ",
+             opts.vocab_pad_multiple);
+  HfReader r(hf_dir);
+  HfModel m;
+  m.hf_config_json = r.hf_config_json();
+  m.config = r.config();
+  m.vocab_size = r.vocab_size();
   const int64_t pad = opts.vocab_pad_multiple;
   m.config.vocab_size = (m.vocab_size + pad - 1) / pad * pad;
-  std::map<std::string, Tensor> hf = strip_prefix(load_safetensors_dir(hf_dir));
-  for (const NameMap& n : name_map(m.config)) {
-    Tensor t = take_param(hf, n.hf, loom_shape(n.loom, m.config, m.vocab_size), n.conv1d, hf_dir);
-    m.params[n.loom] = n.vocab_rows ? pad_rows(t, m.config.vocab_size) : t;
+  for (const detail::HfParam& p : r.params()) {
+    Tensor t = r.read(p.loom, ShardSpec::whole(p.shape));
+    m.params[p.loom] = p.vocab_rows ? pad_rows(t, m.config.vocab_size) : t;
   }
-  Shape head = {m.vocab_size, m.config.n_embd};
-  if (!m.config.tie_embeddings) {
-    m.params["lm_head.weight"] =
-        pad_rows(take_param(hf, "lm_head.weight", head, false, hf_dir), m.config.vocab_size);
-  } else if (hf.count("lm_head.weight")) {
-    // A tied checkpoint may still carry the head; it must be the embedding itself.
-    Tensor h = take_param(hf, "lm_head.weight", head, false, hf_dir);
-    Tensor w = m.params["wte.weight"].narrow(0, 0, m.vocab_size).contiguous();
-    if (std::memcmp(h.raw_data(), w.raw_data(), w.nbytes()) != 0)
-      fail(hf_dir + ": tie_word_embeddings is true but lm_head.weight differs from wte.weight");
-  }
-  if (!hf.empty())
-    fail(hf_dir + ": unexpected tensor '" + hf.begin()->first + "' (" + std::to_string(hf.size()) +
-         " unmapped; n_layer in config.json is " + std::to_string(m.config.n_layer) + ")");
-  m.tokenizer = find_tokenizer(dir);
+  m.tokenizer = r.tokenizer();
   return m;
 }
 

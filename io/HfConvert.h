@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/tensor/Tensor.h"
 #include "config/Config.pb.h"
@@ -85,5 +86,36 @@ void convert_loom_to_hf(const std::string& ckpt_dir, const std::string& out_dir,
 
 // The tokenizer files stored with a checkpoint (see convert_loom_to_hf); empty if none.
 HfTokenizerFiles checkpoint_tokenizer_files(const std::string& step_dir);
+
+// The architecture knowledge HfReader (HfReader.h) reads a directory with: config.json and the
+// name table. NB: the table lives here, the byte reading in HfReader.cpp.
+namespace detail {
+
+// config.json of an HF directory, parsed and checked (CheckpointError naming the field).
+struct HfConfig {
+  models::GPTConfig config;  // vocab_size unpadded, dropout 0
+  int64_t vocab_size = 0;
+  std::string json;  // config.json as read
+};
+HfConfig read_hf_config(const std::string& hf_dir);
+
+// One Loom parameter and the HF tensor holding it.
+struct HfParam {
+  std::string loom;   // Loom name (models/GPT.h)
+  std::string hf;     // HF name without the "transformer." prefix
+  Shape shape;        // Loom's logical shape (unpadded vocabulary)
+  bool transposed;    // HF stores the transpose (Conv1D weights are (in, out))
+  bool vocab_rows;    // dim 0 is the vocabulary (padded in a Loom model)
+};
+// Every parameter of the GPT-2 model `c` with an HF vocabulary of `vocab` rows; lm_head.weight
+// only when untied.
+std::vector<HfParam> hf_params(const models::GPTConfig& c, int64_t vocab);
+// An HF tensor name as the table spells it (no "transformer." prefix); "" for the buffers older
+// checkpoints carry (attn.bias, attn.masked_bias), which hold no weights.
+std::string hf_table_name(const std::string& hf_name);
+// The tokenizer files of an HF directory (absolute paths; "" when absent).
+HfTokenizerFiles find_hf_tokenizer(const std::string& hf_dir);
+
+}  // namespace detail
 
 }  // namespace loom::io

@@ -42,16 +42,6 @@ const std::map<std::string, size_t>& dtype_sizes() {
   return sizes;
 }
 
-bool loom_dtype(const std::string& st, DType* out) {
-  static const std::map<std::string, DType> m = {
-      {"F32", DType::F32}, {"F64", DType::F64}, {"BF16", DType::BF16}, {"F16", DType::F16},
-      {"I32", DType::I32}, {"I64", DType::I64}, {"BOOL", DType::Bool}};
-  auto it = m.find(st);
-  if (it == m.end()) return false;
-  *out = it->second;
-  return true;
-}
-
 const char* safetensors_dtype(DType dt) {
   switch (dt) {
     case DType::F32:
@@ -147,6 +137,14 @@ void fsync_path(const std::string& path, bool directory) {
 
 }  // namespace
 
+std::optional<DType> safetensors_loom_dtype(const std::string& dtype) {
+  static const std::map<std::string, DType> m = {
+      {"F32", DType::F32}, {"F64", DType::F64}, {"BF16", DType::BF16}, {"F16", DType::F16},
+      {"I32", DType::I32}, {"I64", DType::I64}, {"BOOL", DType::Bool}};
+  auto it = m.find(dtype);
+  return it == m.end() ? std::nullopt : std::optional<DType>(it->second);
+}
+
 size_t safetensors_dtype_size(const std::string& dtype) {
   auto it = dtype_sizes().find(dtype);
   return it == dtype_sizes().end() ? 0 : it->second;
@@ -235,10 +233,11 @@ const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
 
 Tensor SafetensorsFile::tensor(const std::string& name) const {
   const SafetensorsEntry& e = entry(name);
-  DType dt;
-  if (!loom_dtype(e.dtype, &dt))
+  const std::optional<DType> known = safetensors_loom_dtype(e.dtype);
+  if (!known)
     fail(path_, "tensor '" + name + "': dtype " + e.dtype +
                     " has no Loom equivalent (expected F32, F64, BF16, F16, I32, I64 or BOOL)");
+  const DType dt = *known;
   const uint8_t* p = data_ + e.begin;
   size_t nbytes = size_t(e.end - e.begin);
   if (nbytes == 0 || reinterpret_cast<uintptr_t>(p) % dtype_size(dt) != 0) {
@@ -253,6 +252,14 @@ Tensor SafetensorsFile::tensor(const std::string& name) const {
   impl->strides = contiguous_strides(e.shape);
   impl->dtype = dt;
   return Tensor(std::move(impl));
+}
+
+void SafetensorsFile::read_bytes(const SafetensorsEntry& e, uint64_t offset, uint64_t n,
+                                 void* dst) const {
+  if (e.end > uint64_t(map_->size) || offset > e.end - e.begin || n > e.end - e.begin - offset)
+    fail(path_, "tensor '" + e.name + "': bytes [" + std::to_string(offset) + ", +" +
+                    std::to_string(n) + ") lie outside its data");
+  if (n > 0) std::memcpy(dst, data_ + e.begin + offset, size_t(n));
 }
 
 std::map<std::string, Tensor> SafetensorsFile::tensors() const {
@@ -309,13 +316,10 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
 
 // ---- directories (single file or sharded) -------------------------------------------------------
 
-std::map<std::string, Tensor> load_safetensors_dir(const std::string& dir) {
-  fs::path index = fs::path(dir) / kSafetensorsIndexFile;
-  fs::path single = fs::path(dir) / kSafetensorsFile;
-  if (!fs::exists(index) && !fs::exists(single))
-    fail(dir, std::string("expected ") + kSafetensorsFile + " or " + kSafetensorsIndexFile +
-                  " (pytorch_model.bin is not read; re-save with safe_serialization=True)");
-  if (!fs::exists(index)) return SafetensorsFile::open(single.string()).tensors();
+namespace {
+
+// The "weight_map" of a sharded directory's index: tensor name -> shard file.
+std::map<std::string, std::string> read_weight_map(const fs::path& index) {
   std::ifstream in(index);
   if (!in) fail(index.string(), "cannot open");
   json j;
@@ -326,24 +330,50 @@ std::map<std::string, Tensor> load_safetensors_dir(const std::string& dir) {
   }
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     fail(index.string(), "expected an object with a \"weight_map\" object");
-  std::map<std::string, std::vector<std::string>> by_file;  // shard -> tensor names
+  std::map<std::string, std::string> out;
   for (const auto& [name, file] : j["weight_map"].items()) {
     if (!file.is_string()) fail(index.string(), "weight_map entry '" + name + "' is not a string");
     std::string f = file.get<std::string>();
     if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
       fail(index.string(),
            "weight_map entry '" + name + "' names a file outside the directory: " + f);
-    by_file[f].push_back(name);
+    out[name] = f;
   }
-  std::map<std::string, Tensor> out;
-  for (const auto& [file, names] : by_file) {
-    SafetensorsFile shard = SafetensorsFile::open((fs::path(dir) / file).string());
-    for (const auto& name : names) {
-      if (!shard.contains(name))
-        fail(index.string(), "weight_map puts '" + name + "' in " + file + ", which lacks it");
-      out[name] = shard.tensor(name);
+  return out;
+}
+
+}  // namespace
+
+SafetensorsDir open_safetensors_dir(const std::string& dir) {
+  fs::path index = fs::path(dir) / kSafetensorsIndexFile;
+  fs::path single = fs::path(dir) / kSafetensorsFile;
+  if (!fs::exists(index) && !fs::exists(single))
+    fail(dir, std::string("expected ") + kSafetensorsFile + " or " + kSafetensorsIndexFile +
+                  " (pytorch_model.bin is not read; re-save with safe_serialization=True)");
+  SafetensorsDir d;
+  if (!fs::exists(index)) {
+    d.files.push_back(SafetensorsFile::open(single.string()));
+    for (const SafetensorsEntry& e : d.files[0].entries()) d.file_of[e.name] = 0;
+    return d;
+  }
+  std::map<std::string, size_t> opened;  // shard file -> index into d.files
+  for (const auto& [name, file] : read_weight_map(index)) {
+    auto it = opened.find(file);
+    if (it == opened.end()) {
+      it = opened.emplace(file, d.files.size()).first;
+      d.files.push_back(SafetensorsFile::open((fs::path(dir) / file).string()));
     }
+    if (!d.files[it->second].contains(name))
+      fail(index.string(), "weight_map puts '" + name + "' in " + file + ", which lacks it");
+    d.file_of[name] = it->second;
   }
+  return d;
+}
+
+std::map<std::string, Tensor> load_safetensors_dir(const std::string& dir) {
+  SafetensorsDir d = open_safetensors_dir(dir);
+  std::map<std::string, Tensor> out;
+  for (const auto& [name, i] : d.file_of) out[name] = d.files[i].tensor(name);
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,8 @@ struct SafetensorsEntry {
 
 // Bytes per element of a safetensors dtype name, or 0 if the name is unknown.
 size_t safetensors_dtype_size(const std::string& dtype);
+// The Loom dtype of a safetensors dtype name; nullopt for those Loom has none for (U8, F8_*, ...).
+std::optional<DType> safetensors_loom_dtype(const std::string& dtype);
 
 class SafetensorsFile {
  public:
@@ -51,6 +54,9 @@ class SafetensorsFile {
   // size is copied instead. dtypes without a Loom equivalent (U8, I8, F8_*, ...) throw.
   Tensor tensor(const std::string& name) const;
   std::map<std::string, Tensor> tensors() const;
+  // Copies bytes [offset, offset + n) of tensor `e`'s data (an entry of this file) into dst:
+  // only those bytes of the mapping are touched. CheckpointError when they lie outside it.
+  void read_bytes(const SafetensorsEntry& e, uint64_t offset, uint64_t n, void* dst) const;
 
  private:
   struct Mapping;
@@ -68,8 +74,17 @@ class SafetensorsFile {
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// Every tensor of a Hugging Face model directory: model.safetensors.index.json ("weight_map":
-// name -> shard file) when present, else model.safetensors. Errors name the index or shard file.
+// The safetensors files of a Hugging Face model directory (headers validated, data untouched) and
+// which file holds each tensor: model.safetensors.index.json ("weight_map": name -> shard file)
+// when present, else model.safetensors. Errors name the index or shard file.
+struct SafetensorsDir {
+  std::vector<SafetensorsFile> files;
+  std::map<std::string, size_t> file_of;  // tensor name -> index into files
+  const SafetensorsFile& file(const std::string& name) const { return files[file_of.at(name)]; }
+};
+SafetensorsDir open_safetensors_dir(const std::string& dir);
+
+// Every tensor of a Hugging Face model directory (open_safetensors_dir), as views of the files.
 std::map<std::string, Tensor> load_safetensors_dir(const std::string& dir);
 
 // Writes model.safetensors, or when max_shard_bytes > 0 and the tensors exceed it, shards

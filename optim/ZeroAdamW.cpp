@@ -114,8 +114,9 @@ std::map<std::string, ParamState> ZeroAdamW::export_states() {
     ParamState st;
     st.step = step_count_;
     const Shape& shape = s.param.shape();
-    st.buffers["exp_avg"] = m_full.narrow(0, s.offset, s.param.numel()).view(shape).clone();
-    st.buffers["exp_avg_sq"] = v_full.narrow(0, s.offset, s.param.numel()).view(shape).clone();
+    // Views into the gathered moments: no second copy of the state.
+    st.buffers["exp_avg"] = m_full.narrow(0, s.offset, s.param.numel()).view(shape);
+    st.buffers["exp_avg_sq"] = v_full.narrow(0, s.offset, s.param.numel()).view(shape);
     out[s.name] = std::move(st);
   }
   return out;

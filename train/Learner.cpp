@@ -1,12 +1,14 @@
 // Learner (see Learner.h).
 #include "train/Learner.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/autograd/GradMode.h"
 #include "core/util/Check.h"
+#include "io/CheckpointReader.h"
 #include "optim/AdamW.h"
 #include "optim/SGD.h"
 #include "optim/ZeroAdamW.h"
@@ -29,29 +31,66 @@ bool decays(const config::OptimizerConfig& o, const std::string& name, const Ten
   return p.dim() >= 2;
 }
 
-// A logical tensor with another vocabulary padding fitted to `want` rows: the first `real` rows
-// carry over, padded rows are zero. Anything else: `t` unchanged.
-Tensor fit_rows(const Tensor& t, const Shape& want, int64_t real) {
-  if (t.shape() == want || t.dim() != 2 || want.size() != 2 || t.size(1) != want[1] ||
-      t.size(0) < real || want[0] < real)
-    return t;
+// The piece parameter p holds of tensor `key` of src (logical shape and dtype `info`), fitted
+// to p's logical shape: a vocabulary table saved with another padding keeps its real rows and
+// gets zero padded rows, reading only the real rows p holds. Undefined, with a line added to
+// `problems` (naming `label`), when the shapes do not fit.
+Tensor read_fitted(const io::TensorSource& src, const io::TensorInfo& info, const std::string& key,
+                   const std::string& label, const nn::Parameter& p, std::string& problems) {
+  const ShardSpec& s = p.meta.spec;
+  if (info.shape == s.logical) return src.read(key, s);
+  const int64_t real = p.meta.zero_rows_from;
+  const bool fits = real >= 0 && info.shape.size() == 2 && s.logical.size() == 2 &&
+                    info.shape[1] == s.logical[1] && info.shape[0] >= real &&
+                    s.logical[0] >= real;
+  if (!fits) {
+    problems += "\n  " + label + ": expected shape " + shape_str(s.logical) + ", got " +
+                shape_str(info.shape);
+    return Tensor();
+  }
+  // A vocabulary table's piece holds whole rows (init_piece asserts the same).
+  LOOM_INTERNAL_ASSERT(s.view == s.logical && (s.is_whole() || s.dim == 0),
+                       "load: a padded vocabulary table needs a row-range piece, got ", s.str());
+  const int64_t first = s.is_whole() ? 0 : s.offset;
+  const int64_t rows = s.local_shape()[0];
+  const int64_t carried = std::clamp<int64_t>(real - first, 0, rows);
   NoGradGuard g;
-  Tensor out = Tensor::zeros(want, t.dtype(), t.device());
-  out.narrow(0, 0, real).copy_(t.narrow(0, 0, real));
+  Tensor out = Tensor::zeros(s.local_shape(), info.dtype);
+  if (carried > 0)
+    out.narrow(0, 0, carried)
+        .copy_(src.read(key, ShardSpec::row_range(info.shape, first, first + carried)));
   return out;
 }
 
-// The logical tensor `t` for parameter p, fitted to p's logical shape (vocabulary tables), or
-// undefined with a line added to `problems`.
-Tensor fitted(const nn::Parameter& p, const Tensor& t, const std::string& key,
-              std::string& problems) {
-  const Shape& want = p.meta.spec.logical;
-  Tensor f = p.meta.zero_rows_from >= 0 ? fit_rows(t, want, p.meta.zero_rows_from) : t;
-  if (f.shape() == want) return f;
-  problems += "\n  " + key + ": expected shape " + shape_str(want) + ", got " +
-              shape_str(t.shape());
-  return Tensor();
+// (parameter piece, its values read from a source)
+using PieceCopies = std::vector<std::pair<Tensor, Tensor>>;
+
+// This rank's piece of every parameter of `model`, read from the tensors "<prefix><name>" of
+// src; a line in `problems` for each missing (unless optional) or misshapen one.
+PieceCopies read_pieces(nn::Module& model, const io::TensorSource& src, const std::string& prefix,
+                        const std::vector<std::string>& optional, std::string& problems) {
+  PieceCopies copies;
+  for (const nn::Parameter& p : model.parameter_list()) {
+    const std::string key = prefix + p.name;
+    const std::optional<io::TensorInfo> info = src.info(key);
+    if (!info) {
+      if (std::find(optional.begin(), optional.end(), p.name) == optional.end())
+        problems += "\n  missing tensor " + p.name;
+      continue;
+    }
+    Tensor t = read_fitted(src, *info, key, p.name, p, problems);
+    if (t.defined()) copies.emplace_back(p.tensor, t);
+  }
+  return copies;
 }
+
+void copy_pieces(const PieceCopies& copies) {
+  NoGradGuard g;
+  for (const auto& [piece, value] : copies) piece.detach().copy_(value.to(piece.device()));
+}
+
+constexpr const char* kModelHint =
+    "\n  hint: the model section of the config must match the checkpoint's";
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const RunConfig& cfg, const nn::Module& model,
                                                  ProcessGrid& grid) {
@@ -102,33 +141,13 @@ std::unique_ptr<optim::LossScaler> make_scaler(const RunConfig& cfg, ProcessGrid
 
 }  // namespace
 
-void load_pieces(nn::Module& model, const std::map<std::string, Tensor>& logical,
-                 const std::string& source, const std::vector<std::string>& optional) {
+void load_pieces(nn::Module& model, const io::TensorSource& src, const std::string& prefix,
+                 const std::vector<std::string>& optional) {
   std::string problems;
-  std::vector<std::pair<Tensor, Tensor>> copies;  // (piece, its values)
-  for (const nn::Parameter& p : model.parameter_list()) {
-    auto it = logical.find(p.name);
-    if (it == logical.end()) {
-      if (std::find(optional.begin(), optional.end(), p.name) == optional.end())
-        problems += "\n  missing tensor " + p.name;
-      continue;
-    }
-    Tensor t = fitted(p, it->second, p.name, problems);
-    if (t.defined()) copies.emplace_back(p.tensor, extract_shard(t, p.meta.spec));
-  }
-  LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", source,
-               " does not fit this model:", problems,
-               "\n  hint: the model section of the config must match the checkpoint's");
-  NoGradGuard g;
-  for (auto& [piece, value] : copies) piece.detach().copy_(value.to(piece.device()));
-}
-
-std::map<std::string, Tensor> tensors_under(const io::Checkpoint& ck, const std::string& prefix) {
-  std::map<std::string, Tensor> out;
-  const std::string head = prefix + "/";
-  for (const auto& [key, t] : ck.tensors)
-    if (key.rfind(head, 0) == 0) out[key.substr(head.size())] = t;
-  return out;
+  PieceCopies copies = read_pieces(model, src, prefix, optional, problems);
+  LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", src.where(),
+               " does not fit this model:", problems, kModelHint);
+  copy_pieces(copies);
 }
 
 Learner::Learner(std::unique_ptr<models::GPT> model, const RunConfig& cfg, ProcessGrid& grid)
@@ -236,39 +255,65 @@ void Learner::save(io::Checkpoint& ck, const std::string& prefix, const std::str
   }
 }
 
-void Learner::load(const io::Checkpoint& ck, const std::string& prefix,
-                   const std::string& optim_prefix, const json& meta, const std::string& source,
-                   bool weights_only) {
-  load_pieces(*model_, tensors_under(ck, prefix), source);
-  if (weights_only) return;
+namespace {
+
+// The buffer names "<optim_prefix>/<buffer>/<name>" of src holds for parameter `name`.
+std::vector<std::string> buffers_of(const io::CheckpointReader& src,
+                                    const std::string& optim_prefix, const std::string& name) {
+  std::vector<std::string> out;
+  const std::string head = optim_prefix + "/", tail = "/" + name;
+  for (const std::string& key : src.names()) {
+    if (key.rfind(head, 0) != 0 || key.size() <= head.size() + tail.size() ||
+        key.compare(key.size() - tail.size(), tail.size(), tail) != 0)
+      continue;
+    const std::string buf = key.substr(head.size(), key.size() - tail.size() - head.size());
+    if (buf.find('/') == std::string::npos) out.push_back(buf);  // else a longer name ending so
+  }
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, optim::ParamState> Learner::read_states(const io::CheckpointReader& ck,
+                                                              const std::string& optim_prefix,
+                                                              const json& meta,
+                                                              std::string& problems) const {
   const int64_t opt_steps = meta.value("optimizer_steps", int64_t(0));
   const json steps = meta.value("param_steps", json::object());
   std::map<std::string, optim::ParamState> states;
-  std::string problems;
   for (const nn::Parameter& p : model_->parameter_list()) {
-    const std::string tail = "/" + p.name;
-    for (const auto& [key, t] : ck.tensors) {
-      if (key.rfind(optim_prefix + "/", 0) != 0 || key.size() <= optim_prefix.size() + tail.size() ||
-          key.compare(key.size() - tail.size(), tail.size(), tail) != 0)
-        continue;
-      const std::string buf =
-          key.substr(optim_prefix.size() + 1, key.size() - tail.size() - optim_prefix.size() - 1);
-      if (buf.find('/') != std::string::npos) continue;  // a longer name ending in this one
-      Tensor f = fitted(p, t, key, problems);
-      if (f.defined()) states[p.name].buffers[buf] = extract_shard(f, p.meta.spec).to(p.tensor.device());
+    for (const std::string& buf : buffers_of(ck, optim_prefix, p.name)) {
+      const std::string key = optim_prefix + "/" + buf + "/" + p.name;
+      Tensor f = read_fitted(ck, *ck.info(key), key, key, p, problems);
+      if (f.defined()) states[p.name].buffers[buf] = f.to(p.tensor.device());
     }
     // A name missing from param_steps was saved by another TP x PP rank: it took every step.
     if (states.count(p.name)) states[p.name].step = steps.value(p.name, opt_steps);
-    // A parameter the saved optimizer updated must come back with its whole state (a missing
+    // D13: a parameter the saved optimizer updated must come back with its whole state (a missing
     // buffer would silently restart its moments at zero).
     if (steps.value(p.name, int64_t(0)) > 0)
       for (const std::string& key : opt_->state_keys())
         if (!states.count(p.name) || !states[p.name].buffers.count(key))
           problems += "\n  missing tensor " + optim_prefix + "/" + key + "/" + p.name;
   }
-  LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", source,
+  return states;
+}
+
+void Learner::load(const io::CheckpointReader& ck, const std::string& prefix,
+                   const std::string& optim_prefix, const json& meta, bool weights_only) {
+  std::string problems;
+  PieceCopies copies = read_pieces(*model_, ck, prefix + "/", {}, problems);
+  LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", ck.where(),
+               " does not fit this model:", problems, kModelHint);
+  if (weights_only) {
+    copy_pieces(copies);
+    return;
+  }
+  std::map<std::string, optim::ParamState> states = read_states(ck, optim_prefix, meta, problems);
+  LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", ck.where(),
                " does not fit this model's optimizer state:", problems);
-  opt_->import_states(std::move(states), opt_steps);
+  copy_pieces(copies);
+  opt_->import_states(std::move(states), meta.value("optimizer_steps", int64_t(0)));
 }
 
 }  // namespace loom::train

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "config/Config.pb.h"
-#include "io/Checkpoint.h"
+#include "io/CheckpointReader.h"
 #include "models/GPT.h"
 #include "optim/LossScaler.h"
 #include "optim/Optimizer.h"
@@ -64,13 +64,22 @@ class Learner {
   // (param_steps, optimizer_steps). Collective under ZeRO-1.
   void save(io::Checkpoint& ck, const std::string& prefix, const std::string& optim_prefix,
             nlohmann::json& meta);
-  // Copies this rank's pieces of the logical "<prefix>/<name>" tensors of ck (vocabulary tables
-  // of any padding) and, unless weights_only, the optimizer state. CheckpointError lists every
-  // missing or misshapen tensor, and nothing is changed then.
-  void load(const io::Checkpoint& ck, const std::string& prefix, const std::string& optim_prefix,
-            const nlohmann::json& meta, const std::string& source, bool weights_only = false);
+  // Reads this rank's pieces of the logical "<prefix>/<name>" tensors of ck (vocabulary tables
+  // of any padding) and, unless weights_only, its pieces of the optimizer state
+  // "<optim_prefix>/<buffer>/<name>": nothing else of the checkpoint. CheckpointError lists every
+  // missing or misshapen tensor (and every buffer missing for a parameter the saved optimizer
+  // updated), and nothing is changed then.
+  void load(const io::CheckpointReader& ck, const std::string& prefix,
+            const std::string& optim_prefix, const nlohmann::json& meta,
+            bool weights_only = false);
 
  private:
+  // This rank's pieces of the saved optimizer state, or lines added to `problems`.
+  std::map<std::string, optim::ParamState> read_states(const io::CheckpointReader& ck,
+                                                       const std::string& optim_prefix,
+                                                       const nlohmann::json& meta,
+                                                       std::string& problems) const;
+
   const config::RunConfig& cfg_;
   ProcessGrid& grid_;
   std::unique_ptr<models::GPT> model_;
@@ -86,14 +95,12 @@ class Learner {
 double forward_only(models::GPT& model, ProcessGrid& grid,
                     const std::vector<pipeline::MicroBatch>& micro_batches);
 
-// Copies every parameter piece of `model` out of the logical tensors `logical` (name -> tensor,
-// e.g. a checkpoint's "model/..." without the prefix, or a converted Hugging Face model);
-// vocabulary tables may carry another padding. CheckpointError naming `source` lists every
-// missing name and bad shape, and nothing is copied then. A name in `optional` that is missing
-// keeps its current value (a fresh reward head on an LM checkpoint).
-void load_pieces(nn::Module& model, const std::map<std::string, Tensor>& logical,
-                 const std::string& source, const std::vector<std::string>& optional = {});
-// The tensors "<prefix>/<name>" of a checkpoint as name -> tensor (e.g. prefix "model").
-std::map<std::string, Tensor> tensors_under(const io::Checkpoint& ck, const std::string& prefix);
+// Reads every parameter piece of `model` (p.meta.spec) from the tensors "<prefix><name>" of `src`
+// (a checkpoint with prefix "model/", or a Hugging Face directory with prefix ""): each rank reads
+// only its pieces. Vocabulary tables may carry another padding. CheckpointError naming
+// src.where() lists every missing name and bad shape, and nothing is copied then. A name in
+// `optional` that is missing keeps its current value (a fresh reward head on an LM checkpoint).
+void load_pieces(nn::Module& model, const io::TensorSource& src, const std::string& prefix,
+                 const std::vector<std::string>& optional = {});
 
 }  // namespace loom::train

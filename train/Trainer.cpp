@@ -13,7 +13,7 @@
 #include "core/backend/Backend.h"
 #include "core/util/Logging.h"
 #include "core/util/Memory.h"
-#include "io/HfConvert.h"
+#include "io/HfReader.h"
 #include "models/RewardModel.h"
 #include "parallel/ProcessGroups.h"
 #include "parallel/comm/FakeCommunicator.h"
@@ -45,24 +45,22 @@ namespace {
 // A reward model's head: a language-model checkpoint has none, so it starts fresh.
 bool is_head(const std::string& name) { return name.rfind("value_head.", 0) == 0; }
 
-// The Hugging Face GPT-2 directory `dir` as logical tensors, checked against `want`.
-std::map<std::string, Tensor> hf_weights(const std::string& dir, const RunConfig& cfg,
-                                         const models::GPTConfig& want) {
-  io::HfModel hf = io::hf_to_loom(dir);
+// Checks the Hugging Face GPT-2 directory read by `hf` against the run's model `want`.
+void check_hf_model(const io::HfReader& hf, const RunConfig& cfg, const models::GPTConfig& want) {
+  const std::string& dir = hf.where();
   std::string problems;
   auto check = [&](const char* field, int64_t hf_value, int64_t ours) {
     if (hf_value != ours)
       problems += detail::str_cat("\n  model.", field, "=", ours, " but ", dir, " has ", hf_value);
   };
-  check("n_layer", hf.config.n_layer, want.n_layer);
-  check("n_head", hf.config.n_head, want.n_head);
-  check("n_embd", hf.config.n_embd, want.n_embd);
-  check("block_size", hf.config.block_size, want.block_size);
-  check("vocab_size", hf.vocab_size, cfg.model().vocab_size());
+  check("n_layer", hf.config().n_layer, want.n_layer);
+  check("n_head", hf.config().n_head, want.n_head);
+  check("n_embd", hf.config().n_embd, want.n_embd);
+  check("block_size", hf.config().block_size, want.block_size);
+  check("vocab_size", hf.vocab_size(), cfg.model().vocab_size());
   LOOM_CHECK_T(ConfigError, problems.empty(), "init_from=hf:", dir,
                ": the model section does not match the Hugging Face model:", problems,
                "\n  hint: use a matching preset (gpt2-124m, ...) or set these fields");
-  return std::move(hf.params);
 }
 
 }  // namespace
@@ -71,14 +69,15 @@ void StageContext::load_weights(const std::string& source, models::GPT& model) c
   std::vector<std::string> optional;  // a reward head the source lacks keeps its initial values
   for (const auto& [name, p] : model.named_parameters())
     if (is_head(name)) optional.push_back(name);
+  // Each rank reads only its pieces (io/TensorSource.h).
   if (source.rfind("hf:", 0) == 0) {
-    load_pieces(model, hf_weights(source.substr(3), cfg_, model.config()), source.substr(3),
-                optional);
+    io::HfReader hf(source.substr(3));
+    check_hf_model(hf, cfg_, model.config());
+    load_pieces(model, hf, "", optional);
     return;
   }
-  load_pieces(model, tensors_under(io::load_checkpoint(source, io::LoadOptions::weights_only()),
-                                   "model"),
-              source, optional);
+  load_pieces(model, io::CheckpointReader(source, io::LoadOptions::weights_only()), "model/",
+              optional);
 }
 
 std::unique_ptr<models::GPT> StageContext::make_model(const models::GPTConfig& config, bool reward,
@@ -227,17 +226,19 @@ void Trainer::resume_if_asked() {
 }
 
 void Trainer::resume_from(const std::string& dir) {
-  io::Checkpoint ck = io::load_checkpoint(dir);  // verified and fully read before anything changes
+  // Verified before anything is read; each learner reads only this rank's pieces, all of them
+  // before it changes anything.
+  const io::CheckpointReader ck(dir);
   json state;
   try {
-    state = json::parse(ck.meta.at("trainer"));
+    state = json::parse(ck.meta().at("trainer"));
   } catch (const std::exception& e) {
     throw CheckpointError("checkpoint " + dir + ": meta.json has no valid \"trainer\" entry (" +
                           e.what() + ")");
   }
-  policy_->load(ck, "model", "optim", state, dir);
+  policy_->load(ck, "model", "optim", state);
   for (auto& [prefix, learner] : stage_->learners())
-    learner->load(ck, prefix, prefix + "_optim", state.value(prefix, json::object()), dir);
+    learner->load(ck, prefix, prefix + "_optim", state.value(prefix, json::object()));
   step_ = state.value("step", int64_t(0));
   stage_->set_state(state.dump(), dir);
   if (policy_->scaler() && state.contains("loss_scale")) {  // else: a run without scaling

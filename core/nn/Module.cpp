@@ -25,22 +25,6 @@ uint64_t parameter_key(uint64_t seed, const std::string& name) {
   return mix64(seed ^ mix64(h));
 }
 
-// Calls fn(local_offset, logical_offset, length) for each run of elements that are contiguous
-// both in the piece and in the logical tensor (row-major).
-template <class Fn>
-void for_each_run(const ShardSpec& spec, Fn&& fn) {
-  if (spec.is_whole()) {
-    fn(int64_t(0), int64_t(0), shape_numel(spec.logical));
-    return;
-  }
-  int64_t outer = 1, inner = 1;
-  for (int d = 0; d < spec.dim; ++d) outer *= spec.view[size_t(d)];
-  for (size_t d = size_t(spec.dim) + 1; d < spec.view.size(); ++d) inner *= spec.view[d];
-  const int64_t run = spec.length * inner, stride = spec.view[size_t(spec.dim)] * inner;
-  if (run == 0) return;
-  for (int64_t o = 0; o < outer; ++o) fn(o * run, o * stride + spec.offset * inner, run);
-}
-
 }  // namespace
 
 void init_piece(const Tensor& piece, const std::string& name, const ParamMeta& meta,
@@ -56,11 +40,10 @@ void init_piece(const Tensor& piece, const std::string& name, const ParamMeta& m
     case Init::Normal: {
       Tensor flat = t.view({t.numel()});
       const uint64_t key = parameter_key(seed, name);
-      for_each_run(meta.spec, [&](int64_t local, int64_t logical, int64_t n) {
-        Generator gen(key, uint64_t(logical));
-        Tensor run = flat.narrow(0, local, n);
-        run.normal_(gen, 0.0, meta.std);
-      });
+      for (const ShardRun& r : shard_runs(meta.spec)) {
+        Generator gen(key, uint64_t(r.logical));
+        flat.narrow(0, r.local, r.length).normal_(gen, 0.0, meta.std);
+      }
       break;
     }
   }

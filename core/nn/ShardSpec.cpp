@@ -1,5 +1,6 @@
 // ShardSpec (see ShardSpec.h): constructors for the split patterns the parallel layers use, the
-// JSON form checkpoints store, and the copy in / copy out between a piece and its logical tensor.
+// JSON form checkpoints store, the runs a piece is made of, and the copy of a piece out of its
+// logical tensor.
 #include "core/nn/ShardSpec.h"
 
 #include <nlohmann/json.hpp>
@@ -126,17 +127,27 @@ bool operator==(const ShardSpec& a, const ShardSpec& b) {
          a.length == b.length;
 }
 
+std::vector<ShardRun> shard_runs(const ShardSpec& spec) {
+  if (spec.is_whole()) {
+    const int64_t n = shape_numel(spec.logical);
+    return n > 0 ? std::vector<ShardRun>{{0, 0, n}} : std::vector<ShardRun>{};
+  }
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < spec.dim; ++d) outer *= spec.view[size_t(d)];
+  for (size_t d = size_t(spec.dim) + 1; d < spec.view.size(); ++d) inner *= spec.view[d];
+  const int64_t run = spec.length * inner, stride = spec.view[size_t(spec.dim)] * inner;
+  if (run == 0 || outer == 0) return {};
+  if (run == stride) return {{0, spec.offset * inner, run * outer}};  // one block: runs adjacent
+  std::vector<ShardRun> out;
+  out.reserve(size_t(outer));
+  for (int64_t o = 0; o < outer; ++o)
+    out.push_back({o * run, o * stride + spec.offset * inner, run});
+  return out;
+}
+
 Tensor extract_shard(const Tensor& logical, const ShardSpec& spec) {
   NoGradGuard g;
   return piece_view(logical.detach(), spec).contiguous().clone().reshape(spec.local_shape());
-}
-
-void insert_shard(Tensor& logical, const Tensor& piece, const ShardSpec& spec) {
-  LOOM_CHECK(piece.shape() == spec.local_shape(), "insert_shard: expected a piece of shape ",
-             spec.local_shape(), " for ", spec.str(), ", got ", piece.shape());
-  NoGradGuard g;
-  Tensor dst = piece_view(logical.detach(), spec);
-  dst.copy_(piece.detach().reshape(dst.shape()));
 }
 
 }  // namespace loom

@@ -6,11 +6,12 @@
 // view.narrow(dim, offset, length). dim = -1 means the piece is the whole tensor (replicated).
 //   ShardSpec s = ShardSpec::rows({3 * C, C}, /*stacked=*/3, tp_rank, tp);
 //   Tensor mine = extract_shard(full, s);      // (3C/tp, C)
-//   insert_shard(full, mine, s);               // the inverse
+//   for (ShardRun r : shard_runs(s)) ...       // where mine's elements lie in full (flat)
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/tensor/Tensor.h"
 
@@ -44,10 +45,17 @@ struct ShardSpec {
 
 bool operator==(const ShardSpec& a, const ShardSpec& b);
 
+// A run of a piece's elements contiguous both in the piece and in the logical tensor (row-major):
+// piece elements [local, local + length) are logical elements [logical, logical + length).
+struct ShardRun {
+  int64_t local, logical, length;
+};
+// The runs of `spec` in order (both offsets ascending; adjacent runs merged); none for an empty
+// piece. Their count is at most the piece's element count.
+std::vector<ShardRun> shard_runs(const ShardSpec& spec);
+
 // Contiguous copy of the piece `spec` of `logical` (no autograd). Throws ValueError if
 // logical.shape() != spec.logical.
 Tensor extract_shard(const Tensor& logical, const ShardSpec& spec);
-// Copies `piece` (shape spec.local_shape()) into its place in `logical`.
-void insert_shard(Tensor& logical, const Tensor& piece, const ShardSpec& spec);
 
 }  // namespace loom

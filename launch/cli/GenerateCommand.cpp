@@ -103,8 +103,8 @@ int run_generate(const Verb& a) {
   const int64_t num_samples = a.get_int("num-samples", 1, 1, 1 << 20);
   const std::string step_dir =
       resolve_step_dir("loom generate: --checkpoint", a.require("checkpoint"));
-  const io::Checkpoint ck = io::load_checkpoint(step_dir, io::LoadOptions::weights_only());
-  const config::RunConfig cfg = checkpoint_config(ck, step_dir, "loom generate");
+  const io::CheckpointReader ck(step_dir, io::LoadOptions::weights_only());
+  const config::RunConfig cfg = checkpoint_config(ck, "loom generate");
 
   std::optional<data::Tokenizer> tok;
   if (a.has("prompt") || !a.flag("print-ids")) tok.emplace(load_tokenizer(a, cfg, step_dir));
@@ -133,7 +133,7 @@ int run_generate(const Verb& a) {
   LOOM_CHECK_T(ConfigError, device == "cpu" || device == "cuda",
                "loom generate: expected --device cpu or cuda, got ", device);
   models::GPT model(gc, {}, DType::F32, device == "cuda" ? Device::cuda(0) : Device::cpu());
-  train::load_pieces(model, train::tensors_under(ck, "model"), step_dir);
+  train::load_pieces(model, ck, "model/");
 
   std::vector<std::vector<int64_t>> prompts(size_t(num_samples), prompt);
   std::vector<std::vector<int64_t>> out = models::generate(model, prompts, opts);

@@ -6,7 +6,7 @@
 
 #include "config/ConfigLoader.h"
 #include "core/util/Check.h"
-#include "io/HfConvert.h"
+#include "io/HfReader.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -22,12 +22,11 @@ std::string resolve_step_dir(const std::string& who, const std::string& dir) {
   return latest;
 }
 
-config::RunConfig checkpoint_config(const io::Checkpoint& ck, const std::string& dir,
-                                    const std::string& who) {
-  auto it = ck.meta.find("config");
-  LOOM_CHECK_T(CheckpointError, it != ck.meta.end(), who, ": checkpoint ", dir,
+config::RunConfig checkpoint_config(const io::CheckpointReader& ck, const std::string& who) {
+  auto it = ck.meta().find("config");
+  LOOM_CHECK_T(CheckpointError, it != ck.meta().end(), who, ": checkpoint ", ck.where(),
                " has no meta \"config\" (the model shape is unknown)");
-  return config::parse_text(it->second, dir + "/meta.json:config");
+  return config::parse_text(it->second, ck.where() + "/meta.json:config");
 }
 
 namespace {
@@ -40,14 +39,14 @@ Device device_named(const std::string& name, const std::string& who) {
 
 LoadedModel load_hf(const std::string& dir, const std::string& device_name,
                     const std::string& who) {
-  io::HfModel hf = io::hf_to_loom(dir);
-  models::GPTConfig gc = hf.config;
-  gc.real_vocab_size = hf.vocab_size;
+  io::HfReader hf(dir);
+  models::GPTConfig gc = hf.config();
+  gc.real_vocab_size = hf.vocab_size();
   gc.dropout = 0.0;
   LoadedModel m;
   m.device = device_named(device_name.empty() ? "cpu" : device_name, who);
   m.model = std::make_unique<models::GPT>(gc, models::Layout{}, DType::F32, m.device);
-  train::load_pieces(*m.model, hf.params, dir);  // every parameter
+  train::load_pieces(*m.model, hf, "");  // every parameter
   m.description = "hf:" + dir;
   return m;
 }
@@ -61,15 +60,15 @@ LoadedModel load_model(const std::string& source, const std::string& device_name
     m = load_hf(source.substr(3), device_name, who);
   } else {
     const std::string step_dir = resolve_step_dir(who, source);
-    const io::Checkpoint ck = io::load_checkpoint(step_dir, io::LoadOptions::weights_only());
-    const config::RunConfig cfg = checkpoint_config(ck, step_dir, who);
+    const io::CheckpointReader ck(step_dir, io::LoadOptions::weights_only());
+    const config::RunConfig cfg = checkpoint_config(ck, who);
     const std::string dev = !device_name.empty()                      ? device_name
                             : cfg.device() == config::RunConfig::CUDA ? "cuda"
                                                                       : "cpu";
     m.device = device_named(dev, who);
     m.model = std::make_unique<models::GPT>(train::gpt_config_from(cfg), models::Layout{},
                                             DType::F32, m.device);
-    train::load_pieces(*m.model, train::tensors_under(ck, "model"), step_dir);
+    train::load_pieces(*m.model, ck, "model/");
     m.description = step_dir;
   }
   m.model->eval();

@@ -1,6 +1,6 @@
 // Where `loom generate` and `loom eval` get a model: a Loom checkpoint (a step_* directory, or a
 // root whose newest complete checkpoint is used; the model shape comes from its meta "config"), or
-// for eval "hf:DIR", a Hugging Face GPT-2 directory (io/HfConvert.h).
+// for eval "hf:DIR", a Hugging Face GPT-2 directory (io/HfReader.h).
 //   std::string step = resolve_step_dir("loom eval", "runs/tiny/checkpoints");
 //   LoadedModel m = load_model("hf:gpt2", Device::cpu(), "loom eval");
 #pragma once
@@ -10,7 +10,7 @@
 
 #include "config/Config.pb.h"
 #include "core/tensor/Device.h"
-#include "io/Checkpoint.h"
+#include "io/CheckpointReader.h"
 #include "models/GPT.h"
 
 namespace loom::cli {
@@ -20,8 +20,7 @@ namespace loom::cli {
 std::string resolve_step_dir(const std::string& who, const std::string& dir);
 
 // The RunConfig a checkpoint was trained with (its meta "config"); CheckpointError if absent.
-config::RunConfig checkpoint_config(const io::Checkpoint& ck, const std::string& dir,
-                                    const std::string& who);
+config::RunConfig checkpoint_config(const io::CheckpointReader& ck, const std::string& who);
 
 struct LoadedModel {
   std::unique_ptr<models::GPT> model;  // in eval mode, weights loaded

@@ -16,6 +16,7 @@
 #include "parallel/comm/MpiCommunicator.h"
 #include "parallel/data/DistributedRuntime.h"
 #include "rlhf/Stages.h"
+#include "train/MemoryPlan.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -87,12 +88,19 @@ int run_plan(const Verb& a) {
               (long long)cfg.parallel().dp(), (long long)config::grad_accum_steps(cfg));
   for (int s = 0; s < pp; ++s) {
     const auto [begin, end] = models::stage_layers(g.n_layer, pp, s);
-    const int64_t n = models::GPT::local_parameters(g, tp, s, pp);
-    // f32 parameter + gradient + AdamW's two moments: 16 bytes per element (activations extra).
-    std::printf("# stage %d: blocks [%lld, %lld), %lld parameters per rank, %.2f GiB f32 "
-                "training state per rank\n",
-                s, (long long)begin, (long long)end, (long long)n, double(n) * 16.0 / (1 << 30));
+    std::printf("# stage %d: blocks [%lld, %lld), %lld parameters per rank\n", s, (long long)begin,
+                (long long)end, (long long)models::GPT::local_parameters(g, tp, s, pp));
   }
+  std::printf("# memory per rank (estimate; %s):\n",
+              cfg.device() == config::RunConfig::CUDA ? "device memory of the tensors, the CUDA "
+                                                        "context not included"
+                                                      : "resident set size");
+  double peak = 0.0;
+  for (const train::RankMemory& r : train::plan_memory(cfg)) {
+    std::printf("#   %s\n", r.str().c_str());
+    peak = std::max(peak, r.peak);
+  }
+  std::printf("# peak per rank: max %.0f MiB\n", peak);
   return 0;
 }
 

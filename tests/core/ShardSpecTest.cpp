@@ -1,6 +1,7 @@
 // ShardSpec: the piece patterns of the TP layers (stacked qkv rows, row-parallel columns, vocab
-// row ranges) round-trip through extract_shard / insert_shard, cover the logical tensor exactly,
-// and survive the JSON form checkpoints store.
+// row ranges) extract the right elements, their runs say where each element of the piece lies in
+// the logical tensor and together cover it exactly, and they survive the JSON form checkpoints
+// store.
 #include "core/nn/ShardSpec.h"
 
 #include <gtest/gtest.h>
@@ -25,27 +26,44 @@ TEST(ShardSpec, StackedRowsPickEachBlocksSlice) {
   EXPECT_EQ(got, want);
 }
 
-TEST(ShardSpec, PiecesOfEveryPatternRebuildTheTensor) {
+// Every element of extract_shard(full, s) sits where shard_runs(s) says; the runs of a layout's
+// pieces cover each logical element exactly once.
+void expect_runs_tile(const Tensor& full, const std::vector<ShardSpec>& specs) {
+  const std::vector<float> flat = full.to_vector<float>();
+  std::vector<int> covered(flat.size(), 0);
+  for (const ShardSpec& s : specs) {
+    const std::vector<float> piece = extract_shard(full, s).to_vector<float>();
+    int64_t total = 0;
+    for (const ShardRun& r : shard_runs(s)) {
+      for (int64_t i = 0; i < r.length; ++i) {
+        EXPECT_EQ(piece[size_t(r.local + i)], flat[size_t(r.logical + i)]) << s.str();
+        ++covered[size_t(r.logical + i)];
+      }
+      total += r.length;
+    }
+    EXPECT_EQ(total, int64_t(piece.size())) << s.str();
+  }
+  for (size_t i = 0; i < covered.size(); ++i) EXPECT_EQ(covered[i], 1) << "element " << i;
+}
+
+TEST(ShardSpec, RunsOfEveryPatternLocateThePieceAndTileTheTensor) {
   const Shape shape{12, 6};
   Tensor full = iota(shape);
   for (int size : {1, 2, 3}) {
-    std::vector<ShardSpec> specs;
+    std::vector<ShardSpec> rows, cols;
     for (int r = 0; r < size; ++r) {
-      specs.push_back(ShardSpec::rows(shape, 2, r, size));
-      specs.push_back(ShardSpec::split(shape, 1, r, size));
+      rows.push_back(ShardSpec::rows(shape, 2, r, size));
+      cols.push_back(ShardSpec::split(shape, 1, r, size));
     }
-    for (size_t pattern = 0; pattern < 2; ++pattern) {
-      Tensor back = Tensor::zeros(shape, DType::F32);
-      for (size_t i = pattern; i < specs.size(); i += 2)
-        insert_shard(back, extract_shard(full, specs[i]), specs[i]);
-      EXPECT_EQ(back.to_vector<float>(), full.to_vector<float>()) << "size " << size;
-    }
+    expect_runs_tile(full, rows);
+    expect_runs_tile(full, cols);
   }
-  Tensor back = Tensor::zeros(shape, DType::F32);
-  ShardSpec a = ShardSpec::row_range(shape, 0, 5), b = ShardSpec::row_range(shape, 5, 12);
-  insert_shard(back, extract_shard(full, a), a);
-  insert_shard(back, extract_shard(full, b), b);
-  EXPECT_EQ(back.to_vector<float>(), full.to_vector<float>());
+  expect_runs_tile(full, {ShardSpec::row_range(shape, 0, 5), ShardSpec::row_range(shape, 5, 12)});
+  expect_runs_tile(full, {ShardSpec::whole(shape)});
+  // Adjacent runs merge: one undivided split is one run; a column split has one run per row.
+  EXPECT_EQ(shard_runs(ShardSpec::split(shape, 1, 0, 1)).size(), 1u);
+  EXPECT_EQ(shard_runs(ShardSpec::split(shape, 1, 1, 2)).size(), 12u);
+  EXPECT_TRUE(shard_runs(ShardSpec::row_range(shape, 4, 4)).empty());
 }
 
 TEST(ShardSpec, JsonRoundTripAndErrors) {
@@ -64,8 +82,7 @@ TEST(ShardSpec, JsonRoundTripAndErrors) {
                ValueError);
   EXPECT_THROW(ShardSpec::split({5, 2}, 0, 0, 2), ValueError);
   Tensor four = Tensor::zeros({4}, DType::F32);
-  EXPECT_THROW(insert_shard(four, Tensor::zeros({3}, DType::F32), ShardSpec::split({4}, 0, 0, 2)),
-               ValueError);
+  EXPECT_THROW(extract_shard(four, ShardSpec::split({6}, 0, 0, 2)), ValueError);
 }
 
 }  // namespace

@@ -1,0 +1,102 @@
+// MemoryPlanTest: the structure of `loom plan`'s per-rank memory estimate on GPT-2 124M (CPU,
+// f32): each persistent part is the byte count of what the rank owns (parameters from the model
+// shape, AdamW's two moments, ZeRO-1's shard), activations shrink with recompute and tensor
+// parallelism, pipeline stages hold the micro-batches their schedule keeps in flight, and the
+// peak is never below the persistent state. How close the plan is to a measured peak is checked
+// by bench/bench_memory (docs/PERFORMANCE.md), not here.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "config/ConfigLoader.h"
+#include "models/GPT.h"
+#include "train/MemoryPlan.h"
+#include "train/Trainer.h"
+
+namespace loom::train {
+namespace {
+
+constexpr double kMiB = double(1 << 20);
+
+config::RunConfig gpt2_small(std::vector<std::string> overrides, int world = 1) {
+  const std::vector<std::string> base = {"device=CPU", "dtype=F32", "batch.micro_batch_size=8",
+                                         "data.seq_len=256", "parallel.zero_stage=0"};
+  overrides.insert(overrides.begin(), base.begin(), base.end());
+  if (overrides.end() == std::find(overrides.begin(), overrides.end(), "keep-global")) {
+    overrides.push_back("batch.global_batch_size=" + std::to_string(8 * world));
+  } else {
+    overrides.erase(std::find(overrides.begin(), overrides.end(), "keep-global"));
+  }
+  return config::resolve(std::string(LOOM_SOURCE_DIR) + "/configs/gpt2-124m.pbtxt", overrides,
+                         world);
+}
+
+TEST(MemoryPlan, OneProcessCountsF32ParametersGradientsAndTwoAdamWMoments) {
+  const config::RunConfig cfg = gpt2_small({});
+  const std::vector<RankMemory> plan = plan_memory(cfg);
+  ASSERT_EQ(plan.size(), 1u);
+  const double P = double(models::GPT::local_parameters(gpt_config_from(cfg), 1, 0, 1)) * 4.0;
+  EXPECT_DOUBLE_EQ(plan[0].params, P / kMiB);
+  EXPECT_DOUBLE_EQ(plan[0].grads, P / kMiB);
+  EXPECT_DOUBLE_EQ(plan[0].optimizer, 2.0 * P / kMiB);
+  EXPECT_EQ(plan[0].micro_batches_held, 1);
+  EXPECT_GE(plan[0].peak, plan[0].params + plan[0].grads + plan[0].optimizer + plan[0].process);
+}
+
+TEST(MemoryPlan, RecomputeOrdersActivationsFullBelowSelectiveBelowNone) {
+  const RankMemory none = plan_memory(gpt2_small({"recompute=NONE"}))[0];
+  const RankMemory selective = plan_memory(gpt2_small({"recompute=SELECTIVE"}))[0];
+  const RankMemory full = plan_memory(gpt2_small({"recompute=FULL"}))[0];
+  EXPECT_LT(full.activations, selective.activations);
+  EXPECT_LT(selective.activations, none.activations);
+  EXPECT_LT(full.peak, none.peak);
+  // FULL keeps one (b, T, C) f32 input per block: 12 blocks of 8 x 256 x 768 (ln_f's input and
+  // output on top, 2 more of the same size).
+  EXPECT_DOUBLE_EQ(full.activations, 14.0 * 8 * 256 * 768 * 4 / kMiB);
+}
+
+TEST(MemoryPlan, TensorParallelRankHoldsAboutAQuarterOfTheState) {
+  const RankMemory one = plan_memory(gpt2_small({}))[0];
+  const RankMemory tp4 = plan_memory(gpt2_small({"parallel.tp=4"}, 4))[0];
+  // Layer norms and the position table stay replicated, so a TP rank holds a bit over 1/4.
+  EXPECT_GT(tp4.params, one.params / 4.0);
+  EXPECT_LT(tp4.params, one.params / 3.5);
+  EXPECT_LT(tp4.activations, one.activations / 2.0);
+  EXPECT_LT(tp4.peak, one.peak / 2.0);
+}
+
+TEST(MemoryPlan, PipelineStagesHoldTheMicroBatchesTheirScheduleKeepsInFlight) {
+  const std::vector<std::string> pp2 = {"parallel.pp=2", "batch.global_batch_size=64",
+                                        "keep-global"};
+  std::vector<RankMemory> one_f_one_b = plan_memory(gpt2_small(pp2, 2));
+  ASSERT_EQ(one_f_one_b.size(), 2u);
+  EXPECT_EQ(one_f_one_b[0].micro_batches_held, 2);  // 1F1B: pp - stage
+  EXPECT_EQ(one_f_one_b[1].micro_batches_held, 1);
+  std::vector<std::string> gpipe = pp2;
+  gpipe.push_back("parallel.schedule=GPIPE");
+  const std::vector<RankMemory> all = plan_memory(gpt2_small(gpipe, 2));
+  EXPECT_EQ(all[0].micro_batches_held, 8);  // GPipe: every micro-batch of the step
+  EXPECT_EQ(all[1].micro_batches_held, 8);
+  EXPECT_GT(all[0].activations, one_f_one_b[0].activations);
+}
+
+TEST(MemoryPlan, ZeroOneShardsTheOptimizerStateOverDataParallelRanks) {
+  const RankMemory plain = plan_memory(gpt2_small({}, 4))[0];
+  const RankMemory zero = plan_memory(gpt2_small({"parallel.zero_stage=1"}, 4))[0];
+  EXPECT_DOUBLE_EQ(plain.optimizer, 2.0 * plain.params);
+  EXPECT_DOUBLE_EQ(zero.optimizer, plain.optimizer / 4.0);
+  // ZeRO-1's flat parameter copy plus the gradient and parameter shards.
+  EXPECT_DOUBLE_EQ(zero.comm, plain.params * (1.0 + 2.0 / 4.0));
+}
+
+TEST(MemoryPlan, DpoAddsTheFrozenReferenceModel) {
+  const RankMemory pretrain = plan_memory(gpt2_small({}))[0];
+  const RankMemory dpo = plan_memory(gpt2_small({"stage=DPO", "dpo.train_path=p.jsonl", "dpo.reference=ref"}))[0];
+  EXPECT_DOUBLE_EQ(pretrain.other_models, 0.0);
+  EXPECT_DOUBLE_EQ(dpo.other_models, dpo.params);
+}
+
+}  // namespace
+}  // namespace loom::train

@@ -1,0 +1,158 @@
+// MemoryPlan (see MemoryPlan.h). Units: bytes until RankMemory, which holds MiB.
+#include "train/MemoryPlan.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "config/ConfigDefaults.h"
+#include "models/GPT.h"
+#include "train/Trainer.h"
+
+namespace loom::train {
+
+namespace {
+
+using config::RunConfig;
+
+constexpr double kMiB = double(1 << 20);
+// RSS minus the peak of live tensor bytes, measured by bench_memory over `loom train` runs of GPT-2
+// 124M / 350M on 1 to 4 ranks: 39 to 58 MiB (code, libraries, malloc's heaps, OpenBLAS buffers).
+constexpr double kProcess = 50 * kMiB;
+// On top of that under data parallelism: OpenMPI's staging of the 25 MiB DP buckets (measured at
+// dp=2 on one host, shared-memory transport: 176 MiB RSS beyond the tensors instead of 58).
+constexpr double kDataParallelComm = 120 * kMiB;
+// vocab_parallel_linear_cross_entropy computes about 2^23 logits per chunk.
+constexpr int64_t kHeadChunk = int64_t(1) << 23;
+
+// The shapes one stage of the model works with.
+struct Dims {
+  int64_t b = 0, T = 0, C = 0, heads = 0, layers = 0, vocab_rows = 0;
+  int tp = 1;
+  double elt = 4;  // bytes per saved activation element
+  bool dropout = false, first = false, last = false;
+  double A() const { return double(b * T * C) * elt; }  // one (b, T, C) activation
+};
+
+// Bytes one block saves for backward (GPT-2 block; `x` counts the block's input):
+// NONE keeps x, ln_1(x), qkv (3/tp), attention out and its (b,T,C/tp) copy (2/tp), the residual
+// h, ln_2(h), fc out and GELU out (4/tp each): 4 + 13/tp activations, plus with dropout the
+// (b, h/tp, T, T) probabilities before and after dropout. SELECTIVE drops the GELU output and the
+// probabilities; FULL keeps x alone.
+double block_saved(const Dims& d, RunConfig::Recompute mode) {
+  const double attn_probs = d.dropout ? 2.0 * double(d.b * d.heads / d.tp * d.T * d.T) * d.elt : 0;
+  switch (mode) {
+    case RunConfig::FULL: return d.A();
+    case RunConfig::SELECTIVE: return (4.0 + 9.0 / d.tp) * d.A();
+    default: return (4.0 + 13.0 / d.tp) * d.A() + attn_probs;
+  }
+}
+
+// What one micro-batch keeps alive on this stage after its forward pass.
+double micro_batch_saved(const Dims& d, RunConfig::Recompute mode) {
+  double s = double(d.layers) * block_saved(d, mode);
+  if (d.last) s += 2.0 * d.A();  // ln_f's input and output
+  return s;
+}
+
+// Backward of a recomputed block: its whole NONE set plus the gradients flowing through it.
+double recompute_working_set(const Dims& d, RunConfig::Recompute mode) {
+  if (mode == RunConfig::NONE || d.layers == 0) return 0;
+  return block_saved(d, RunConfig::NONE) + 8.0 / d.tp * d.A();
+}
+
+// The LM head's transient on the last stage: the fused head + cross entropy (CPU, f32) computes
+// the (V/tp, C) weight gradient in its forward and two (rows, V/tp) logits chunks at a time;
+// elsewhere the (N, V/tp) logits, their softmax and their gradient exist at once.
+double head_transient(const Dims& d, bool fused) {
+  if (!d.last) return 0;
+  const double N = double(d.b * d.T), V = double(d.vocab_rows);
+  if (!fused) return 3.0 * N * V * 4.0;
+  const double rows = std::clamp(double(kHeadChunk) / std::max(V, 1.0), 1.0, N);
+  return V * double(d.C) * 4.0 + N * double(d.C) * 4.0 + 2.0 * rows * V * 4.0;
+}
+
+// Sequences per micro-batch forward: preference stages run chosen and rejected together.
+int64_t sequences(const RunConfig& cfg) {
+  const int64_t b = cfg.batch().micro_batch_size();
+  return cfg.stage() == RunConfig::REWARD || cfg.stage() == RunConfig::DPO ? 2 * b : b;
+}
+
+RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, int s) {
+  const int tp = int(cfg.parallel().tp()), pp = int(cfg.parallel().pp());
+  const int64_t dp = std::max<int64_t>(cfg.parallel().dp(), 1), m = config::grad_accum_steps(cfg);
+  const auto [begin, end] = models::stage_layers(g.n_layer, pp, s);
+  Dims d;
+  d.b = sequences(cfg);
+  d.T = cfg.data().seq_len();
+  d.C = g.n_embd;
+  d.heads = g.n_head;
+  d.layers = end - begin;
+  d.vocab_rows = g.vocab_size / tp;
+  d.tp = tp;
+  d.elt = cfg.dtype() == RunConfig::F32 ? 4.0 : 2.0;
+  d.dropout = g.dropout > 0.0;
+  d.first = s == 0;
+  d.last = s == pp - 1;
+  const double P = double(models::GPT::local_parameters(g, tp, s, pp)) * 4.0;  // f32 master
+  const bool adamw = cfg.optimizer().type() != config::OptimizerConfig::SGD;
+  const bool zero = cfg.parallel().zero_stage() == 1 && adamw && dp > 1;
+  const double state = adamw ? 2.0 * P : (cfg.optimizer().momentum() != 0.0 ? P : 0.0);
+
+  RankMemory r;
+  r.stage = s;
+  r.params = P;
+  r.grads = P;
+  r.optimizer = zero ? state / double(dp) : state;
+  // Micro-batches a stage holds at once: 1F1B keeps at most pp - s in flight, GPipe all of them.
+  const bool gpipe = cfg.parallel().schedule() == config::ParallelConfig::GPIPE;
+  r.micro_batches_held = pp == 1 ? 1 : gpipe ? m : std::min<int64_t>(m, pp - s);
+  // Gradients exist during a forward pass once a backward has run before it in the same step.
+  const bool grads_in_forward = !gpipe && m > r.micro_batches_held;
+  const double act = micro_batch_saved(d, cfg.recompute());
+  r.activations = double(r.micro_batches_held) * act;
+  const bool fused = cfg.device() != RunConfig::CUDA && cfg.dtype() == RunConfig::F32;
+  const double head = head_transient(d, fused);
+  const double embedding_grad = d.first ? double(d.vocab_rows * d.C) * 4.0 : 0.0;  // dense
+  const double buckets = dp > 1 ? P : 0.0;  // every DP bucket packed at backward's end
+  r.comm = zero ? P + 2.0 * P / double(dp) : 0.0;  // flat parameters, gradient + param shards
+  const double base = r.params + r.optimizer + r.comm + (grads_in_forward ? r.grads : 0.0);
+  const double forward_end = base + r.activations + head;
+  const double first_backward = base + r.activations + recompute_working_set(d, cfg.recompute());
+  const double backward_end = r.params + r.optimizer + r.comm + r.grads +
+                              double(r.micro_batches_held - 1) * act +
+                              embedding_grad + buckets;
+  // Saving a checkpoint under ZeRO-1 gathers the logical moments on every DP rank.
+  const double zero_save = zero ? r.params + r.optimizer + r.comm + state : 0.0;
+  r.transient = std::max(head, embedding_grad);
+  // RLHF: DPO's frozen reference; PPO's critic (trained), reference and reward model (frozen).
+  if (cfg.stage() == RunConfig::DPO) r.other_models = P;
+  if (cfg.stage() == RunConfig::PPO) r.other_models = 4.0 * P + 2.0 * P;
+  r.process = kProcess + (dp > 1 ? kDataParallelComm : 0.0);
+  r.peak = std::max({forward_end, first_backward, backward_end, zero_save}) + r.other_models + r.process;
+  for (double* x : {&r.params, &r.grads, &r.optimizer, &r.activations, &r.transient, &r.comm,
+                    &r.other_models, &r.process, &r.peak})
+    *x /= kMiB;
+  return r;
+}
+
+}  // namespace
+
+std::string RankMemory::str() const {
+  char buf[512];
+  std::snprintf(buf, sizeof(buf),
+                "stage %d: parameters %.0f, gradients %.0f, optimizer %.0f, activations %.0f "
+                "(%lld micro-batch(es) held), largest transient %.0f, communication %.0f, "
+                "other models %.0f, process %.0f -> peak %.0f MiB",
+                stage, params, grads, optimizer, activations, (long long)micro_batches_held,
+                transient, comm, other_models, process, peak);
+  return buf;
+}
+
+std::vector<RankMemory> plan_memory(const RunConfig& cfg) {
+  const models::GPTConfig g = gpt_config_from(cfg);
+  std::vector<RankMemory> out;
+  for (int s = 0; s < int(cfg.parallel().pp()); ++s) out.push_back(plan_stage(cfg, g, s));
+  return out;
+}
+
+}  // namespace loom::train
