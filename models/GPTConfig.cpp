@@ -69,6 +69,39 @@ GPTConfig GPTConfig::from_model_config(const config::ModelConfig& m) {
   return g;
 }
 
+config::ModelConfig GPTConfig::to_model_config() const {
+  config::ModelConfig m;
+  m.set_preset("custom");
+  m.set_n_layer(n_layer);
+  m.set_n_head(n_head);
+  m.set_n_embd(n_embd);
+  m.set_vocab_size(vocab_size);
+  m.set_block_size(block_size);
+  m.set_dropout(dropout);
+  m.set_bias(bias);
+  m.set_tie_embeddings(tie_embeddings);
+  m.set_init_std(init_std);
+  m.set_norm(norm == NormKind::RMSNorm ? config::ModelConfig::RMS_NORM
+                                       : config::ModelConfig::LAYER_NORM);
+  m.set_norm_eps(norm_eps);
+  m.set_position(position == PositionKind::Rope ? config::ModelConfig::ROPE
+                                                : config::ModelConfig::LEARNED);
+  m.set_rope_theta(rope_theta);
+  config::RopeScaling* r = m.mutable_rope_scaling();
+  r->set_type(rope_scaling.kind == RopeScalingKind::Linear   ? config::RopeScaling::LINEAR
+              : rope_scaling.kind == RopeScalingKind::Llama3 ? config::RopeScaling::LLAMA3
+                                                             : config::RopeScaling::NONE);
+  r->set_factor(rope_scaling.factor);
+  r->set_low_freq_factor(rope_scaling.low_freq_factor);
+  r->set_high_freq_factor(rope_scaling.high_freq_factor);
+  r->set_original_max_positions(rope_scaling.original_max_positions);
+  m.set_mlp(mlp == MlpKind::SwiGLU ? config::ModelConfig::SWIGLU : config::ModelConfig::GELU);
+  m.set_intermediate_size(ffn_size());
+  m.set_n_kv_head(kv_heads());
+  m.set_qkv_bias(has_qkv_bias());
+  return m;
+}
+
 void GPTConfig::validate() const {
   LOOM_CHECK(n_layer >= 1 && n_head >= 1 && n_embd >= 1 && vocab_size >= 1 && block_size >= 1,
              "GPTConfig: expected positive n_layer/n_head/n_embd/vocab_size/block_size, got ",

@@ -65,6 +65,8 @@ struct GPTConfig {
   // The model section of a run config (after config::apply_defaults); vocab_size is taken as is
   // (the trainer pads it for the layout).
   static GPTConfig from_model_config(const config::ModelConfig& m);
+  // The inverse: a model section with every field set (preset "custom"; vocab_size as is).
+  config::ModelConfig to_model_config() const;
 
   // Throws ValueError for a config no model can be built from (e.g. n_embd % n_head != 0).
   void validate() const;
