@@ -126,7 +126,7 @@ std::vector<std::string> supported_architectures();
 // config.json text for a Llama-family model (HfLlamaConvert.cpp): `base` (the imported
 // config.json, or "") with every shape and architecture field set from `c`; the architecture is
 // kept from `base` when it is a Llama-family one, else Qwen2ForCausalLM for q/k/v-only biases and
-// LlamaForCausalLM otherwise.
+// LlamaForCausalLM otherwise; bos/eos token ids are `eos_id` only when there is no `base`.
 std::string llama_config_json(const models::GPTConfig& c, int64_t vocab_size,
                               const std::string& base, int64_t eos_id);
 // generation_config.json for an exported model: bos/eos token ids of its config.json.

@@ -120,7 +120,7 @@ std::string llama_config_json(const models::GPTConfig& c, int64_t vocab_size,
   if (arch == "Qwen2ForCausalLM") j["use_sliding_window"] = false;
   const models::RopeScaling& r = c.rope_scaling;
   if (r.kind == models::RopeScalingKind::None) {
-    j["rope_scaling"] = nullptr;
+    if (base.empty() || j.contains("rope_scaling")) j["rope_scaling"] = nullptr;
   } else if (r.kind == models::RopeScalingKind::Linear) {
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", r.factor}};
   } else {
@@ -130,8 +130,10 @@ std::string llama_config_json(const models::GPTConfig& c, int64_t vocab_size,
                          {"high_freq_factor", r.high_freq_factor},
                          {"original_max_position_embeddings", r.original_max_positions}};
   }
-  if (!j.contains("bos_token_id")) j["bos_token_id"] = eos_id;
-  if (!j.contains("eos_token_id")) j["eos_token_id"] = eos_id;
+  if (base.empty()) {  // an imported config.json keeps its own token ids (or none)
+    j["bos_token_id"] = eos_id;
+    j["eos_token_id"] = eos_id;
+  }
   j["torch_dtype"] = "float32";
   return j.dump(2) + "\n";
 }

@@ -14,6 +14,7 @@
 #include "core/util/Logging.h"
 #include "core/util/Memory.h"
 #include "io/HfReader.h"
+#include "io/HfSource.h"
 #include "models/RewardModel.h"
 #include "parallel/ProcessGroups.h"
 #include "parallel/comm/FakeCommunicator.h"
@@ -45,22 +46,38 @@ namespace {
 // A reward model's head: a language-model checkpoint has none, so it starts fresh.
 bool is_head(const std::string& name) { return name.rfind("value_head.", 0) == 0; }
 
-// Checks the Hugging Face GPT-2 directory read by `hf` against the run's model `want`.
+// Checks the Hugging Face model read by `hf` against the run's model `want` (io::model_from_init
+// fills the section from config.json when the config comes through config::resolve with it).
 void check_hf_model(const io::HfReader& hf, const RunConfig& cfg, const models::GPTConfig& want) {
   const std::string& dir = hf.where();
+  const models::GPTConfig& got = hf.config();
   std::string problems;
-  auto check = [&](const char* field, int64_t hf_value, int64_t ours) {
+  auto check = [&](const char* field, auto hf_value, auto ours) {
     if (hf_value != ours)
       problems += detail::str_cat("\n  model.", field, "=", ours, " but ", dir, " has ", hf_value);
   };
-  check("n_layer", hf.config().n_layer, want.n_layer);
-  check("n_head", hf.config().n_head, want.n_head);
-  check("n_embd", hf.config().n_embd, want.n_embd);
-  check("block_size", hf.config().block_size, want.block_size);
+  check("n_layer", got.n_layer, want.n_layer);
+  check("n_head", got.n_head, want.n_head);
+  check("n_embd", got.n_embd, want.n_embd);
+  if (got.position == models::PositionKind::Learned || want.block_size > got.block_size)
+    check("block_size", got.block_size, want.block_size);
   check("vocab_size", hf.vocab_size(), cfg.model().vocab_size());
+  check("n_kv_head", got.kv_heads(), want.kv_heads());
+  check("intermediate_size", got.ffn_size(), want.ffn_size());
+  check("norm", int(got.norm), int(want.norm));
+  check("position", int(got.position), int(want.position));
+  check("mlp", int(got.mlp), int(want.mlp));
+  check("norm_eps", got.norm_eps, want.norm_eps);
+  check("rope_theta", got.rope_theta, want.rope_theta);
+  check("rope_scaling.type", int(got.rope_scaling.kind), int(want.rope_scaling.kind));
+  check("rope_scaling.factor", got.rope_scaling.factor, want.rope_scaling.factor);
+  check("qkv_bias", got.has_qkv_bias(), want.has_qkv_bias());
+  check("bias", got.bias, want.bias);
+  check("tie_embeddings", got.tie_embeddings, want.tie_embeddings);
   LOOM_CHECK_T(ConfigError, problems.empty(), "init_from=hf:", dir,
                ": the model section does not match the Hugging Face model:", problems,
-               "\n  hint: use a matching preset (gpt2-124m, ...) or set these fields");
+               "\n  hint: leave the model section out (it comes from config.json) or set these "
+               "fields");
 }
 
 }  // namespace
@@ -71,7 +88,7 @@ void StageContext::load_weights(const std::string& source, models::GPT& model) c
     if (is_head(name)) optional.push_back(name);
   // Each rank reads only its pieces (io/TensorSource.h).
   if (source.rfind("hf:", 0) == 0) {
-    io::HfReader hf(source.substr(3));
+    io::HfReader hf(io::resolve_hf_dir(source.substr(3)));
     check_hf_model(hf, cfg_, model.config());
     load_pieces(model, hf, "", optional);
     return;
