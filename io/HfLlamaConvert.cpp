@@ -2,6 +2,7 @@
 // name table HfReader reads a Llama-family directory with (Loom's fused q/k/v, k/v and gate/up are
 // HF tensors stacked along dim 0; no transposes), and the config.json / generation_config.json an
 // export writes. Parsing config.json is models/HfLlama.h's hf_llama_config.
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "io/HfConvert.h"
@@ -107,7 +108,12 @@ std::string llama_config_json(const models::GPTConfig& c, int64_t vocab_size,
   j["num_attention_heads"] = c.n_head;
   j["num_key_value_heads"] = c.kv_heads();
   j["vocab_size"] = vocab_size;
-  j["max_position_embeddings"] = c.block_size;
+  // A run may train on a shorter context than the model takes; a llama3 scaling needs at least
+  // its original context.
+  int64_t positions = std::max(c.block_size, j.value("max_position_embeddings", int64_t(0)));
+  if (c.rope_scaling.kind == models::RopeScalingKind::Llama3)
+    positions = std::max(positions, c.rope_scaling.original_max_positions);
+  j["max_position_embeddings"] = positions;
   j["rms_norm_eps"] = c.norm_eps;
   j["rope_theta"] = c.rope_theta;
   j["tie_word_embeddings"] = c.tie_embeddings;

@@ -2,6 +2,7 @@
 #include "train/Trainer.h"
 
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -124,6 +125,17 @@ std::unique_ptr<Learner> StageContext::make_learner(std::unique_ptr<models::GPT>
 
 namespace {
 
+// The Hugging Face config.json a run started from: init_from "hf:" gives its own, a Loom
+// checkpoint the one it carries (meta "hf_config"); "" when there is none.
+std::string source_hf_config(const std::string& init_from) {
+  if (init_from.rfind("hf:", 0) == 0)
+    return io::detail::read_hf_config(io::resolve_hf_dir(init_from.substr(3))).json;
+  if (init_from.empty() || !std::filesystem::is_directory(init_from)) return "";
+  const io::CheckpointReader ck(init_from, io::LoadOptions::weights_only());
+  auto it = ck.meta().find("hf_config");
+  return it == ck.meta().end() ? "" : it->second;
+}
+
 // dtype F32 runs in f32; BF16 runs the model under bf16 autocast (f32 master weights, gradients
 // and optimizer state), which only the CUDA kernels implement.
 void check_precision(const RunConfig& cfg) {
@@ -176,6 +188,7 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world,
       LOG_RANK0(WARN) << "checkpoints of this run will not carry its tokenizer: " << e.what();
     }
   }
+  hf_config_ = source_hf_config(cfg_.init_from());
   if (writer_)
     metrics_ = std::make_unique<MetricsLogger>(cfg_.output_dir(), cfg_.logging().tensorboard());
   resume_if_asked();
@@ -285,6 +298,7 @@ std::string Trainer::save(int64_t step) {
                            {"skipped_steps", sc->skipped_steps()}};
   ck.meta["trainer"] = state.dump();
   ck.meta["config"] = config::to_text(cfg_);
+  if (!hf_config_.empty()) ck.meta["hf_config"] = hf_config_;  // what an HF export starts from
   ck.tokenizer = tokenizer_;
   return io::save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()),
                              grid_->world());

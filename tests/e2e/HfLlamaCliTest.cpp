@@ -2,7 +2,7 @@
 // "hf:ORG/NAME"` finds a tiny Qwen2 model (tests/golden/gen_llama_family.py) in a fake local HF
 // cache and trains it with no model { } block; a given model section that disagrees with
 // config.json is a config error naming the field; the run exports with `loom convert` into a
-// directory with config.json (the Qwen2 architecture and shape), generation_config.json and
+// directory with config.json (the imported one with the Qwen2 shape), generation_config.json and
 // safetensors, which `loom convert --from hf` reads back; unsupported architectures and models
 // missing from the cache are errors saying what was expected.
 #include <cmath>
@@ -46,7 +46,8 @@ TEST(HfLlamaCliTest, TrainsFromTheHfCacheWithoutAModelSectionAndExportsBack) {
   TempDir d("hf_llama_ft");
   const std::string env = fake_cache(d);
   write_random_dataset(d.file("train.h5"), 3000, 89);
-  write_file(d.file("c.pbtxt"), config(d, ""));
+  // Only a shorter context than the model's 64: the rest of the model section is config.json's.
+  write_file(d.file("c.pbtxt"), config(d, "model { block_size: 32 }\n"));
   RunResult r = run_loom_env(env, "train " + d.file("c.pbtxt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::vector<std::string> losses = losses_of(d.file("run/metrics.jsonl"));
@@ -69,6 +70,10 @@ TEST(HfLlamaCliTest, TrainsFromTheHfCacheWithoutAModelSectionAndExportsBack) {
   EXPECT_EQ(c["vocab_size"], 89);
   EXPECT_EQ(c["rope_theta"], 1000000.0);
   EXPECT_EQ(c["tie_word_embeddings"], true);
+  // The run's checkpoints carry the config.json it started from, which the export builds on:
+  // the model's own context and fields Loom does not model are kept.
+  EXPECT_EQ(c["max_position_embeddings"], 64);
+  EXPECT_EQ(c["max_window_layers"], 28);
   EXPECT_TRUE(fs::exists(d.file("export/generation_config.json")));
   EXPECT_TRUE(fs::exists(d.file("export/model.safetensors")));
   RunResult back = run_loom("convert --from hf " + d.file("export") + " --to " + d.file("ck2"));
