@@ -330,8 +330,10 @@ json hf_config_for(const models::GPTConfig& c, int64_t vocab_size, const std::st
                    const HfTokenizerFiles& tok) {
   json j = json::object();
   if (detail::is_llama_family(c)) {
+    // An imported config.json has its own token ids; only a fresh one asks the tokenizer.
+    const int64_t eos = base.empty() ? eos_of(tok, vocab_size) : vocab_size - 1;
     try {
-      return json::parse(detail::llama_config_json(c, vocab_size, base, eos_of(tok, vocab_size)));
+      return json::parse(detail::llama_config_json(c, vocab_size, base, eos));
     } catch (const json::exception& e) {
       fail(std::string("stored HF config.json is not valid JSON: ") + e.what());
     }

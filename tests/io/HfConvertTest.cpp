@@ -182,6 +182,31 @@ TEST_F(HfConvertTest, LlamaFamilyCheckpointRoundTripIsBitIdentical) {
     json got = read_json((out / "config.json").string());
     EXPECT_EQ(got, hf) << got.dump(1);
     EXPECT_TRUE(fs::exists(out / "generation_config.json"));
+    // Sharded past 20 kB (with model.safetensors.index.json), it reads back the same.
+    const fs::path sharded = tmp_ / (std::string(name) + "_sharded");
+    convert_loom_to_hf(root.string(), sharded.string(), {.max_shard_bytes = 20000});
+    EXPECT_TRUE(fs::exists(sharded / "model.safetensors.index.json"));
+    expect_same_tensors(sharded.string(), src);
+    const HfModel a = hf_to_loom(sharded.string()), b = hf_to_loom(src);
+    for (const auto& [pname, t] : b.params) EXPECT_EQ(bytes_of(a.params.at(pname)), bytes_of(t));
+  }
+}
+
+// bf16 and f16 weights of a Llama-family directory load as their exact f32 values.
+TEST_F(HfConvertTest, LlamaFamilyHalfPrecisionWeightsLoad) {
+  const std::string src = testing::golden_dir() + "hf_llama/mistral_gqa_untied";
+  const HfModel f32 = hf_to_loom(src);
+  for (DType dt : {DType::BF16, DType::F16}) {
+    const fs::path dir = tmp_ / "half";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    fs::copy_file(src + "/config.json", dir / "config.json");
+    std::map<std::string, Tensor> t = load_safetensors_dir(src);
+    for (auto& [k, v] : t) v = v.to(dt);
+    save_safetensors((dir / kSafetensorsFile).string(), t);
+    const HfModel half = hf_to_loom(dir.string());
+    for (const auto& [pname, w] : f32.params)
+      EXPECT_EQ(bytes_of(half.params.at(pname)), bytes_of(w.to(dt).to(DType::F32))) << pname;
   }
 }
 
