@@ -3,7 +3,9 @@
 // vocab.json + merges.txt), maps names (transformer.h.{i}.attn.c_attn -> blocks.{i}.attn.qkv, ...),
 // transposes Conv1D weights (stored (in,out)) into Loom's Linear (out,in), honours the tied head
 // and pads/strips vocabulary rows; and writes the reverse so GPT2LMHeadModel.from_pretrained loads
-// it. A round trip hf -> loom -> hf reproduces every tensor bit for bit.
+// it. A round trip hf -> loom -> hf reproduces every tensor bit for bit. LlamaForCausalLM,
+// Qwen2ForCausalLM and MistralForCausalLM directories go the same way (config.json through
+// models/HfLlama.h, the name table in HfLlamaConvert.cpp).
 //   HfModel m = hf_to_loom("gpt2/");                        // GPTConfig + Loom-named params
 //   convert_hf_to_loom_checkpoint("gpt2/", "ckpt/gpt2");    // ckpt/gpt2/step_00000000 + tokenizer/
 //   convert_loom_to_hf("ckpt/gpt2", "gpt2-finetuned/");
@@ -44,7 +46,9 @@ struct HfModel {
   std::string hf_config_json;            // config.json as read (kept for export)
 };
 
-// Reads and validates an HF GPT-2 directory. Requires model_type gpt2 (or unset),
+// Reads and validates an HF directory: a config.json "architectures" other than GPT2LMHeadModel
+// and the Llama family is an error naming it and the supported ones. GPT-2 requires model_type
+// gpt2 (or unset),
 // activation_function gelu_new, layer_norm_epsilon 1e-5, n_inner null or 4*n_embd, no
 // scale_attn_by_inverse_layer_idx; names tensors and fields in every error (CheckpointError).
 // Accepts names with or without the "transformer." prefix and skips the attn.bias / masked_bias
