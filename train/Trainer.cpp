@@ -188,6 +188,11 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world,
       LOG_RANK0(WARN) << "checkpoints of this run will not carry its tokenizer: " << e.what();
     }
   }
+  if (tokenizer_.empty() && cfg_.init_from().rfind("hf:", 0) == 0) {  // the HF model's own
+    const io::HfTokenizerFiles t =
+        io::detail::find_hf_tokenizer(io::resolve_hf_dir(cfg_.init_from().substr(3)));
+    tokenizer_ = {t.vocab_json, t.merges_txt, t.tokenizer_json, t.tokenizer_config_json};
+  }
   hf_config_ = source_hf_config(cfg_.init_from());
   if (writer_)
     metrics_ = std::make_unique<MetricsLogger>(cfg_.output_dir(), cfg_.logging().tensorboard());

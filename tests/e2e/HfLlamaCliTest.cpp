@@ -2,8 +2,8 @@
 // "hf:ORG/NAME"` finds a tiny Qwen2 model (tests/golden/gen_llama_family.py) in a fake local HF
 // cache and trains it with no model { } block; a given model section that disagrees with
 // config.json is a config error naming the field; the run exports with `loom convert` into a
-// directory with config.json (the imported one with the Qwen2 shape), generation_config.json and
-// safetensors, which `loom convert --from hf` reads back; unsupported architectures and models
+// directory with config.json (the imported one with the Qwen2 shape), generation_config.json,
+// safetensors and the model's tokenizer files, which `loom convert --from hf` reads back; unsupported architectures and models
 // missing from the cache are errors saying what was expected.
 #include <cmath>
 #include <filesystem>
@@ -19,12 +19,25 @@ namespace fs = std::filesystem;
 const std::string kQwen2 =
     std::string(LOOM_SOURCE_DIR) + "/tests/golden/hf_llama/qwen2_mqa_bias_tied";
 
-// HF_HOME with hub/models--tiny--qwen2/snapshots/<rev> holding the fixture, refs/main naming rev.
+// A tokenizer the export must carry along byte for byte (its contents are not read on the way).
+const std::string kTokenizer =
+    std::string(LOOM_SOURCE_DIR) + "/tests/golden/hf/gpt2_untied_v300/tokenizer.json";
+
+std::string bytes_of(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// HF_HOME with hub/models--tiny--qwen2/snapshots/<rev> holding the fixture (and a tokenizer),
+// refs/main naming rev.
 std::string fake_cache(const TempDir& d) {
   const fs::path model = fs::path(d.file("hf_home")) / "hub" / "models--tiny--qwen2";
   fs::create_directories(model / "snapshots");
   fs::create_directories(model / "refs");
   fs::copy(kQwen2, model / "snapshots" / "0123abcd", fs::copy_options::recursive);
+  fs::copy_file(kTokenizer, model / "snapshots" / "0123abcd" / "tokenizer.json");
+  write_file((model / "snapshots" / "0123abcd" / "tokenizer_config.json").string(),
+             R"({"model_max_length": 64})");
   write_file((model / "refs" / "main").string(), "0123abcd");
   return "HF_HOME=" + d.file("hf_home") + " HF_HUB_CACHE= ";
 }
@@ -76,6 +89,8 @@ TEST(HfLlamaCliTest, TrainsFromTheHfCacheWithoutAModelSectionAndExportsBack) {
   EXPECT_EQ(c["max_window_layers"], 28);
   EXPECT_TRUE(fs::exists(d.file("export/generation_config.json")));
   EXPECT_TRUE(fs::exists(d.file("export/model.safetensors")));
+  EXPECT_EQ(bytes_of(d.file("export/tokenizer.json")), bytes_of(kTokenizer));
+  EXPECT_EQ(bytes_of(d.file("export/tokenizer_config.json")), R"({"model_max_length": 64})");
   RunResult back = run_loom("convert --from hf " + d.file("export") + " --to " + d.file("ck2"));
   EXPECT_EQ(back.exit_code, 0) << back.output;
 }
