@@ -4,8 +4,8 @@
 // every final parameter piece within 1e-5 relative. Checkpoints saved under TP=2 x PP=2 resume
 // under one process and under DP=2 x PP=2; DP=2 x TP=2 x PP=2 resumes bitwise. Tiny
 // Llama-architecture models (GQA split and MQA replicated over TP, q/k/v biases, untied head)
-// match one process for 10 steps under TP=2, PP=2 and TP=2 x PP=2, and so does a Mistral model
-// loaded from its HF directory under TP=2 and TP=2 x PP=2 (issue 12).
+// match one process for 10 steps under TP=2, PP=2 and TP=2 x PP=2, and so do Mistral and Qwen2
+// models loaded from their HF directories (issue 12).
 // The executable is registered once per world size with the tests for that size (see
 // tests/parallel/CMakeLists.txt); each test asserts the world size it needs.
 #include <gtest/gtest.h>
@@ -225,20 +225,21 @@ TEST(Layouts4, LlamaGqaTp2Pp2) { check_llama_layout(2, 2, llama(2, true)); }
 TEST(Layouts4, LlamaMqaTp2Pp2) { check_llama_layout(2, 2, llama(1)); }
 
 // Issue 12: `init_from: "hf:DIR"` with no model section, each rank reading only its pieces of
-// the HF tensors (io/HfReader.h), trains under TP=2 and TP=2 x PP=2 like one process: the
-// Mistral fixture of gen_llama_family.py (8 heads, 2 kv heads split over TP, untied head; its
-// vocabulary of 103 padded to 104 in both runs, as TP=2 needs, so the pieces compare).
-void check_hf_init_layout(int tp, int pp) {
+// the HF tensors (io/HfReader.h), trains under TP=2 and TP=2 x PP=2 like one process. Fixtures of
+// gen_llama_family.py, the vocabulary padded to an even size in both runs (as TP=2 needs) so the
+// pieces compare.
+void check_hf_init_layout(int tp, int pp, const std::string& fixture,
+                          const std::string& optimizer) {
   ASSERT_EQ(world_size(), tp * pp) << "run this test with mpirun -np " << tp * pp;
   SharedDir dir;
   const std::string cfg = dir.file("hf.pbtxt");
   if (world_rank() == 0)
     std::ofstream(cfg) << "name: \"hf\"\nseed: 7\nmax_steps: 10\noutput_dir: \"" << dir.file("run")
-                       << "\"\ninit_from: \"hf:" << testing::golden_dir()
-                       << "hf_llama/mistral_gqa_untied\"\n"
+                       << "\"\ninit_from: \"hf:" << testing::golden_dir() << "hf_llama/"
+                       << fixture << "\"\n"
                        << "model { vocab_pad_multiple: 2 }\n"
                        << "data { train_path: \"" << dir.file("train.h5") << "\" seq_len: 16 }\n"
-                       << "optimizer { lr: 1e-3 grad_clip: 1.0 }\n"
+                       << "optimizer { " << optimizer << " grad_clip: 1.0 }\n"
                        << "batch { micro_batch_size: 2 global_batch_size: 8 }\n"
                        << "eval { interval: 0 }\ncheckpoint { interval: 0 resume: \"none\" }\n"
                        << "logging { progress: OFF tensorboard: false }\n";
@@ -250,8 +251,15 @@ void check_hf_init_layout(int tp, int pp) {
   EXPECT_LT(got.losses.back(), got.losses.front());  // it trained
 }
 
-TEST(Layouts2, HfMistralInitTp2) { check_hf_init_layout(2, 1); }
-TEST(Layouts4, HfMistralInitTp2Pp2) { check_hf_init_layout(2, 2); }
+// Mistral: 8 heads, 2 kv heads split over TP, untied head, vocabulary 103 -> 104.
+TEST(Layouts2, HfMistralInitTp2) { check_hf_init_layout(2, 1, "mistral_gqa_untied", "lr: 1e-3"); }
+TEST(Layouts4, HfMistralInitTp2Pp2) {
+  check_hf_init_layout(2, 2, "mistral_gqa_untied", "lr: 1e-3");
+}
+// Qwen2: one kv head replicated on both TP ranks, q/k/v biases, tied head, vocabulary 89 -> 90.
+TEST(Layouts2, HfQwen2InitTp2ReplicatesTheKvHead) {
+  check_hf_init_layout(2, 1, "qwen2_mqa_bias_tied", "lr: 1e-3");
+}
 
 TEST(Layouts2, Tp2) { check_layout(2, 1, 1, "ONE_F_ONE_B"); }
 TEST(Layouts2, Pp2OneFOneB) { check_layout(1, 2, 1, "ONE_F_ONE_B"); }
