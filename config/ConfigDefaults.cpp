@@ -17,11 +17,50 @@ namespace loom::config {
   } while (0)
 
 const std::vector<ModelPreset>& model_presets() {
+  using M = ModelConfig;
+  // The Llama-family rows are the released config.json values: hidden_size, num_hidden_layers,
+  // num_attention_heads, num_key_value_heads, intermediate_size, vocab_size,
+  // max_position_embeddings, rms_norm_eps, rope_theta, rope_scaling, tie_word_embeddings.
   static const std::vector<ModelPreset> presets = {
       {"gpt2-124m", 12, 12, 768, 50257, 1024},
       {"gpt2-350m", 24, 16, 1024, 50257, 1024},
       {"gpt2-774m", 36, 20, 1280, 50257, 1024},
       {"gpt2-1.5b", 48, 25, 1600, 50257, 1024},
+      {.name = "llama-3.2-1b", .n_layer = 16, .n_head = 32, .n_embd = 2048, .vocab_size = 128256,
+       .block_size = 131072, .norm = M::RMS_NORM, .norm_eps = 1e-5, .position = M::ROPE,
+       .rope_theta = 500000.0, .rope_scaling = RopeScaling::LLAMA3, .rope_factor = 32.0,
+       .rope_low_freq_factor = 1.0, .rope_high_freq_factor = 4.0,
+       .rope_original_max_positions = 8192, .mlp = M::SWIGLU, .intermediate_size = 8192,
+       .n_kv_head = 8, .bias = false, .qkv_bias = false, .tie_embeddings = true},
+      {.name = "llama-3.2-3b", .n_layer = 28, .n_head = 24, .n_embd = 3072, .vocab_size = 128256,
+       .block_size = 131072, .norm = M::RMS_NORM, .norm_eps = 1e-5, .position = M::ROPE,
+       .rope_theta = 500000.0, .rope_scaling = RopeScaling::LLAMA3, .rope_factor = 32.0,
+       .rope_low_freq_factor = 1.0, .rope_high_freq_factor = 4.0,
+       .rope_original_max_positions = 8192, .mlp = M::SWIGLU, .intermediate_size = 8192,
+       .n_kv_head = 8, .bias = false, .qkv_bias = false, .tie_embeddings = true},
+      {.name = "llama-3.1-8b", .n_layer = 32, .n_head = 32, .n_embd = 4096, .vocab_size = 128256,
+       .block_size = 131072, .norm = M::RMS_NORM, .norm_eps = 1e-5, .position = M::ROPE,
+       .rope_theta = 500000.0, .rope_scaling = RopeScaling::LLAMA3, .rope_factor = 8.0,
+       .rope_low_freq_factor = 1.0, .rope_high_freq_factor = 4.0,
+       .rope_original_max_positions = 8192, .mlp = M::SWIGLU, .intermediate_size = 14336,
+       .n_kv_head = 8, .bias = false, .qkv_bias = false, .tie_embeddings = false},
+      {.name = "qwen2.5-0.5b", .n_layer = 24, .n_head = 14, .n_embd = 896, .vocab_size = 151936,
+       .block_size = 32768, .norm = M::RMS_NORM, .norm_eps = 1e-6, .position = M::ROPE,
+       .rope_theta = 1000000.0, .mlp = M::SWIGLU, .intermediate_size = 4864, .n_kv_head = 2,
+       .bias = false, .qkv_bias = true, .tie_embeddings = true},
+      {.name = "qwen2.5-1.5b", .n_layer = 28, .n_head = 12, .n_embd = 1536, .vocab_size = 151936,
+       .block_size = 131072, .norm = M::RMS_NORM, .norm_eps = 1e-6, .position = M::ROPE,
+       .rope_theta = 1000000.0, .mlp = M::SWIGLU, .intermediate_size = 8960, .n_kv_head = 2,
+       .bias = false, .qkv_bias = true, .tie_embeddings = true},
+      {.name = "qwen2.5-7b", .n_layer = 28, .n_head = 28, .n_embd = 3584, .vocab_size = 152064,
+       .block_size = 131072, .norm = M::RMS_NORM, .norm_eps = 1e-6, .position = M::ROPE,
+       .rope_theta = 1000000.0, .mlp = M::SWIGLU, .intermediate_size = 18944, .n_kv_head = 4,
+       .bias = false, .qkv_bias = true, .tie_embeddings = false},
+      // Mistral-7B-v0.3 (v0.1's sliding window of 4096 is not modelled; v0.3 has none).
+      {.name = "mistral-7b", .n_layer = 32, .n_head = 32, .n_embd = 4096, .vocab_size = 32768,
+       .block_size = 32768, .norm = M::RMS_NORM, .norm_eps = 1e-5, .position = M::ROPE,
+       .rope_theta = 1000000.0, .mlp = M::SWIGLU, .intermediate_size = 14336, .n_kv_head = 8,
+       .bias = false, .qkv_bias = false, .tie_embeddings = false},
   };
   return presets;
 }
@@ -31,8 +70,6 @@ const ModelPreset* find_preset(const std::string& name) {
     if (name == p.name) return &p;
   return nullptr;
 }
-
-namespace {
 
 void model_defaults(ModelConfig& m) {
   const ModelPreset* p = find_preset(m.preset());
@@ -44,10 +81,30 @@ void model_defaults(ModelConfig& m) {
   LOOM_CFG_DEFAULT(m, block_size, p->block_size);
   LOOM_CFG_DEFAULT(m, vocab_pad_multiple, 1);
   LOOM_CFG_DEFAULT(m, dropout, 0.0);
-  LOOM_CFG_DEFAULT(m, bias, true);
-  LOOM_CFG_DEFAULT(m, tie_embeddings, true);
+  LOOM_CFG_DEFAULT(m, bias, p->bias);
+  LOOM_CFG_DEFAULT(m, tie_embeddings, p->tie_embeddings);
   LOOM_CFG_DEFAULT(m, init_std, 0.02);
+  LOOM_CFG_DEFAULT(m, norm, p->norm);
+  LOOM_CFG_DEFAULT(m, norm_eps, p->norm_eps);
+  LOOM_CFG_DEFAULT(m, position, p->position);
+  LOOM_CFG_DEFAULT(m, rope_theta, p->rope_theta);
+  RopeScaling& rs = *m.mutable_rope_scaling();
+  LOOM_CFG_DEFAULT(rs, type, p->rope_scaling);
+  LOOM_CFG_DEFAULT(rs, factor, p->rope_factor);
+  LOOM_CFG_DEFAULT(rs, low_freq_factor, p->rope_low_freq_factor);
+  LOOM_CFG_DEFAULT(rs, high_freq_factor, p->rope_high_freq_factor);
+  LOOM_CFG_DEFAULT(rs, original_max_positions, p->rope_original_max_positions);
+  LOOM_CFG_DEFAULT(m, mlp, p->mlp);
+  // NB: sizes are not validated yet, so the product is checked (0 lets validate() report n_embd).
+  LOOM_CFG_DEFAULT(m, intermediate_size,
+                   p->intermediate_size > 0 ? p->intermediate_size
+                                            : try_mul(4, m.n_embd()).value_or(0));
+  LOOM_CFG_DEFAULT(m, n_kv_head, p->n_kv_head > 0 ? p->n_kv_head : m.n_head());
+  // q/k/v biases follow `bias` unless the preset sets them apart (Qwen2).
+  LOOM_CFG_DEFAULT(m, qkv_bias, p->qkv_bias != p->bias ? p->qkv_bias : m.bias());
 }
+
+namespace {
 
 void parallel_and_batch_defaults(RunConfig& cfg, int world_size) {
   ParallelConfig& p = *cfg.mutable_parallel();

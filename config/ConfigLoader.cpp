@@ -173,8 +173,14 @@ std::string config_hash(const RunConfig& cfg) {
 
 RunConfig resolve(const std::string& path, const std::vector<std::string>& overrides,
                   int world_size) {
+  return resolve(path, overrides, world_size, nullptr);
+}
+
+RunConfig resolve(const std::string& path, const std::vector<std::string>& overrides,
+                  int world_size, const std::function<void(RunConfig&)>& before_defaults) {
   RunConfig cfg = load_file(path);
   apply_overrides(cfg, overrides);
+  if (before_defaults) before_defaults(cfg);
   apply_defaults(cfg, world_size);
   validate(cfg, world_size);
   return cfg;

@@ -7,6 +7,7 @@
 //   std::string text = loom::config::to_text(cfg);   // the resolved config, every field explicit
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,5 +35,9 @@ std::string config_hash(const RunConfig& cfg);
 // The whole pipeline: load_file, apply the "a.b=v" overrides in order, apply_defaults, validate.
 RunConfig resolve(const std::string& path, const std::vector<std::string>& overrides,
                   int world_size);
+// The same with `before_defaults` run on the config after the overrides and before the defaults
+// (io::model_from_init fills the model section from an init_from source's own config there).
+RunConfig resolve(const std::string& path, const std::vector<std::string>& overrides,
+                  int world_size, const std::function<void(RunConfig&)>& before_defaults);
 
 }  // namespace loom::config

@@ -57,6 +57,8 @@ const std::map<std::string, int64_t>& size_bounds() {
       {"model.vocab_size", int64_t(1) << 24},
       {"model.vocab_pad_multiple", 65536},
       {"model.block_size", int64_t(1) << 20},
+      {"model.intermediate_size", int64_t(1) << 20},
+      {"model.n_kv_head", 4096},
       {"parallel.tp", 65536},
       {"parallel.pp", 65536},
       {"parallel.dp", 65536},
@@ -173,6 +175,57 @@ void check_parallel(const RunConfig& c, int world, Problems& P) {
   }
 }
 
+// The Llama-family fields: grouped-query heads and how they split over TP, the MLP width, the
+// norm and the rotary embedding.
+void check_attention_and_mlp(const RunConfig& c, Problems& P) {
+  const ModelConfig& m = c.model();
+  const int64_t tp = c.parallel().tp(), kv = m.n_kv_head();
+  P.expect(kv >= 1, fv("model.n_kv_head", kv), ": expected >= 1");
+  if (kv >= 1 && m.n_head() >= 1) {
+    P.expect(m.n_head() % kv == 0, fv("model.n_kv_head", kv), ": expected a divisor of ",
+             fv("model.n_head", m.n_head()), " (each key/value head serves n_head / n_kv_head ",
+             "query heads)");
+  }
+  // Only when n_head splits over tp: otherwise that problem is reported and this one follows from it.
+  if (kv >= 1 && tp >= 1 && m.n_head() % tp == 0) {
+    P.expect(kv % tp == 0 || tp % kv == 0, fv("model.n_kv_head", kv), ": expected a multiple ",
+             "or a divisor of ", fv("parallel.tp", tp), " (kv heads are split over the TP ranks, ",
+             "or replicated when tp > n_kv_head)");
+  }
+  P.expect(m.intermediate_size() >= 1, fv("model.intermediate_size", m.intermediate_size()),
+           ": expected >= 1");
+  if (tp >= 1 && m.intermediate_size() >= 1) {
+    P.expect(m.intermediate_size() % tp == 0, fv("model.intermediate_size", m.intermediate_size()),
+             ": expected a multiple of ", fv("parallel.tp", tp),
+             " (the MLP is split across tensor-parallel ranks)");
+  }
+}
+
+void check_architecture(const RunConfig& c, Problems& P) {
+  const ModelConfig& m = c.model();
+  check_attention_and_mlp(c, P);
+  P.expect(m.norm_eps() >= 0.0, fv("model.norm_eps", m.norm_eps()), ": expected >= 0");
+  if (m.position() != ModelConfig::ROPE) return;
+  if (m.n_head() >= 1 && m.n_embd() % m.n_head() == 0) {
+    P.expect((m.n_embd() / m.n_head()) % 2 == 0, fv("model.n_embd", m.n_embd()), " / ",
+             fv("model.n_head", m.n_head()), ": expected an even head size (rotary embeddings ",
+             "rotate pairs of dimensions)");
+  }
+  P.expect(m.rope_theta() > 0.0, fv("model.rope_theta", m.rope_theta()), ": expected > 0");
+  const RopeScaling& r = m.rope_scaling();
+  if (r.type() == RopeScaling::NONE) return;
+  P.expect(r.factor() > 0.0, fv("model.rope_scaling.factor", r.factor()), ": expected > 0");
+  if (r.type() != RopeScaling::LLAMA3) return;
+  P.expect(r.low_freq_factor() > 0.0,
+           fv("model.rope_scaling.low_freq_factor", r.low_freq_factor()), ": expected > 0");
+  P.expect(r.high_freq_factor() > r.low_freq_factor(),
+           fv("model.rope_scaling.high_freq_factor", r.high_freq_factor()), ": expected > ",
+           fv("model.rope_scaling.low_freq_factor", r.low_freq_factor()));
+  P.expect(r.original_max_positions() >= 1,
+           fv("model.rope_scaling.original_max_positions", r.original_max_positions()),
+           ": expected >= 1");
+}
+
 void check_model(const RunConfig& c, Problems& P) {
   const ModelConfig& m = c.model();
   if (m.has_preset() && !m.preset().empty() && m.preset() != "custom") {
@@ -204,6 +257,7 @@ void check_model(const RunConfig& c, Problems& P) {
   P.expect(m.dropout() >= 0.0 && m.dropout() < 1.0, fv("model.dropout", m.dropout()),
            ": expected a value in [0, 1)");
   P.expect(m.init_std() > 0.0, fv("model.init_std", m.init_std()), ": expected > 0");
+  check_architecture(c, P);
 }
 
 void check_batch_and_data(const RunConfig& c, Problems& P) {

@@ -4,6 +4,7 @@
 // contiguous), so the round trip is bit-exact for f32.
 #include "io/HfConvert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,10 +14,12 @@
 
 #include "core/util/Check.h"
 #include "data/Tokenizer.h"
+#include "config/ConfigDefaults.h"
 #include "config/ConfigLoader.h"
 #include "io/Checkpoint.h"
 #include "io/HfReader.h"
 #include "io/Safetensors.h"
+#include "models/HfLlama.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -152,7 +155,7 @@ bool is_buffer(const std::string& hf) {
   auto ends = [&](const std::string& s) {
     return hf.size() >= s.size() && hf.compare(hf.size() - s.size(), s.size(), s) == 0;
   };
-  return ends(".attn.bias") || ends(".attn.masked_bias");
+  return ends(".attn.bias") || ends(".attn.masked_bias") || ends(".rotary_emb.inv_freq");
 }
 
 Tensor pad_rows(const Tensor& t, int64_t rows) {
@@ -192,16 +195,35 @@ HfConfig read_hf_config(const std::string& hf_dir) {
   } catch (const json::exception& e) {
     fail(cfg_path + ": not valid JSON: " + e.what());
   }
+  if (j.is_object() && j.contains("architectures")) {
+    const json& a = j["architectures"];
+    const std::vector<std::string> ok = supported_architectures();
+    std::string list;
+    for (const std::string& name : ok) list += (list.empty() ? "" : ", ") + name;
+    if (!a.is_array() || a.size() != 1 || !a[0].is_string() ||
+        std::find(ok.begin(), ok.end(), a[0].get<std::string>()) == ok.end())
+      fail(cfg_path + ": unsupported architecture " + a.dump() + "; supported: " + list);
+    if (a[0] != "GPT2LMHeadModel") {
+      try {
+        c.config = models::hf_llama_config(c.json, cfg_path);
+      } catch (const ValueError& e) {
+        fail(e.what());
+      }
+      c.vocab_size = c.config.vocab_size;
+      return c;
+    }
+  }
   c.config = parse_hf_config(j, cfg_path, &c.vocab_size);
   return c;
 }
 
 std::vector<HfParam> hf_params(const models::GPTConfig& c, int64_t vocab) {
+  if (is_llama_family(c)) return hf_llama_params(c, vocab);
   std::vector<HfParam> out;
   for (const NameMap& n : name_map(c))
-    out.push_back({n.loom, n.hf, loom_shape(n.loom, c, vocab), n.conv1d, n.vocab_rows});
+    out.push_back({n.loom, n.hf, loom_shape(n.loom, c, vocab), n.conv1d, n.vocab_rows, {}});
   if (!c.tie_embeddings)
-    out.push_back({"lm_head.weight", "lm_head.weight", {vocab, c.n_embd}, false, true});
+    out.push_back({"lm_head.weight", "lm_head.weight", {vocab, c.n_embd}, false, true, {}});
   return out;
 }
 
@@ -234,6 +256,13 @@ HfModel hf_to_loom(const std::string& hf_dir, const HfImportOptions& opts) {
 
 config::ModelConfig hf_model_config(const HfModel& m, const HfImportOptions& opts) {
   config::ModelConfig mc;
+  if (detail::is_llama_family(m.config)) {
+    models::GPTConfig c = m.config;
+    c.vocab_size = m.vocab_size;
+    mc = c.to_model_config();
+    mc.set_vocab_pad_multiple(opts.vocab_pad_multiple);
+    return mc;
+  }
   mc.set_preset("custom");
   mc.set_n_layer(m.config.n_layer);
   mc.set_n_head(m.config.n_head);
@@ -256,6 +285,14 @@ std::map<std::string, Tensor> loom_to_hf_tensors(const std::map<std::string, Ten
   LOOM_CHECK(vocab_size >= 1 && vocab_size <= config.vocab_size,
              "loom_to_hf_tensors: expected vocab_size in [1, ", config.vocab_size, "], got ",
              vocab_size);
+  if (detail::is_llama_family(config)) {
+    models::GPTConfig c = config;
+    c.real_vocab_size = vocab_size;
+    std::map<std::string, Tensor> out;
+    for (auto& [name, t] : models::loom_to_hf_llama(params, c))
+      out[name] = t.to(Device::cpu()).to(DType::F32).contiguous().clone();
+    return out;
+  }
   std::map<std::string, Tensor> out;
   auto get = [&](const std::string& name, Shape want) {
     auto it = params.find(name);
@@ -281,9 +318,26 @@ std::map<std::string, Tensor> loom_to_hf_tensors(const std::map<std::string, Ten
 
 namespace {
 
+// The tokenizer's end-of-text id, else the last vocabulary row.
+int64_t eos_of(const HfTokenizerFiles& tok, int64_t vocab_size) {
+  if (tok.empty()) return vocab_size - 1;
+  auto t = tok.tokenizer_json.empty() ? data::Tokenizer::from_files(tok.vocab_json, tok.merges_txt)
+                                      : data::Tokenizer::from_tokenizer_json(tok.tokenizer_json);
+  return t.eot_id() ? int64_t(*t.eot_id()) : vocab_size - 1;
+}
+
 json hf_config_for(const models::GPTConfig& c, int64_t vocab_size, const std::string& base,
                    const HfTokenizerFiles& tok) {
   json j = json::object();
+  if (detail::is_llama_family(c)) {
+    // An imported config.json has its own token ids; only a fresh one asks the tokenizer.
+    const int64_t eos = base.empty() ? eos_of(tok, vocab_size) : vocab_size - 1;
+    try {
+      return json::parse(detail::llama_config_json(c, vocab_size, base, eos));
+    } catch (const json::exception& e) {
+      fail(std::string("stored HF config.json is not valid JSON: ") + e.what());
+    }
+  }
   if (!base.empty()) {
     try {
       j = json::parse(base);
@@ -291,13 +345,7 @@ json hf_config_for(const models::GPTConfig& c, int64_t vocab_size, const std::st
       fail(std::string("stored HF config.json is not valid JSON: ") + e.what());
     }
   } else {
-    int64_t eot = vocab_size - 1;
-    if (!tok.empty()) {
-      auto t = tok.tokenizer_json.empty()
-                   ? data::Tokenizer::from_files(tok.vocab_json, tok.merges_txt)
-                   : data::Tokenizer::from_tokenizer_json(tok.tokenizer_json);
-      if (t.eot_id()) eot = *t.eot_id();
-    }
+    const int64_t eot = eos_of(tok, vocab_size);
     j = {{"initializer_range", c.init_std},
          {"bos_token_id", eot},
          {"eos_token_id", eot},
@@ -354,6 +402,8 @@ void save_hf_model(const std::string& out_dir, const std::map<std::string, Tenso
   fs::create_directories(out_dir);
   save_safetensors_dir(out_dir, hf, opts.max_shard_bytes, {{"format", "pt"}});
   write_file((fs::path(out_dir) / "config.json").string(), cfg.dump(2) + "\n");
+  write_file((fs::path(out_dir) / "generation_config.json").string(),
+             detail::generation_config_json(cfg.dump()));
   copy_tokenizer(tokenizer, out_dir, nullptr);
 }
 
@@ -420,15 +470,20 @@ models::GPTConfig checkpoint_gpt_config(const Checkpoint& ck, const std::string&
     if (t == ck.tensors.end()) fail(dir + ": checkpoint has no tensor 'model/" + name + "'");
     return t->second;
   };
+  const config::ModelConfig& mc = run.model();
   models::GPTConfig c;
+  if (mc.position() == config::ModelConfig::ROPE) {  // no position table: the config says all
+    config::ModelConfig filled = mc;
+    config::model_defaults(filled);
+    c = models::GPTConfig::from_model_config(filled);
+  }
   c.n_embd = tensor("wte.weight").size(1);
   c.vocab_size = tensor("wte.weight").size(0);
-  c.block_size = tensor("wpe.weight").size(0);
+  if (c.position == models::PositionKind::Learned) c.block_size = tensor("wpe.weight").size(0);
   c.n_layer = 0;
   while (ck.tensors.count("model/blocks." + std::to_string(c.n_layer) + ".ln_1.weight"))
     ++c.n_layer;
   c.tie_embeddings = !ck.tensors.count("model/lm_head.weight");
-  const config::ModelConfig& mc = run.model();
   if (!mc.has_n_head()) fail(dir + ": meta \"config\" has no model.n_head");
   c.n_head = mc.n_head();
   *vocab_size = mc.has_vocab_size() ? mc.vocab_size() : c.vocab_size;

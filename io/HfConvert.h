@@ -3,7 +3,9 @@
 // vocab.json + merges.txt), maps names (transformer.h.{i}.attn.c_attn -> blocks.{i}.attn.qkv, ...),
 // transposes Conv1D weights (stored (in,out)) into Loom's Linear (out,in), honours the tied head
 // and pads/strips vocabulary rows; and writes the reverse so GPT2LMHeadModel.from_pretrained loads
-// it. A round trip hf -> loom -> hf reproduces every tensor bit for bit.
+// it. A round trip hf -> loom -> hf reproduces every tensor bit for bit. LlamaForCausalLM,
+// Qwen2ForCausalLM and MistralForCausalLM directories go the same way (config.json through
+// models/HfLlama.h, the name table in HfLlamaConvert.cpp).
 //   HfModel m = hf_to_loom("gpt2/");                        // GPTConfig + Loom-named params
 //   convert_hf_to_loom_checkpoint("gpt2/", "ckpt/gpt2");    // ckpt/gpt2/step_00000000 + tokenizer/
 //   convert_loom_to_hf("ckpt/gpt2", "gpt2-finetuned/");
@@ -44,7 +46,9 @@ struct HfModel {
   std::string hf_config_json;            // config.json as read (kept for export)
 };
 
-// Reads and validates an HF GPT-2 directory. Requires model_type gpt2 (or unset),
+// Reads and validates an HF directory: a config.json "architectures" other than GPT2LMHeadModel
+// and the Llama family is an error naming it and the supported ones. GPT-2 requires model_type
+// gpt2 (or unset),
 // activation_function gelu_new, layer_norm_epsilon 1e-5, n_inner null or 4*n_embd, no
 // scale_attn_by_inverse_layer_idx; names tensors and fields in every error (CheckpointError).
 // Accepts names with or without the "transformer." prefix and skips the attn.bias / masked_bias
@@ -99,20 +103,38 @@ struct HfConfig {
 };
 HfConfig read_hf_config(const std::string& hf_dir);
 
-// One Loom parameter and the HF tensor holding it.
+// One Loom parameter and the HF tensor(s) holding it.
 struct HfParam {
   std::string loom;   // Loom name (models/GPT.h)
-  std::string hf;     // HF name without the "transformer." prefix
+  std::string hf;     // HF name without the "transformer." prefix ("" when `stacked`)
   Shape shape;        // Loom's logical shape (unpadded vocabulary)
   bool transposed;    // HF stores the transpose (Conv1D weights are (in, out))
   bool vocab_rows;    // dim 0 is the vocabulary (padded in a Loom model)
+  // Llama family: the HF tensors stacked along dim 0 into the Loom tensor ([q; k; v], [k; v],
+  // [gate; up]), each with its row count; empty: `hf` alone.
+  std::vector<std::pair<std::string, int64_t>> stacked;
+  std::string describe() const;  // `hf`, or the stacked names joined by " + "
 };
-// Every parameter of the GPT-2 model `c` with an HF vocabulary of `vocab` rows; lm_head.weight
-// only when untied.
+// Every parameter of the model `c` (GPT-2, or the Llama family when c.norm is RMSNorm) with an
+// HF vocabulary of `vocab` rows; lm_head.weight only when untied.
 std::vector<HfParam> hf_params(const models::GPTConfig& c, int64_t vocab);
-// An HF tensor name as the table spells it (no "transformer." prefix); "" for the buffers older
-// checkpoints carry (attn.bias, attn.masked_bias), which hold no weights.
+// The Llama-family table (HfLlamaConvert.cpp): model.embed_tokens, model.layers.{i}.*, model.norm.
+std::vector<HfParam> hf_llama_params(const models::GPTConfig& c, int64_t vocab);
+// An HF tensor name as the table spells it (no "transformer." prefix); "" for the buffers some
+// checkpoints carry (attn.bias, attn.masked_bias, rotary_emb.inv_freq), which hold no weights.
 std::string hf_table_name(const std::string& hf_name);
+// True for a Llama-family config (RMSNorm, rotary embeddings, SwiGLU).
+bool is_llama_family(const models::GPTConfig& c);
+// config.json "architectures" Loom reads: GPT2LMHeadModel and models::hf_llama_architectures().
+std::vector<std::string> supported_architectures();
+// config.json text for a Llama-family model (HfLlamaConvert.cpp): `base` (the imported
+// config.json, or "") with every shape and architecture field set from `c`; the architecture is
+// kept from `base` when it is a Llama-family one, else Qwen2ForCausalLM for q/k/v-only biases and
+// LlamaForCausalLM otherwise; bos/eos token ids are `eos_id` only when there is no `base`.
+std::string llama_config_json(const models::GPTConfig& c, int64_t vocab_size,
+                              const std::string& base, int64_t eos_id);
+// generation_config.json for an exported model: bos/eos token ids of its config.json.
+std::string generation_config_json(const std::string& config_json);
 // The tokenizer files of an HF directory (absolute paths; "" when absent).
 HfTokenizerFiles find_hf_tokenizer(const std::string& hf_dir);
 

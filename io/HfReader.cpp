@@ -19,18 +19,27 @@ constexpr uint64_t kChunkBytes = uint64_t(4) << 20;
 
 [[noreturn]] void fail(const std::string& msg) { throw CheckpointError("hf convert: " + msg); }
 
-Shape hf_shape(const detail::HfParam& p) {
-  return p.transposed ? Shape{p.shape[1], p.shape[0]} : p.shape;
+// (HF name, HF shape) of each tensor holding p, in stacking order.
+std::vector<std::pair<std::string, Shape>> hf_tensors(const detail::HfParam& p) {
+  if (p.stacked.empty())
+    return {{p.hf, p.transposed ? Shape{p.shape[1], p.shape[0]} : p.shape}};
+  std::vector<std::pair<std::string, Shape>> out;
+  for (const auto& [name, rows] : p.stacked) {
+    Shape s = p.shape;
+    s[0] = rows;
+    out.push_back({name, s});
+  }
+  return out;
 }
 
-void check_entry(const detail::HfParam& p, const SafetensorsEntry& e, const std::string& dir) {
-  const Shape want = hf_shape(p);
+void check_entry(const std::string& name, const Shape& want, const SafetensorsEntry& e,
+                 const std::string& dir) {
   if (e.shape != want)
-    fail(dir + ": tensor '" + p.hf + "': expected shape " + shape_str(want) + ", got " +
+    fail(dir + ": tensor '" + name + "': expected shape " + shape_str(want) + ", got " +
          shape_str(e.shape));
   const std::optional<DType> dt = safetensors_loom_dtype(e.dtype);
   if (!dt || !is_floating(*dt))
-    fail(dir + ": tensor '" + p.hf + "': expected a float dtype, got " + e.dtype);
+    fail(dir + ": tensor '" + name + "': expected a float dtype, got " + e.dtype);
 }
 
 }  // namespace
@@ -46,18 +55,19 @@ HfReader::HfReader(const std::string& hf_dir)
       fail("tensor '" + n + "' appears both with and without \"transformer.\"");
   }
   for (const detail::HfParam& p : params_) {
-    auto it = stored.find(p.hf);
-    if (it == stored.end()) fail(dir_ + ": missing tensor '" + p.hf + "'");
-    check_entry(p, files_.file(it->second).entry(it->second), dir_);
-    hf_name_[p.loom] = it->second;
-    stored.erase(it);
+    for (const auto& [name, shape] : hf_tensors(p)) {
+      auto it = stored.find(name);
+      if (it == stored.end()) fail(dir_ + ": missing tensor '" + name + "'");
+      check_entry(name, shape, files_.file(it->second).entry(it->second), dir_);
+      hf_name_[p.loom].push_back(it->second);
+      stored.erase(it);
+    }
   }
   auto head = stored.find("lm_head.weight");
   if (cfg_.config.tie_embeddings && head != stored.end()) {
     // A tied checkpoint may still carry the head; read() checks it is the embedding itself.
-    check_entry(
-        {"lm_head.weight", "lm_head.weight", {cfg_.vocab_size, cfg_.config.n_embd}, false, true},
-        files_.file(head->second).entry(head->second), dir_);
+    check_entry("lm_head.weight", {cfg_.vocab_size, cfg_.config.n_embd},
+                files_.file(head->second).entry(head->second), dir_);
     tied_head_ = head->second;
     stored.erase(head);
   }
@@ -73,8 +83,21 @@ HfReader::Source HfReader::source(const std::string& loom_name) const {
   if (it == hf_name_.end()) fail(dir_ + ": has no tensor for Loom parameter '" + loom_name + "'");
   const auto p = std::find_if(params_.begin(), params_.end(),
                               [&](const detail::HfParam& q) { return q.loom == loom_name; });
-  const SafetensorsFile& f = files_.file(it->second);
-  return {&*p, &f, &f.entry(it->second)};
+  return source_of(*p, it->second);
+}
+
+HfReader::Source HfReader::source_of(const detail::HfParam& p,
+                                     const std::vector<std::string>& stored) const {
+  Source s{&p, {}};
+  int64_t row0 = 0;
+  for (const std::string& name : stored) {
+    const SafetensorsFile& f = files_.file(name);
+    const SafetensorsEntry& e = f.entry(name);
+    const int64_t rows = p.transposed ? p.shape[0] : e.shape[0];
+    s.parts.push_back({&f, &e, row0, rows});
+    row0 += rows;
+  }
+  return s;
 }
 
 std::optional<TensorInfo> HfReader::info(const std::string& loom_name) const {
@@ -91,9 +114,8 @@ Tensor HfReader::read(const std::string& loom_name, const ShardSpec& piece) cons
   Tensor out = Tensor::empty(piece.local_shape(), DType::F32);
   read_into(s, piece, out);
   if (loom_name == "wte.weight" && !tied_head_.empty()) {
-    const SafetensorsFile& f = files_.file(tied_head_);
     Tensor head = Tensor::empty(piece.local_shape(), DType::F32);
-    read_into({s.param, &f, &f.entry(tied_head_)}, piece, head);
+    read_into(source_of(*s.param, {tied_head_}), piece, head);
     if (std::memcmp(head.raw_data(), out.raw_data(), out.nbytes()) != 0)
       fail(dir_ + ": tie_word_embeddings is true but lm_head.weight differs from wte.weight");
   }
@@ -122,16 +144,27 @@ void HfReader::read_into(const Source& s, const ShardSpec& piece, Tensor& out) c
   }
 }
 
-// dst (r1 - r0, c1 - c0) = rows [r0, r1) x columns [c0, c1) of the Loom tensor. HF holds it as a
-// band of HF rows [h0, h1), each contributing columns [k0, k1): Loom's rows and columns, or,
-// transposed, Loom's columns and rows.
+// dst (r1 - r0, c1 - c0) = rows [r0, r1) x columns [c0, c1) of the Loom tensor: the rows each
+// stacked HF tensor holds.
 void HfReader::copy_rect(const Source& s, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
                          Tensor dst) const {
-  const bool t = s.param->transposed;
+  for (const Part& part : s.parts) {
+    const int64_t lo = std::max(r0, part.row0), hi = std::min(r1, part.row0 + part.rows);
+    if (lo < hi)
+      copy_part(part, s.param->transposed, lo - part.row0, hi - part.row0, c0, c1,
+                dst.narrow(0, lo - r0, hi - lo));
+  }
+}
+
+// dst = rows [r0, r1) x columns [c0, c1) of one part. HF holds it as a band of HF rows [h0, h1),
+// each contributing columns [k0, k1): the part's rows and columns, or, transposed, its columns
+// and rows.
+void HfReader::copy_part(const Part& part, bool t, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                         Tensor dst) const {
   const int64_t h0 = t ? c0 : r0, h1 = t ? c1 : r1, k0 = t ? r0 : c0, k1 = t ? r1 : c1;
-  const Shape hf = hf_shape(*s.param);
+  const Shape& hf = part.entry->shape;
   const int64_t width = hf.size() > 1 ? shape_numel(hf) / hf[0] : 1;  // HF row length
-  const DType dt = *safetensors_loom_dtype(s.entry->dtype);
+  const DType dt = *safetensors_loom_dtype(part.entry->dtype);
   const auto es = int64_t(dtype_size(dt)), cols = k1 - k0;
   const int64_t step = std::max<int64_t>(1, int64_t(kChunkBytes) / (cols * es));
   for (int64_t h = h0; h < h1; h += step) {
@@ -139,11 +172,11 @@ void HfReader::copy_rect(const Source& s, int64_t r0, int64_t r1, int64_t c0, in
     Tensor chunk = Tensor::empty({k, cols}, dt);  // at most kChunkBytes (or one row slice)
     auto* p = static_cast<uint8_t*>(chunk.raw_data());
     if (cols == width) {  // whole HF rows: one byte range
-      s.file->read_bytes(*s.entry, uint64_t(h * width * es), uint64_t(k * width * es), p);
+      part.file->read_bytes(*part.entry, uint64_t(h * width * es), uint64_t(k * width * es), p);
     } else {
       for (int64_t i = 0; i < k; ++i)
-        s.file->read_bytes(*s.entry, uint64_t(((h + i) * width + k0) * es), uint64_t(cols * es),
-                           p + i * cols * es);
+        part.file->read_bytes(*part.entry, uint64_t(((h + i) * width + k0) * es),
+                              uint64_t(cols * es), p + i * cols * es);
     }
     bytes_read_ += uint64_t(k * cols * es);
     if (t)

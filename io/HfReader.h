@@ -1,6 +1,7 @@
-// HfReader: a Hugging Face GPT-2 directory (config.json + model.safetensors or sharded
-// safetensors) as Loom-named logical tensors, any piece of which is read from byte ranges of the
-// safetensors files: HF layouts (Conv1D weights stored transposed, the fused c_attn) are converted
+// HfReader: a Hugging Face GPT-2 or Llama / Qwen2 / Mistral directory (config.json +
+// model.safetensors or sharded safetensors) as Loom-named logical tensors, any piece of which is
+// read from byte ranges of the safetensors files: HF layouts (Conv1D weights stored transposed,
+// the fused c_attn, Llama's separate q/k/v and gate/up stacked into one Loom tensor) are converted
 // into the Loom piece in bounded chunks (a few MiB), so a rank that owns part of a tensor never
 // holds the whole HF tensor. Opening checks config.json and every header (names, shapes, float
 // dtypes, nothing unmapped) without reading tensor data. The name table is HfConvert's
@@ -44,21 +45,28 @@ class HfReader final : public TensorSource {
   uint64_t bytes_read() const override { return bytes_read_.load(); }
 
  private:
-  struct Source {  // where one Loom tensor's HF tensor lies
-    const detail::HfParam* param;
+  struct Part {  // one HF tensor: Loom rows [row0, row0 + rows) of the tensor it is part of
     const SafetensorsFile* file;
     const SafetensorsEntry* entry;
+    int64_t row0, rows;
+  };
+  struct Source {  // where one Loom tensor's HF tensors lie
+    const detail::HfParam* param;
+    std::vector<Part> parts;
   };
   Source source(const std::string& loom_name) const;
+  Source source_of(const detail::HfParam& p, const std::vector<std::string>& stored) const;
   void read_into(const Source& s, const ShardSpec& piece, Tensor& out) const;
   void copy_rect(const Source& s, int64_t r0, int64_t r1, int64_t c0, int64_t c1, Tensor dst) const;
+  void copy_part(const Part& part, bool transposed, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                 Tensor dst) const;
 
   std::string dir_;
   detail::HfConfig cfg_;
   HfTokenizerFiles tokenizer_;
   SafetensorsDir files_;
   std::vector<detail::HfParam> params_;
-  std::map<std::string, std::string> hf_name_;  // Loom name -> HF name as stored in the file
+  std::map<std::string, std::vector<std::string>> hf_name_;  // Loom name -> HF names as stored
   std::string tied_head_;  // HF name of an lm_head.weight a tied model carries ("" if none)
   mutable std::atomic<uint64_t> bytes_read_{0};
 };

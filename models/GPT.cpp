@@ -1,21 +1,15 @@
-// GPT-2 forward pass on tensor-parallel layers, pipeline stages and KV-cached inference (see
-// GPT.h). Attention uses the fused causal kernel; only when attention dropout is active (training,
-// dropout > 0) does it fall back to explicit softmax(q k^T) so that the probabilities can be
-// dropped, exactly as nanoGPT / HF GPT-2 do. At tp = 1 every tensor-parallel mapping is the
-// identity and the vocab-parallel head is the plain one, so one process runs the plain GPT-2.
+// The GPT model's stages, heads and KV-cached inference (see GPT.h); the blocks are in Block.cpp.
+// At tp = 1 every tensor-parallel mapping is the identity and the vocab-parallel head is the plain
+// one, so one process runs the plain model.
 #include "models/GPT.h"
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <string>
 
 #include "core/autograd/GradMode.h"
-#include "core/autograd/Recompute.h"
-#include "core/ops/Attention.h"
 #include "core/ops/Elementwise.h"
 #include "core/ops/Indexing.h"
-#include "core/ops/Linear.h"
 #include "core/ops/Nn.h"
 #include "core/ops/Reduction.h"
 #include "core/util/Check.h"
@@ -32,132 +26,6 @@ std::pair<int64_t, int64_t> stage_layers(int64_t n_layer, int pp, int stage) {
   const int64_t base = n_layer / pp, extra = n_layer % pp;
   const int64_t begin = stage * base + std::min<int64_t>(stage, extra);
   return {begin, begin + base + (stage < extra ? 1 : 0)};
-}
-
-// ---- Block ---------------------------------------------------------------------------------
-
-namespace {
-
-double residual_std(const GPTConfig& c) { return c.init_std / std::sqrt(2.0 * double(c.n_layer)); }
-
-// softmax(q k^T / sqrt(D) + causal mask) with dropout on the probabilities, then @ v.
-// q, k, v (B,h,T,D) -> (B,h,T,D).
-Tensor attention_with_dropout(const Tensor& q, const Tensor& k, const Tensor& v, double p,
-                              Generator& gen) {
-  const int64_t T = q.size(2), D = q.size(3);
-  Tensor att = matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(double(D)));  // (B,h,T,T)
-  Tensor pos = Tensor::arange(T, DType::I64, q.device());
-  Tensor future = gt(pos.unsqueeze(0), pos.unsqueeze(1));  // (T,T): key j > query i
-  att = masked_fill(att, future, -std::numeric_limits<double>::infinity());
-  att = dropout(softmax(att, -1), p, gen, /*training=*/true);
-  return matmul(att, v);
-}
-
-// softmax(q keys^T / sqrt(D) + mask) values for queries at positions [past, past+T) over the keys
-// at [0, past+T): query i sees key j iff j <= past + i. q (B,H,T,D); keys, values (B,H,past+T,D).
-// NB: the fused kernel needs equal query and key lengths, so decoding takes this explicit path.
-Tensor attention_over_cache(const Tensor& q, const Tensor& keys, const Tensor& values,
-                            int64_t past) {
-  const int64_t T = q.size(2), D = q.size(3), L = keys.size(2);
-  Tensor att = matmul(q, keys.transpose(2, 3)) * (1.0 / std::sqrt(double(D)));  // (B,H,T,L)
-  if (T > 1) {
-    Tensor key_pos = Tensor::arange(L, DType::I64, q.device());
-    Tensor query_pos = key_pos.narrow(0, past, T);
-    Tensor future = gt(key_pos.unsqueeze(0), query_pos.unsqueeze(1));  // (T,L)
-    att = masked_fill(att, future, -std::numeric_limits<double>::infinity());
-  }
-  return matmul(softmax(att, -1), values);  // (B,H,T,D)
-}
-
-}  // namespace
-
-Block::Block(const GPTConfig& c, Communicator& tp, DType dtype, Device device)
-    : local_heads_(c.n_head / tp.size()),
-      dropout_(c.dropout),
-      ln_1_(c.n_embd, c.bias, tp.rank() == 0, dtype, device),
-      qkv_(c.n_embd, 3 * c.n_embd, tp, {c.bias, c.init_std, dtype, device}, /*stacked=*/3),
-      attn_proj_(c.n_embd, c.n_embd, tp, {c.bias, residual_std(c), dtype, device}),
-      ln_2_(c.n_embd, c.bias, tp.rank() == 0, dtype, device),
-      fc_(c.n_embd, 4 * c.n_embd, tp, {c.bias, c.init_std, dtype, device}),
-      mlp_proj_(4 * c.n_embd, c.n_embd, tp, {c.bias, residual_std(c), dtype, device}) {
-  LOOM_CHECK(c.n_head % tp.size() == 0, "GPT: expected n_head ", c.n_head,
-             " divisible by the TP size ", tp.size());
-  register_module("ln_1", ln_1_);
-  register_module("attn.qkv", qkv_);
-  register_module("attn.proj", attn_proj_);
-  register_module("ln_2", ln_2_);
-  register_module("mlp.fc", fc_);
-  register_module("mlp.proj", mlp_proj_);
-}
-
-Tensor Block::attention(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const {
-  const int64_t B = x.size(0), T = x.size(1), Cl = qkv_.weight().size(0) / 3;
-  const int64_t H = local_heads_, D = Cl / H;
-  std::vector<Tensor> qkv = split(qkv_.forward(x), Cl, -1);  // 3 x (B,T,C/tp): this rank's heads
-  auto heads = [&](const Tensor& t) { return t.reshape({B, T, H, D}).transpose(1, 2); };
-  Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);  // (B,H,T,D)
-  const bool drop = is_training() && dropout_ > 0.0;
-  Tensor y;
-  if (!drop) {
-    y = scaled_dot_product_attention(q, k, v, /*causal=*/true);  // (B,H,T,D)
-  } else if (recompute == Recompute::Selective) {
-    // Keep q, k, v; redraw the (B,H,T,T) probabilities and their mask in backward.
-    const uint64_t seed = rng.tensor_parallel().seed(), offset = rng.tensor_parallel().offset();
-    rng.tensor_parallel().next_offset(uint64_t(B * H * T * T));
-    const double p = dropout_;
-    y = autograd::recompute(
-        [seed, offset, p](const std::vector<Tensor>& in) {
-          Generator gen(seed, offset);
-          return attention_with_dropout(in[0], in[1], in[2], p, gen);
-        },
-        {q, k, v});
-  } else {
-    y = attention_with_dropout(q, k, v, dropout_, rng.tensor_parallel());
-  }
-  y = attn_proj_.forward(y.transpose(1, 2).reshape({B, T, Cl}));  // (B,T,C), replicated
-  return dropout(y, dropout_, rng.replicated(), is_training());
-}
-
-Tensor Block::mlp(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const {
-  Tensor a = fc_.forward(x);  // (B,T,4C/tp)
-  Tensor y = recompute == Recompute::Selective
-                 ? mlp_proj_.forward_gelu(a)  // gelu(a) is recomputed in backward
-                 : mlp_proj_.forward(gelu(a));
-  return dropout(y, dropout_, rng.replicated(), is_training());
-}
-
-Tensor Block::forward(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const {
-  if (recompute == Recompute::Full && autograd::GradMode::is_enabled()) {
-    // Keep only x; rerun the whole block (its dropout streams from the same state) in backward.
-    const tp::TensorParallelRng::State state = rng.state();
-    const int tp_rank = rng.tp_rank();
-    Tensor y = autograd::recompute(
-        [this, state, tp_rank](const std::vector<Tensor>& in) {
-          tp::TensorParallelRng r(state.seed, tp_rank);
-          r.set_state(state);
-          return forward(in[0], r, Recompute::None);
-        },
-        {x});
-    return y;
-  }
-  Tensor h = x + attention(ln_1_.forward(x), rng, recompute);
-  return h + mlp(ln_2_.forward(h), rng, recompute);
-}
-
-Tensor Block::forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const {
-  const int64_t B = x.size(0), T = x.size(1), Cl = qkv_.weight().size(0) / 3;
-  const int64_t H = local_heads_, D = Cl / H;
-  Tensor a = ln_1_.forward(x);
-  std::vector<Tensor> qkv = split(qkv_.forward(a), Cl, -1);  // 3 x (B,T,C/tp)
-  auto heads = [&](const Tensor& t) { return t.reshape({B, T, H, D}).transpose(1, 2); };
-  Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);  // (B,H,T,D)
-  const int64_t past = cache.length();
-  auto [keys, values] = cache.append(layer, k, v);  // (B,H,past+T,D)
-  // An empty cache is a plain causal prefill: the fused kernel on the new k, v is exact.
-  Tensor y = past == 0 ? scaled_dot_product_attention(q, k, v, /*causal=*/true)
-                       : attention_over_cache(q, keys, values, past);  // (B,H,T,D)
-  Tensor h = x + attn_proj_.forward(y.transpose(1, 2).reshape({B, T, Cl}));
-  return h + mlp_proj_.forward(gelu(fc_.forward(ln_2_.forward(h))));
 }
 
 // ---- GPT -----------------------------------------------------------------------------------
@@ -203,7 +71,9 @@ GPT::GPT(const GPTConfig& config, Layout layout, DType dtype, Device device)
     : config_(validated(config)),
       tp_(layout.tp),
       pp_(layout.pp),
-      rng_(0, layout.tp ? layout.tp->rank() : 0) {
+      rng_(0, layout.tp ? layout.tp->rank() : 0),
+      dtype_(dtype),
+      device_(device) {
   LOOM_CHECK(is_floating(dtype), "GPT: expected a floating parameter dtype, got ",
              dtype_name(dtype));
   if (tp_ == nullptr) {
@@ -223,16 +93,18 @@ GPT::GPT(const GPTConfig& config, Layout layout, DType dtype, Device device)
                                                         device);
     register_module("wte", *wte_);
   }
-  if (is_first()) {
+  if (is_first() && config_.position == PositionKind::Learned) {
     wpe_ = std::make_unique<Embedding>(config_.block_size, C, lead, std, dtype, device);
     register_module("wpe", *wpe_);
   }
+  if (config_.position == PositionKind::Rope) inv_freq_ = rope_inv_freq(config_);
   for (int64_t i = layers_.first; i < layers_.second; ++i) {
     blocks_.push_back(std::make_unique<Block>(config_, *tp_, dtype, device));
     register_module("blocks." + std::to_string(i), *blocks_.back());
   }
   if (is_last()) {
-    ln_f_ = std::make_unique<LayerNorm>(C, config_.bias, lead, dtype, device);
+    ln_f_ = std::make_unique<Norm>(C, config_.norm, config_.bias, lead, config_.norm_eps, dtype,
+                                   device);
     register_module("ln_f", *ln_f_);
     if (!config_.tie_embeddings) {
       lm_head_ = std::make_unique<tp::VocabParallelEmbedding>(part_, C, *tp_, std, true, dtype,
@@ -245,17 +117,24 @@ GPT::GPT(const GPTConfig& config, Layout layout, DType dtype, Device device)
 GPT::~GPT() = default;
 
 int64_t GPT::local_parameters(const GPTConfig& c, int tp, int stage, int pp) {
-  const int64_t C = c.n_embd, b = c.bias ? 1 : 0;
+  const int64_t C = c.n_embd, F = c.ffn_size(), b = c.bias ? 1 : 0;
+  const int64_t qb = c.has_qkv_bias() ? 1 : 0, kv_out = 2 * c.kv_heads() * c.head_dim();
+  const int64_t norm = C + (c.norm == NormKind::LayerNorm ? b * C : 0);
+  const int64_t up = c.mlp == MlpKind::SwiGLU ? 2 * F : F;
   const auto [begin, end] = stage_layers(c.n_layer, pp, stage);
-  // Per block: two layer norms and the row-parallel biases whole; qkv, fc (with their biases)
-  // and the attn/mlp output weights split over TP.
-  const int64_t whole = 2 * (C + b * C) + 2 * b * C;
-  const int64_t split = (3 * C * C + b * 3 * C + C * C + 4 * C * C + b * 4 * C + 4 * C * C) / tp;
-  int64_t n = (end - begin) * (whole + split);
+  // Per block: the norms and the row-parallel biases whole; q, kv (unless replicated because
+  // tp > n_kv_head), attn.proj, mlp.fc (with their biases) and mlp.proj split over TP.
+  int64_t whole = 2 * norm + 2 * b * C;
+  int64_t split = C * C + qb * C + C * C + C * up + b * up + F * C;
+  if (c.kv_heads() % tp == 0)
+    split += C * kv_out + qb * kv_out;
+  else
+    whole += C * kv_out + qb * kv_out;
+  int64_t n = (end - begin) * (whole + split / tp);
   const int64_t vocab_rows = c.vocab_size / tp * C;
   const bool first = stage == 0, last = stage == pp - 1;
-  if (first) n += vocab_rows + c.block_size * C;
-  if (last) n += C + b * C + ((!c.tie_embeddings || pp > 1) ? vocab_rows : 0);  // head or tied copy
+  if (first) n += vocab_rows + (c.position == PositionKind::Learned ? c.block_size * C : 0);
+  if (last) n += norm + ((!c.tie_embeddings || pp > 1) ? vocab_rows : 0);  // head or tied copy
   return n;
 }
 
@@ -275,10 +154,15 @@ Tensor GPT::embed(const Tensor& ids, tp::TensorParallelRng& rng) {
   const int64_t T = ids.size(1);
   LOOM_CHECK(T >= 1 && T <= config_.block_size, "GPT.forward: expected sequence length T in [1, ",
              config_.block_size, "] (block_size), got ", T);
-  Tensor pos = Tensor::arange(T, DType::I64, ids.device());
-  Tensor x = wte_->forward(ids) + wpe_->forward(pos);  // (B,T,C) + (T,C)
+  Tensor x = wte_->forward(ids);  // (B,T,C)
+  if (wpe_) x = x + wpe_->forward(Tensor::arange(T, DType::I64, ids.device()));  // + (T,C)
   // Outside any TP region: the mask must be equal on every TP rank.
   return dropout(x, config_.dropout, rng.replicated(), is_training());
+}
+
+RopeTables GPT::rope_for(int64_t start, int64_t T) const {
+  if (config_.position != PositionKind::Rope) return {};
+  return rope_tables(inv_freq_, start, T, dtype_, device_);
 }
 
 Tensor GPT::run_stage(const Tensor& x, const Tensor& ids, DropoutKey key) {
@@ -291,9 +175,10 @@ Tensor GPT::run_stage(const Tensor& x, const Tensor& ids, DropoutKey key) {
   LOOM_CHECK(h.defined() && h.dim() == 3 && h.size(2) == config_.n_embd,
              "GPT.forward: expected an activation of shape (B,T,", config_.n_embd, "), got ",
              h.defined() ? shape_str(h.shape()) : std::string("none"));
+  const RopeTables rope = rope_for(0, h.size(1));
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (drop) key_layer(rng_, key, layers_.first + int64_t(i) + 1);
-    h = blocks_[i]->forward(h, rng_, recompute_);
+    h = blocks_[i]->forward(h, rng_, recompute_, rope);
   }
   return is_last() ? ln_f_->forward(h) : h;
 }
@@ -399,9 +284,9 @@ Tensor GPT::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index)
 KVCache GPT::new_cache(int64_t batch, int64_t capacity) const {
   LOOM_CHECK(capacity >= 1 && capacity <= config_.block_size, "GPT.new_cache: expected capacity ",
              "in [1, ", config_.block_size, "] (block_size), got ", capacity);
-  const Tensor p = parameters().front();
-  return KVCache(int64_t(blocks_.size()), config_.n_head / tp_->size(), config_.head_dim(), batch,
-                 capacity, p.dtype(), p.device());
+  const int64_t kv_heads = std::max<int64_t>(1, config_.kv_heads() / tp_->size());
+  return KVCache(int64_t(blocks_.size()), kv_heads, config_.head_dim(), batch, capacity, dtype_,
+                 device_);
 }
 
 Tensor GPT::forward_cached(const Tensor& x, KVCache& cache, bool last_only) {
@@ -422,9 +307,12 @@ Tensor GPT::forward_cached(const Tensor& x, KVCache& cache, bool last_only) {
   if (is_first()) {
     LOOM_CHECK(x.dim() == 2 && x.dtype() == DType::I64, "GPT.forward_cached: expected ids of ",
                "shape (B,T) and dtype i64 on the first stage, got ", x.shape());
-    h = wte_->forward(x) + wpe_->weight().narrow(0, past, T);  // (B,T,C) + (T,C)
+    h = wte_->forward(x);                                          // (B,T,C)
+    if (wpe_) h = h + wpe_->weight().narrow(0, past, T);           // + (T,C)
   }
-  for (size_t i = 0; i < blocks_.size(); ++i) h = blocks_[i]->forward_cached(h, cache, int64_t(i));
+  const RopeTables rope = rope_for(past, T);
+  for (size_t i = 0; i < blocks_.size(); ++i)
+    h = blocks_[i]->forward_cached(h, cache, int64_t(i), rope);
   cache.advance(T);
   if (!is_last()) return h;
   if (last_only) h = h.narrow(1, T - 1, 1);

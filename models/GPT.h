@@ -1,15 +1,16 @@
-// GPT: the GPT-2 architecture (token + position embeddings, n_layer pre-LN transformer blocks,
-// final LayerNorm, LM head tied to wte unless config.tie_embeddings is false), written once and
-// parallel by construction: the same code runs in one process and as one rank of any tensor x
-// pipeline layout (Megatron-Core's idea). The blocks are built from tensor-parallel layers (QKV
-// and MLP-up column-parallel, attn-out and MLP-down row-parallel), the vocabulary tables and the
-// cross entropy are vocab-parallel, and pipeline stage s of pp holds only its blocks
-// stage_layers(n_layer, pp, s), the first stage the embeddings, the last ln_f and the head. Each
-// rank allocates only its pieces; init_weights(seed) draws every logical element from (seed,
-// name, index), so all layouts start from the same model. Parameter names are the logical ones
-// (Linear weights are (out, in)); checkpoints and HF conversion key on them:
-//   wte.weight, wpe.weight,
-//   blocks.{i}.{ln_1,attn.qkv,attn.proj,ln_2,mlp.fc,mlp.proj}.{weight,bias},
+// GPT: the one decoder-only transformer Loom trains, GPT-2 by default and the Llama family
+// (Llama 3, Qwen2, Mistral) by config (GPTConfig.h): token embeddings [+ learned positions],
+// n_layer pre-norm blocks (Block.h), a final norm, and an LM head tied to wte unless
+// config.tie_embeddings is false. Written once and parallel by construction: the same code runs in
+// one process and as one rank of any tensor x pipeline layout (Megatron-Core's idea). The blocks
+// are built from tensor-parallel layers, the vocabulary tables and the cross entropy are
+// vocab-parallel, and pipeline stage s of pp holds only its blocks stage_layers(n_layer, pp, s),
+// the first stage the embeddings, the last ln_f and the head. Each rank allocates only its pieces;
+// init_weights(seed) draws every logical element from (seed, name, index), so all layouts start
+// from the same model. Parameter names are the logical ones (Linear weights are (out, in));
+// checkpoints and HF conversion key on them:
+//   wte.weight, [wpe.weight (learned positions)],
+//   blocks.{i}.{ln_1, attn.qkv | attn.q + attn.kv, attn.proj, ln_2, mlp.fc, mlp.proj}.{weight,bias}
 //   ln_f.{weight,bias}, [lm_head.weight]
 // With tied embeddings and pp > 1 the last stage holds its own copy of wte (not an owner; keep
 // it equal with the trainer's gradient sync).
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "core/nn/Module.h"
+#include "models/Block.h"
 #include "models/GPTConfig.h"
 #include "models/KVCache.h"
 #include "models/Layers.h"
@@ -44,11 +46,6 @@ struct Layout {
   Communicator* pp = nullptr;  // pipeline group (rank = stage)
 };
 
-// Activation recomputation (Megatron's terms). FULL: each block's forward is rerun in backward
-// (only its input is kept). SELECTIVE: the matmul outputs are kept, and what is cheap to redo
-// and large to keep (the attention probabilities with dropout, the GELU output) is recomputed.
-enum class Recompute : uint8_t { None, Selective, Full };
-
 // [begin, end) of the blocks stage `stage` of `pp` owns: n_layer split as evenly as possible, the
 // first n_layer % pp stages one block longer. Throws ValueError when pp > n_layer.
 std::pair<int64_t, int64_t> stage_layers(int64_t n_layer, int pp, int stage);
@@ -60,28 +57,6 @@ std::pair<int64_t, int64_t> stage_layers(int64_t n_layer, int pp, int stage);
 struct DropoutKey {
   int64_t step = 0;
   int64_t micro_batch = 0;
-};
-
-class Block : public nn::Module {
- public:
-  Block(const GPTConfig& c, Communicator& tp, DType dtype, Device device);
-  // x (B,T,C) -> (B,T,C). `rng` holds this block's keyed dropout streams.
-  Tensor forward(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const;
-  // x (B,T,C) at positions [cache.length(), +T): appends their k/v (this rank's heads) to `layer`
-  // of the cache and attends over every cached position. No dropout.
-  Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer) const;
-
- private:
-  Tensor attention(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const;
-  Tensor mlp(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const;
-  int64_t local_heads_;
-  double dropout_;
-  LayerNorm ln_1_;
-  tp::ColumnParallelLinear qkv_;
-  tp::RowParallelLinear attn_proj_;
-  LayerNorm ln_2_;
-  tp::ColumnParallelLinear fc_;
-  tp::RowParallelLinear mlp_proj_;
 };
 
 class GPT : public nn::Module, public pipeline::PipelineStage {
@@ -97,7 +72,7 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
 
   // GPT-2 init of every logical element from (seed, name, index): N(0, init_std) for Linear and
   // embedding weights, N(0, init_std/sqrt(2*n_layer)) for attn.proj and mlp.proj weights, zero
-  // biases, LayerNorm 1/0, padded vocabulary rows 0. Also seeds the dropout streams.
+  // biases, norm weights 1, padded vocabulary rows 0. Also seeds the dropout streams.
   void init_weights(uint64_t seed);
   void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
   void set_recompute(Recompute r) { recompute_ = r; }
@@ -162,6 +137,8 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
 
  private:
   Tensor embed(const Tensor& ids, tp::TensorParallelRng& rng);  // (b,T) -> (b,T,C)
+  // The rotary angles of positions [start, start + T) (undefined with learned positions).
+  RopeTables rope_for(int64_t start, int64_t T) const;
   void key_layer(tp::TensorParallelRng& rng, DropoutKey key, int64_t layer) const;
   const tp::VocabParallelEmbedding& head() const;
   // The vocabulary partition restricted to the first vocab_limit ids (0: the real vocabulary).
@@ -182,10 +159,13 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
   DropoutKey key_;
   int64_t auto_micro_ = 0;
   Recompute recompute_ = Recompute::None;
+  std::vector<double> inv_freq_;                      // rotary frequencies (rope only)
+  DType dtype_;
+  Device device_;
   std::unique_ptr<tp::VocabParallelEmbedding> wte_;  // first stage; last stage's tied copy
-  std::unique_ptr<Embedding> wpe_;                   // first stage
+  std::unique_ptr<Embedding> wpe_;                   // first stage, learned positions
   std::vector<std::unique_ptr<Block>> blocks_;
-  std::unique_ptr<LayerNorm> ln_f_;                  // last stage
+  std::unique_ptr<Norm> ln_f_;                       // last stage
   std::unique_ptr<tp::VocabParallelEmbedding> lm_head_;  // untied head, last stage
 };
 

@@ -1,5 +1,4 @@
-// Linear, LayerNorm and Embedding: thin wrappers over core ops that own their (replicated)
-// parameters.
+// Linear, Norm and Embedding: thin wrappers over core ops that own their (replicated) parameters.
 #include "models/Layers.h"
 
 #include "core/ops/Linear.h"
@@ -18,17 +17,19 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, bool owner,
 
 Tensor Linear::forward(const Tensor& x) const { return loom::linear(x, weight_, bias_); }
 
-LayerNorm::LayerNorm(int64_t dim, bool bias, bool owner, DType dtype, Device device, double eps)
-    : eps_(eps) {
+Norm::Norm(int64_t dim, NormKind kind, bool bias, bool owner, double eps, DType dtype,
+           Device device)
+    : kind_(kind), eps_(eps) {
   weight_ = register_parameter("weight", Tensor::ones({dim}, dtype, device),
                                {{}, owner, nn::Init::Ones});
-  if (bias)
+  if (bias && kind == NormKind::LayerNorm)
     bias_ = register_parameter("bias", Tensor::zeros({dim}, dtype, device),
                                {{}, owner, nn::Init::Zeros});
 }
 
-Tensor LayerNorm::forward(const Tensor& x) const {
-  return loom::layer_norm(x, weight_, bias_, eps_);
+Tensor Norm::forward(const Tensor& x) const {
+  return kind_ == NormKind::RMSNorm ? loom::rms_norm(x, weight_, eps_)
+                                    : loom::layer_norm(x, weight_, bias_, eps_);
 }
 
 Embedding::Embedding(int64_t num, int64_t dim, bool owner, double init_std, DType dtype,

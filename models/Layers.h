@@ -1,15 +1,17 @@
-// The replicated basic layers: LayerNorm, Embedding (the position table) and Linear (small heads
-// such as the reward model's value head). Every rank of a tensor-parallel group holds the whole
-// tensor; `owner` is true on exactly one of them (TP rank 0), which counts it in the gradient
-// norm and writes it into checkpoints. Each registers its parameters with the init rule
-// nn::Module::init_parameters() applies. The tensor-parallel layers are in parallel/tensor/.
-//   LayerNorm ln(768, /*bias=*/true, /*owner=*/tp.rank() == 0);   // weight 1, bias 0 at init
-//   Tensor y = ln.forward(x);                                      // normalises the last dim
+// The replicated basic layers: Norm (LayerNorm or RMSNorm), Embedding (the position table) and
+// Linear (small heads such as the reward model's value head, the replicated kv projection when
+// tp > n_kv_head). Every rank of a tensor-parallel group holds the whole tensor; `owner` is true
+// on exactly one of them (TP rank 0), which counts it in the gradient norm and writes it into
+// checkpoints. Each registers its parameters with the init rule nn::Module::init_parameters()
+// applies. The tensor-parallel layers are in parallel/tensor/.
+//   Norm ln(768, NormKind::LayerNorm, /*bias=*/true, /*owner=*/tp.rank() == 0);  // w 1, b 0
+//   Tensor y = ln.forward(x);                                                   // last dim
 #pragma once
 
 #include <cstdint>
 
 #include "core/nn/Module.h"
+#include "models/GPTConfig.h"
 
 namespace loom::models {
 
@@ -27,15 +29,18 @@ class Linear : public nn::Module {
   Tensor bias_;
 };
 
-class LayerNorm : public nn::Module {
+class Norm : public nn::Module {
  public:
-  LayerNorm(int64_t dim, bool bias, bool owner, DType dtype = DType::F32,
-            Device device = Device::cpu(), double eps = 1e-5);
+  // LayerNorm: weight (dim) = 1 and, with bias, bias (dim) = 0. RMSNorm: weight only (Llama's
+  // has no bias; `bias` is ignored).
+  Norm(int64_t dim, NormKind kind, bool bias, bool owner, double eps = 1e-5,
+       DType dtype = DType::F32, Device device = Device::cpu());
   Tensor forward(const Tensor& x) const;  // normalises the last dim (size dim)
   const Tensor& weight() const { return weight_; }
-  const Tensor& bias() const { return bias_; }
+  const Tensor& bias() const { return bias_; }  // undefined for RMSNorm or without bias
 
  private:
+  NormKind kind_;
   Tensor weight_;
   Tensor bias_;
   double eps_;

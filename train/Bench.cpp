@@ -26,14 +26,29 @@ namespace loom::train {
 
 namespace {
 
+// The Llama architecture on a GPT-2 shape: RMSNorm, rotary embeddings, SwiGLU of width 8/3 C
+// (the same MLP parameters as GELU's 4 C), no biases, tied head.
+models::GPTConfig llama_shaped(models::GPTConfig c, int64_t intermediate_size) {
+  c.norm = models::NormKind::RMSNorm;
+  c.position = models::PositionKind::Rope;
+  c.mlp = models::MlpKind::SwiGLU;
+  c.intermediate_size = intermediate_size;
+  c.bias = false;
+  return c;
+}
+
 models::GPTConfig bench_config(const std::string& name) {
-  if (name != "tiny") return models::GPTConfig::preset(name);
+  if (name == "llama-124m") return llama_shaped(models::GPTConfig::preset("gpt2-124m"), 2048);
+  if (name != "tiny" && name != "tiny-llama") return models::GPTConfig::preset(name);
   models::GPTConfig c;
   c.n_layer = 4;
   c.n_head = 4;
   c.n_embd = 64;
   c.vocab_size = 256;
   c.block_size = 32;
+  if (name == "tiny") return c;
+  c = llama_shaped(c, 176);
+  c.n_kv_head = 2;  // grouped-query attention
   return c;
 }
 

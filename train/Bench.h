@@ -13,7 +13,10 @@
 namespace loom::train {
 
 struct BenchOptions {
-  std::string model = "gpt2-124m";  // a GPTConfig preset name, or "tiny"
+  // A GPTConfig preset name (gpt2-124m, llama-3.2-1b, qwen2.5-0.5b, ...), "tiny" (a 4-layer
+  // GPT-2), "tiny-llama" (its Llama-architecture twin with GQA) or "llama-124m" (GPT-2 124M's
+  // shape with the Llama architecture: RMSNorm, RoPE, SwiGLU of 2048, no biases).
+  std::string model = "gpt2-124m";
   int64_t batch = 4, seq = 64, steps = 10, warmup = 2;
   // 0 = default (LOOM_NUM_THREADS / OMP_NUM_THREADS / all cores); at most usable_cores(): more
   // threads than cores only oversubscribe them (and OpenBLAS's per-thread buffers can exhaust a

@@ -2,6 +2,7 @@
 #include "train/Trainer.h"
 
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include "core/util/Memory.h"
 #include "core/util/StopSignal.h"
 #include "io/HfReader.h"
+#include "io/HfSource.h"
 #include "models/RewardModel.h"
 #include "parallel/ProcessGroups.h"
 #include "parallel/comm/FakeCommunicator.h"
@@ -29,18 +31,9 @@ using config::RunConfig;
 using nlohmann::json;
 
 models::GPTConfig gpt_config_from(const RunConfig& cfg) {
-  const auto& m = cfg.model();
-  models::GPTConfig g;
-  g.n_layer = m.n_layer();
-  g.n_head = m.n_head();
-  g.n_embd = m.n_embd();
+  models::GPTConfig g = models::GPTConfig::from_model_config(cfg.model());
   g.vocab_size = config::padded_vocab_size(cfg);
-  g.real_vocab_size = m.vocab_size();
-  g.block_size = m.block_size();
-  g.dropout = m.dropout();
-  g.bias = m.bias();
-  g.tie_embeddings = m.tie_embeddings();
-  g.init_std = m.init_std();
+  g.real_vocab_size = cfg.model().vocab_size();
   return g;
 }
 
@@ -57,22 +50,38 @@ namespace {
 // A reward model's head: a language-model checkpoint has none, so it starts fresh.
 bool is_head(const std::string& name) { return name.rfind("value_head.", 0) == 0; }
 
-// Checks the Hugging Face GPT-2 directory read by `hf` against the run's model `want`.
+// Checks the Hugging Face model read by `hf` against the run's model `want` (io::model_from_init
+// fills the section from config.json when the config comes through config::resolve with it).
 void check_hf_model(const io::HfReader& hf, const RunConfig& cfg, const models::GPTConfig& want) {
   const std::string& dir = hf.where();
+  const models::GPTConfig& got = hf.config();
   std::string problems;
-  auto check = [&](const char* field, int64_t hf_value, int64_t ours) {
+  auto check = [&](const char* field, auto hf_value, auto ours) {
     if (hf_value != ours)
       problems += detail::str_cat("\n  model.", field, "=", ours, " but ", dir, " has ", hf_value);
   };
-  check("n_layer", hf.config().n_layer, want.n_layer);
-  check("n_head", hf.config().n_head, want.n_head);
-  check("n_embd", hf.config().n_embd, want.n_embd);
-  check("block_size", hf.config().block_size, want.block_size);
+  check("n_layer", got.n_layer, want.n_layer);
+  check("n_head", got.n_head, want.n_head);
+  check("n_embd", got.n_embd, want.n_embd);
+  if (got.position == models::PositionKind::Learned || want.block_size > got.block_size)
+    check("block_size", got.block_size, want.block_size);
   check("vocab_size", hf.vocab_size(), cfg.model().vocab_size());
+  check("n_kv_head", got.kv_heads(), want.kv_heads());
+  check("intermediate_size", got.ffn_size(), want.ffn_size());
+  check("norm", int(got.norm), int(want.norm));
+  check("position", int(got.position), int(want.position));
+  check("mlp", int(got.mlp), int(want.mlp));
+  check("norm_eps", got.norm_eps, want.norm_eps);
+  check("rope_theta", got.rope_theta, want.rope_theta);
+  check("rope_scaling.type", int(got.rope_scaling.kind), int(want.rope_scaling.kind));
+  check("rope_scaling.factor", got.rope_scaling.factor, want.rope_scaling.factor);
+  check("qkv_bias", got.has_qkv_bias(), want.has_qkv_bias());
+  check("bias", got.bias, want.bias);
+  check("tie_embeddings", got.tie_embeddings, want.tie_embeddings);
   LOOM_CHECK_T(ConfigError, problems.empty(), "init_from=hf:", dir,
                ": the model section does not match the Hugging Face model:", problems,
-               "\n  hint: use a matching preset (gpt2-124m, ...) or set these fields");
+               "\n  hint: leave the model section out (it comes from config.json) or set these "
+               "fields");
 }
 
 }  // namespace
@@ -83,7 +92,7 @@ void StageContext::load_weights(const std::string& source, models::GPT& model) c
     if (is_head(name)) optional.push_back(name);
   // Each rank reads only its pieces (io/TensorSource.h).
   if (source.rfind("hf:", 0) == 0) {
-    io::HfReader hf(source.substr(3));
+    io::HfReader hf(io::resolve_hf_dir(source.substr(3)));
     check_hf_model(hf, cfg_, model.config());
     load_pieces(model, hf, "", optional);
     return;
@@ -118,6 +127,17 @@ std::unique_ptr<Learner> StageContext::make_learner(std::unique_ptr<models::GPT>
 // ---- Trainer ---------------------------------------------------------------------------------
 
 namespace {
+
+// The Hugging Face config.json a run started from: init_from "hf:" gives its own, a Loom
+// checkpoint the one it carries (meta "hf_config"); "" when there is none.
+std::string source_hf_config(const std::string& init_from) {
+  if (init_from.rfind("hf:", 0) == 0)
+    return io::detail::read_hf_config(io::resolve_hf_dir(init_from.substr(3))).json;
+  if (init_from.empty() || !std::filesystem::is_directory(init_from)) return "";
+  const io::CheckpointReader ck(init_from, io::LoadOptions::weights_only());
+  auto it = ck.meta().find("hf_config");
+  return it == ck.meta().end() ? "" : it->second;
+}
 
 // dtype F32 runs in f32; BF16 runs the model under bf16 autocast (f32 master weights, gradients
 // and optimizer state), which only the CUDA kernels implement.
@@ -171,6 +191,12 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world,
       LOG_RANK0(WARN) << "checkpoints of this run will not carry its tokenizer: " << e.what();
     }
   }
+  if (tokenizer_.empty() && cfg_.init_from().rfind("hf:", 0) == 0) {  // the HF model's own
+    const io::HfTokenizerFiles t =
+        io::detail::find_hf_tokenizer(io::resolve_hf_dir(cfg_.init_from().substr(3)));
+    tokenizer_ = {t.vocab_json, t.merges_txt, t.tokenizer_json, t.tokenizer_config_json};
+  }
+  hf_config_ = source_hf_config(cfg_.init_from());
   if (writer_)
     metrics_ = std::make_unique<MetricsLogger>(cfg_.output_dir(), cfg_.logging().tensorboard());
   resume_if_asked();
@@ -280,6 +306,7 @@ std::string Trainer::save(int64_t step) {
                            {"skipped_steps", sc->skipped_steps()}};
   ck.meta["trainer"] = state.dump();
   ck.meta["config"] = config::to_text(cfg_);
+  if (!hf_config_.empty()) ck.meta["hf_config"] = hf_config_;  // what an HF export starts from
   ck.tokenizer = tokenizer_;
   return io::save_checkpoint(cfg_.checkpoint().dir(), ck, int(cfg_.checkpoint().keep_last()),
                              grid_->world());

@@ -86,6 +86,7 @@ class Trainer {
   std::unique_ptr<MetricsLogger> metrics_;
   int64_t step_ = 0;  // optimizer updates done so far
   io::TokenizerFiles tokenizer_;  // the run's tokenizer files, carried by every checkpoint
+  std::string hf_config_;  // config.json of the HF model the run started from, or ""
   int64_t num_parameters_ = 0;
   bool writer_ = true;
 };

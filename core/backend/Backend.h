@@ -104,6 +104,24 @@ class Backend {
                                   const Tensor& dout, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& out, const Tensor& lse,
                                   double scale, bool causal) = 0;
+  // RMSNorm over the last dim: y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps).
+  // x, y (N,C); weight (C) may be undefined; rstd (N) in x's dtype (f32 for bf16 CUDA).
+  virtual void rmsnorm_forward(const Tensor& y, const Tensor& rstd, const Tensor& x,
+                               const Tensor& weight, double eps) = 0;
+  // Writes (does not accumulate) dx and dweight; either may be undefined (skipped).
+  virtual void rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dy,
+                                const Tensor& x, const Tensor& weight, const Tensor& rstd) = 0;
+  // Rotary embedding, rotate-half form (Llama / Hugging Face): x, y (B,T,H,D) with D even;
+  // cos, sin (T, D/2) the angles of each position t and frequency j (f32 for bf16 CUDA x).
+  //   y[j]       = x[j] cos[t,j] - x[j+D/2] sin[t,j]
+  //   y[j+D/2]   = x[j+D/2] cos[t,j] + x[j] sin[t,j]
+  // inverse: the rotation by minus the angle (its transpose: RoPE's backward). y may be x.
+  virtual void rope(const Tensor& y, const Tensor& x, const Tensor& cos, const Tensor& sin,
+                    bool inverse) = 0;
+  // SwiGLU: a (N, 2F) holds [gate | up] in each row; y (N,F) = silu(gate) * up.
+  virtual void swiglu_forward(const Tensor& y, const Tensor& a) = 0;
+  // da (N, 2F) = [dy * up * silu'(gate) | dy * silu(gate)].
+  virtual void swiglu_backward(const Tensor& da, const Tensor& dy, const Tensor& a) = 0;
   // logits (N,V), targets (N) I64 -> loss (N) (0 where target == ignore_index), lse (N).
   // Throws ValueError for a target outside [0,V) that is not ignore_index.
   virtual void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits,

@@ -13,6 +13,7 @@
 #include "core/autograd/Function.h"
 #include "core/backend/Backend.h"
 #include "core/ops/Elementwise.h"
+#include "core/ops/Nn.h"
 
 namespace loom {
 
@@ -290,6 +291,28 @@ struct GeluLinearFn {
   }
 };
 
+// The same for linear(swiglu(a), w, b): a (..., 2F) saved, swiglu(a) recomputed in backward.
+struct SwigluLinearFn {
+  static constexpr const char* kName = "SwigluLinearBackward";
+  static Tensor forward(autograd::Ctx& ctx, const Tensor& a, const Tensor& w, const Tensor& bias) {
+    autograd::Ctx inner(LinearFn::kName);
+    Tensor y = LinearFn::forward(inner, swiglu(a), w, bias);
+    ctx.save(a, w);
+    ctx.ints = inner.ints;
+    return y;
+  }
+  static std::vector<Tensor> backward(autograd::Ctx& ctx, std::vector<Tensor> g) {
+    const Tensor a = ctx.saved(0);
+    autograd::Ctx inner(LinearFn::kName);
+    inner.save(swiglu(a), ctx.saved(1));
+    inner.ints = ctx.ints;
+    inner.needs_input_grad = ctx.needs_input_grad;
+    std::vector<Tensor> grads = LinearFn::backward(inner, std::move(g));
+    if (grads[0].defined()) grads[0] = swiglu_backward(grads[0], a);
+    return grads;
+  }
+};
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -318,6 +341,14 @@ Tensor gelu_linear(const Tensor& a, const Tensor& weight, const Tensor& bias) {
   LOOM_CHECK(a.defined() && weight.defined() && a.dim() >= 2, "gelu_linear: expected a (..., M, in)");
   return autograd::apply<GeluLinearFn>(autograd::autocast_lower(a), autograd::autocast_lower(weight),
                                        autograd::autocast_lower(bias));
+}
+
+Tensor swiglu_linear(const Tensor& a, const Tensor& weight, const Tensor& bias) {
+  LOOM_CHECK(a.defined() && weight.defined() && a.dim() >= 2,
+             "swiglu_linear: expected a (..., M, 2F)");
+  return autograd::apply<SwigluLinearFn>(autograd::autocast_lower(a),
+                                         autograd::autocast_lower(weight),
+                                         autograd::autocast_lower(bias));
 }
 
 void addmm_(const Tensor& out, const Tensor& a, const Tensor& b) {

@@ -19,5 +19,8 @@ void addmm_(const Tensor& out, const Tensor& a, const Tensor& b);
 // of being stored (selective activation recomputation of an MLP's activation). Same values and
 // gradients as the composition.
 Tensor gelu_linear(const Tensor& a, const Tensor& weight, const Tensor& bias = Tensor());
+// linear(swiglu(a), weight, bias) keeping only a (..., M, 2F) for backward: swiglu(a) is
+// recomputed there (the same selective recomputation for a SwiGLU MLP).
+Tensor swiglu_linear(const Tensor& a, const Tensor& weight, const Tensor& bias = Tensor());
 
 }  // namespace loom

@@ -1,10 +1,11 @@
-// Neural-network ops with autograd: softmax / log_softmax over any dim, layer_norm, dropout,
-// embedding and cross_entropy (Nn.h). Each op checks its arguments, makes inputs contiguous and
-// calls one fused backend kernel (Backend.h) forward and one backward; the mean/sum of
-// cross_entropy is composed from the reduction and elementwise ops, which are cheap next to it.
-// Under bf16 autocast (Autocast.h) softmax takes bf16 CUDA inputs up to f32; layer_norm runs in
-// bf16 (f32 statistics); embedding outputs are cast to bf16 (the residual stream's dtype). bf16
-// CUDA logits give an f32 loss (cross_entropy's kernels compute in f32).
+// Neural-network ops with autograd: softmax / log_softmax over any dim, layer_norm, rms_norm,
+// swiglu, dropout, embedding and cross_entropy (Nn.h). Each op checks its arguments, makes inputs
+// contiguous and calls one fused backend kernel (Backend.h) forward and one backward; the
+// mean/sum of cross_entropy is composed from the reduction and elementwise ops, which are cheap
+// next to it. Under bf16 autocast (Autocast.h) softmax takes bf16 CUDA inputs up to f32;
+// layer_norm and rms_norm run in bf16 (f32 statistics), swiglu in bf16; embedding outputs are
+// cast to bf16 (the residual stream's dtype). bf16 CUDA logits give an f32 loss
+// (cross_entropy's kernels compute in f32).
 #include "core/ops/Nn.h"
 
 #include "core/autograd/Autocast.h"
@@ -92,6 +93,51 @@ struct LayerNormFn {
       if (db.defined()) db.zero_();
     }
     return {dx, dw, db};
+  }
+};
+
+struct RmsNormFn {
+  static constexpr const char* kName = "RmsNormBackward";
+  static Tensor forward(Ctx& ctx, const Tensor& x, const Tensor& weight, double eps) {
+    const int64_t C = x.size(-1), N = C == 0 ? 0 : x.numel() / C;
+    Tensor xc = x.contiguous();
+    Tensor w = weight.defined() ? weight.contiguous() : Tensor();
+    Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+    Tensor rstd = Tensor::empty({N}, side_dtype(x), x.device());
+    if (y.numel() > 0) backend_for(x.device()).rmsnorm_forward(y, rstd, xc, w, eps);
+    ctx.save(xc, w, rstd);
+    return y;
+  }
+  static std::vector<Tensor> backward(Ctx& ctx, std::vector<Tensor> g) {
+    Tensor x = ctx.saved(0), w = ctx.saved(1), rstd = ctx.saved(2);
+    Tensor dx, dw;
+    if (ctx.needs_grad(0)) dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+    if (w.defined() && ctx.needs_grad(1)) dw = Tensor::empty({x.size(-1)}, x.dtype(), x.device());
+    if (x.numel() > 0)
+      backend_for(x.device()).rmsnorm_backward(dx, dw, g[0].contiguous(), x, w, rstd);
+    else if (dw.defined())
+      dw.zero_();  // no rows: the weight gradient is a sum over nothing
+    return {dx, dw};
+  }
+};
+
+Shape half_last(const Shape& s) {
+  Shape out = s;
+  out.back() /= 2;
+  return out;
+}
+
+struct SwigluFn {  // a (..., 2F) = [gate | up] -> (..., F)
+  static constexpr const char* kName = "SwigluBackward";
+  static Tensor forward(Ctx& ctx, const Tensor& a) {
+    Tensor ac = a.contiguous();
+    Tensor y = Tensor::empty(half_last(a.shape()), a.dtype(), a.device());
+    if (y.numel() > 0) backend_for(a.device()).swiglu_forward(y, ac);
+    ctx.save(ac);
+    return y;
+  }
+  static std::vector<Tensor> backward(Ctx& ctx, std::vector<Tensor> g) {
+    return {swiglu_backward(g[0], ctx.saved(0))};
   }
 };
 
@@ -197,6 +243,47 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   }
   LOOM_CHECK(eps >= 0, "layer_norm: expected eps >= 0, got ", eps);
   return autograd::apply<LayerNormFn>(x, weight, bias, eps);
+}
+
+Tensor rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps) {
+  const Tensor x = autograd::autocast_lower(x_in), weight = autograd::autocast_lower(weight_in);
+  check_float(x, "rms_norm", "input");
+  LOOM_CHECK(x.dim() >= 1, "rms_norm: expected an input with at least 1 dim, got a 0-d tensor");
+  if (weight.defined()) {
+    LOOM_CHECK(weight.shape() == Shape{x.size(-1)}, "rms_norm: expected weight of shape (",
+               x.size(-1), "), got ", weight.shape());
+    LOOM_CHECK(weight.dtype() == x.dtype() && weight.device() == x.device(), "rms_norm: expected ",
+               "a weight of dtype ", dtype_name(x.dtype()), " on the input's device, got ",
+               dtype_name(weight.dtype()));
+  }
+  LOOM_CHECK(eps >= 0, "rms_norm: expected eps >= 0, got ", eps);
+  return autograd::apply<RmsNormFn>(x, weight, eps);
+}
+
+namespace {
+void check_swiglu_input(const Tensor& a, const char* op) {
+  check_float(a, op, "input");
+  LOOM_CHECK(a.dim() >= 1 && a.size(-1) % 2 == 0, op, ": expected a (..., 2F) of [gate | up], ",
+             "got ", a.shape());
+}
+}  // namespace
+
+Tensor swiglu(const Tensor& a_in) {
+  const Tensor a = autograd::autocast_lower(a_in);
+  check_swiglu_input(a, "swiglu");
+  return autograd::apply<SwigluFn>(a);
+}
+
+Tensor swiglu_backward(const Tensor& dy, const Tensor& a) {
+  check_swiglu_input(a, "swiglu_backward");
+  LOOM_CHECK(dy.shape() == half_last(a.shape()) && dy.dtype() == a.dtype() &&
+                 dy.device() == a.device(),
+             "swiglu_backward: expected dy of shape ", half_last(a.shape()), " and a's dtype, got ",
+             dy.shape(), " ", dtype_name(dy.dtype()));
+  Tensor da = Tensor::empty(a.shape(), a.dtype(), a.device());
+  if (da.numel() > 0)
+    backend_for(a.device()).swiglu_backward(da, dy.contiguous(), a.contiguous());
+  return da;
 }
 
 Tensor dropout(const Tensor& x, double p, Generator& gen, bool training) {

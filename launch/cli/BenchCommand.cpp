@@ -39,7 +39,10 @@ int run_bench(const Verb& a) {
 
 void add_bench(Cli& cli) {
   cli.verb(cli.root(), "bench", "time training steps and print one JSON line", run_bench)
-      .value("model", "NAME", "gpt2-124m (default), gpt2-350m, gpt2-774m, gpt2-1.5b or tiny")
+      .value("model", "NAME",
+             "gpt2-124m (default), gpt2-350m, gpt2-774m, gpt2-1.5b, llama-3.2-1b, llama-3.2-3b, "
+             "llama-3.1-8b, qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b, mistral-7b, llama-124m (GPT-2 "
+             "124M's shape, Llama architecture), tiny or tiny-llama")
       .value("batch", "B", "sequences per step (default 4)")
       .value("seq", "T", "tokens per sequence (default 64)")
       .value("steps", "N", "timed steps (default 10)")

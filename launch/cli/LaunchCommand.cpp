@@ -30,6 +30,7 @@
 #include "launch/cli/Cli.h"
 #include "launch/cli/Commands.h"
 #include "config/ConfigLoader.h"
+#include "io/HfSource.h"
 
 namespace loom::cli {
 
@@ -152,7 +153,7 @@ int run_launch(const Verb& a) {
                "loom launch: --resume is for a single config; a pipeline resumes by itself");
   // Fail here, once, rather than on every rank.
   std::vector<std::string> sets = a.list("set");
-  if (!a.flag("pipeline")) config::resolve(a.positional()[0], sets, int(n));
+  if (!a.flag("pipeline")) config::resolve(a.positional()[0], sets, int(n), io::model_from_init);
 
   std::vector<std::string> cmd = mpirun_command(a, n);
   std::string line;

@@ -7,6 +7,7 @@
 #include "config/ConfigLoader.h"
 #include "core/util/Check.h"
 #include "io/HfReader.h"
+#include "io/HfSource.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -57,7 +58,7 @@ LoadedModel load_model(const std::string& source, const std::string& device_name
                        const std::string& who) {
   LoadedModel m;
   if (source.rfind("hf:", 0) == 0) {
-    m = load_hf(source.substr(3), device_name, who);
+    m = load_hf(io::resolve_hf_dir(source.substr(3)), device_name, who);
   } else {
     const std::string step_dir = resolve_step_dir(who, source);
     const io::CheckpointReader ck(step_dir, io::LoadOptions::weights_only());

@@ -32,6 +32,7 @@
 #include "config/Pipeline.pb.h"
 #include "parallel/comm/MpiCommunicator.h"
 #include "parallel/data/DistributedRuntime.h"
+#include "io/HfSource.h"
 #include "io/Checkpoint.h"
 #include "rlhf/Stages.h"
 #include "train/Trainer.h"
@@ -211,6 +212,7 @@ std::vector<StagePlan> plan_stages(const Pipeline& p, const std::string& path,
       if (!sp.cfg.has_output_dir())
         sp.cfg.set_output_dir((fs::path(p.output_dir()) / st.name()).string());
       resolve_references(sp.cfg, st.name(), plans, p);
+      io::model_from_init(sp.cfg);  // an "hf:" start gives the model section
       config::apply_defaults(sp.cfg, world);
       config::validate(sp.cfg, world);
     } catch (const ConfigError& e) {

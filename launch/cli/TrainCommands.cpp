@@ -12,6 +12,7 @@
 #include "launch/cli/ErrorReport.h"
 #include "config/ConfigDefaults.h"
 #include "config/ConfigLoader.h"
+#include "io/HfSource.h"
 #include "models/GPTConfig.h"
 #include "parallel/comm/MpiCommunicator.h"
 #include "parallel/data/DistributedRuntime.h"
@@ -34,7 +35,7 @@ config::RunConfig resolve_from(const Verb& a, const std::string& verb, int world
   std::vector<std::string> sets = a.list("set");
   if (verb == "train" && a.has("resume"))  // `loom plan` has no --resume
     sets.push_back("checkpoint.resume=" + a.get("resume", ""));
-  return config::resolve(a.positional()[0], sets, world);
+  return config::resolve(a.positional()[0], sets, world, io::model_from_init);
 }
 
 // One training run; `world` is null for a single process. Prints only on the writing rank.

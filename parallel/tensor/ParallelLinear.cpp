@@ -67,4 +67,13 @@ Tensor RowParallelLinear::forward_gelu(const Tensor& a) const {
   return bias_.defined() ? y + bias_ : y;
 }
 
+Tensor RowParallelLinear::forward_swiglu(const Tensor& a) const {
+  LOOM_CHECK(input_is_parallel_ && a.dim() >= 2 && a.size(-1) == 2 * weight_.size(1),
+             "RowParallelLinear.forward_swiglu: expected a parallel input (..., ",
+             2 * weight_.size(1), ") of [gate | up], got ", a.shape());
+  if (tp_.size() == 1) return swiglu_linear(a, weight_, bias_);
+  Tensor y = reduce_from_tp(swiglu_linear(a, weight_), tp_);  // (..., out)
+  return bias_.defined() ? y + bias_ : y;
+}
+
 }  // namespace loom::tp

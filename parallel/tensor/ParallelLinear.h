@@ -55,6 +55,9 @@ class RowParallelLinear : public nn::Module {
   // forward(gelu(a)) for a parallel input a, keeping only a for backward (core gelu_linear:
   // gelu(a) is recomputed there). Same values and gradients.
   Tensor forward_gelu(const Tensor& a) const;
+  // forward(swiglu(a)) for a parallel input a (..., 2 in/tp) = [gate | up] (a stacked
+  // ColumnParallelLinear's output), keeping only a for backward (core swiglu_linear).
+  Tensor forward_swiglu(const Tensor& a) const;
   const Tensor& weight() const { return weight_; }  // (out, in/tp)
   const Tensor& bias() const { return bias_; }      // (out) or undefined
 

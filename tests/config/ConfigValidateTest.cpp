@@ -57,6 +57,29 @@ const std::vector<InvalidCase>& invalid_cases() {
        1,
        {"model.block_size=-1"},
        {"model.block_size=-1", "data.seq_len=32"}},
+      {"kv_heads_not_dividing_heads",
+       1,
+       {"model.n_kv_head=3"},
+       {"model.n_kv_head=3", "model.n_head=4"}},
+      {"kv_heads_neither_multiple_nor_divisor_of_tp",
+       4,
+       {"model.n_head=12", "model.n_embd=48", "model.n_kv_head=6", "parallel.tp=4"},
+       {"model.n_kv_head=6", "parallel.tp=4", "replicated"}},
+      {"mlp_width_not_divisible_by_tp",
+       2,
+       {"parallel.tp=2", "model.intermediate_size=255"},
+       {"model.intermediate_size=255", "parallel.tp=2"}},
+      {"rope_with_odd_head_size",
+       1,
+       {"model.position=rope", "model.n_embd=36"},
+       {"model.n_embd=36", "model.n_head=4", "even head size"}},
+      {"rope_theta_zero", 1, {"model.position=rope", "model.rope_theta=0"}, {"model.rope_theta=0"}},
+      {"llama3_high_freq_below_low",
+       1,
+       {"model.position=rope", "model.rope_scaling.type=llama3",
+        "model.rope_scaling.high_freq_factor=0.5"},
+       {"model.rope_scaling.high_freq_factor=0.5", "model.rope_scaling.low_freq_factor=1"}},
+      {"norm_eps_negative", 1, {"model.norm_eps=-1"}, {"model.norm_eps=-1"}},
       {"dropout_one", 1, {"model.dropout=1.0"}, {"model.dropout=1"}},
       {"dropout_negative", 1, {"model.dropout=-0.1"}, {"model.dropout=-0.1"}},
       {"init_std_zero", 1, {"model.init_std=0"}, {"model.init_std=0"}},
@@ -254,6 +277,11 @@ TEST(ConfigValidateTest, ValidVariantsPass) {
            "ppo.algorithm=reinforce_pp", "ppo.gamma=0.99", "ppo.truncated_responses=keep",
            "ppo.missing_eos_penalty=2"}},
       {1, {"init_from=hf:/models/gpt2", "model.preset=gpt2-124m", "model.block_size=32"}},
+      // Llama architecture with MQA under TP 4 (the kv head replicated) and llama3 scaling.
+      {4,
+       {"model.norm=rms_norm", "model.position=rope", "model.mlp=swiglu", "model.n_kv_head=1",
+        "model.rope_scaling.type=llama3", "parallel.tp=4"}},
+      {1, {"model.preset=qwen2.5-0.5b", "model.block_size=32"}},
   };
   for (const Valid& v : valid) {
     RunConfig cfg = parse_text(kTiny, "tiny");
@@ -343,6 +371,45 @@ TEST(ConfigValidateTest, PresetFillsModelAndExplicitFieldsWin) {
   EXPECT_EQ(cfg.model().n_embd(), 1024);
   EXPECT_EQ(cfg.model().vocab_size(), 50257);
   EXPECT_EQ(cfg.data().seq_len(), 1024);  // defaults to block_size
+}
+
+TEST(ConfigValidateTest, LlamaFamilyPresetsFillTheArchitecture) {
+  RunConfig cfg = parse_text(R"pb(model { preset: "llama-3.2-1b" })pb");
+  apply_defaults(cfg, 1);
+  const ModelConfig& m = cfg.model();
+  EXPECT_EQ(m.norm(), ModelConfig::RMS_NORM);
+  EXPECT_EQ(m.norm_eps(), 1e-5);
+  EXPECT_EQ(m.position(), ModelConfig::ROPE);
+  EXPECT_EQ(m.rope_theta(), 500000.0);
+  EXPECT_EQ(m.rope_scaling().type(), RopeScaling::LLAMA3);
+  EXPECT_EQ(m.rope_scaling().factor(), 32.0);
+  EXPECT_EQ(m.rope_scaling().original_max_positions(), 8192);
+  EXPECT_EQ(m.mlp(), ModelConfig::SWIGLU);
+  EXPECT_EQ(m.intermediate_size(), 8192);
+  EXPECT_EQ(m.n_kv_head(), 8);
+  EXPECT_FALSE(m.bias());
+  EXPECT_FALSE(m.qkv_bias());
+  EXPECT_TRUE(m.tie_embeddings());
+  RunConfig qwen = parse_text(R"pb(model { preset: "qwen2.5-7b" })pb");
+  apply_defaults(qwen, 1);
+  EXPECT_TRUE(qwen.model().qkv_bias());  // Qwen2: q/k/v biases apart from the others
+  EXPECT_FALSE(qwen.model().bias());
+  EXPECT_FALSE(qwen.model().tie_embeddings());
+}
+
+TEST(ConfigValidateTest, ArchitectureDefaultsKeepGpt2) {
+  RunConfig cfg = parse_text(kTiny);
+  apply_override(cfg, "model.bias=false");
+  apply_defaults(cfg, 1);
+  const ModelConfig& m = cfg.model();
+  EXPECT_EQ(m.norm(), ModelConfig::LAYER_NORM);
+  EXPECT_EQ(m.norm_eps(), 1e-5);
+  EXPECT_EQ(m.position(), ModelConfig::LEARNED);
+  EXPECT_EQ(m.rope_scaling().type(), RopeScaling::NONE);
+  EXPECT_EQ(m.mlp(), ModelConfig::GELU);
+  EXPECT_EQ(m.intermediate_size(), 4 * 64);
+  EXPECT_EQ(m.n_kv_head(), 4);
+  EXPECT_FALSE(m.qkv_bias());  // follows bias: GPT-2 without biases has none on q/k/v either
 }
 
 TEST(ConfigValidateTest, VocabIsPaddedToMultipleOfTensorParallelSize) {

@@ -4,7 +4,8 @@
 // checkpoint, sharded, and with vocabulary padding), tokenizer files travel along, and bad configs
 // or tensors fail naming the file and field. The exported directories are left under
 // <tmp>/loom_hf_export/ so `gen_hf_gpt2.py --check-export <tmp>/loom_hf_export` can load them
-// with transformers.
+// with transformers. Llama / Qwen2 / Mistral fixtures (gen_llama_family.py) round-trip through a
+// Loom checkpoint bit for bit with their config.json.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -157,6 +158,57 @@ TEST_P(HfConvertTest, CheckpointRoundTripIsBitIdenticalWithTokenizer) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfConvertTest, ::testing::ValuesIn(kModels));
+
+// Llama / Qwen2 / Mistral (tests/golden/hf_llama, gen_llama_family.py): HF -> Loom checkpoint ->
+// HF gives every tensor back bit for bit, the same config.json (architecture included: the
+// checkpoint keeps the imported one) and a generation_config.json; the checkpoint's model section
+// is config.json's shape.
+TEST_F(HfConvertTest, LlamaFamilyCheckpointRoundTripIsBitIdentical) {
+  for (const char* name : {"llama_gqa_llama3_tied", "llama_mha_linear_untied",
+                           "mistral_gqa_untied", "qwen2_mqa_bias_tied"}) {
+    SCOPED_TRACE(name);
+    const std::string src = testing::golden_dir() + "hf_llama/" + name;
+    const fs::path root = tmp_ / name;
+    const std::string step = convert_hf_to_loom_checkpoint(src, root.string());
+    config::RunConfig run = config::parse_text(load_checkpoint(step).meta.at("config"));
+    const json hf = read_json(src + "/config.json");
+    EXPECT_EQ(run.model().n_layer(), hf["num_hidden_layers"]);
+    EXPECT_EQ(run.model().n_kv_head(), hf.value("num_key_value_heads", hf["num_attention_heads"]));
+    EXPECT_EQ(run.model().intermediate_size(), hf["intermediate_size"]);
+    EXPECT_EQ(run.model().position(), config::ModelConfig::ROPE);
+    const fs::path out = tmp_ / (std::string(name) + "_export");
+    convert_loom_to_hf(root.string(), out.string());
+    expect_same_tensors(out.string(), src);
+    json got = read_json((out / "config.json").string());
+    EXPECT_EQ(got, hf) << got.dump(1);
+    EXPECT_TRUE(fs::exists(out / "generation_config.json"));
+    // Sharded past 20 kB (with model.safetensors.index.json), it reads back the same.
+    const fs::path sharded = tmp_ / (std::string(name) + "_sharded");
+    convert_loom_to_hf(root.string(), sharded.string(), {.max_shard_bytes = 20000});
+    EXPECT_TRUE(fs::exists(sharded / "model.safetensors.index.json"));
+    expect_same_tensors(sharded.string(), src);
+    const HfModel a = hf_to_loom(sharded.string()), b = hf_to_loom(src);
+    for (const auto& [pname, t] : b.params) EXPECT_EQ(bytes_of(a.params.at(pname)), bytes_of(t));
+  }
+}
+
+// bf16 and f16 weights of a Llama-family directory load as their exact f32 values.
+TEST_F(HfConvertTest, LlamaFamilyHalfPrecisionWeightsLoad) {
+  const std::string src = testing::golden_dir() + "hf_llama/mistral_gqa_untied";
+  const HfModel f32 = hf_to_loom(src);
+  for (DType dt : {DType::BF16, DType::F16}) {
+    const fs::path dir = tmp_ / "half";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    fs::copy_file(src + "/config.json", dir / "config.json");
+    std::map<std::string, Tensor> t = load_safetensors_dir(src);
+    for (auto& [k, v] : t) v = v.to(dt);
+    save_safetensors((dir / kSafetensorsFile).string(), t);
+    const HfModel half = hf_to_loom(dir.string());
+    for (const auto& [pname, w] : f32.params)
+      EXPECT_EQ(bytes_of(half.params.at(pname)), bytes_of(w.to(dt).to(DType::F32))) << pname;
+  }
+}
 
 class HfConvertErrorTest : public ::testing::Test {
  protected:

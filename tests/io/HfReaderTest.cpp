@@ -3,7 +3,8 @@
 // bf16 storage) equals the slice of the whole conversion bitwise, for every piece kind of the
 // fixtures made by tests/golden/gen_hf_gpt2.py; on a GPT-2-width model a TP=2 rank reads exactly
 // its piece's bytes and allocates at most its piece plus one bounded chunk, never the whole HF
-// tensor.
+// tensor. The Llama-family fixtures (gen_llama_family.py) likewise, their separate q/k/v and
+// gate/up tensors stacked into Loom's fused ones.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "core/backend/Backend.h"
 #include "core/random/Generator.h"
 #include "io/HfReader.h"
+#include "models/HfLlama.h"
 #include "tests/io/PieceTestUtil.h"
 #include "tests/support/Golden.h"
 
@@ -116,6 +118,43 @@ TEST_F(HfReaderTest, ATp2RankReadsItsPieceInBoundedChunks) {
     EXPECT_LE(peak_extra, piece_bytes + kChunk) << name;
     EXPECT_LT(peak_extra, int64_t(whole.at(name).nbytes())) << name;
     expect_bitwise(got, extract_shard(whole.at(name), s), name);
+  }
+}
+
+// The Llama-family fixtures of tests/golden/gen_llama_family.py (GQA, MQA, q/k/v biases, tied
+// and untied): every piece, including the 2-block stacked [k; v] and [gate; up] pieces a TP rank
+// holds, equals the slice of models::hf_llama_to_loom's whole-tensor mapping bitwise.
+TEST_F(HfReaderTest, EveryPieceOfTheLlamaFamilyFixturesEqualsTheWholeMapping) {
+  for (const char* name : {"llama_gqa_llama3_tied", "llama_mha_linear_untied",
+                           "mistral_gqa_untied", "qwen2_mqa_bias_tied"}) {
+    const std::string dir = testing::golden_dir() + "hf_llama/" + name;
+    HfReader r(dir);
+    const std::map<std::string, Tensor> whole =
+        models::hf_llama_to_loom(load_safetensors_dir(dir), r.config());
+    ASSERT_EQ(r.params().size(), whole.size()) << name;
+    for (const auto& [pname, t] : whole) {
+      ASSERT_EQ(r.info(pname)->shape, t.shape()) << pname;
+      for (int size : {1, 2, 4}) {
+        std::vector<ShardSpec> pieces = pieces_of(t.shape(), size);
+        for (int rank = 0; rank < size && t.size(0) % (2 * size) == 0; ++rank)
+          pieces.push_back(ShardSpec::rows(t.shape(), 2, rank, size));  // [k; v], [gate; up]
+        for (const ShardSpec& s : pieces)
+          expect_bitwise(r.read(pname, s), extract_shard(t, s), dir + " " + pname + " " + s.str());
+      }
+    }
+  }
+}
+
+TEST_F(HfReaderTest, AnUnsupportedArchitectureIsNamedWithTheSupportedOnes) {
+  std::ofstream(dir_ / "config.json") << R"({"architectures": ["GPTJForCausalLM"]})";
+  try {
+    HfReader r(dir_.string());
+    ADD_FAILURE() << "expected CheckpointError";
+  } catch (const CheckpointError& e) {
+    const std::string m = e.what();
+    for (const char* want : {"GPTJForCausalLM", "GPT2LMHeadModel", "LlamaForCausalLM",
+                             "Qwen2ForCausalLM", "MistralForCausalLM", "config.json"})
+      EXPECT_NE(m.find(want), std::string::npos) << want << " in " << m;
   }
 }
 

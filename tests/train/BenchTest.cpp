@@ -46,6 +46,32 @@ TEST(BenchTest, TinyModelReportsEveryField) {
   EXPECT_NEAR(j["final_loss"].get<double>(), 5.55, 0.5);
 }
 
+// Issue 12: the Llama architecture in the bench: tiny-llama (RMSNorm weights only, no position
+// table, GQA with 2 kv heads, SwiGLU of 176, no biases) and a Llama preset's shape.
+TEST(BenchTest, TinyLlamaAndLlamaPresetsRun) {
+  BenchOptions o;
+  o.model = "tiny-llama";
+  o.batch = 2;
+  o.seq = 16;
+  o.steps = 1;
+  o.warmup = 0;
+  const nlohmann::json j = nlohmann::json::parse(run_train_bench(o));
+  EXPECT_EQ(j["model"], "tiny-llama");
+  // wte 256*64 + 4 blocks * (q 64*64 + kv 2*32*64 + proj 64*64 + fc 2*176*64 + proj 176*64 +
+  // two norms 2*64) + ln_f 64 (tied head).
+  EXPECT_EQ(j["params"], 256 * 64 + 4 * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 176 * 64 + 2 * 64) +
+                             64);
+  EXPECT_NEAR(j["final_loss"].get<double>(), 5.55, 0.5);  // ln(256), as for tiny above
+  o.model = "llama-3.2-1b";
+  o.seq = 1 << 20;  // past its block_size: refused before anything is built
+  EXPECT_THROW(run_train_bench(o), ValueError);
+  try {
+    check_bench_options(o);
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("131072"), std::string::npos) << e.what();
+  }
+}
+
 TEST(BenchTest, BadOptionsAreValueErrors) {
   BenchOptions o;
   o.model = "tiny";

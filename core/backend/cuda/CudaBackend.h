@@ -100,6 +100,14 @@ class CudaBackend final : public Backend {
                           const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                           const Tensor& out, const Tensor& lse, double scale,
                           bool causal) override;
+  void rmsnorm_forward(const Tensor& y, const Tensor& rstd, const Tensor& x, const Tensor& weight,
+                       double eps) override;
+  void rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dy, const Tensor& x,
+                        const Tensor& weight, const Tensor& rstd) override;
+  void rope(const Tensor& y, const Tensor& x, const Tensor& cos, const Tensor& sin,
+            bool inverse) override;
+  void swiglu_forward(const Tensor& y, const Tensor& a) override;
+  void swiglu_backward(const Tensor& da, const Tensor& dy, const Tensor& a) override;
   void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                              const Tensor& targets, int64_t ignore_index) override;
   void cross_entropy_backward(const Tensor& dlogits, const Tensor& dloss, const Tensor& logits,

@@ -1,12 +1,13 @@
 // The CPU kernels of a portable build (-DLOOM_AVX2=OFF, for x86-64 CPUs without AVX2/FMA and for
 // other architectures): CMake compiles this file instead of the AVX2 ones (CpuElementwise,
-// CpuReduce, CpuNn, CpuAttention, CpuOptim), and every method runs the plain reference kernel from
-// cpu/ref/ — the spec the fast kernels are tested against, so results agree with them to the
-// tolerances in tests/core. GEMM still goes through OpenBLAS (CpuGemm.cpp), indexing, copies and
-// random fills through their own (intrinsic-free) files. Slower, never different.
+// CpuReduce, CpuNn, CpuLlama, CpuAttention, CpuOptim), and every method runs the plain reference
+// kernel from cpu/ref/ — the spec the fast kernels are tested against, so results agree with them
+// to the tolerances in tests/core. GEMM still goes through OpenBLAS (CpuGemm.cpp), indexing,
+// copies and random fills through their own (intrinsic-free) files. Slower, never different.
 #include "core/backend/cpu/CpuBackend.h"
 #include "core/backend/cpu/ref/AttentionRef.h"
 #include "core/backend/cpu/ref/ElementwiseRef.h"
+#include "core/backend/cpu/ref/LlamaRef.h"
 #include "core/backend/cpu/ref/NnRef.h"
 
 namespace loom::cpu {
@@ -39,6 +40,22 @@ void CpuBackend::layernorm_backward(const Tensor& dx, const Tensor& dweight, con
                                     const Tensor& dy, const Tensor& x, const Tensor& weight,
                                     const Tensor& mean, const Tensor& rstd) {
   ref::layernorm_backward(dx, dweight, dbias, dy, x, weight, mean, rstd);
+}
+void CpuBackend::rmsnorm_forward(const Tensor& y, const Tensor& rstd, const Tensor& x,
+                                 const Tensor& weight, double eps) {
+  ref::rmsnorm_forward(y, rstd, x, weight, eps);
+}
+void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dy,
+                                  const Tensor& x, const Tensor& weight, const Tensor& rstd) {
+  ref::rmsnorm_backward(dx, dweight, dy, x, weight, rstd);
+}
+void CpuBackend::rope(const Tensor& y, const Tensor& x, const Tensor& cos, const Tensor& sin,
+                      bool inverse) {
+  ref::rope(y, x, cos, sin, inverse);
+}
+void CpuBackend::swiglu_forward(const Tensor& y, const Tensor& a) { ref::swiglu_forward(y, a); }
+void CpuBackend::swiglu_backward(const Tensor& da, const Tensor& dy, const Tensor& a) {
+  ref::swiglu_backward(da, dy, a);
 }
 void CpuBackend::attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q,
                                    const Tensor& k, const Tensor& v, double scale, bool causal) {
