@@ -351,7 +351,7 @@ inline void check_parallel_block(Communicator& c, DType dt, int64_t heads) {
   ASSERT_EQ(block.parameter_list().size(), size_t(12));
   tp::TensorParallelRng rng(3, r);
   Tensor x = leaf(x0);
-  Tensor y = block.forward(x, rng, models::Recompute::None);
+  Tensor y = block.forward(x, rng, models::Recompute::None, models::RopeTables{});
   sum(y * up).backward();
   auto grad = [&](const char* name) { return block.parameter(name).grad(); };
 

@@ -214,15 +214,15 @@ TEST(TensorParallelTest, BlockTrainingDropoutIsReproducibleAndLocal) {
         Generator gen(3);
         Tensor x = Tensor::randn({1, 6, 8}, gen, DType::F64);
         tp::TensorParallelRng rng(17, c.rank());
-        Tensor y1 = block.forward(x, rng, models::Recompute::None);
+        Tensor y1 = block.forward(x, rng, models::Recompute::None, models::RopeTables{});
         rng.set_state({17, 0, 0});
-        Tensor y2 = block.forward(x, rng, models::Recompute::None);
+        Tensor y2 = block.forward(x, rng, models::Recompute::None, models::RopeTables{});
         EXPECT_EQ(y1.to_vector<double>(), y2.to_vector<double>());
         Tensor both = tp::all_gather_last_dim(y1.contiguous(), c);  // (1, 6, 16)
         EXPECT_EQ(both.narrow(2, 0, 8).contiguous().to_vector<double>(),
                   both.narrow(2, 8, 8).contiguous().to_vector<double>());
         block.eval();
-        Tensor eval = block.forward(x, rng, models::Recompute::None);
+        Tensor eval = block.forward(x, rng, models::Recompute::None, models::RopeTables{});
         EXPECT_GT(rel_frob(y1, eval), 0.0);  // dropout was active in training
       },
       opts());
