@@ -268,13 +268,14 @@ struct LinearFn {
   }
 };
 
-// linear(gelu(a), w, b) that saves a instead of gelu(a): LinearFn's forward and backward on a
-// recomputed gelu(a), then gelu's backward rule for da.
-struct GeluLinearFn {
-  static constexpr const char* kName = "GeluLinearBackward";
+// linear(act(a), w, b) that saves a instead of act(a): LinearFn's forward and backward on a
+// recomputed act(a), then act's backward rule for da. Act: kName, f(a), df(grad, a).
+template <class Act>
+struct ActLinearFn {
+  static constexpr const char* kName = Act::kName;
   static Tensor forward(autograd::Ctx& ctx, const Tensor& a, const Tensor& w, const Tensor& bias) {
     autograd::Ctx inner(LinearFn::kName);
-    Tensor y = LinearFn::forward(inner, gelu(a), w, bias);
+    Tensor y = LinearFn::forward(inner, Act::f(a), w, bias);
     ctx.save(a, w);
     ctx.ints = inner.ints;
     return y;
@@ -282,35 +283,26 @@ struct GeluLinearFn {
   static std::vector<Tensor> backward(autograd::Ctx& ctx, std::vector<Tensor> g) {
     const Tensor a = ctx.saved(0);
     autograd::Ctx inner(LinearFn::kName);
-    inner.save(gelu(a), ctx.saved(1));
+    inner.save(Act::f(a), ctx.saved(1));
     inner.ints = ctx.ints;
     inner.needs_input_grad = ctx.needs_input_grad;
     std::vector<Tensor> grads = LinearFn::backward(inner, std::move(g));
-    if (grads[0].defined()) grads[0] = gelu_backward(grads[0], a);
+    if (grads[0].defined()) grads[0] = Act::df(grads[0], a);
     return grads;
   }
 };
 
-// The same for linear(swiglu(a), w, b): a (..., 2F) saved, swiglu(a) recomputed in backward.
-struct SwigluLinearFn {
+struct GeluAct {
+  static constexpr const char* kName = "GeluLinearBackward";
+  static Tensor f(const Tensor& a) { return gelu(a); }
+  static Tensor df(const Tensor& g, const Tensor& a) { return gelu_backward(g, a); }
+};
+
+// a (..., 2F): swiglu(a) = silu(gate) * up of its two halves.
+struct SwigluAct {
   static constexpr const char* kName = "SwigluLinearBackward";
-  static Tensor forward(autograd::Ctx& ctx, const Tensor& a, const Tensor& w, const Tensor& bias) {
-    autograd::Ctx inner(LinearFn::kName);
-    Tensor y = LinearFn::forward(inner, swiglu(a), w, bias);
-    ctx.save(a, w);
-    ctx.ints = inner.ints;
-    return y;
-  }
-  static std::vector<Tensor> backward(autograd::Ctx& ctx, std::vector<Tensor> g) {
-    const Tensor a = ctx.saved(0);
-    autograd::Ctx inner(LinearFn::kName);
-    inner.save(swiglu(a), ctx.saved(1));
-    inner.ints = ctx.ints;
-    inner.needs_input_grad = ctx.needs_input_grad;
-    std::vector<Tensor> grads = LinearFn::backward(inner, std::move(g));
-    if (grads[0].defined()) grads[0] = swiglu_backward(grads[0], a);
-    return grads;
-  }
+  static Tensor f(const Tensor& a) { return swiglu(a); }
+  static Tensor df(const Tensor& g, const Tensor& a) { return swiglu_backward(g, a); }
 };
 
 }  // namespace
@@ -339,16 +331,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 
 Tensor gelu_linear(const Tensor& a, const Tensor& weight, const Tensor& bias) {
   LOOM_CHECK(a.defined() && weight.defined() && a.dim() >= 2, "gelu_linear: expected a (..., M, in)");
-  return autograd::apply<GeluLinearFn>(autograd::autocast_lower(a), autograd::autocast_lower(weight),
-                                       autograd::autocast_lower(bias));
+  return autograd::apply<ActLinearFn<GeluAct>>(autograd::autocast_lower(a),
+                                               autograd::autocast_lower(weight),
+                                               autograd::autocast_lower(bias));
 }
 
 Tensor swiglu_linear(const Tensor& a, const Tensor& weight, const Tensor& bias) {
   LOOM_CHECK(a.defined() && weight.defined() && a.dim() >= 2,
              "swiglu_linear: expected a (..., M, 2F)");
-  return autograd::apply<SwigluLinearFn>(autograd::autocast_lower(a),
-                                         autograd::autocast_lower(weight),
-                                         autograd::autocast_lower(bias));
+  return autograd::apply<ActLinearFn<SwigluAct>>(autograd::autocast_lower(a),
+                                                 autograd::autocast_lower(weight),
+                                                 autograd::autocast_lower(bias));
 }
 
 void addmm_(const Tensor& out, const Tensor& a, const Tensor& b) {
