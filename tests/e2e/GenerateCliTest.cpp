@@ -122,5 +122,34 @@ TEST_F(GenerateCliTest, BadFlagsExitWithCode2) {
                "no checkpoint found");
 }
 
+// Issue 15: a checkpoint carries its run's tokenizer, so `loom generate --prompt` works from any
+// working directory even when the config named the tokenizer by a relative path.
+TEST(GenerateCliCarriedTokenizer, TextPromptWorksFromAnotherDirectory) {
+  TempDir d("generate_tok");
+  std::string corpus;
+  for (int i = 0; i < 200; ++i) corpus += "the cat sat on the mat and the dog ran. ";
+  write_file(d.file("corpus.txt"), corpus);
+  const std::string in_dir = "cd " + d.str() + " && " + std::string(LOOM_BIN);
+  RunResult tok = run_shell(in_dir + " tokenizer train --input corpus.txt --vocab-size 300 "
+                            "--min-frequency 1 --output tok");
+  ASSERT_EQ(tok.exit_code, 0) << tok.output;
+  RunResult pre = run_shell(in_dir + " preprocess --input corpus.txt --output data.h5 "
+                            "--vocab tok/vocab.json --merges tok/merges.txt");
+  ASSERT_EQ(pre.exit_code, 0) << pre.output;
+  write_file(d.file("cfg.pbtxt"),
+             "name: \"t\"\nmax_steps: 3\noutput_dir: \"run\"\n"
+             "model { n_layer: 1 n_head: 2 n_embd: 16 vocab_size: 300 block_size: 16 }\n"
+             "data { train_path: \"data.h5\" seq_len: 16 tokenizer_vocab: \"tok/vocab.json\" "
+             "tokenizer_merges: \"tok/merges.txt\" }\n"
+             "batch { micro_batch_size: 2 }\neval { interval: 0 }\nlogging { progress: OFF }\n");
+  RunResult train = run_shell(in_dir + " train cfg.pbtxt");
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  RunResult gen = run_shell("cd / && " + std::string(LOOM_BIN) + " generate --checkpoint " +
+                            d.file("run/checkpoints") + " --prompt 'the cat' --max-new-tokens 4 "
+                            "--temperature 0");
+  EXPECT_EQ(gen.exit_code, 0) << gen.output;
+  EXPECT_NE(gen.output.find("the cat"), std::string::npos) << gen.output;
+}
+
 }  // namespace
 }  // namespace loom::e2e

@@ -31,5 +31,22 @@ TEST(ResumeTest, TwentyStepsEqualTenPlusResumePlusTenBitwise) {
   EXPECT_NE(la.front(), la.back());
 }
 
+// Issue 15: resuming from an older checkpoint truncates metrics.jsonl at the resume step, so the
+// replayed steps are logged once (a resumed PPO run had 351 lines for 300 steps).
+TEST(ResumeTest, ResumingFromAnOlderCheckpointLogsEveryStepOnce) {
+  TempDir d("resume_older");
+  write_random_dataset(d.file("train.h5"), 4000, 64);
+  write_random_dataset(d.file("val.h5"), 600, 64, 8);
+  write_file(d.file("cfg.pbtxt"), tiny_config(d, 12));
+  RunResult a = run_loom("train " + d.file("cfg.pbtxt") + " --set checkpoint.keep_last=0");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  RunResult b = run_loom("train " + d.file("cfg.pbtxt") + " --set checkpoint.keep_last=0 --resume " +
+                         d.file("run/checkpoints/step_00000005"));
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  EXPECT_NE(b.output.find("steps 6-12"), std::string::npos) << b.output;
+  // One loss line per step: 12, not 12 + the 7 replayed ones.
+  EXPECT_EQ(losses_of(d.file("run/metrics.jsonl")).size(), 12u);
+}
+
 }  // namespace
 }  // namespace loom::e2e
