@@ -257,6 +257,23 @@ TEST_F(ValueModelsTest, RewardModelWithItsOwnTokenizerScoresTheReencodedText) {
   for (double v : metric(file("ppo_bpe"), "reward/reward_model")) EXPECT_TRUE(std::isfinite(v));
 }
 
+TEST_F(ValueModelsTest, AnHfSourceHasTheShapeOfItsConfigJson) {
+  Fixture f(resolve(ppo("hf", wide_)));
+  const std::string hf = std::string(LOOM_SOURCE_DIR) + "/tests/golden/hf/gpt2_tied_v61";
+  const SourceModel s = read_source_model(f.cfg, "ppo.reward_model", "hf:" + hf, f.policy);
+  EXPECT_TRUE(s.own_shape);
+  EXPECT_EQ(s.tokenizer, nullptr);  // the directory holds no tokenizer files
+  // config.json: n_layer 2, n_head 4, n_embd 32, n_positions 16, vocab_size 61.
+  EXPECT_EQ(s.config.n_layer, 2);
+  EXPECT_EQ(s.config.n_head, 4);
+  EXPECT_EQ(s.config.n_embd, 32);
+  EXPECT_EQ(s.config.block_size, 16);
+  EXPECT_EQ(s.config.real_vocab_size, 61);
+  EXPECT_GE(s.config.vocab_size, 61);
+  // A source that is "" keeps the policy's shape.
+  EXPECT_FALSE(read_source_model(f.cfg, "ppo.critic_init", "", f.policy).own_shape);
+}
+
 template <class F>
 std::string config_error(F&& f) {
   try {
