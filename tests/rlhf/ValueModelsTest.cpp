@@ -3,8 +3,8 @@
 // runs: a wide one (4 layers, C 64, the policy's tokenizer) and one with a byte-level BPE
 // tokenizer of its own (C 48). PPO with the wide reward model and a critic initialised from it
 // runs 3 iterations; the reward model's scores equal a direct RewardModel forward over the same
-// tokens, or over the re-encoded text for the BPE one; mismatches that cannot work are
-// ConfigErrors naming the field and both values.
+// tokens, or over the re-encoded text for the BPE one; a resumed run continues bit for bit;
+// mismatches that cannot work are ConfigErrors naming the field and both values.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -101,8 +101,8 @@ class ValueModelsTest : public ::testing::Test {
     return config::resolve(path, sets, world);
   }
 
-  train::TrainSummary run(const std::string& text) {
-    train::Trainer t(resolve(text), nullptr, make_stage);
+  train::TrainSummary run(const std::string& text, std::vector<std::string> sets = {}) {
+    train::Trainer t(resolve(text, std::move(sets)), nullptr, make_stage);
     return t.run();
   }
 
@@ -205,6 +205,16 @@ TEST_F(ValueModelsTest, WideRewardModelAndACriticFromItTrainAndScoreInPpo) {
   EXPECT_TRUE(ck.info("critic/blocks.3.ln_1.weight").has_value());  // 4 layers
   EXPECT_EQ(ck.info("critic/wte.weight")->shape.back(), 64);
   EXPECT_EQ(ck.info("model/wte.weight")->shape.back(), 32);
+  // A run stopped after iteration 2 resumes (the wide critic and its optimizer state from the
+  // checkpoint) to the uninterrupted run's iteration 3, bit for bit: sampling is seeded by
+  // (seed, step, row) and the checkpoint holds every other state.
+  ASSERT_EQ(run(ppo("ppo_wide_resumed", wide_), {"max_steps=2", "schedule.decay_steps=3"})
+                .losses.size(),
+            2u);
+  const train::TrainSummary resumed =
+      run(ppo("ppo_wide_resumed", wide_), {"checkpoint.resume=auto"});
+  ASSERT_EQ(resumed.losses.size(), 1u);
+  EXPECT_EQ(resumed.losses[0], s.losses[2]);
 
   // Its scores of policy rows are a direct forward of the wide model over the same tokens.
   Fixture f(resolve(ppo("scorer", wide_)));
