@@ -44,8 +44,9 @@ void check_layout(const RunConfig& shaped, const std::string& field, const std::
 void check_context(const models::GPTConfig& got, const models::GPTConfig& policy,
                    const std::string& field, const std::string& source, const char* why) {
   LOOM_CHECK_T(ConfigError, got.block_size >= policy.block_size, field, "=", source,
-               ": block_size=", got.block_size, " but the policy's model.block_size=",
-               policy.block_size, "; ", why, ", so expected block_size >= ", policy.block_size);
+               ": block_size=", got.block_size,
+               " but the policy's model.block_size=", policy.block_size, "; ", why,
+               ", so expected block_size >= ", policy.block_size);
 }
 
 std::unique_ptr<models::GPT> build(train::StageContext& ctx, const models::GPTConfig& config,
@@ -105,8 +106,9 @@ std::unique_ptr<train::Learner> make_critic(train::StageContext& ctx,
                "hint: set ppo.critic_init to a checkpoint trained with the policy's tokenizer ",
                "(its default is ppo.reward_model)");
   LOOM_CHECK_T(ConfigError, s.config.real_vocab_size == policy.real_vocab_size, field, "=", source,
-               ": vocab_size=", s.config.real_vocab_size, " but the policy's model.vocab_size=",
-               policy.real_vocab_size, "; the critic's values are per policy token, so the ",
+               ": vocab_size=", s.config.real_vocab_size,
+               " but the policy's model.vocab_size=", policy.real_vocab_size,
+               "; the critic's values are per policy token, so the ",
                "critic must share the policy's tokenizer");
   check_context(s.config, policy, field, source, "the critic values every rollout token");
   return ctx.make_learner(build(ctx, s.config, source));
@@ -123,8 +125,9 @@ RewardScorer::RewardScorer(train::StageContext& ctx, const data::Tokenizer& poli
     tok_ = std::move(s.tokenizer);
     eot_ = require_eot(*tok_);
     LOOM_CHECK_T(ConfigError, tok_->vocab_size() <= s.config.real_vocab_size, field, "=", source,
-                 ": its tokenizer has ", tok_->vocab_size(), " tokens but its model.vocab_size=",
-                 s.config.real_vocab_size, "; expected a tokenizer that fits its model");
+                 ": its tokenizer has ", tok_->vocab_size(),
+                 " tokens but its model.vocab_size=", s.config.real_vocab_size,
+                 "; expected a tokenizer that fits its model");
     LOG_RANK0(INFO) << field << ": its tokenizer (" << tok_->description()
                     << ") differs from the policy's; samples are decoded and re-encoded with it";
   } else {
@@ -191,7 +194,9 @@ std::vector<double> score_sequences(models::RewardModel& reward, ProcessGrid& gr
   Tensor last_t = Tensor::from_vector<int64_t>(last, {B}, device);
   Tensor score;
   pipeline::MicroBatch mb{Tensor::from_vector<int64_t>(ids, {B, T}, device),
-                          Tensor::full({B, T}, -100.0, DType::I64, device), 0, {}};
+                          Tensor::full({B, T}, -100.0, DType::I64, device),
+                          0,
+                          {}};
   mb.objective = [&](const Tensor& h) {
     score = models::select_last(reward.values_of(h), last_t);
     return Tensor::scalar(0.0, DType::F32, h.device());

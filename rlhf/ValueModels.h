@@ -24,9 +24,10 @@ namespace loom::rlhf {
 
 // What a model source says about itself.
 struct SourceModel {
-  models::GPTConfig config;                   // padded for the run's layout
-  bool own_shape = false;                     // false: the policy's shape (the source records none)
-  std::unique_ptr<data::Tokenizer> tokenizer;  // the one the source carries; null when none
+  models::GPTConfig config;  // padded for the run's layout
+  bool own_shape = false;    // false: the policy's shape (the source records none)
+  // The tokenizer the source carries; null when none.
+  std::unique_ptr<data::Tokenizer> tokenizer;
 };
 
 // The model of `source` (the value of config field `field`, e.g. "ppo.reward_model") for `run`:

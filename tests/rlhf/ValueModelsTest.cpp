@@ -109,7 +109,8 @@ class ValueModelsTest : public ::testing::Test {
   // A checkpoint that records only a config of `model` (enough to read its shape).
   std::string shape_only(const std::string& name, const std::string& model) {
     io::Checkpoint ck;
-    ck.meta["config"] = config::to_text(resolve(base("REWARD", 1, name, model), {"data.seq_len=8"}));
+    ck.meta["config"] =
+        config::to_text(resolve(base("REWARD", 1, name, model), {"data.seq_len=8"}));
     return io::save_checkpoint(file(name), ck);
   }
 
@@ -320,8 +321,8 @@ TEST_F(ValueModelsTest, MismatchesThatCannotWorkAreConfigErrorsNamingTheFieldAnd
   // A shape that does not split over the run's TP x PP grid.
   const std::string odd = shape_only(
       "odd", "model { n_layer: 3 n_head: 3 n_embd: 48 vocab_size: 257 block_size: 32 }\n");
-  const config::RunConfig grid4 =
-      resolve(ppo("grid4", wide_), {"parallel.tp=2", "parallel.pp=2", "batch.micro_batch_size=1"}, 4);
+  const config::RunConfig grid4 = resolve(
+      ppo("grid4", wide_), {"parallel.tp=2", "parallel.pp=2", "batch.micro_batch_size=1"}, 4);
   e = config_error([&] { read_source_model(grid4, "ppo.reward_model", odd, f.policy); });
   EXPECT_NE(e.find("ppo.reward_model=" + odd), std::string::npos) << e;
   EXPECT_NE(e.find("model.n_head=3: expected a multiple of parallel.tp=2"), std::string::npos) << e;
