@@ -123,7 +123,10 @@ RewardScorer::RewardScorer(train::StageContext& ctx, const data::Tokenizer& poli
   SourceModel s = read_source_model(ctx.cfg(), field, source, policy);
   if (s.tokenizer && !same_vocabulary(*s.tokenizer, policy_tok)) {
     tok_ = std::move(s.tokenizer);
-    eot_ = require_eot(*tok_);
+    LOOM_CHECK_T(ConfigError, tok_->eot_id().has_value(), field, "=", source, ": its tokenizer (",
+                 tok_->description(), ") has no <|endoftext|> token; expected one, to end the ",
+                 "re-encoded responses that ended with the policy's EOS");
+    eot_ = *tok_->eot_id();
     LOOM_CHECK_T(ConfigError, tok_->vocab_size() <= s.config.real_vocab_size, field, "=", source,
                  ": its tokenizer has ", tok_->vocab_size(),
                  " tokens but its model.vocab_size=", s.config.real_vocab_size,

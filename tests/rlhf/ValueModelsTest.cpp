@@ -106,9 +106,11 @@ class ValueModelsTest : public ::testing::Test {
     return t.run();
   }
 
-  // A checkpoint that records only a config of `model` (enough to read its shape).
-  std::string shape_only(const std::string& name, const std::string& model) {
+  // A checkpoint that records only a config of `model` (enough to read its shape) and `tok`.
+  std::string shape_only(const std::string& name, const std::string& model,
+                         const io::TokenizerFiles& tok = {}) {
     io::Checkpoint ck;
+    ck.tokenizer = tok;
     ck.meta["config"] =
         config::to_text(resolve(base("REWARD", 1, name, model), {"data.seq_len=8"}));
     return io::save_checkpoint(file(name), ck);
@@ -256,6 +258,15 @@ TEST_F(ValueModelsTest, RewardModelWithItsOwnTokenizerScoresTheReencodedText) {
   for (int32_t id : rm_tok_->encode("go ")) want1.push_back(id);
   for (int32_t id : rm_tok_->encode("lef\xc3")) want1.push_back(id);
   EXPECT_EQ(enc[1], want1);
+  // A text longer than the reward model's block_size (32) keeps its last 32 tokens.
+  const std::string long_response(80, 'z');
+  std::vector<int64_t> full;
+  for (int32_t id : rm_tok_->encode("go ")) full.push_back(id);
+  for (int32_t id : rm_tok_->encode(long_response)) full.push_back(id);
+  full.push_back(*rm_tok_->eot_id());
+  ASSERT_GT(full.size(), 32u);
+  EXPECT_EQ(scorer.encode({{"go ", long_response, true}})[0],
+            std::vector<int64_t>(full.end() - 32, full.end()));
   const std::vector<double> got = scorer.score(f.rollout(kTexts), kTexts, f.grid, Device::cpu());
   auto direct = load_direct(bpe_);
   EXPECT_NEAR(got[0], direct_score(*direct, want0), 1e-5);  // as above: reduction order only
@@ -311,6 +322,18 @@ TEST_F(ValueModelsTest, MismatchesThatCannotWorkAreConfigErrorsNamingTheFieldAnd
   e = config_error([&] { RewardScorer r(f.ctx, f.tok, f.policy, other_vocab); });
   EXPECT_NE(e.find("ppo.reward_model=" + other_vocab + ": vocab_size=300 but the policy's "
                    "model.vocab_size=257"), std::string::npos) << e;
+  // Another tokenizer without an EOT cannot end the re-encoded responses.
+  data::BpeModel no_eot;
+  for (int i = 0; i < 256; ++i)
+    no_eot.tokens.push_back(data::bytes_to_token(std::string(1, char(i))));
+  data::save_bpe(no_eot, file("no_eot_vocab.json"), file("no_eot_merges.txt"));
+  io::TokenizerFiles no_eot_files;
+  no_eot_files.vocab_json = file("no_eot_vocab.json");
+  no_eot_files.merges_txt = file("no_eot_merges.txt");
+  const std::string no_eot_rm = shape_only("no_eot", kPolicyModel, no_eot_files);
+  e = config_error([&] { RewardScorer r(f.ctx, f.tok, f.policy, no_eot_rm); });
+  EXPECT_NE(e.find("ppo.reward_model=" + no_eot_rm + ": its tokenizer"), std::string::npos) << e;
+  EXPECT_NE(e.find("has no <|endoftext|> token"), std::string::npos) << e;
   // A shorter context than the policy's, where it reads the rollout's tokens.
   const std::string short_ctx = shape_only(
       "short", "model { n_layer: 2 n_head: 4 n_embd: 32 vocab_size: 257 block_size: 16 }\n");
