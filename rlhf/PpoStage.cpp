@@ -85,6 +85,10 @@ PpoStage::PpoStage(train::StageContext& ctx, train::Learner& policy) : ExampleSt
   desc_ = loom::detail::str_cat("ppo (", PpoConfig::Algorithm_Name(p.algorithm()), ") ",
                                 p.prompts_path(), ": ", prompts_.size(), " prompts x ", group_,
                                 " samples; reward ", rewards_->describe());
+  if (reward_model_) desc_ += "; reward model " + reward_model_->describe();
+  if (critic_)
+    desc_ += loom::detail::str_cat("; critic n_layer=", critic_->model().config().n_layer,
+                                   " n_embd=", critic_->model().config().n_embd);
 }
 
 PpoStage::~PpoStage() = default;

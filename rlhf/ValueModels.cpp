@@ -147,6 +147,12 @@ RewardScorer::RewardScorer(train::StageContext& ctx, const data::Tokenizer& poli
 
 RewardScorer::~RewardScorer() = default;
 
+std::string RewardScorer::describe() const {
+  const models::GPTConfig& c = model_->config();
+  return detail::str_cat("n_layer=", c.n_layer, " n_embd=", c.n_embd,
+                         tok_ ? " (its own tokenizer: samples re-encoded)" : "");
+}
+
 std::vector<std::vector<int64_t>> RewardScorer::encode(const std::vector<SampleText>& texts) const {
   LOOM_CHECK(tok_ != nullptr, "RewardScorer.encode: the reward model shares the policy's ",
              "tokenizer; expected a reward model with a tokenizer of its own");

@@ -66,6 +66,8 @@ class RewardScorer {
   models::RewardModel& model() { return *model_; }
   // True when the reward model has a tokenizer of its own and re-encodes the text.
   bool retokenizes() const { return tok_ != nullptr; }
+  // "n_layer=4 n_embd=64" and, when it re-encodes, that it has its own tokenizer.
+  std::string describe() const;
   // The reward model's ids of each sample (retokenizes() only): the run's chat template around the
   // prompt, the response, and the reward model's EOT when the response ended with EOS; the last
   // block_size tokens of a longer one.
