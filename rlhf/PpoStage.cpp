@@ -78,16 +78,17 @@ PpoStage::PpoStage(train::StageContext& ctx, train::Learner& policy) : ExampleSt
   set_options(cfg);
   reference_ = ctx.make_model(mc, false, cfg.init_from());
   rewards_ = std::make_unique<RolloutRewards>(p, ctx.grid());
-  if (rewards_->uses_reward_model()) {
-    reward_model_.reset(
-        static_cast<models::RewardModel*>(ctx.make_model(mc, true, p.reward_model()).release()));
-  }
-  if (p.algorithm() == PpoConfig::PPO)
-    critic_ = ctx.make_learner(ctx.make_model(mc, true, p.critic_init()));
+  if (rewards_->uses_reward_model())
+    reward_model_ = std::make_unique<RewardScorer>(ctx, *tok_, mc, p.reward_model());
+  if (p.algorithm() == PpoConfig::PPO) critic_ = make_critic(ctx, *tok_, mc, p.critic_init());
   kl_ = make_kl_controller(p.adaptive_kl(), p.kl_coef(), p.kl_target(), double(p.kl_horizon()));
   desc_ = loom::detail::str_cat("ppo (", PpoConfig::Algorithm_Name(p.algorithm()), ") ",
                                 p.prompts_path(), ": ", prompts_.size(), " prompts x ", group_,
                                 " samples; reward ", rewards_->describe());
+  if (reward_model_) desc_ += "; reward model " + reward_model_->describe();
+  if (critic_)
+    desc_ += loom::detail::str_cat("; critic n_layer=", critic_->model().config().n_layer,
+                                   " n_embd=", critic_->model().config().n_embd);
 }
 
 PpoStage::~PpoStage() = default;
@@ -198,7 +199,15 @@ std::string response_text(const data::Tokenizer& tok, const std::vector<int64_t>
 
 WeightedScores PpoStage::score(const Samples& s, const Rollout& r) {
   std::vector<double> rm;
-  if (reward_model_) rm = reward_model_scores(*reward_model_, ctx_.grid(), r, ctx_.device());
+  if (reward_model_) {
+    std::vector<SampleText> texts;
+    if (reward_model_->retokenizes())
+      for (size_t i = 0; i < s.responses.size(); ++i)
+        texts.push_back({records_[s.prompt[i]].prompt,
+                         response_text(*tok_, s.responses[i], pad_id_),
+                         s.responses[i].back() == pad_id_});
+    rm = reward_model_->score(r, texts, ctx_.grid(), ctx_.device());
+  }
   return rewards_->score(
       [&] {
         std::vector<RewardSample> out;
@@ -217,8 +226,8 @@ WeightedScores PpoStage::score(const Samples& s, const Rollout& r) {
 train::StepResult PpoStage::run_step(int64_t step, double lr, train::Learner& policy) {
   std::vector<Clock::time_point> t = {Clock::now()};
   models::GPT& actor = policy.model();
-  for (models::GPT* m : {&actor, reference_.get(), static_cast<models::GPT*>(reward_model_.get()),
-                         critic_ ? &critic_->model() : nullptr})
+  models::GPT* rm = reward_model_ ? &reward_model_->model() : nullptr;
+  for (models::GPT* m : {&actor, reference_.get(), rm, critic_ ? &critic_->model() : nullptr})
     if (m) m->eval();
   const Samples s = sample(step, actor);
   t.push_back(Clock::now());

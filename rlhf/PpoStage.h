@@ -30,6 +30,7 @@
 #include "rlhf/Rollout.h"
 #include "rlhf/RolloutRewards.h"
 #include "rlhf/Stages.h"
+#include "rlhf/ValueModels.h"
 
 namespace loom::rlhf {
 
@@ -37,7 +38,8 @@ class PpoStage : public ExampleStage {
  public:
   // `policy` is the trainer's actor (already initialised from init_from). Loads the prompts, the
   // reference (init_from), the reward sources (with the reward model ppo.reward_model when one
-  // is a source) and, for PPO, the critic (ppo.critic_init).
+  // is a source) and, for PPO, the critic (ppo.critic_init); the reward model and the critic each
+  // of its own source's shape (ValueModels.h).
   PpoStage(train::StageContext& ctx, train::Learner& policy);
   ~PpoStage() override;
 
@@ -66,7 +68,7 @@ class PpoStage : public ExampleStage {
   std::vector<std::vector<int32_t>> prompts_;  // token ids (chat template applied)
   std::vector<RewardSample> records_;          // each prompt's text and record fields
   std::unique_ptr<models::GPT> reference_;
-  std::unique_ptr<models::RewardModel> reward_model_;  // null unless a source uses it
+  std::unique_ptr<RewardScorer> reward_model_;  // null unless a source uses it
   std::unique_ptr<train::Learner> critic_;             // PPO only
   std::unique_ptr<KlController> kl_;
   std::unique_ptr<RolloutRewards> rewards_;

@@ -7,7 +7,10 @@
 // EOS, would all leave it and the losses would be 0. A tiny byte-level model (2 layers, 4
 // heads, C 32, vocabulary 257 = 256 bytes + EOT, fp32, no dropout, no biases) on a handful of
 // JSONL examples; DPO's reference and PPO's reference, reward model and critic start from one
-// checkpoint written by the test.
+// checkpoint written by the test. Reward models of their own shape (issue 14, item 3): PPO with a
+// reward model twice as wide and twice as deep (4 layers, C 64, trained by a REWARD run) and a
+// critic initialised from it, and GRPO with a reward model of its own byte-level BPE tokenizer
+// (C 48), which scores the re-encoded text.
 #include <gtest/gtest.h>
 
 #include "data/BpeTrainer.h"
@@ -41,6 +44,7 @@ struct StageFiles {
     m.tokens.push_back("<|endoftext|>");
     m.special_tokens = {"<|endoftext|>"};
     data::save_bpe(m, dir_.file("vocab.json"), dir_.file("merges.txt"));
+    std::vector<std::string> corpus;
     const char* pairs[][3] = {{"ab:", "cd", "dc"},   {"hi ", "there", "here"}, {"x=", "1+1", "11"},
                               {"q: ", "yes", "no"},  {"go ", "left", "right"}, {"7*", "8", "56"},
                               {"k:", "v", "vv"},     {"say ", "ok", "fine"}};
@@ -51,7 +55,10 @@ struct StageFiles {
       pref << "{\"prompt\":\"" << p[0] << "\",\"chosen\":\"" << p[1] << "\",\"rejected\":\""
            << p[2] << "\"}\n";
       prompts << "{\"prompt\":\"" << p[0] << "\"}\n";
+      for (int k = 0; k < 3; ++k) corpus.push_back(std::string(p[0]) + p[1] + " " + p[2]);
     }
+    data::save_bpe(data::train_bpe_texts(corpus, {.vocab_size = 277, .min_frequency = 2}),
+                   dir_.file("rm_vocab.json"), dir_.file("rm_merges.txt"));
     std::ofstream(cfg)
         << "name: \"stages\"\nseed: 11\nmax_steps: 10\noutput_dir: \"" << dir_.file("run")
         << "\"\nmodel { n_layer: 2 n_head: 4 n_embd: 32 vocab_size: 257 block_size: 24 "
@@ -86,16 +93,15 @@ StageRun run_stage(const std::string& cfg_path, std::vector<std::string> sets, b
   return {s.losses, s.last_checkpoint};
 }
 
-// The init checkpoint every stage starts from: a 1-step SFT run's final checkpoint (any model
-// of the right shape would do), written once by one process on rank 0.
-std::string make_init(const SharedDir& dir, const std::string& cfg) {
+// The final checkpoint of a run of `sets` named `name`, written once by one process on rank 0.
+std::string make_checkpoint(const SharedDir& dir, const std::string& cfg, const std::string& name,
+                            std::vector<std::string> sets) {
   std::string path;
   if (world_rank() == 0) {
-    StageRun r = run_stage(cfg, {"stage=SFT", "max_steps=1", "schedule.warmup_steps=0",
-                                 "output_dir=" + dir.file("init_run"),
-                                 "checkpoint.dir=" + dir.file("init")},
-                           false);
-    EXPECT_EQ(r.losses.size(), 1u);
+    sets.push_back("output_dir=" + dir.file(name + "_run"));
+    sets.push_back("checkpoint.dir=" + dir.file(name));
+    StageRun r = run_stage(cfg, sets, false);
+    EXPECT_FALSE(r.losses.empty());
     path = r.checkpoint;
   }
   int n = int(path.size());
@@ -103,6 +109,25 @@ std::string make_init(const SharedDir& dir, const std::string& cfg) {
   path.resize(size_t(n));
   MPI_Bcast(path.data(), n, MPI_CHAR, 0, MPI_COMM_WORLD);
   return path;
+}
+
+// The init checkpoint every stage starts from: a 1-step SFT run's final checkpoint (any model
+// of the right shape would do).
+std::string make_init(const SharedDir& dir, const std::string& cfg) {
+  return make_checkpoint(dir, cfg, "init",
+                         {"stage=SFT", "max_steps=1", "schedule.warmup_steps=0"});
+}
+
+// Reward models of their own shape, each from 3 steps of a REWARD run: {wide, own tokenizer}.
+std::pair<std::string, std::string> make_reward_models(const SharedDir& dir,
+                                                       const std::string& cfg) {
+  const std::vector<std::string> reward = {"stage=REWARD", "max_steps=3", "model.block_size=32"};
+  std::vector<std::string> wide = reward, bpe = reward;
+  wide.insert(wide.end(), {"model.n_layer=4", "model.n_embd=64"});
+  bpe.insert(bpe.end(), {"model.n_embd=48", "model.vocab_size=277",
+                         "data.tokenizer_vocab=" + dir.file("rm_vocab.json"),
+                         "data.tokenizer_merges=" + dir.file("rm_merges.txt")});
+  return {make_checkpoint(dir, cfg, "wide_rm", wide), make_checkpoint(dir, cfg, "bpe_rm", bpe)};
 }
 
 void expect_same_losses(const StageRun& got, const StageRun& want, const std::string& what) {
@@ -120,6 +145,7 @@ void check_stages(int tp, int pp) {
   SharedDir dir;
   StageFiles files(dir);
   const std::string init = make_init(dir, files.cfg);
+  const auto [wide_rm, bpe_rm] = make_reward_models(dir, files.cfg);
   const std::vector<std::pair<std::string, std::vector<std::string>>> stages = {
       {"SFT", {"stage=SFT", "init_from=" + init}},
       {"REWARD", {"stage=REWARD", "init_from=" + init}},
@@ -129,6 +155,11 @@ void check_stages(int tp, int pp) {
                "optimizer.lr=1e-4"}},
       {"GRPO", {"stage=PPO", "init_from=" + init, "ppo.algorithm=GRPO", "ppo.reward_model=" + init,
                 "ppo.truncated_responses=KEEP", "max_steps=3", "optimizer.lr=1e-4"}},
+      {"PPO_WIDE_RM", {"stage=PPO", "init_from=" + init, "ppo.reward_model=" + wide_rm,
+                       "ppo.truncated_responses=KEEP", "max_steps=3", "optimizer.lr=1e-4"}},
+      {"GRPO_BPE_RM", {"stage=PPO", "init_from=" + init, "ppo.algorithm=GRPO",
+                       "ppo.reward_model=" + bpe_rm, "ppo.truncated_responses=KEEP", "max_steps=3",
+                       "optimizer.lr=1e-4"}},
   };
   for (const auto& [name, base] : stages) {
     SCOPED_TRACE(detail::str_cat(name, " tp=", tp, " pp=", pp));
