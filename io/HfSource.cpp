@@ -7,9 +7,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "config/ConfigDefaults.h"
+#include "config/ConfigLoader.h"
 #include "core/util/Check.h"
 #include "io/Checkpoint.h"
 #include "io/HfConvert.h"
@@ -95,31 +97,60 @@ std::string resolve_hf_dir(const std::string& spec) {
                                                 "it with huggingface-cli download first)"));
 }
 
+namespace {
+
+// The model section an init_from source was made with: an HF directory's config.json, or the
+// run config a Loom checkpoint recorded in its meta.json. nullopt: the source has no shape to give
+// ("@stage" references, which the pipeline resolves later, or a checkpoint without a config).
+std::optional<config::ModelConfig> source_model(const std::string& init, std::string& where,
+                                                bool& rope) {
+  if (init.rfind("hf:", 0) == 0 && init.size() > 3) {
+    where = resolve_hf_dir(init.substr(3));
+    const detail::HfConfig hc = detail::read_hf_config(where);
+    models::GPTConfig g = hc.config;
+    g.vocab_size = hc.vocab_size;
+    rope = g.position == models::PositionKind::Rope;
+    return g.to_model_config();
+  }
+  if (init.empty() || init[0] == '@' || !fs::is_directory(init)) return std::nullopt;
+  // A step directory, or a root whose newest complete checkpoint is used (as when loading).
+  where = fs::exists(fs::path(init) / "MANIFEST.json") ? init : find_latest_checkpoint(init);
+  if (where.empty()) return std::nullopt;
+  const CheckpointMeta meta = read_checkpoint_meta(where);
+  auto it = meta.entries.find("config");
+  if (it == meta.entries.end()) return std::nullopt;
+  config::ModelConfig m = config::parse_text(it->second, where + "/meta.json:config").model();
+  rope = m.position() == config::ModelConfig::ROPE;
+  m.clear_preset();
+  return m;
+}
+
+}  // namespace
+
 void model_from_init(config::RunConfig& cfg) {
-  if (cfg.init_from().rfind("hf:", 0) != 0 || cfg.init_from().size() <= 3) return;
-  const std::string dir = resolve_hf_dir(cfg.init_from().substr(3));
-  const detail::HfConfig hc = detail::read_hf_config(dir);
-  models::GPTConfig g = hc.config;
-  g.vocab_size = hc.vocab_size;
-  config::ModelConfig hf = g.to_model_config();
+  std::string dir;
+  bool rope = false;
+  std::optional<config::ModelConfig> source = source_model(cfg.init_from(), dir, rope);
+  if (!source) return;
+  config::ModelConfig hf = *source;
   config::ModelConfig given = cfg.model();
   if (given.has_preset() && given.preset() != "custom") config::model_defaults(given);
   std::set<std::string> skip = {"preset", "dropout", "init_std", "vocab_pad_multiple"};
-  const bool rope = g.position == models::PositionKind::Rope;
   std::string problems;
   if (rope && given.has_block_size()) {  // no position table: any context up to the model's
     skip.insert("block_size");
-    if (given.block_size() > g.block_size)
+    if (given.block_size() > hf.block_size())
       problems += "\n  model.block_size=" + std::to_string(given.block_size()) + " but " + dir +
-                  " has max_position_embeddings " + std::to_string(g.block_size);
+                  " has " + std::to_string(hf.block_size()) + " positions";
   }
   compare(given, hf, "", skip, dir, problems);
   LOOM_CHECK_T(ConfigError, problems.empty(), "init_from=", cfg.init_from(), ": the model ",
-               "section does not match the Hugging Face model:", problems,
-               "\n  hint: leave these fields out; the model section comes from config.json");
+               "section does not match the model it names:", problems,
+               "\n  hint: leave these fields out; the model section comes from the source");
   config::ModelConfig* m = cfg.mutable_model();
   hf.clear_dropout();
   hf.clear_init_std();
+  hf.clear_vocab_pad_multiple();
   if (rope && m->has_block_size()) hf.set_block_size(m->block_size());
   if (m->has_dropout()) hf.set_dropout(m->dropout());
   if (m->has_init_std()) hf.set_init_std(m->init_std());
