@@ -59,23 +59,27 @@ std::vector<std::pair<int64_t, double>> sampling_distribution(std::span<const do
   check_logits(logits, n);
   if (opts.temperature == 0.0 || opts.top_k == 1) return {{argmax_of(logits, n), 1.0}};
 
-  // Most probable first; equal logits keep the lower id first.
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), int64_t(0));
-  auto before = [&](int64_t a, int64_t b) {
-    const double la = logits[size_t(a)], lb = logits[size_t(b)];
-    return la > lb || (la == lb && a < b);
+  // Most probable first; equal logits keep the lower id first. That order is total, so sorting
+  // (logit, id) pairs gives the same sequence with any algorithm (nth_element, then sort).
+  std::vector<std::pair<double, int64_t>> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[size_t(i)] = {logits[size_t(i)], i};
+  auto before = [](const std::pair<double, int64_t>& a, const std::pair<double, int64_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
   const int64_t keep = opts.top_k > 0 ? std::min(opts.top_k, n) : n;
-  std::partial_sort(order.begin(), order.begin() + keep, order.end(), before);
-  order.resize(size_t(keep));
+  if (keep < n) {
+    std::nth_element(order.begin(), order.begin() + keep, order.end(), before);
+    order.resize(size_t(keep));
+  }
+  std::sort(order.begin(), order.end(), before);
 
-  const double top = logits[size_t(order[0])];
+  const double top = order[0].first;
   LOOM_CHECK(std::isfinite(top), "generate: expected a finite largest logit, got ", top);
   std::vector<std::pair<int64_t, double>> dist;
+  dist.reserve(order.size());
   double total = 0.0;
-  for (int64_t id : order) {
-    const double p = std::exp((logits[size_t(id)] - top) / opts.temperature);
+  for (const auto& [logit, id] : order) {
+    const double p = std::exp((logit - top) / opts.temperature);
     if (p == 0.0) break;  // sorted: every later one is 0 too
     dist.emplace_back(id, p);
     total += p;
@@ -99,6 +103,61 @@ std::vector<std::pair<int64_t, double>> sampling_distribution(std::span<const do
   return dist;
 }
 
+namespace {
+
+// The inverse-CDF draw over the whole vocabulary (no top-k / top-p) without sorting it: a
+// quickselect descent to the token whose mass interval (in the sorted order) holds u * total.
+// Returns -1 when u * total lies within a rounding guard of an interval's end, where the sums in
+// another order might round to the other side; the caller then takes the sorted path, so the
+// token is always the one sampling_distribution's inverse CDF gives.
+int64_t draw_unfiltered(std::span<const double> logits, int64_t n, double temperature, double u) {
+  const double top = logits[size_t(argmax_of(logits, n))];
+  LOOM_CHECK(std::isfinite(top), "generate: expected a finite largest logit, got ", top);
+  std::vector<double> p(static_cast<size_t>(n));
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    p[size_t(i)] = std::exp((logits[size_t(i)] - top) / temperature);
+    total += p[size_t(i)];
+    idx[size_t(i)] = i;
+  }
+  auto before = [&](int64_t a, int64_t b) {  // sampling_distribution's order
+    const double la = logits[size_t(a)], lb = logits[size_t(b)];
+    return la > lb || (la == lb && a < b);
+  };
+  // n roundings of numbers <= total, each at most total * 2^-53, are far below 1e-9 * total.
+  const double target = u * total, guard = 1e-9 * total;
+  auto lo = idx.begin(), hi = idx.end();
+  double mass_before = 0.0;  // of every token ordered before [lo, hi)
+  while (hi - lo > 16) {
+    const int64_t pivot = *(lo + (hi - lo) / 2);
+    auto mid = std::partition(lo, hi, [&](int64_t i) { return before(i, pivot); });
+    std::iter_swap(mid, std::find(mid, hi, pivot));
+    double mass = 0.0;
+    for (auto it = lo; it != mid; ++it) mass += p[size_t(*it)];
+    const double a = mass_before + mass, b = a + p[size_t(pivot)];
+    if (std::abs(target - a) <= guard || std::abs(target - b) <= guard) return -1;
+    if (target < a) {
+      hi = mid;
+    } else if (target < b) {
+      return pivot;
+    } else {
+      mass_before = b;
+      lo = mid + 1;
+    }
+  }
+  std::sort(lo, hi, before);
+  for (auto it = lo; it != hi; ++it) {
+    const double b = mass_before + p[size_t(*it)];
+    if (std::abs(target - b) <= guard) return -1;
+    if (target < b) return *it;
+    mass_before = b;
+  }
+  return -1;
+}
+
+}  // namespace
+
 int64_t sample_token(std::span<const double> logits, const SamplingOptions& opts, double u) {
   LOOM_CHECK(u >= 0.0 && u < 1.0, "sample_token: expected u in [0, 1), got ", u);
   if (opts.temperature == 0.0 || opts.top_k == 1) {
@@ -107,6 +166,14 @@ int64_t sample_token(std::span<const double> logits, const SamplingOptions& opts
     LOOM_CHECK(n >= 1, "generate: expected at least one logit, got none");
     check_logits(logits, n);
     return argmax_of(logits, n);
+  }
+  if (opts.top_k == 0 && opts.top_p == 1.0) {
+    opts.validate();
+    const int64_t n = usable_vocab(logits, opts);
+    LOOM_CHECK(n >= 1, "generate: expected at least one logit, got none");
+    check_logits(logits, n);
+    const int64_t id = draw_unfiltered(logits, n, opts.temperature, u);
+    if (id >= 0) return id;
   }
   std::vector<std::pair<int64_t, double>> dist = sampling_distribution(logits, opts);
   double cum = 0.0;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 
 #include "core/autograd/GradMode.h"
@@ -238,6 +239,37 @@ TEST(GenerateTest, SampleTokenIsTheInverseCdf) {
   EXPECT_EQ(sample_token(logits, o, 0.81), 2);
   EXPECT_EQ(sample_token(logits, o, 0.999999), 2);
   EXPECT_THROW(sample_token(logits, o, 1.0), ValueError);
+}
+
+TEST(GenerateTest, SampleTokenEqualsTheSortedInverseCdfEverywhere) {
+  // sample_token draws over the whole vocabulary without sorting it; the spec is the inverse CDF
+  // of sampling_distribution (sorted, renormalised). Random logits with ties and -inf entries,
+  // random u and u on either side of every CDF boundary (where the two may round differently).
+  Generator gen(3);
+  SamplingOptions o;
+  o.temperature = 0.7;
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<double> logits = Tensor::randn({300}, gen, DType::F64).to_vector<double>();
+    for (size_t i = 0; i < 40; ++i) logits[i * 7] = logits[i * 7 + 1];  // ties
+    logits[5] = -std::numeric_limits<double>::infinity();
+    const auto dist = sampling_distribution(logits, o);
+    auto spec = [&](double u) {
+      double cum = 0.0;
+      for (const auto& [id, p] : dist) {
+        cum += p;
+        if (u < cum) return id;
+      }
+      return dist.back().first;
+    };
+    std::vector<double> us = Tensor::rand({200}, gen, DType::F64).to_vector<double>();
+    double cum = 0.0;
+    for (size_t i = 0; i + 1 < dist.size(); ++i) {
+      cum += dist[i].second;
+      us.push_back(std::nextafter(cum, 0.0));
+      us.push_back(cum);
+    }
+    for (double u : us) ASSERT_EQ(sample_token(logits, o, u), spec(u)) << "u " << u;
+  }
 }
 
 TEST(GenerateTest, EosStopsOnlyItsRow) {
