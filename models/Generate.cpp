@@ -24,6 +24,8 @@ void SamplingOptions::validate() const {
   LOOM_CHECK(top_p > 0.0 && top_p <= 1.0, "generate: expected top_p in (0, 1], got ", top_p);
   LOOM_CHECK(vocab_size >= 0, "generate: expected vocab_size >= 0 (0 = all logits), got ",
              vocab_size);
+  LOOM_CHECK(max_batch_rows >= 0, "generate: expected max_batch_rows >= 0 (0 = by memory), got ",
+             max_batch_rows);
 }
 
 namespace {
@@ -362,13 +364,62 @@ class EvalScope {
 
 }  // namespace
 
+namespace {
+
+// The samples one batch may hold: opts.max_batch_rows, or as many as keep the KV cache (f32, this
+// rank's kv heads, every layer) and the padded prefill's attention scores (B,H,P,P) within
+// kBatchMemoryBudget. The same on every rank (only global sizes count), so batches match.
+int64_t batch_rows(const GPT& model, const std::vector<GenerationRequest>& requests,
+                   const SamplingOptions& opts) {
+  if (opts.max_batch_rows > 0) return opts.max_batch_rows;
+  const GPTConfig& c = model.config();
+  int64_t longest = 1;
+  for (const GenerationRequest& q : requests) longest = std::max(longest, int64_t(q.prompt.size()));
+  const int64_t slots = longest + std::min(opts.max_new_tokens, c.block_size);
+  const int64_t tp = model.tp().size();
+  const int64_t kv_heads = std::max<int64_t>(1, c.kv_heads() / tp);
+  const int64_t per_row = 4 * (c.n_layer * 2 * kv_heads * c.head_dim() * slots +
+                               (c.n_head / tp) * longest * longest);
+  return std::max<int64_t>(1, kBatchMemoryBudget / per_row);
+}
+
+}  // namespace
+
 Outputs generate_batch(GPT& model, const std::vector<GenerationRequest>& requests,
                        const SamplingOptions& opts) {
   opts.validate();
   check_requests(requests, model.config());
   EvalScope eval(model);
   NoGradGuard no_grad;
-  return BatchDecoder(model, requests, opts).run();
+  const int64_t limit = batch_rows(model, requests, opts);
+  // Split the samples, in order, into batches of at most `limit`; a request split between two
+  // batches keeps each sample's key (key_stride and key_offset), so outputs do not change.
+  Outputs out(requests.size());
+  std::vector<GenerationRequest> batch;
+  std::vector<size_t> owner;  // the request each batch entry came from
+  int64_t rows = 0;
+  auto flush = [&] {
+    Outputs part = BatchDecoder(model, batch, opts).run();
+    for (size_t k = 0; k < part.size(); ++k)
+      for (auto& sample : part[k]) out[owner[k]].push_back(std::move(sample));
+    batch.clear();
+    owner.clear();
+    rows = 0;
+  };
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const GenerationRequest& q = requests[i];
+    const uint64_t stride = q.key_stride > 0 ? q.key_stride : uint64_t(q.num_samples);
+    for (int64_t first = 0; first < q.num_samples;) {
+      const int64_t n = std::min(q.num_samples - first, limit - rows);
+      batch.push_back({q.prompt, n, q.seed, stride, q.key_offset + uint64_t(first)});
+      owner.push_back(i);
+      first += n;
+      rows += n;
+      if (rows == limit) flush();
+    }
+  }
+  if (!batch.empty()) flush();
+  return out;
 }
 
 Prompts generate(GPT& model, const Prompts& prompts, const SamplingOptions& opts) {

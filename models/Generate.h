@@ -20,6 +20,10 @@
 
 namespace loom::models {
 
+// Bytes of KV cache and prefill attention scores one generate_batch batch may use per rank when
+// SamplingOptions::max_batch_rows is 0 (larger requests are decoded in several batches).
+inline constexpr int64_t kBatchMemoryBudget = int64_t(1) << 30;
+
 struct SamplingOptions {
   int64_t max_new_tokens = 64;
   double temperature = 1.0;  // 0 = greedy (argmax; top_k / top_p then play no part)
@@ -30,9 +34,12 @@ struct SamplingOptions {
   // Only ids < vocab_size may be drawn (0 = every logit). Set it to the tokenizer's size when the
   // model's vocabulary is padded (config::padded_vocab_size), so padding rows are never drawn.
   int64_t vocab_size = 0;
+  // generate_batch decodes at most this many samples at once (0 = as many as keep this rank's
+  // KV cache and prefill attention scores within kBatchMemoryBudget). Outputs do not depend on it.
+  int64_t max_batch_rows = 0;
 
   // ValueError naming the field: max_new_tokens < 0, temperature < 0 or not finite, top_k < 0,
-  // top_p not in (0, 1], vocab_size < 0.
+  // top_p not in (0, 1], vocab_size < 0, max_batch_rows < 0.
   void validate() const;
 };
 

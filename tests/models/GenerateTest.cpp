@@ -328,6 +328,7 @@ TEST(GenerateTest, InvalidOptionsAndPromptsAreValueErrors) {
   with([](SamplingOptions& o) { o.top_p = 1.5; }, "top_p");
   with([](SamplingOptions& o) { o.top_k = -1; }, "top_k");
   with([](SamplingOptions& o) { o.max_new_tokens = -3; }, "max_new_tokens");
+  with([](SamplingOptions& o) { o.max_batch_rows = -1; }, "max_batch_rows");
   SamplingOptions o;
   expect_value_error([&] { generate(model, {}, o); }, "at least one prompt");
   expect_value_error([&] { generate(model, {{1}, {}}, o); }, "non-empty prompt");
@@ -462,6 +463,20 @@ TEST(GenerateTest, SampledOutputsDoNotDependOnBatchComposition) {
   std::vector<GenerationRequest> other = reqs;
   other[2].seed += 1;
   EXPECT_NE(generate_batch(model, other, o)[2], all[2]);
+}
+
+TEST(GenerateTest, BatchRowLimitDoesNotChangeOutputs) {
+  // max_batch_rows 1, 2 and 4 split the 13 samples into batches (some requests across two).
+  GPT model(tiny_llama_config());
+  model.init_weights(27);
+  SamplingOptions o;
+  o.max_new_tokens = 7;
+  const std::vector<GenerationRequest> reqs = ragged_requests();
+  const auto whole = generate_batch(model, reqs, o);
+  for (int64_t rows : {1, 2, 4}) {
+    o.max_batch_rows = rows;
+    EXPECT_EQ(generate_batch(model, reqs, o), whole) << "max_batch_rows " << rows;
+  }
 }
 
 TEST(GenerateTest, FinishedRowsLeavingTheBatchDoNotChangeTheOthers) {
