@@ -3,13 +3,14 @@
 // (2 layers, 4 heads, 64 wide, vocab 270, random weights): 64 prompts of 4-6 tokens x 4 samples.
 // Settings: "rlhf" (block_size 16 as in examples/rlhf/common.pbtxt, 8 new tokens, EOS on) and
 // "long" (block_size 48, 32 new tokens, no EOS). Prints one JSON line per setting with tokens/s
-// of each path (best of --reps runs), the speedup, and whether greedy and seeded-sampling outputs
-// are identical between the two paths.
+// of each path (best of `reps` interleaved runs), the speedup in wall time and in thread CPU time,
+// and whether greedy and seeded-sampling outputs are identical between the two paths.
 //   OMP_NUM_THREADS=1 build-cpu/bin/bench_rollout [reps]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -67,17 +68,26 @@ int64_t count_tokens(const Outputs& out) {
   return n;
 }
 
-// Best wall time of `reps` runs of f, and its (last) outputs.
+// Wall and thread CPU seconds of one call of f, its outputs in `out`. CPU time is the steadier
+// figure on a shared machine (with OMP_NUM_THREADS=1 the thread does all the work).
+struct Timing {
+  double wall = 1e30, cpu = 1e30;
+};
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
 template <class F>
-double best_seconds(int reps, F f, Outputs& out) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    out = f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-                              .count());
-  }
-  return best;
+void time_once(F f, Outputs& out, Timing& best) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const double c0 = thread_cpu_seconds();
+  out = f();
+  best.cpu = std::min(best.cpu, thread_cpu_seconds() - c0);
+  const std::chrono::duration<double> wall = std::chrono::steady_clock::now() - t0;
+  best.wall = std::min(best.wall, wall.count());
 }
 
 void run_setting(const char* name, int64_t block_size, int64_t max_new, bool eos, int reps) {
@@ -93,25 +103,28 @@ void run_setting(const char* name, int64_t block_size, int64_t max_new, bool eos
   SamplingOptions o;
   o.max_new_tokens = max_new;
   if (eos) o.eos_id = 0;
+  // Interleaved runs, best of each side, so both see the same machine load.
   Outputs fast, slow;
-  const double t_fast = best_seconds(reps, [&] { return batched(model, reqs, o); }, fast);
-  const double t_slow = best_seconds(reps, [&] { return one_at_a_time(model, reqs, o); }, slow);
+  Timing t_fast, t_slow;
+  for (int r = 0; r < reps; ++r) {
+    time_once([&] { return batched(model, reqs, o); }, fast, t_fast);
+    time_once([&] { return one_at_a_time(model, reqs, o); }, slow, t_slow);
+  }
   const bool sampled_identical = fast == slow;
   SamplingOptions g = o;
   g.temperature = 0.0;
   const bool greedy_identical = batched(model, reqs, g) == one_at_a_time(model, reqs, g);
-  const double fast_tps = double(count_tokens(fast)) / t_fast;
-  const double slow_tps = double(count_tokens(slow)) / t_slow;
+  const double tokens = double(count_tokens(fast));
   std::printf(
       "{\"setting\": \"%s\", \"prompts\": %lld, \"samples_per_prompt\": %lld, \"block_size\": "
-      "%lld, \"max_new_tokens\": %lld, \"eos\": %s, \"tokens\": %lld, \"batched_s\": %.4f, "
+      "%lld, \"max_new_tokens\": %lld, \"eos\": %s, \"tokens\": %.0f, \"batched_s\": %.4f, "
       "\"one_at_a_time_s\": %.4f, \"batched_tokens_per_s\": %.0f, "
-      "\"one_at_a_time_tokens_per_s\": %.0f, \"speedup\": %.2f, \"greedy_identical\": %s, "
-      "\"sampled_identical\": %s}\n",
+      "\"one_at_a_time_tokens_per_s\": %.0f, \"speedup\": %.2f, \"speedup_cpu_time\": %.2f, "
+      "\"greedy_identical\": %s, \"sampled_identical\": %s}\n",
       name, (long long)kPrompts, (long long)kSamples, (long long)block_size, (long long)max_new,
-      eos ? "true" : "false", (long long)count_tokens(fast), t_fast, t_slow, fast_tps, slow_tps,
-      fast_tps / slow_tps, greedy_identical ? "true" : "false",
-      sampled_identical ? "true" : "false");
+      eos ? "true" : "false", tokens, t_fast.wall, t_slow.wall, tokens / t_fast.wall,
+      tokens / t_slow.wall, t_slow.wall / t_fast.wall, t_slow.cpu / t_fast.cpu,
+      greedy_identical ? "true" : "false", sampled_identical ? "true" : "false");
   std::fflush(stdout);
 }
 

@@ -129,30 +129,43 @@ int64_t draw_unfiltered(std::span<const double> logits, int64_t n, double temper
   };
   // n roundings of numbers <= total, each at most total * 2^-53, are far below 1e-9 * total.
   const double target = u * total, guard = 1e-9 * total;
-  auto lo = idx.begin(), hi = idx.end();
-  double mass_before = 0.0;  // of every token ordered before [lo, hi)
-  while (hi - lo > 16) {
-    const int64_t pivot = *(lo + (hi - lo) / 2);
-    auto mid = std::partition(lo, hi, [&](int64_t i) { return before(i, pivot); });
-    std::iter_swap(mid, std::find(mid, hi, pivot));
+  double mass_before = 0.0;  // of every token ordered before the candidates idx[0, m)
+  size_t m = idx.size();
+  std::vector<int64_t> ahead(m), behind(m);
+  while (m > 16) {
+    // Branch-free split of the candidates around a pivot: those ordered before it, and after it.
+    const int64_t pivot = idx[m / 2];
+    const double lp = logits[size_t(pivot)];
+    size_t na = 0, nb = 0;
     double mass = 0.0;
-    for (auto it = lo; it != mid; ++it) mass += p[size_t(*it)];
+    for (size_t k = 0; k < m; ++k) {
+      const int64_t i = idx[k];
+      const double l = logits[size_t(i)];
+      const bool is_before = (l > lp) | ((l == lp) & (i < pivot));
+      ahead[na] = i;
+      behind[nb] = i;
+      na += is_before;
+      nb += !is_before & (i != pivot);
+      mass += is_before ? p[size_t(i)] : 0.0;
+    }
     const double a = mass_before + mass, b = a + p[size_t(pivot)];
     if (std::abs(target - a) <= guard || std::abs(target - b) <= guard) return -1;
     if (target < a) {
-      hi = mid;
+      std::copy(ahead.begin(), ahead.begin() + int64_t(na), idx.begin());
+      m = na;
     } else if (target < b) {
       return pivot;
     } else {
       mass_before = b;
-      lo = mid + 1;
+      std::copy(behind.begin(), behind.begin() + int64_t(nb), idx.begin());
+      m = nb;
     }
   }
-  std::sort(lo, hi, before);
-  for (auto it = lo; it != hi; ++it) {
-    const double b = mass_before + p[size_t(*it)];
+  std::sort(idx.begin(), idx.begin() + int64_t(m), before);
+  for (size_t k = 0; k < m; ++k) {
+    const double b = mass_before + p[size_t(idx[k])];
     if (std::abs(target - b) <= guard) return -1;
-    if (target < b) return *it;
+    if (target < b) return idx[k];
     mass_before = b;
   }
   return -1;
