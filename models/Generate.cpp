@@ -107,16 +107,35 @@ std::vector<std::pair<int64_t, double>> sampling_distribution(std::span<const do
 
 namespace {
 
+// The largest of the first n logits, in one pass (four independent maxima) that also runs
+// check_logits' test (NaN or +inf: it then throws, naming the token).
+double checked_max(std::span<const double> logits, int64_t n) {
+  const double inf = std::numeric_limits<double>::infinity();
+  double mx[4] = {logits[0], logits[0], logits[0], logits[0]};
+  bool bad = false;
+  for (int64_t i = 0; i < n; ++i) {
+    const double l = logits[size_t(i)];
+    bad |= !(l < inf);
+    mx[i % 4] = std::max(mx[i % 4], l);
+  }
+  if (bad) check_logits(logits, n);
+  const double top = std::max(std::max(mx[0], mx[1]), std::max(mx[2], mx[3]));
+  LOOM_CHECK(std::isfinite(top), "generate: expected a finite largest logit, got ", double(top));
+  return top;
+}
+
 // The inverse-CDF draw over the whole vocabulary (no top-k / top-p) without sorting it: a
 // quickselect descent to the token whose mass interval (in the sorted order) holds u * total.
 // Returns -1 when u * total lies within a rounding guard of an interval's end, where the sums in
 // another order might round to the other side; the caller then takes the sorted path, so the
 // token is always the one sampling_distribution's inverse CDF gives.
 int64_t draw_unfiltered(std::span<const double> logits, int64_t n, double temperature, double u) {
-  const double top = logits[size_t(argmax_of(logits, n))];
-  LOOM_CHECK(std::isfinite(top), "generate: expected a finite largest logit, got ", top);
-  std::vector<double> p(static_cast<size_t>(n));
-  std::vector<int64_t> idx(static_cast<size_t>(n));
+  const double top = checked_max(logits, n);
+  // Scratch kept per thread: one draw per row per step would otherwise allocate four buffers.
+  thread_local std::vector<double> p;
+  thread_local std::vector<int64_t> idx, ahead, behind;
+  for (auto* v : {&idx, &ahead, &behind}) v->resize(size_t(n));
+  p.resize(size_t(n));
   double total = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     p[size_t(i)] = std::exp((logits[size_t(i)] - top) / temperature);
@@ -130,8 +149,7 @@ int64_t draw_unfiltered(std::span<const double> logits, int64_t n, double temper
   // n roundings of numbers <= total, each at most total * 2^-53, are far below 1e-9 * total.
   const double target = u * total, guard = 1e-9 * total;
   double mass_before = 0.0;  // of every token ordered before the candidates idx[0, m)
-  size_t m = idx.size();
-  std::vector<int64_t> ahead(m), behind(m);
+  size_t m = size_t(n);
   while (m > 16) {
     // Branch-free split of the candidates around a pivot: those ordered before it, and after it.
     const int64_t pivot = idx[m / 2];
@@ -186,7 +204,6 @@ int64_t sample_token(std::span<const double> logits, const SamplingOptions& opts
     opts.validate();
     const int64_t n = usable_vocab(logits, opts);
     LOOM_CHECK(n >= 1, "generate: expected at least one logit, got none");
-    check_logits(logits, n);
     const int64_t id = draw_unfiltered(logits, n, opts.temperature, u);
     if (id >= 0) return id;
   }

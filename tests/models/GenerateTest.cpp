@@ -270,6 +270,9 @@ TEST(GenerateTest, SampleTokenEqualsTheSortedInverseCdfEverywhere) {
     }
     for (double u : us) ASSERT_EQ(sample_token(logits, o, u), spec(u)) << "u " << u;
   }
+  std::vector<double> nan_logits(300, 0.0);
+  nan_logits[17] = std::nan("");
+  EXPECT_THROW(sample_token(nan_logits, o, 0.5), ValueError);
 }
 
 TEST(GenerateTest, EosStopsOnlyItsRow) {
