@@ -39,14 +39,18 @@ Tensor attention_with_dropout(const Tensor& q, const Tensor& k, const Tensor& v,
   return matmul(att, v);
 }
 
-// softmax(q keys^T / sqrt(D) + mask) values for queries at positions [past, past+T) over the keys
-// at [0, past+T): query i sees key j iff j <= past + i. q (B,H,T,D); keys, values (B,H,past+T,D).
-// NB: the fused kernel needs equal query and key lengths, so decoding takes this explicit path.
+// softmax(q keys^T / sqrt(D) + mask) values for queries at slots [past, past+T) over the keys
+// at [0, past+T): query i sees key j iff j <= past + i, or, given an additive bias (B,1,T,L)
+// (a left-padded cache: GPT::forward_cached), iff its bias is 0. q (B,H,T,D); keys, values
+// (B,H,past+T,D). NB: the fused kernel needs equal query and key lengths and takes no mask, so
+// decoding takes this explicit path.
 Tensor attention_over_cache(const Tensor& q, const Tensor& keys, const Tensor& values,
-                            int64_t past) {
+                            int64_t past, const Tensor& bias) {
   const int64_t T = q.size(2), D = q.size(3), L = keys.size(2);
   Tensor att = matmul(q, keys.transpose(2, 3)) * (1.0 / std::sqrt(double(D)));  // (B,H,T,L)
-  if (T > 1) {
+  if (bias.defined()) {
+    att = att + bias;
+  } else if (T > 1) {
     Tensor key_pos = Tensor::arange(L, DType::I64, q.device());
     Tensor query_pos = key_pos.narrow(0, past, T);
     Tensor future = gt(key_pos.unsqueeze(0), query_pos.unsqueeze(1));  // (T,L)
@@ -126,9 +130,14 @@ std::tuple<Tensor, Tensor, Tensor> Block::project_qkv(const Tensor& x,
   q = q.reshape({B, T, Hq, D});
   k = k.reshape({B, T, Hk, D});
   v = v.reshape({B, T, Hk, D});
-  if (rope.cos.defined()) {
+  if (rope.cos.defined() && rope.cos.size(0) == T) {
     q = loom::rope(q, rope.cos, rope.sin);
     k = loom::rope(k, rope.cos, rope.sin);
+  } else if (rope.cos.defined()) {  // one angle row per (b, t): rotate (1, B*T, heads, D)
+    LOOM_CHECK(rope.cos.size(0) == B * T, "Block: expected rope tables of ", T, " or ", B * T,
+               " rows, got ", rope.cos.size(0));
+    q = loom::rope(q.reshape({1, B * T, Hq, D}), rope.cos, rope.sin).reshape({B, T, Hq, D});
+    k = loom::rope(k.reshape({1, B * T, Hk, D}), rope.cos, rope.sin).reshape({B, T, Hk, D});
   }
   return {q, k, v};
 }
@@ -198,15 +207,16 @@ Tensor Block::forward(const Tensor& x, tp::TensorParallelRng& rng, Recompute rec
 }
 
 Tensor Block::forward_cached(const Tensor& x, KVCache& cache, int64_t layer,
-                             const RopeTables& rope) const {
+                             const RopeTables& rope, const Tensor& bias) const {
   const int64_t B = x.size(0), T = x.size(1);
   auto [qh, kh, vh] = project_qkv(ln_1_.forward(x), rope);  // (B,T,heads,D)
   Tensor q = qh.transpose(1, 2), k = kh.transpose(1, 2), v = vh.transpose(1, 2);
   const int64_t past = cache.length();
   auto [keys, values] = cache.append(layer, k, v);  // (B,Hkv,past+T,D)
-  // An empty cache is a plain causal prefill: the fused kernel on the new k, v is exact.
-  Tensor y = past == 0 ? scaled_dot_product_attention(q, expand_kv(k), expand_kv(v), true)
-                       : attention_over_cache(q, expand_kv(keys), expand_kv(values), past);
+  // An empty unpadded cache is a plain causal prefill: the fused kernel on the new k, v is exact.
+  Tensor y = past == 0 && !bias.defined()
+                 ? scaled_dot_product_attention(q, expand_kv(k), expand_kv(v), true)
+                 : attention_over_cache(q, expand_kv(keys), expand_kv(values), past, bias);
   Tensor h = x + attn_proj_.forward(y.transpose(1, 2).reshape({B, T, local_heads_ * head_dim_}));
   Tensor a = fc_.forward(ln_2_.forward(h));
   return h + mlp_proj_.forward(mlp_kind_ == MlpKind::SwiGLU ? swiglu(a) : gelu(a));

@@ -41,10 +41,12 @@ class Block : public nn::Module {
   // positions [0, T) (undefined tables with learned positions).
   Tensor forward(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute,
                  const RopeTables& rope) const;
-  // x (B,T,C) at positions [cache.length(), +T) (`rope` holds their angles): appends their k/v
-  // (this rank's kv heads) to `layer` of the cache and attends over every cached position.
-  Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer,
-                        const RopeTables& rope) const;
+  // x (B,T,C) for the slots [cache.length(), +T) (`rope` holds their angles: (T, D/2), or
+  // (B*T, D/2) when rows sit at different positions): appends their k/v (this rank's kv heads)
+  // to `layer` of the cache and attends over every cached slot, causally or, given an additive
+  // bias (B,1,T,length+T) of 0 / -inf, wherever the bias is 0.
+  Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer, const RopeTables& rope,
+                        const Tensor& bias = Tensor()) const;
   int64_t local_kv_heads() const { return local_kv_heads_; }
 
  private:

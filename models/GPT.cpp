@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "core/autograd/GradMode.h"
@@ -281,13 +282,48 @@ Tensor GPT::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index)
   return lm_loss(hidden_states(ids), targets, ignore_index);
 }
 
-KVCache GPT::new_cache(int64_t batch, int64_t capacity) const {
-  LOOM_CHECK(capacity >= 1 && capacity <= config_.block_size, "GPT.new_cache: expected capacity ",
-             "in [1, ", config_.block_size, "] (block_size), got ", capacity);
+KVCache GPT::new_cache(int64_t batch, int64_t capacity, std::vector<int64_t> pad) const {
+  const int64_t max_pad = pad.empty() ? 0 : *std::max_element(pad.begin(), pad.end());
+  LOOM_CHECK(capacity >= 1 && capacity <= config_.block_size + max_pad,
+             "GPT.new_cache: expected capacity in [1, ", config_.block_size + max_pad,
+             "] (block_size + the largest padding), got ", capacity);
   const int64_t kv_heads = std::max<int64_t>(1, config_.kv_heads() / tp_->size());
   return KVCache(int64_t(blocks_.size()), kv_heads, config_.head_dim(), batch, capacity, dtype_,
-                 device_);
+                 device_, std::move(pad));
 }
+
+namespace {
+
+// The positions of slots [past, past + T) of every row of a left-padded cache, (B*T) row-major;
+// padding slots get position 0 (their outputs are never read).
+std::vector<int64_t> slot_positions(const KVCache& cache, int64_t T) {
+  std::vector<int64_t> pos;
+  pos.reserve(size_t(cache.batch() * T));
+  for (int64_t pad : cache.padding())
+    for (int64_t t = cache.length(); t < cache.length() + T; ++t)
+      pos.push_back(std::max<int64_t>(0, t - pad));
+  return pos;
+}
+
+// Additive attention bias (B,1,T,L) for queries in slots [past, past+T) over keys in slots
+// [0, L = past+T) of a left-padded cache: -inf where a key is in the future or is padding seen
+// from a real token (a padding query sees the padding before it, so every row stays finite).
+Tensor padding_bias(const KVCache& cache, int64_t T, DType dtype, Device device) {
+  const int64_t B = cache.batch(), past = cache.length(), L = past + T;
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> bias(size_t(B * T * L), 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t pad = cache.padding()[size_t(b)];
+    for (int64_t i = 0; i < T; ++i) {
+      const int64_t q = past + i;
+      for (int64_t j = 0; j < L; ++j)
+        if (j > q || (j < pad && q >= pad)) bias[size_t((b * T + i) * L + j)] = -inf;
+    }
+  }
+  return Tensor::from_vector(bias, {B, 1, T, L}).to(dtype).to(device);
+}
+
+}  // namespace
 
 Tensor GPT::forward_cached(const Tensor& x, KVCache& cache, bool last_only) {
   LOOM_CHECK(!is_training() || config_.dropout == 0.0,
@@ -297,22 +333,30 @@ Tensor GPT::forward_cached(const Tensor& x, KVCache& cache, bool last_only) {
              "cache of ", blocks_.size(), " layers (GPT.new_cache), got ", cache.num_layers());
   NoGradGuard no_grad;
   const int64_t past = cache.length(), T = x.size(1);
-  LOOM_CHECK(T >= 1 && past + T <= config_.block_size && past + T <= cache.capacity() &&
-                 x.size(0) == cache.batch(),
-             "GPT.forward_cached: expected (", cache.batch(), ", 1 to ",
-             std::min(config_.block_size, cache.capacity()) - past, ") new positions (", past,
-             " cached, capacity ", cache.capacity(), ", block_size ", config_.block_size,
-             "), got ", x.shape());
+  // The least padded row reaches the largest position, past + T - 1 - min_pad.
+  const int64_t limit = std::min(config_.block_size + cache.min_pad(), cache.capacity());
+  LOOM_CHECK(T >= 1 && past + T <= limit && x.size(0) == cache.batch(),
+             "GPT.forward_cached: expected (", cache.batch(), ", 1 to ", limit - past,
+             ") new positions (", past, " cached, capacity ", cache.capacity(), ", block_size ",
+             config_.block_size, "), got ", x.shape());
+  // Per-row positions of a padded cache; else every row sits at [past, past + T).
+  const std::vector<int64_t> pos =
+      cache.padded() ? slot_positions(cache, T) : std::vector<int64_t>();
   Tensor h = x;
   if (is_first()) {
     LOOM_CHECK(x.dim() == 2 && x.dtype() == DType::I64, "GPT.forward_cached: expected ids of ",
                "shape (B,T) and dtype i64 on the first stage, got ", x.shape());
-    h = wte_->forward(x);                                          // (B,T,C)
-    if (wpe_) h = h + wpe_->weight().narrow(0, past, T);           // + (T,C)
+    h = wte_->forward(x);  // (B,T,C)
+    if (wpe_ && pos.empty()) h = h + wpe_->weight().narrow(0, past, T);  // + (T,C)
+    if (wpe_ && !pos.empty())
+      h = h + wpe_->forward(Tensor::from_vector(pos, {x.size(0), T}).to(device_));  // + (B,T,C)
   }
-  const RopeTables rope = rope_for(past, T);
+  RopeTables rope;  // (T, D/2) shared by every row, or (B*T, D/2) per row when padded
+  if (config_.position == PositionKind::Rope)
+    rope = pos.empty() ? rope_for(past, T) : rope_tables_at(inv_freq_, pos, dtype_, device_);
+  const Tensor bias = cache.padded() ? padding_bias(cache, T, dtype_, device_) : Tensor();
   for (size_t i = 0; i < blocks_.size(); ++i)
-    h = blocks_[i]->forward_cached(h, cache, int64_t(i), rope);
+    h = blocks_[i]->forward_cached(h, cache, int64_t(i), rope, bias);
   cache.advance(T);
   if (!is_last()) return h;
   if (last_only) h = h.narrow(1, T - 1, 1);

@@ -108,12 +108,15 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
   Tensor loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index = -100);
 
   // ---- incremental inference (any layout; no autograd, eval mode or dropout 0) -------------
-  // A cache for this rank's blocks and heads.
-  KVCache new_cache(int64_t batch, int64_t capacity) const;
-  // First stage: ids (B,T) at positions [cache.length(), +T); other stages: the previous stage's
-  // hidden states (B,T,C). Returns (B,T,C) hidden states, or on the last stage the logits
-  // (B,T,V) over the real vocabulary (last_only: (B,1,V)), equal to forward(all tokens so far)
-  // at those positions up to rounding. Advances the cache by T.
+  // A cache for this rank's blocks and heads; pad: each row's left padding (KVCache.h), empty
+  // for none. capacity (slots) is at most block_size + the largest padding.
+  KVCache new_cache(int64_t batch, int64_t capacity, std::vector<int64_t> pad = {}) const;
+  // First stage: ids (B,T) for the slots [cache.length(), +T); other stages: the previous stage's
+  // hidden states (B,T,C). Row b's tokens sit at positions [cache.length() - pad[b], +T) and
+  // attend only to its own non-padding slots (padding slots hold any valid id). Returns (B,T,C)
+  // hidden states, or on the last stage the logits (B,T,V) over the real vocabulary (last_only:
+  // (B,1,V)), equal to forward(the row's tokens so far) at those positions up to rounding.
+  // Advances the cache by T.
   Tensor forward_cached(const Tensor& x, KVCache& cache, bool last_only = false);
 
   const GPTConfig& config() const { return config_; }

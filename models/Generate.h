@@ -1,11 +1,13 @@
-// Autoregressive generation from a GPT with a KV cache: greedy decoding (temperature 0) or
-// sampling with temperature, top-k and top-p (nucleus) filtering, stopping a row at an EOS id and
-// never letting a sequence grow past block_size. The random draw for (prompt r, new token s) is
-// Philox counter s * n_prompts + r under opts.seed, so results are reproducible for a seed and do
-// not depend on thread count or device.
-//   SamplingOptions o;  o.max_new_tokens = 20;  o.temperature = 0.8;  o.top_k = 40;  o.seed = 7;
-//   std::vector<std::vector<int64_t>> out = generate(model, {{464, 3290}, {15496, 995}}, o);
-//   // out[i] holds only the new tokens of prompt i (prompt not repeated), EOS included if drawn.
+// Batched autoregressive generation from a GPT with a KV cache: many prompts of different
+// lengths, n samples each, decoded together. Prompts are left-padded into one prefill (each
+// distinct prompt once); its cache rows are copied to every sample of the prompt; each step feeds
+// one token per live row, and rows that finish (EOS, max_new_tokens, block_size) leave the batch.
+// Greedy decoding (temperature 0) or sampling with temperature, top-k and top-p. Every draw is
+// keyed by its request, sample and step (GenerationRequest), so results never depend on the batch
+// composition, thread count or device, and are the same on every TP rank.
+//   SamplingOptions o;  o.max_new_tokens = 20;  o.temperature = 0.8;  o.top_k = 40;
+//   auto out = generate_batch(model, {{{464, 3290}, /*num_samples=*/4, /*seed=*/7}}, o);
+//   // out[0][j]: the new tokens of sample j (prompt not repeated), EOS included if drawn.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,10 @@
 
 namespace loom::models {
 
+// Bytes of KV cache and prefill attention scores one generate_batch batch may use per rank when
+// SamplingOptions::max_batch_rows is 0 (larger requests are decoded in several batches).
+inline constexpr int64_t kBatchMemoryBudget = int64_t(1) << 30;
+
 struct SamplingOptions {
   int64_t max_new_tokens = 64;
   double temperature = 1.0;  // 0 = greedy (argmax; top_k / top_p then play no part)
@@ -28,9 +34,12 @@ struct SamplingOptions {
   // Only ids < vocab_size may be drawn (0 = every logit). Set it to the tokenizer's size when the
   // model's vocabulary is padded (config::padded_vocab_size), so padding rows are never drawn.
   int64_t vocab_size = 0;
+  // generate_batch decodes at most this many samples at once (0 = as many as keep this rank's
+  // KV cache and prefill attention scores within kBatchMemoryBudget). Outputs do not depend on it.
+  int64_t max_batch_rows = 0;
 
   // ValueError naming the field: max_new_tokens < 0, temperature < 0 or not finite, top_k < 0,
-  // top_p not in (0, 1], vocab_size < 0.
+  // top_p not in (0, 1], vocab_size < 0, max_batch_rows < 0.
   void validate() const;
 };
 
@@ -43,10 +52,28 @@ std::vector<std::pair<int64_t, double>> sampling_distribution(std::span<const do
 // Inverse-CDF draw from sampling_distribution(logits, opts) with u uniform in [0, 1).
 int64_t sample_token(std::span<const double> logits, const SamplingOptions& opts, double u);
 
-// Continues every prompt (token ids, each non-empty and at most block_size long; lengths may
-// differ: prompts of one length are decoded together as one batch). Returns the new tokens per
-// prompt: max_new_tokens of them, fewer when EOS is drawn or the sequence reaches block_size.
-// Runs in eval mode without autograd; the model's training flag is restored afterwards.
+// One prompt (token ids, non-empty, at most block_size long) and how many continuations to draw.
+// The uniform draw for sample j's new token s is Philox(seed) at counter
+// s * key_stride + key_offset + j (key_stride 0 means num_samples): a pure function of the request.
+struct GenerationRequest {
+  std::vector<int64_t> prompt;
+  int64_t num_samples = 1;
+  uint64_t seed = 0;
+  uint64_t key_stride = 0;
+  uint64_t key_offset = 0;
+};
+
+// The new tokens of every sample: out[i][j] for sample j of request i, max_new_tokens of them,
+// fewer when EOS is drawn or the sequence reaches block_size. opts.seed plays no part (each
+// request has its own). Runs in eval mode without autograd; the model's training flag is restored
+// afterwards. Collective over the model's TP and PP groups (call it on every rank with the same
+// arguments).
+std::vector<std::vector<std::vector<int64_t>>> generate_batch(
+    GPT& model, const std::vector<GenerationRequest>& requests, const SamplingOptions& opts);
+
+// generate_batch with one sample of each prompt: prompt r is the request {prompts[r], 1,
+// opts.seed, key_stride N, key_offset r} of N = prompts.size() (the draw of (prompt r, new token
+// s) is Philox counter s * N + r under opts.seed). Returns out[r], the new tokens of prompt r.
 std::vector<std::vector<int64_t>> generate(GPT& model,
                                            const std::vector<std::vector<int64_t>>& prompts,
                                            const SamplingOptions& opts);

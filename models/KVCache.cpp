@@ -1,17 +1,27 @@
 // KVCache: per-layer key/value buffers for incremental decoding (see KVCache.h).
 #include "models/KVCache.h"
 
+#include <algorithm>
+
+#include "core/ops/Indexing.h"
 #include "core/util/Check.h"
 
 namespace loom::models {
 
 KVCache::KVCache(int64_t layers, int64_t heads, int64_t head_dim, int64_t batch, int64_t capacity,
-                 DType dtype, Device device)
+                 DType dtype, Device device, std::vector<int64_t> pad)
     : batch_(batch), capacity_(capacity), n_head_(heads), head_dim_(head_dim), dtype_(dtype),
-      device_(device) {
+      device_(device), pad_(std::move(pad)) {
   LOOM_CHECK(layers >= 0 && heads >= 1 && head_dim >= 1 && batch >= 1 && capacity >= 1,
              "KVCache: expected layers >= 0 and heads, head_dim, batch, capacity >= 1, got ",
              layers, ", ", heads, ", ", head_dim, ", ", batch, ", ", capacity);
+  if (pad_.empty()) pad_.assign(size_t(batch), 0);
+  LOOM_CHECK(int64_t(pad_.size()) == batch, "KVCache: expected ", batch,
+             " padding values (one per row), got ", pad_.size());
+  max_pad_ = *std::max_element(pad_.begin(), pad_.end());
+  min_pad_ = *std::min_element(pad_.begin(), pad_.end());
+  LOOM_CHECK(min_pad_ >= 0 && max_pad_ < capacity, "KVCache: expected padding in [0, ", capacity,
+             ") (capacity), got ", min_pad_, " to ", max_pad_);
   const Shape shape = {batch, n_head_, capacity, head_dim_};
   for (int64_t i = 0; i < layers; ++i) {
     k_.push_back(Tensor::zeros(shape, dtype, device));
@@ -38,6 +48,25 @@ void KVCache::advance(int64_t n) {
   LOOM_CHECK(n >= 0 && length_ + n <= capacity_, "KVCache.advance: expected at most ", capacity_,
              " positions (capacity), got ", length_, " + ", n);
   length_ += n;
+}
+
+KVCache KVCache::select_rows(const std::vector<int64_t>& rows) const {
+  LOOM_CHECK(!rows.empty(), "KVCache.select_rows: expected at least one row, got none");
+  std::vector<int64_t> pad;
+  for (int64_t r : rows) {
+    LOOM_CHECK(r >= 0 && r < batch_, "KVCache.select_rows: expected rows in [0, ", batch_,
+               "), got ", r);
+    pad.push_back(pad_[size_t(r)]);
+  }
+  KVCache out(0, n_head_, head_dim_, int64_t(rows.size()), capacity_, dtype_, device_,
+              std::move(pad));
+  const Tensor index = Tensor::from_vector(rows, {int64_t(rows.size())}).to(device_);
+  for (size_t i = 0; i < k_.size(); ++i) {
+    out.k_.push_back(index_select(k_[i], 0, index));
+    out.v_.push_back(index_select(v_[i], 0, index));
+  }
+  out.length_ = length_;
+  return out;
 }
 
 }  // namespace loom::models

@@ -41,15 +41,15 @@ std::vector<double> rope_inv_freq(const GPTConfig& c) {
   return f;
 }
 
-RopeTables rope_tables(const std::vector<double>& inv_freq, int64_t start, int64_t length,
-                       DType dtype, Device device) {
-  LOOM_CHECK(start >= 0 && length >= 0, "rope_tables: expected start, length >= 0, got ", start,
-             ", ", length);
-  const int64_t half = int64_t(inv_freq.size());
+RopeTables rope_tables_at(const std::vector<double>& inv_freq,
+                          const std::vector<int64_t>& positions, DType dtype, Device device) {
+  const int64_t half = int64_t(inv_freq.size()), length = int64_t(positions.size());
   std::vector<double> c(size_t(length * half)), s(size_t(length * half));
   for (int64_t t = 0; t < length; ++t) {
+    LOOM_CHECK(positions[size_t(t)] >= 0, "rope_tables: expected positions >= 0, got ",
+               positions[size_t(t)]);
     for (int64_t j = 0; j < half; ++j) {
-      const double angle = double(start + t) * inv_freq[size_t(j)];
+      const double angle = double(positions[size_t(t)]) * inv_freq[size_t(j)];
       c[size_t(t * half + j)] = std::cos(angle);
       s[size_t(t * half + j)] = std::sin(angle);
     }
@@ -59,6 +59,15 @@ RopeTables rope_tables(const std::vector<double>& inv_freq, int64_t start, int64
     return Tensor::from_vector(v, {length, half}).to(dt).to(device);
   };
   return {table(c), table(s)};
+}
+
+RopeTables rope_tables(const std::vector<double>& inv_freq, int64_t start, int64_t length,
+                       DType dtype, Device device) {
+  LOOM_CHECK(start >= 0 && length >= 0, "rope_tables: expected start, length >= 0, got ", start,
+             ", ", length);
+  std::vector<int64_t> positions(static_cast<size_t>(length));
+  for (int64_t t = 0; t < length; ++t) positions[size_t(t)] = start + t;
+  return rope_tables_at(inv_freq, positions, dtype, device);
 }
 
 }  // namespace loom::models

@@ -15,7 +15,8 @@
 
 namespace loom::models {
 
-// The angles of positions [start, start + length): cos, sin (length, D/2).
+// The angles of positions [start, start + length): cos, sin (length, D/2), or of one position per
+// (row, token) of a ragged batch: (B*T, D/2) (Block applies them row by row).
 struct RopeTables {
   Tensor cos, sin;
 };
@@ -25,5 +26,8 @@ std::vector<double> rope_inv_freq(const GPTConfig& config);
 // cos / sin of (start + t) * inv_freq[j]; dtype f32 or f64 (bf16 gets f32 tables).
 RopeTables rope_tables(const std::vector<double>& inv_freq, int64_t start, int64_t length,
                        DType dtype, Device device);
+// The same for arbitrary positions: cos, sin (positions.size(), D/2).
+RopeTables rope_tables_at(const std::vector<double>& inv_freq,
+                          const std::vector<int64_t>& positions, DType dtype, Device device);
 
 }  // namespace loom::models

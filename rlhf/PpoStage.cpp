@@ -1,7 +1,7 @@
 // The RL stage (see PpoStage.h). Every model pass runs in eval mode (dropout off, as usual for
-// PPO: the first mini-batch then has ratio exactly 1). Generation decodes the group_size samples
-// of one prompt together, seeded from (seed, step, the prompt's global row), so a row's samples do
-// not depend on how the batch is split over data-parallel ranks.
+// PPO: the first mini-batch then has ratio exactly 1). Generation decodes every prompt's
+// group_size samples in one batch, each prompt seeded from (seed, step, its global row), so a
+// row's samples depend neither on the batch nor on how it is split over data-parallel ranks.
 #include "rlhf/PpoStage.h"
 
 #include <algorithm>
@@ -169,16 +169,21 @@ void PpoStage::set_state(const std::string& trainer_state_json, const std::strin
 PpoStage::Samples PpoStage::sample(int64_t step, models::GPT& actor) {
   Samples s;
   const std::vector<size_t> idx = next_indices(prompts_.size(), batch_);
+  std::vector<models::GenerationRequest> requests;
   for (size_t i = 0; i < idx.size(); ++i) {
     const uint64_t row = uint64_t(ctx_.dp_rank()) * uint64_t(batch_) + i;  // global prompt row
-    models::SamplingOptions o = sampling_;
-    o.seed = splitmix64(ctx_.cfg().seed() ^ splitmix64(uint64_t(step) * 0x100000000ull + row));
     const std::vector<int32_t>& ids = prompts_[idx[i]];
-    const std::vector<int64_t> p(ids.begin(), ids.end());
-    for (std::vector<int64_t>& r : models::generate(actor, std::vector<std::vector<int64_t>>(size_t(group_), p), o)) {
+    requests.push_back({std::vector<int64_t>(ids.begin(), ids.end()), group_,
+                        splitmix64(ctx_.cfg().seed() ^
+                                   splitmix64(uint64_t(step) * 0x100000000ull + row))});
+  }
+  // Every prompt's group_size samples in one batch; each draw keyed by its prompt row's seed.
+  auto out = models::generate_batch(actor, requests, sampling_);
+  for (size_t i = 0; i < idx.size(); ++i) {
+    for (std::vector<int64_t>& r : out[i]) {
       LOOM_INTERNAL_ASSERT(!r.empty());
       s.prompt.push_back(idx[i]);
-      s.prompt_ids.push_back(ids);
+      s.prompt_ids.push_back(prompts_[idx[i]]);
       s.responses.push_back(std::move(r));
     }
   }

@@ -1,7 +1,8 @@
 // `loom generate` end to end: train the tiny test-plan model for a few steps in one process, then
 // generate from its checkpoint in fresh processes. Greedy output is deterministic, has exactly
 // --max-new-tokens ids, and is the same from the checkpoint root and its step directory; seeded
-// sampling repeats; bad flags exit with code 2 and a message naming the flag.
+// sampling repeats; a prompts file is generated as one batch with the same outputs as each prompt
+// alone; bad flags exit with code 2 and a message naming the flag.
 #include <memory>
 #include <sstream>
 
@@ -89,6 +90,41 @@ TEST_F(GenerateCliTest, SeededSamplingRepeatsAndSamplesDiffer) {
       "--prompt-ids 3 --seed 5 --top-p 0.95 --num-samples 3 --print-ids "
       "--max-new-tokens 12");
   EXPECT_NE(other.output, a.output);
+}
+
+TEST_F(GenerateCliTest, PromptsFileEqualsEachPromptAlone) {
+  // Three prompts of different lengths, two samples each, in one batch; a blank line is skipped.
+  write_file(dir_->file("prompts.txt"), "5,17,42\n\n3\n1,2,3,4,5,6,7,8,9,10,11,12,13,14\n");
+  const std::string opts = "--temperature 0 --print-ids --max-new-tokens 6 --num-samples 2";
+  RunResult all = generate("--prompt-ids-file " + dir_->file("prompts.txt") + " " + opts);
+  ASSERT_EQ(all.exit_code, 0) << all.output;
+  std::vector<std::string> lines = lines_of(all.output);
+  ASSERT_EQ(lines.size(), 6u) << all.output;
+  const std::vector<std::string> alone = {"5,17,42", "3", "1,2,3,4,5,6,7,8,9,10,11,12,13,14"};
+  for (size_t p = 0; p < alone.size(); ++p) {
+    RunResult one = generate("--prompt-ids " + alone[p] + " " + opts);
+    ASSERT_EQ(one.exit_code, 0) << one.output;
+    EXPECT_EQ(lines_of(one.output), (std::vector<std::string>{lines[2 * p], lines[2 * p + 1]}))
+        << "prompt " << p;
+  }
+  EXPECT_EQ(parse_ids(lines[4]).size(), 2u);  // 14 prompt tokens + 2 = block_size 16
+  // Sampling repeats for a seed; a file of one prompt draws exactly as --prompt-ids.
+  const std::string sampled = "--seed 3 --print-ids --max-new-tokens 8 --num-samples 2";
+  RunResult a = generate("--prompt-ids-file " + dir_->file("prompts.txt") + " " + sampled);
+  RunResult b = generate("--prompt-ids-file " + dir_->file("prompts.txt") + " " + sampled);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_EQ(a.output, b.output);
+  EXPECT_EQ(lines_of(a.output).size(), 6u);
+  write_file(dir_->file("one.txt"), "5,17,42\n");
+  RunResult file_one = generate("--prompt-ids-file " + dir_->file("one.txt") + " " + sampled);
+  RunResult flag_one = generate("--prompt-ids 5,17,42 " + sampled);
+  ASSERT_EQ(file_one.exit_code, 0) << file_one.output;
+  EXPECT_EQ(file_one.output, flag_one.output);
+  write_file(dir_->file("bad.txt"), "1,2\n4,x\n");
+  expect_error(generate("--prompt-ids-file " + dir_->file("bad.txt") + " --print-ids"), 2,
+               "prompt 2");
+  expect_error(generate("--prompt-ids-file " + dir_->file("none.txt") + " --print-ids"), 2,
+               "cannot read --prompt-ids-file");
 }
 
 TEST_F(GenerateCliTest, PromptIsCutAtBlockSize) {

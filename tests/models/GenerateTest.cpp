@@ -1,17 +1,21 @@
 // Generation with a KV cache (models/Generate.h, models/KVCache.h): cached logits equal the full
-// forward's, cached greedy decoding equals recomputing the whole sequence each step, the sampling
-// filters (temperature, top-k, top-p) on fixed distributions, seeded reproducibility, EOS and
-// block_size stops, and option validation.
+// forward's (left-padded ragged rows too), cached greedy decoding equals recomputing the whole
+// sequence each step, the batched engine's outputs do not depend on the batch (ragged prompts,
+// samples per prompt, rows leaving it) for GPT-2 and a Llama config, draws follow their keys, the
+// sampling filters (temperature, top-k, top-p) on fixed distributions, seeded reproducibility, EOS
+// and block_size stops, and option validation.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 
 #include "core/autograd/GradMode.h"
 #include "core/ops/Reduction.h"
 #include "core/random/Generator.h"
+#include "core/random/Philox.h"
 #include "core/util/Check.h"
 #include "models/Generate.h"
 
@@ -26,6 +30,19 @@ GPTConfig tiny_config() {
   c.vocab_size = 64;
   c.block_size = 16;
   c.init_std = 0.1;  // wider than GPT-2's 0.02 so the next-token distributions are not flat
+  return c;
+}
+
+// A Llama-family config: RMSNorm, rotary positions, SwiGLU, 4 query heads sharing 2 kv heads.
+GPTConfig tiny_llama_config() {
+  GPTConfig c = tiny_config();
+  c.norm = NormKind::RMSNorm;
+  c.position = PositionKind::Rope;
+  c.mlp = MlpKind::SwiGLU;
+  c.intermediate_size = 48;
+  c.n_kv_head = 2;
+  c.bias = false;
+  c.tie_embeddings = false;
   return c;
 }
 
@@ -224,6 +241,40 @@ TEST(GenerateTest, SampleTokenIsTheInverseCdf) {
   EXPECT_THROW(sample_token(logits, o, 1.0), ValueError);
 }
 
+TEST(GenerateTest, SampleTokenEqualsTheSortedInverseCdfEverywhere) {
+  // sample_token draws over the whole vocabulary without sorting it; the spec is the inverse CDF
+  // of sampling_distribution (sorted, renormalised). Random logits with ties and -inf entries,
+  // random u and u on either side of every CDF boundary (where the two may round differently).
+  Generator gen(3);
+  SamplingOptions o;
+  o.temperature = 0.7;
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<double> logits = Tensor::randn({300}, gen, DType::F64).to_vector<double>();
+    for (size_t i = 0; i < 40; ++i) logits[i * 7] = logits[i * 7 + 1];  // ties
+    logits[5] = -std::numeric_limits<double>::infinity();
+    const auto dist = sampling_distribution(logits, o);
+    auto spec = [&](double u) {
+      double cum = 0.0;
+      for (const auto& [id, p] : dist) {
+        cum += p;
+        if (u < cum) return id;
+      }
+      return dist.back().first;
+    };
+    std::vector<double> us = Tensor::rand({200}, gen, DType::F64).to_vector<double>();
+    double cum = 0.0;
+    for (size_t i = 0; i + 1 < dist.size(); ++i) {
+      cum += dist[i].second;
+      us.push_back(std::nextafter(cum, 0.0));
+      us.push_back(cum);
+    }
+    for (double u : us) ASSERT_EQ(sample_token(logits, o, u), spec(u)) << "u " << u;
+  }
+  std::vector<double> nan_logits(300, 0.0);
+  nan_logits[17] = std::nan("");
+  EXPECT_THROW(sample_token(nan_logits, o, 0.5), ValueError);
+}
+
 TEST(GenerateTest, EosStopsOnlyItsRow) {
   GPT model(tiny_config());
   model.init_weights(6);
@@ -280,6 +331,7 @@ TEST(GenerateTest, InvalidOptionsAndPromptsAreValueErrors) {
   with([](SamplingOptions& o) { o.top_p = 1.5; }, "top_p");
   with([](SamplingOptions& o) { o.top_k = -1; }, "top_k");
   with([](SamplingOptions& o) { o.max_new_tokens = -3; }, "max_new_tokens");
+  with([](SamplingOptions& o) { o.max_batch_rows = -1; }, "max_batch_rows");
   SamplingOptions o;
   expect_value_error([&] { generate(model, {}, o); }, "at least one prompt");
   expect_value_error([&] { generate(model, {{1}, {}}, o); }, "non-empty prompt");
@@ -311,6 +363,196 @@ TEST(GenerateTest, RestoresTrainingModeAndChecksCacheUse) {
       },
       "capacity 4");
   expect_value_error([&] { model.new_cache(1, 17); }, "block_size");
+}
+
+// ---- the batched engine --------------------------------------------------------------------
+
+// Sampling without a cache, one sequence at a time: the whole sequence through forward() for each
+// new token, drawn with the documented key of (request, sample j, token s).
+std::vector<int64_t> sample_by_recompute(GPT& model, const GenerationRequest& q, int64_t j,
+                                         const SamplingOptions& o) {
+  NoGradGuard no_grad;
+  std::vector<int64_t> seq = q.prompt;
+  const uint64_t stride = q.key_stride > 0 ? q.key_stride : uint64_t(q.num_samples);
+  for (int64_t s = 0; s < o.max_new_tokens && int64_t(seq.size()) < model.config().block_size;
+       ++s) {
+    const int64_t T = int64_t(seq.size());
+    std::vector<double> row =
+        model.forward(Tensor::from_vector(seq, {1, T})).select(1, T - 1).to_vector<double>();
+    const double u = philox::uniform_at(q.seed, uint64_t(s) * stride, q.key_offset + uint64_t(j));
+    seq.push_back(sample_token(row, o, u));
+    if (o.eos_id && seq.back() == *o.eos_id) break;
+  }
+  return {seq.begin() + int64_t(q.prompt.size()), seq.end()};
+}
+
+// Ragged requests: lengths 1 to 14 (block_size 16, so some rows stop at block_size), a repeated
+// prompt in two requests, 1 to 3 samples each, distinct seeds.
+std::vector<GenerationRequest> ragged_requests() {
+  std::vector<GenerationRequest> q;
+  const std::vector<int64_t> lengths = {5, 1, 9, 14, 3, 5, 12};
+  for (size_t i = 0; i < lengths.size(); ++i)
+    q.push_back({random_ids(lengths[i], 64, 40 + i), int64_t(i % 3) + 1, 1000 + i, 0, 0});
+  q[5].prompt = q[0].prompt;
+  return q;
+}
+
+// Every sample of generate_batch(requests) against sample_by_recompute, and against the same
+// engine given that sample alone (batch 1, its key kept through key_stride / key_offset).
+void expect_batch_equals_one_at_a_time(GPT& model, const SamplingOptions& o) {
+  const std::vector<GenerationRequest> reqs = ragged_requests();
+  const auto out = generate_batch(model, reqs, o);
+  ASSERT_EQ(out.size(), reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_EQ(out[i].size(), size_t(reqs[i].num_samples));
+    for (int64_t j = 0; j < reqs[i].num_samples; ++j) {
+      SCOPED_TRACE("request " + std::to_string(i) + " sample " + std::to_string(j));
+      const std::vector<int64_t>& got = out[i][size_t(j)];
+      EXPECT_EQ(got, sample_by_recompute(model, reqs[i], j, o));
+      GenerationRequest alone = reqs[i];
+      alone.num_samples = 1;
+      alone.key_stride = uint64_t(reqs[i].num_samples);
+      alone.key_offset = uint64_t(j);
+      EXPECT_EQ(got, generate_batch(model, {alone}, o)[0][0]);
+    }
+  }
+}
+
+TEST(GenerateTest, GreedyBatchEqualsOneSequenceAtATimeGpt2AndLlama) {
+  for (const GPTConfig& c : {tiny_config(), tiny_llama_config()}) {
+    for (DType dtype : {DType::F64, DType::F32}) {
+      SCOPED_TRACE(std::string(c.position == PositionKind::Rope ? "llama " : "gpt2 ") +
+                   dtype_name(dtype));
+      GPT model(c, {}, dtype);
+      model.init_weights(21);
+      SamplingOptions o;
+      o.temperature = 0.0;
+      o.max_new_tokens = 9;
+      expect_batch_equals_one_at_a_time(model, o);
+    }
+  }
+}
+
+TEST(GenerateTest, SampledBatchEqualsOneSequenceAtATimeGpt2AndLlama) {
+  for (const GPTConfig& c : {tiny_config(), tiny_llama_config()}) {
+    SCOPED_TRACE(c.position == PositionKind::Rope ? "llama" : "gpt2");
+    GPT model(c);
+    model.init_weights(22);
+    SamplingOptions o;
+    o.temperature = 1.3;
+    o.top_k = 20;
+    o.max_new_tokens = 9;
+    expect_batch_equals_one_at_a_time(model, o);
+  }
+}
+
+TEST(GenerateTest, SampledOutputsDoNotDependOnBatchComposition) {
+  GPT model(tiny_llama_config());
+  model.init_weights(23);
+  SamplingOptions o;
+  o.max_new_tokens = 8;
+  const std::vector<GenerationRequest> reqs = ragged_requests();
+  const auto all = generate_batch(model, reqs, o);
+  // Reversed, and split into two batches: every request's samples are the same.
+  const std::vector<GenerationRequest> reversed(reqs.rbegin(), reqs.rend());
+  const auto rev = generate_batch(model, reversed, o);
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(rev[reqs.size() - 1 - i], all[i]);
+  const std::vector<GenerationRequest> first(reqs.begin(), reqs.begin() + 3),
+      rest(reqs.begin() + 3, reqs.end());
+  const auto a = generate_batch(model, first, o), b = generate_batch(model, rest, o);
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(i < 3 ? a[i] : b[i - 3], all[i]);
+  // Samples of one prompt differ (their own draws), and a seed changes them.
+  EXPECT_NE(all[2][0], all[2][1]);
+  std::vector<GenerationRequest> other = reqs;
+  other[2].seed += 1;
+  EXPECT_NE(generate_batch(model, other, o)[2], all[2]);
+}
+
+TEST(GenerateTest, BatchRowLimitDoesNotChangeOutputs) {
+  // max_batch_rows 1, 2 and 4 split the 13 samples into batches (some requests across two).
+  GPT model(tiny_llama_config());
+  model.init_weights(27);
+  SamplingOptions o;
+  o.max_new_tokens = 7;
+  const std::vector<GenerationRequest> reqs = ragged_requests();
+  const auto whole = generate_batch(model, reqs, o);
+  for (int64_t rows : {1, 2, 4}) {
+    o.max_batch_rows = rows;
+    EXPECT_EQ(generate_batch(model, reqs, o), whole) << "max_batch_rows " << rows;
+  }
+}
+
+TEST(GenerateTest, FinishedRowsLeavingTheBatchDoNotChangeTheOthers) {
+  GPT model(tiny_config());
+  model.init_weights(24);
+  SamplingOptions o;
+  o.temperature = 0.9;
+  o.max_new_tokens = 10;
+  const std::vector<GenerationRequest> reqs = ragged_requests();
+  const auto free_run = generate_batch(model, reqs, o);
+  // An EOS id some samples draw early and others never: those leave the batch at different steps.
+  o.eos_id = free_run[1][0][2];
+  const auto out = generate_batch(model, reqs, o);
+  size_t cut = 0, uncut = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    for (size_t j = 0; j < out[i].size(); ++j) {
+      const std::vector<int64_t>& f = free_run[i][j];
+      auto it = std::find(f.begin(), f.end(), *o.eos_id);
+      (it == f.end() ? uncut : cut) += 1;
+      EXPECT_EQ(out[i][j], std::vector<int64_t>(f.begin(), it == f.end() ? it : std::next(it)))
+          << "request " << i << " sample " << j;
+    }
+  }
+  EXPECT_GT(cut, 0u);
+  EXPECT_GT(uncut, 0u);
+}
+
+TEST(GenerateTest, GreedyLlamaBatchEqualsRecomputeWithSharedPrompts) {
+  // Many samples of few prompts (the RL stage's shape): every greedy sample equals the prompt's
+  // greedy continuation, so the copied prefill rows hold the prompt's exact cache.
+  GPT model(tiny_llama_config());
+  model.init_weights(25);
+  SamplingOptions o;
+  o.temperature = 0.0;
+  o.max_new_tokens = 6;
+  const std::vector<GenerationRequest> reqs = {{random_ids(4, 64, 1), 5, 1, 0, 0},
+                                               {random_ids(7, 64, 2), 3, 2, 0, 0}};
+  const auto out = generate_batch(model, reqs, o);
+  for (size_t i = 0; i < reqs.size(); ++i)
+    for (const auto& sample : out[i])
+      EXPECT_EQ(sample, greedy_by_recompute(model, reqs[i].prompt, 6));
+}
+
+TEST(GenerateTest, PaddedCacheLogitsEqualEachRowAlone) {
+  for (const GPTConfig& c : {tiny_config(), tiny_llama_config()}) {
+    SCOPED_TRACE(c.position == PositionKind::Rope ? "llama" : "gpt2");
+    GPT model(c, {}, DType::F64);
+    model.init_weights(26);
+    model.eval();
+    NoGradGuard no_grad;
+    // Rows of 3 and 6 tokens, left-padded to 6 with id 0, then 2 decode steps.
+    const std::vector<int64_t> a = random_ids(5, 64, 1), b = random_ids(8, 64, 2);
+    KVCache cache = model.new_cache(2, 8, {3, 0});
+    std::vector<int64_t> ids = {0, 0, 0, a[0], a[1], a[2]};
+    ids.insert(ids.end(), b.begin(), b.begin() + 6);
+    Tensor got = model.forward_cached(Tensor::from_vector(ids, {2, 6}), cache);  // (2,6,V)
+    const Tensor full_a = model.forward(Tensor::from_vector(a, {1, 5}));
+    const Tensor full_b = model.forward(Tensor::from_vector(b, {1, 8}));
+    // f64 logits of size ~3, the same products summed in another order: ~1e-15; a wrong position,
+    // mask or rotation moves them by > 1e-3.
+    EXPECT_LT(max_abs_diff(got.select(0, 0).narrow(0, 3, 3), full_a.select(0, 0).narrow(0, 0, 3)),
+              1e-12);
+    EXPECT_LT(max_abs_diff(got.select(0, 1), full_b.select(0, 0).narrow(0, 0, 6)), 1e-12);
+    // Rows swapped (select_rows), one step; then row a dropped, one more step for b.
+    cache = cache.select_rows({1, 0});
+    EXPECT_EQ(cache.padding(), (std::vector<int64_t>{0, 3}));
+    Tensor step = model.forward_cached(Tensor::from_vector<int64_t>({b[6], a[3]}, {2, 1}), cache);
+    EXPECT_LT(max_abs_diff(step.select(0, 0), full_b.select(0, 0).narrow(0, 6, 1)), 1e-12);
+    EXPECT_LT(max_abs_diff(step.select(0, 1), full_a.select(0, 0).narrow(0, 3, 1)), 1e-12);
+    cache = cache.select_rows({0});
+    step = model.forward_cached(Tensor::from_vector<int64_t>({b[7]}, {1, 1}), cache);
+    EXPECT_LT(max_abs_diff(step.select(0, 0), full_b.select(0, 0).narrow(0, 7, 1)), 1e-12);
+  }
 }
 
 }  // namespace
