@@ -25,7 +25,22 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 [ -f "$build/CMakeCache.txt" ] || cmake --preset cpu-only >/dev/null || exit 2
 
 scratch=$(mktemp -d)
-backup="" target_file=""
+backup="" target_file="" child=""
+# Builds and tests run as a waited-for child, so that on a signal the trap stops them before the
+# file is restored (a build still running afterwards could leave a mutated object that looks newer
+# than the restored source).
+set -m  # each child in its own process group, which stop_child ends as a whole (cmake's ninja too)
+run_child() {
+  "$@" &
+  child=$!
+  wait "$child"
+  local rc=$?
+  child=""
+  return $rc
+}
+stop_child() {
+  if [ -n "$child" ]; then kill -TERM -- "-$child" 2>/dev/null; wait "$child" 2>/dev/null; fi
+}
 restore() {
   # NB: a plain cp gives the restored file a new mtime, so the next build recompiles it (cp -p
   # would leave the mutated objects in build-cpu/ looking up to date).
@@ -33,7 +48,7 @@ restore() {
   backup="" target_file=""
 }
 trap 'restore; rm -rf "$scratch"' EXIT
-trap 'restore; echo "mutation-check: interrupted; tree restored" >&2; exit 130' INT TERM HUP
+trap 'stop_child; restore; echo "mutation-check: interrupted; tree restored" >&2; exit 130' INT TERM HUP
 
 # Fields of a list line (tab-separated): id, file, original text, replacement, build targets
 # (comma-separated), CTest regex. Lines starting with # and blank lines are skipped.
@@ -43,15 +58,18 @@ build_targets() {  # comma-separated targets; output in $scratch/build.log
   local t args=()
   IFS=',' read -ra t <<<"$1"
   for x in "${t[@]}"; do args+=(--target "$x"); done
-  nice -n 10 cmake --build "$build" -j "$jobs" "${args[@]}" </dev/null >"$scratch/build.log" 2>&1
+  run_child nice -n 10 cmake --build "$build" -j "$jobs" "${args[@]}" </dev/null \
+    >"$scratch/build.log" 2>&1
 }
 
 run_tests() {  # CTest regex; prints the failed test names; status 0 if all passed, 3 if none ran
   local log="$scratch/ctest.log"
-  nice -n 10 ctest --test-dir "$build" -R "$1" --timeout 600 </dev/null >"$log" 2>&1
+  run_child nice -n 10 ctest --test-dir "$build" -R "$1" --timeout 600 </dev/null >"$log" 2>&1
   local rc=$?
   if grep -q "No tests were found" "$log"; then return 3; fi
-  grep -E '^[[:space:]]+[0-9]+ - ' "$log" | sed -E 's/^[[:space:]]+[0-9]+ - ([^ ]+).*/\1/'
+  # The names listed under "The following tests FAILED:" (skipped tests are listed elsewhere).
+  sed -n '/The following tests FAILED:/,$p' "$log" | grep -E '^[[:space:]]+[0-9]+ - ' |
+    sed -E 's/^[[:space:]]+[0-9]+ - ([^ ]+).*/\1/'
   return $rc
 }
 
