@@ -22,6 +22,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# NB: no ccache. With CCACHE_BASEDIR shared between worktrees, ccache once returned another
+# worktree's PpoStage.cpp.o for this one's; a wrong object would make a mutation's verdict wrong.
+# Each mutation recompiles one file twice (mutated, restored), which ccache saves little of.
+export CCACHE_DISABLE=1
 [ -f "$build/CMakeCache.txt" ] || cmake --preset cpu-only >/dev/null || exit 2
 
 scratch=$(mktemp -d)
