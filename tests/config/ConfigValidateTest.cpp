@@ -40,6 +40,9 @@ const std::vector<InvalidCase>& invalid_cases() {
        {"parallel.dp=2"},
        {"parallel.tp=1", "parallel.pp=1", "parallel.dp=2", "world size 1"}},
       {"tp_pp_not_dividing_world", 4, {"parallel.tp=3"}, {"parallel.tp=3", "world size 4"}},
+      // The mutation check found this bound untested (issue 15).
+      {"tp_zero", 1, {"parallel.tp=0"}, {"parallel.tp=0: expected >= 1"}},
+      {"pp_zero", 1, {"parallel.pp=0"}, {"parallel.pp=0: expected >= 1"}},
       {"heads_not_divisible_by_tp", 8, {"parallel.tp=8"}, {"model.n_head=4", "parallel.tp=8"}},
       {"layers_not_divisible_by_pp",
        3,

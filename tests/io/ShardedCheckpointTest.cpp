@@ -314,6 +314,43 @@ TEST_F(ShardedCheckpointTest, ARankDyingAfterTheOthersWroteRemovesTheirFiles) {
   EXPECT_EQ(entries(), (std::vector<std::string>{"latest", "step_00000010"}));
 }
 
+// A checkpoint directory that is not one shared filesystem: rank 1 reports files of 11 bytes
+// while rank 0 sees 10-byte files of that name (another machine's copy). Rank 1 plays its part by
+// hand: the temporary directory's broadcast, its files, the report all-gather (NB: the report's
+// layout, 20 int64 words {status 0 = ok, step, model bytes, rest bytes, 2 x 64 hex digits}, is
+// RankReport's in io/Checkpoint.cpp), then the result's broadcast.
+TEST_F(ShardedCheckpointTest, FileSizesRankZeroDoesNotSeeFailTheSaveNamingTheSharedFilesystem) {
+  std::string ten = save_on_ranks(layout_a, kRanks, 10)[0];
+  std::vector<std::string> res(kRanks);
+  run_fake_ranks(kRanks, [&](Communicator& c) {
+    try {
+      if (c.rank() != 1) {
+        save_checkpoint(root_, rank_checkpoint(layout_a, c.rank(), kRanks, 20), 0, c);
+        return;
+      }
+      const std::string tmp = dist::broadcast_string(c, "", 0);
+      for (const char* name : {"/model-r00001.h5", "/tensors-r00001.h5"})
+        std::ofstream(tmp + name) << std::string(10, 'x');
+      std::vector<int64_t> report(20, 0);
+      report[1] = 20;
+      report[2] = report[3] = 11;
+      std::memset(&report[4], 'a', 128);
+      Tensor all = Tensor::empty({20 * kRanks}, DType::I64);
+      c.all_gather(all, Tensor::from_vector(report, {20}));
+      res[1] = dist::broadcast_string(c, "", 0);
+    } catch (const std::exception& e) {
+      res[size_t(c.rank())] = e.what();
+    }
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    const std::string& m = res[size_t(r)];
+    EXPECT_NE(m.find("rank 1 wrote 11 bytes"), std::string::npos) << "rank " << r << ": " << m;
+    EXPECT_NE(m.find("filesystem every rank shares"), std::string::npos) << m;
+  }
+  EXPECT_EQ(find_latest_checkpoint(root_), ten);
+  EXPECT_EQ(entries(), (std::vector<std::string>{"latest", "step_00000010"}));
+}
+
 TEST_F(ShardedCheckpointTest, KeepLastPrunesShardedCheckpoints) {
   for (int64_t step : {1, 2, 3}) save_on_ranks(layout_a, kRanks, step, /*keep_last=*/2);
   EXPECT_EQ(entries(), (std::vector<std::string>{"latest", "step_00000002", "step_00000003"}));

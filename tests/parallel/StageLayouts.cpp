@@ -13,6 +13,8 @@
 // (C 48), which scores the re-encoded text.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "data/BpeTrainer.h"
 #include "data/ByteLevel.h"
 #include "io/Checkpoint.h"
@@ -176,9 +178,59 @@ void check_stages(int tp, int pp) {
   }
 }
 
+// The "kl_coef" of every line of a run's metrics.jsonl.
+std::vector<double> kl_coefs(const std::string& metrics) {
+  std::vector<double> out;
+  std::ifstream f(metrics);
+  for (std::string line; std::getline(f, line);)
+    out.push_back(nlohmann::json::parse(line).at("kl_coef").get<double>());
+  return out;
+}
+
+// Issue 15: PPO under DP=2 for 3 iterations with the adaptive KL controller, against one process
+// rolling out the same 4 prompts. A horizon of 4 rows makes the controller's step
+// e * rows / horizon large: fed this rank's 2 rows instead of the global 4, the coefficient of
+// iteration 2 is 0.9 * kl_coef instead of 0.8 * kl_coef (the first iteration's KL is 0, so
+// e = clip(0 / target - 1, -0.2, 0.2) = -0.2), and the losses that follow differ.
+void check_ppo_dp_adaptive_kl() {
+  ASSERT_EQ(world_size(), 2);
+  SharedDir dir;
+  StageFiles files(dir);
+  const std::string init = make_init(dir, files.cfg);
+  const std::vector<std::string> base = {
+      "stage=PPO", "init_from=" + init, "ppo.reward_model=" + init, "ppo.critic_init=" + init,
+      "ppo.truncated_responses=KEEP", "max_steps=3", "optimizer.lr=1e-4", "ppo.adaptive_kl=true",
+      "ppo.kl_coef=0.1", "ppo.kl_horizon=4"};
+  std::vector<std::string> one = base, many = base;
+  const std::string one_dir = dir.file("one_ppo" + std::to_string(world_rank()));
+  one.insert(one.end(), {"output_dir=" + one_dir, "ppo.rollout.batch_size=4",
+                         "checkpoint.dir=" + dir.file("one_ck" + std::to_string(world_rank()))});
+  StageRun ref = run_stage(files.cfg, one, false);
+  many.insert(many.end(), {"output_dir=" + dir.file("many_ppo"), "ppo.rollout.batch_size=2",
+                           "checkpoint.dir=" + dir.file("many_ck")});
+  StageRun got = run_stage(files.cfg, many, true);
+  // PpoCliTest's DP bound: the same samples, f32 sums in another order and padding to another
+  // length, 1e-4 relative.
+  ASSERT_EQ(got.losses.size(), 3u);
+  ASSERT_EQ(ref.losses.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_NEAR(got.losses[i], ref.losses[i], 1e-4 * std::abs(ref.losses[i])) << "step " << i + 1;
+  if (world_rank() != 0) return;  // rank 0 writes metrics.jsonl
+  std::vector<double> kg = kl_coefs(dir.file("many_ppo") + "/metrics.jsonl");
+  std::vector<double> kr = kl_coefs(one_dir + "/metrics.jsonl");
+  ASSERT_EQ(kg.size(), 3u);
+  ASSERT_EQ(kr.size(), 3u);
+  EXPECT_NE(kr[1], kr[0]) << "the adaptive controller must move for the check to mean anything";
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_NEAR(kg[i], kr[i], 1e-4 * kr[i]) << "kl_coef at iteration " << i + 1;
+}
+
 TEST(StageLayouts2, Tp2) { check_stages(2, 1); }
 TEST(StageLayouts2, Pp2) { check_stages(1, 2); }
 TEST(StageLayouts4, Tp2Pp2) { check_stages(2, 2); }
+TEST(StageLayoutsDp2, PpoWithAdaptiveKlMatchesOneProcessForThreeIterations) {
+  check_ppo_dp_adaptive_kl();
+}
 
 }  // namespace
 }  // namespace loom
