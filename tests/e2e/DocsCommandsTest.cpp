@@ -66,6 +66,8 @@ const NotRun kNotRun[] = {
      "a benchmark: its numbers need an idle machine"},
     {"docs/PERFORMANCE.md", "loom bench --model llama-124m --batch 4 --seq 64 --steps 5",
      "a benchmark: its numbers need an idle machine"},
+    {"docs/PERFORMANCE.md", "OMP_NUM_THREADS=1 build/bin/bench_rollout",
+     "a benchmark: its numbers need an idle machine"},
     {"docs/PERFORMANCE.md", "build/bin/bench_memory",
      "trains GPT-2 350M and 774M on up to 8 ranks: about 20 GiB and many minutes"},
     {"docs/PERFORMANCE.md", "OMP_WAIT_POLICY=passive python3 bench/pytorch_train_gpt2.py",
