@@ -143,6 +143,33 @@ void GPT::init_weights(uint64_t seed) {
   dropout_seed_ = seed;
 }
 
+bool is_lora_param(const std::string& name) {
+  auto ends = [&name](const std::string& t) {
+    return name.size() > t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0;
+  };
+  return ends(".lora_A") || ends(".lora_B");
+}
+
+void GPT::add_lora(const tp::LoraOptions& o, const std::vector<std::string>& targets,
+                   uint64_t seed) {
+  LOOM_CHECK(!has_lora_, "GPT.add_lora: expected a model without adapters, got one with them");
+  tp::check_lora_options(o);
+  const std::vector<std::string> layers = Block::linear_names(config_);
+  std::string known;
+  for (const std::string& l : layers) known += (known.empty() ? "" : ", ") + l;
+  LOOM_CHECK(!targets.empty(), "lora.target_modules: expected at least one of ", known);
+  for (const std::string& t : targets) {
+    bool found = false;
+    for (const std::string& l : layers) found = found || lora_target_matches(t, l);
+    LOOM_CHECK(found, "lora.target_modules: expected names of this architecture's linear layers (",
+               known, ", or their last part), got \"", t, "\"");
+  }
+  for (auto& b : blocks_) b->add_lora(o, targets);
+  init_parameters(seed, is_lora_param);
+  freeze([](const std::string& name) { return !is_lora_param(name); });
+  has_lora_ = true;
+}
+
 void GPT::key_layer(tp::TensorParallelRng& rng, DropoutKey key, int64_t layer) const {
   rng.set_state({stream_seed(dropout_seed_, key.step, key.micro_batch, layer), 0, 0});
 }

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -50,6 +51,9 @@ struct Layout {
 // first n_layer % pp stages one block longer. Throws ValueError when pp > n_layer.
 std::pair<int64_t, int64_t> stage_layers(int64_t n_layer, int pp, int stage);
 
+// Whether parameter `name` is a LoRA adapter's (ends in ".lora_A" or ".lora_B").
+bool is_lora_param(const std::string& name);
+
 // Dropout masks are keyed by (seed, step, micro-batch, layer): every layer of every micro-batch
 // draws from its own Philox stream, so masks depend neither on how layers are split over stages
 // nor on the schedule, a recomputed block redraws exactly its masks, and a resumed step redraws
@@ -75,6 +79,12 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
   // biases, norm weights 1, padded vocabulary rows 0. Also seeds the dropout streams.
   void init_weights(uint64_t seed);
   void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
+  // LoRA: adds an adapter (parallel/tensor/Lora.h) to each block's linear layers that `targets`
+  // name (Block::add_lora), draws the adapters from `seed` (every layout alike) and freezes every
+  // other parameter. ValueError naming lora.target_modules when a target names no linear layer of
+  // this architecture (the message lists those that exist).
+  void add_lora(const tp::LoraOptions& o, const std::vector<std::string>& targets, uint64_t seed);
+  bool has_lora() const { return has_lora_; }
   void set_recompute(Recompute r) { recompute_ = r; }
   // The step keying dropout masks; micro-batches carry their own index (MicroBatch.index).
   void set_step(int64_t step) { key_.step = step; }
@@ -159,6 +169,7 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
   DropoutKey key_;
   int64_t auto_micro_ = 0;
   Recompute recompute_ = Recompute::None;
+  bool has_lora_ = false;
   std::vector<double> inv_freq_;                      // rotary frequencies (rope only)
   DType dtype_;
   Device device_;
