@@ -168,6 +168,7 @@ void GPT::add_lora(const tp::LoraOptions& o, const std::vector<std::string>& tar
   init_parameters(seed, is_lora_param);
   freeze([](const std::string& name) { return !is_lora_param(name); });
   has_lora_ = true;
+  lora_dropout_ = o.dropout;
 }
 
 void GPT::key_layer(tp::TensorParallelRng& rng, DropoutKey key, int64_t layer) const {
@@ -193,7 +194,8 @@ RopeTables GPT::rope_for(int64_t start, int64_t T) const {
 }
 
 Tensor GPT::run_stage(const Tensor& x, const Tensor& ids, DropoutKey key) {
-  const bool drop = is_training() && config_.dropout > 0.0;
+  // Keyed streams whenever some dropout draws: the model's, or only the LoRA adapters'.
+  const bool drop = is_training() && (config_.dropout > 0.0 || lora_dropout_ > 0.0);
   Tensor h = x;
   if (is_first()) {
     if (drop) key_layer(rng_, key, 0);  // the embedding is "layer" 0, block i is layer i + 1

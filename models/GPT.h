@@ -170,6 +170,7 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
   int64_t auto_micro_ = 0;
   Recompute recompute_ = Recompute::None;
   bool has_lora_ = false;
+  double lora_dropout_ = 0.0;
   std::vector<double> inv_freq_;                      // rotary frequencies (rope only)
   DType dtype_;
   Device device_;

@@ -97,8 +97,14 @@ void StageContext::load_weights(const std::string& source, models::GPT& model) c
     load_pieces(model, hf, "", optional);
     return;
   }
-  load_pieces(model, io::CheckpointReader(source, io::LoadOptions::weights_only()), "model/",
-              optional);
+  const io::CheckpointReader ck(source, io::LoadOptions::weights_only());
+  auto cfg = ck.meta().find("config");
+  LOOM_CHECK_T(ConfigError,
+               cfg == ck.meta().end() || !config::parse_text(cfg->second, source).has_lora(),
+               "init_from=", source, ": a LoRA checkpoint holds the adapters alone; expected a "
+               "whole model; hint: `loom convert --from loom ", source, " --to hf OUT` writes the "
+               "merged model, then set init_from=\"hf:OUT\"");
+  load_pieces(model, ck, "model/", optional);
 }
 
 std::unique_ptr<models::GPT> StageContext::make_model(const models::GPTConfig& config, bool reward,
@@ -139,6 +145,23 @@ std::string source_hf_config(const std::string& init_from) {
   return it == ck.meta().end() ? "" : it->second;
 }
 
+// The policy's LoRA adapters (cfg.lora; nothing without that block): the base weights freeze.
+void add_lora_from(const RunConfig& cfg, models::GPT& model) {
+  if (!cfg.has_lora()) return;
+  const config::LoraConfig& l = cfg.lora();
+  const tp::LoraOptions o{l.rank(), l.alpha(), l.dropout(), model.config().init_std};
+  const std::vector<std::string> targets(l.target_modules().begin(), l.target_modules().end());
+  try {
+    model.add_lora(o, targets, cfg.seed());
+  } catch (const ValueError& e) {
+    throw ConfigError(std::string("config: ") + e.what());
+  }
+  int64_t n = 0;
+  for (const nn::Parameter& p : model.trainable_parameter_list()) n += p.tensor.numel();
+  LOG_RANK0(INFO) << "LoRA rank " << o.rank << " alpha " << o.alpha << ": " << n
+                  << " trainable adapter elements on this rank; the base is frozen";
+}
+
 // dtype F32 runs in f32; BF16 runs the model under bf16 autocast (f32 master weights, gradients
 // and optimizer state), which only the CUDA kernels implement.
 void check_precision(const RunConfig& cfg) {
@@ -160,8 +183,10 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world,
   ctx_ = std::make_unique<StageContext>(cfg_, *grid_, device_);
   models::GPTConfig gc = gpt_config_from(cfg_);
   num_parameters_ = gc.num_parameters() + (cfg_.stage() == RunConfig::REWARD ? gc.n_embd + 1 : 0);
-  policy_ = ctx_->make_learner(
-      ctx_->make_model(gc, cfg_.stage() == RunConfig::REWARD, cfg_.init_from()));
+  std::unique_ptr<models::GPT> policy_model =
+      ctx_->make_model(gc, cfg_.stage() == RunConfig::REWARD, cfg_.init_from());
+  add_lora_from(cfg_, *policy_model);  // before the learner: its optimizer sees only adapters
+  policy_ = ctx_->make_learner(std::move(policy_model));
 
   const auto& s = cfg_.schedule();
   schedule_.kind = s.decay() == config::LrScheduleConfig::LINEAR     ? optim::DecayKind::Linear
