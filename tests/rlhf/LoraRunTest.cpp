@@ -1,7 +1,8 @@
 // LoRA through the trainer (config lora { }, train/Trainer, rlhf stages): a tiny SFT run trains
 // only the adapters (the base stays bit-identical to init_from), its checkpoints hold the adapters
 // and their optimizer state alone, a resumed run repeats the uninterrupted one bitwise, and the
-// merged Hugging Face export (loom convert's path) is a plain model with the LoRA model's logits.
+// merged Hugging Face export (loom convert's path) is a plain model with the LoRA model's logits,
+// also for a Llama-architecture base read from an HF directory (init_from "hf:").
 // DPO with LoRA starts at log 2 (its reference has no adapters and the fresh ones add zero).
 #include <gtest/gtest.h>
 
@@ -14,6 +15,7 @@
 #include "io/Checkpoint.h"
 #include "io/CheckpointReader.h"
 #include "io/HfConvert.h"
+#include "io/HfSource.h"
 #include "parallel/ProcessGroups.h"
 #include "parallel/comm/FakeCommunicator.h"
 #include "rlhf/Stages.h"
@@ -32,7 +34,8 @@ const char* kPrefs =
 
 struct Fixture {
   testing::TempDir dir;
-  std::string base_cfg;  // the config text shared by every run
+  std::string model_block;  // GPT-2 architecture; "" for a base from hf: (config.json says)
+  std::string base_cfg;     // the rest of the config text shared by every run
   std::string init;      // a whole-model checkpoint: the base the adapters train on
 
   Fixture() {
@@ -42,8 +45,9 @@ struct Fixture {
     m.special_tokens = {"<|endoftext|>"};
     std::string vocab = dir.write("vocab.json", ""), merges = dir.write("merges.txt", "");
     data::save_bpe(m, vocab, merges);
-    base_cfg = "model { n_layer: 2 n_head: 2 n_embd: 16 vocab_size: 257 block_size: 24 "
-               "dropout: 0 }\ndata { shuffle: false tokenizer_vocab: \"" + vocab +
+    model_block = "model { n_layer: 2 n_head: 2 n_embd: 16 vocab_size: 257 block_size: 24 "
+                  "dropout: 0 }\n";
+    base_cfg = "data { shuffle: false tokenizer_vocab: \"" + vocab +
                "\" tokenizer_merges: \"" + merges + "\" }\nbatch { micro_batch_size: 3 }\n"
                "schedule { decay_steps: 4 warmup_steps: 0 }\noptimizer { lr: 0.01 }\n"
                "sft { train_path: \"" + dir.write("s.jsonl", kPairs) + "\" }\n";
@@ -63,19 +67,21 @@ struct Fixture {
     std::string name = "c";
     name += std::to_string(n++);
     name += ".pbtxt";
-    std::string text = base_cfg;
+    std::string text = model_block;
+    text += base_cfg;
     text += extra;
     const std::string path = dir.write(name, text);
-    return config::resolve(path, sets, 1);
+    return config::resolve(path, sets, 1, io::model_from_init);
   }
 
-  // A LoRA SFT run of `steps` steps (of a 4-step schedule) checkpointing into `ckpt`.
-  config::RunConfig lora_sft(int steps, const std::string& ckpt) {
-    return resolve({"stage=SFT", "max_steps=" + std::to_string(steps), "init_from=" + init,
-                    "checkpoint.dir=" + ckpt, "checkpoint.interval=0", "eval.interval=0",
-                    "output_dir=" + dir.path() + "/out"},
-                   "lora { rank: 2 alpha: 4 dropout: 0.1 target_modules: [\"qkv\", \"proj\", "
-                   "\"fc\"] }\n");
+  // A LoRA SFT run of `steps` steps (of a 4-step schedule) from `base` (default: init)
+  // checkpointing into `ckpt`, adapting `targets`.
+  config::RunConfig lora_sft(int steps, const std::string& ckpt, std::string base = "",
+                             const std::string& targets = "\"qkv\", \"proj\", \"fc\"") {
+    return resolve({"stage=SFT", "max_steps=" + std::to_string(steps),
+                    "init_from=" + (base.empty() ? init : base), "checkpoint.dir=" + ckpt,
+                    "checkpoint.interval=0", "eval.interval=0", "output_dir=" + dir.path() + "/out"},
+                   "lora { rank: 2 alpha: 4 dropout: 0.1 target_modules: [" + targets + "] }\n");
   }
 };
 
@@ -126,16 +132,22 @@ TEST(LoraRunTest, SftTrainsOnlyAdaptersSavesThemAloneAndResumesBitwise) {
     EXPECT_EQ(t.to_vector<float>(), second.model().parameter(name).to_vector<float>()) << name;
 }
 
-TEST(LoraRunTest, MergedExportIsAPlainModelWithTheLoraModelsLogits) {
-  Fixture f;
-  const std::string ckpt = f.dir.path() + "/ck", out = f.dir.path() + "/hf";
-  train::Trainer t(f.lora_sft(3, ckpt), nullptr, make_stage);
-  t.run();
+// Exports trainer t's checkpoints in `ckpt` to HF and checks the export is a plain model (no
+// adapters) whose logits equal the LoRA model's.
+void expect_export_matches(train::Trainer& t, const std::string& ckpt, const std::string& out) {
   io::convert_loom_to_hf(ckpt, out);
   io::HfModel hf = io::hf_to_loom(out);
   for (const auto& [name, p] : hf.params) EXPECT_FALSE(models::is_lora_param(name)) << name;
-  models::GPTConfig c = t.model().config();
-  models::GPT plain(c);
+  // Every adapted weight moved away from the frozen base (the adapters trained: B != 0).
+  int adapted = 0;
+  for (const auto& [name, p] : t.model().named_parameters()) {
+    if (name.size() < 7 || name.compare(name.size() - 7, 7, ".lora_A") != 0) continue;
+    const std::string w = name.substr(0, name.size() - 7) + ".weight";
+    EXPECT_NE(hf.params.at(w).to_vector<float>(), t.model().parameter(w).to_vector<float>()) << w;
+    ++adapted;
+  }
+  EXPECT_GT(adapted, 0);
+  models::GPT plain(t.model().config());
   {
     NoGradGuard g;
     for (const auto& [name, p] : plain.named_parameters()) p.detach().copy_(hf.params.at(name));
@@ -153,6 +165,44 @@ TEST(LoraRunTest, MergedExportIsAPlainModelWithTheLoraModelsLogits) {
   // Tolerance: the export computes x (W + s B A)^T, the LoRA model x W^T + s (x A^T) B^T; both f32
   // with |logits| ~ 1 over two blocks: a few f32 ulps of rounding per product.
   EXPECT_LT(worst, 1e-5);
+}
+
+TEST(LoraRunTest, MergedExportIsAPlainModelWithTheLoraModelsLogits) {
+  Fixture f;
+  const std::string ckpt = f.dir.path() + "/ck";
+  train::Trainer t(f.lora_sft(3, ckpt), nullptr, make_stage);
+  t.run();
+  expect_export_matches(t, ckpt, f.dir.path() + "/hf");
+}
+
+TEST(LoraRunTest, LlamaFromHfWithGroupedQueryTargetsExportsMerged) {
+  Fixture f;
+  models::GPTConfig c;  // Llama architecture, one kv head, untied head
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_kv_head = 1;
+  c.n_embd = 16;
+  c.vocab_size = 257;
+  c.block_size = 24;
+  c.norm = models::NormKind::RMSNorm;
+  c.position = models::PositionKind::Rope;
+  c.mlp = models::MlpKind::SwiGLU;
+  c.bias = false;
+  c.tie_embeddings = false;
+  c.dropout = 0.0;
+  models::GPT base(c);
+  base.init_weights(9);
+  std::map<std::string, Tensor> params;
+  for (const auto& [name, t] : base.named_parameters()) params[name] = t.detach();
+  const std::string hf_dir = f.dir.path() + "/hf_base";
+  io::save_hf_model(hf_dir, params, c, 257, {});
+  f.model_block = "";  // the shape comes from config.json
+  const std::string ckpt = f.dir.path() + "/ck";
+  train::Trainer t(f.lora_sft(3, ckpt, "hf:" + hf_dir, "\"q\", \"kv\", \"proj\", \"mlp.fc\""),
+                   nullptr, make_stage);
+  t.run();
+  EXPECT_EQ(t.model().trainable_parameter_list().size(), 2u * 5u * 2u);  // A, B x 5 layers x 2
+  expect_export_matches(t, ckpt, f.dir.path() + "/hf");
 }
 
 TEST(LoraRunTest, DpoPolicyWithAdaptersStartsAtItsAdapterFreeReference) {
