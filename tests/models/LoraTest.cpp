@@ -239,5 +239,40 @@ TEST(LoraTest, GptAtTp2WithAdapterDropoutEqualsOneProcess) {
   }
 }
 
+TEST(LoraTest, RecomputeModesGiveTheAdaptersTheSameGradients) {
+  // The base is frozen, so the first block's input needs no gradient: FULL recompute must still
+  // backpropagate into that block's adapters.
+  std::vector<Tensor> first;
+  for (models::Recompute r :
+       {models::Recompute::None, models::Recompute::Selective, models::Recompute::Full}) {
+    models::GPTConfig c = tiny();
+    c.dropout = 0.1;
+    models::GPT m(c);
+    m.init_weights(3);
+    tp::LoraOptions o = kLora;
+    o.dropout = 0.1;
+    m.add_lora(o, {"qkv", "proj", "fc"}, 3);
+    draw_all_adapters(m, 4);
+    m.set_recompute(r);
+    m.loss(ids_of(8, 2, 8), ids_of(9, 2, 8)).backward();
+    std::vector<Tensor> grads;
+    for (const nn::Parameter& p : m.trainable_parameter_list()) {
+      ASSERT_TRUE(p.tensor.grad().defined()) << p.name << " recompute " << int(r);
+      grads.push_back(p.tensor.grad());
+    }
+    if (first.empty()) first = grads;
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (r == models::Recompute::Full) {  // bitwise: the same kernels rerun on the same input
+        EXPECT_EQ(grads[i].to_vector<float>(), first[i].to_vector<float>()) << i;
+      } else {
+        // Selective: mlp.proj's GELU gradient is gelu'(a) g_base + gelu'(a) g_lora (the fused
+        // gelu_linear backward, then the adapter's) instead of gelu'(a) (g_base + g_lora): f32
+        // rounding of one sum per element.
+        EXPECT_LE(rel_frob(grads[i], first[i]), 1e-6) << i;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace loom
