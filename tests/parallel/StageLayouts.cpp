@@ -155,7 +155,7 @@ void check_stages(int tp, int pp) {
 // (0.1) are those of one process. Under DP the adapter dropout is off: dropout masks are keyed by
 // a rank's local micro-batch index (models/GPT.h DropoutKey), so DP ranks draw other masks than
 // one process running all the micro-batches, for the model's dropout as for the adapters'; and PPO
-// is checked under TP only.
+// is checked under TP only. DP also runs SFT with ZeRO-1 (the adapters' AdamW state sharded).
 void check_lora_stages(int tp, int dp) {
   ASSERT_EQ(world_size(), tp * dp);
   SharedDir dir;
@@ -167,8 +167,10 @@ void check_lora_stages(int tp, int dp) {
       {"PPO", {"stage=PPO", "init_from=" + init, "ppo.reward_model=" + init,
                "ppo.critic_init=" + init, "ppo.truncated_responses=KEEP", "max_steps=3",
                "optimizer.lr=1e-3"}},
+      {"SFT-ZeRO1", {"stage=SFT", "init_from=" + init, "parallel.zero_stage=1"}},
   };
   for (const auto& [name, base] : stages) {
+    if (dp == 1 && name == "SFT-ZeRO1") continue;  // ZeRO-1 shards over DP ranks
     // PPO under DP differs from one process without LoRA too (each DP rank samples its own
     // rollouts), so only TP checks LoRA's PPO policy here.
     if (dp > 1 && name == "PPO") continue;
