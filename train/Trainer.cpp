@@ -130,20 +130,7 @@ std::unique_ptr<Learner> StageContext::make_learner(std::unique_ptr<models::GPT>
   return std::make_unique<Learner>(std::move(model), cfg_, grid_);
 }
 
-// ---- Trainer ---------------------------------------------------------------------------------
-
 namespace {
-
-// The Hugging Face config.json a run started from: init_from "hf:" gives its own, a Loom
-// checkpoint the one it carries (meta "hf_config"); "" when there is none.
-std::string source_hf_config(const std::string& init_from) {
-  if (init_from.rfind("hf:", 0) == 0)
-    return io::detail::read_hf_config(io::resolve_hf_dir(init_from.substr(3))).json;
-  if (init_from.empty() || !std::filesystem::is_directory(init_from)) return "";
-  const io::CheckpointReader ck(init_from, io::LoadOptions::weights_only());
-  auto it = ck.meta().find("hf_config");
-  return it == ck.meta().end() ? "" : it->second;
-}
 
 // The policy's LoRA adapters (cfg.lora; nothing without that block): the base weights freeze.
 void add_lora_from(const RunConfig& cfg, models::GPT& model) {
@@ -160,6 +147,41 @@ void add_lora_from(const RunConfig& cfg, models::GPT& model) {
   for (const nn::Parameter& p : model.trainable_parameter_list()) n += p.tensor.numel();
   LOG_RANK0(INFO) << "LoRA rank " << o.rank << " alpha " << o.alpha << ": " << n
                   << " trainable adapter elements on this rank; the base is frozen";
+}
+
+}  // namespace
+
+void load_checkpoint_model(models::GPT& model, const RunConfig& cfg,
+                           const io::CheckpointReader& ck) {
+  if (!cfg.has_lora()) {
+    load_pieces(model, ck, "model/");
+    return;
+  }
+  const std::string& base = cfg.init_from();
+  if (base.rfind("hf:", 0) == 0)
+    load_pieces(model, io::HfReader(io::resolve_hf_dir(base.substr(3))), "");
+  else
+    load_pieces(model, io::CheckpointReader(base, io::LoadOptions::weights_only()), "model/");
+  add_lora_from(cfg, model);
+  std::vector<std::string> frozen;  // from the base; the checkpoint has the adapters alone
+  for (const nn::Parameter& p : model.parameter_list())
+    if (!p.meta.trainable) frozen.push_back(p.name);
+  load_pieces(model, ck, "model/", frozen);
+}
+
+// ---- Trainer ---------------------------------------------------------------------------------
+
+namespace {
+
+// The Hugging Face config.json a run started from: init_from "hf:" gives its own, a Loom
+// checkpoint the one it carries (meta "hf_config"); "" when there is none.
+std::string source_hf_config(const std::string& init_from) {
+  if (init_from.rfind("hf:", 0) == 0)
+    return io::detail::read_hf_config(io::resolve_hf_dir(init_from.substr(3))).json;
+  if (init_from.empty() || !std::filesystem::is_directory(init_from)) return "";
+  const io::CheckpointReader ck(init_from, io::LoadOptions::weights_only());
+  auto it = ck.meta().find("hf_config");
+  return it == ck.meta().end() ? "" : it->second;
 }
 
 // dtype F32 runs in f32; BF16 runs the model under bf16 autocast (f32 master weights, gradients

@@ -1,7 +1,8 @@
 // LoRA through the trainer (config lora { }, train/Trainer, rlhf stages): a tiny SFT run trains
 // only the adapters (the base stays bit-identical to init_from), its checkpoints hold the adapters
 // and their optimizer state alone, a resumed run repeats the uninterrupted one bitwise, and the
-// merged Hugging Face export (loom convert's path) is a plain model with the LoRA model's logits,
+// merged Hugging Face export (loom convert's path) is a plain model with the LoRA model's logits
+// and the checkpoint loads back as base + adapters (train::load_checkpoint_model, for eval),
 // also for a Llama-architecture base read from an HF directory (init_from "hf:").
 // DPO with LoRA starts at log 2 (its reference has no adapters and the fresh ones add zero).
 #include <gtest/gtest.h>
@@ -165,6 +166,14 @@ void expect_export_matches(train::Trainer& t, const std::string& ckpt, const std
   // Tolerance: the export computes x (W + s B A)^T, the LoRA model x W^T + s (x A^T) B^T; both f32
   // with |logits| ~ 1 over two blocks: a few f32 ulps of rounding per product.
   EXPECT_LT(worst, 1e-5);
+  // What `loom eval` / `loom generate` load from the checkpoint: the base plus the adapters.
+  const std::string step = io::find_latest_checkpoint(ckpt);
+  const io::CheckpointReader ck(step, io::LoadOptions::weights_only());
+  const config::RunConfig cfg = config::parse_text(ck.meta().at("config"), step);
+  models::GPT loaded(train::gpt_config_from(cfg));
+  train::load_checkpoint_model(loaded, cfg, ck);
+  loaded.eval();
+  EXPECT_EQ(loaded.forward(x).to_vector<float>(), want);
 }
 
 TEST(LoraRunTest, MergedExportIsAPlainModelWithTheLoraModelsLogits) {
