@@ -21,16 +21,22 @@ bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() > tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
-// The logical tensors (Loom names, no "model/") of init_from `source`, merged when LoRA.
-std::map<std::string, Tensor> base_tensors(const std::string& source, const std::string& dir) {
-  LOOM_CHECK_T(CheckpointError, !source.empty(), "checkpoint ", dir, ": a LoRA checkpoint needs "
-               "its base model, but its config has init_from=\"\"");
-  if (source.rfind("hf:", 0) == 0) return hf_to_loom(resolve_hf_dir(source.substr(3))).params;
+// The step directory of a Loom checkpoint `source` (itself, or the latest under a root).
+std::string step_dir_of(const std::string& source, const std::string& dir) {
   std::string step = source;
   if (!std::filesystem::exists(std::filesystem::path(step) / "MANIFEST.json"))
     step = find_latest_checkpoint(source);
   LOOM_CHECK_T(CheckpointError, !step.empty(), "checkpoint ", dir, ": its base model init_from=",
                source, " holds no complete Loom checkpoint");
+  return step;
+}
+
+// The logical tensors (Loom names, no "model/") of init_from `source`, merged when LoRA.
+std::map<std::string, Tensor> base_tensors(const std::string& source, const std::string& dir) {
+  LOOM_CHECK_T(CheckpointError, !source.empty(), "checkpoint ", dir, ": a LoRA checkpoint needs "
+               "its base model, but its config has init_from=\"\"");
+  if (source.rfind("hf:", 0) == 0) return hf_to_loom(resolve_hf_dir(source.substr(3))).params;
+  const std::string step = step_dir_of(source, dir);
   Checkpoint base = load_checkpoint(step, LoadOptions::weights_only());
   merge_lora_checkpoint(base, step);
   std::map<std::string, Tensor> out;
@@ -76,6 +82,27 @@ void merge_lora_checkpoint(Checkpoint& ck, const std::string& dir) {
   for (auto& [name, t] : model) ck.tensors["model/" + name] = std::move(t);
   run.clear_lora();
   ck.meta["config"] = config::to_text(run);
+}
+
+MergedLoraSource::MergedLoraSource(const std::string& source)
+    : where_(step_dir_of(source, source)),
+      ck_(load_checkpoint(where_, LoadOptions::weights_only())) {
+  merge_lora_checkpoint(ck_, where_);
+}
+
+std::optional<TensorInfo> MergedLoraSource::info(const std::string& name) const {
+  auto it = ck_.tensors.find(name);
+  if (it == ck_.tensors.end()) return std::nullopt;
+  return TensorInfo{it->second.shape(), it->second.dtype()};
+}
+
+Tensor MergedLoraSource::read(const std::string& name, const ShardSpec& piece) const {
+  auto it = ck_.tensors.find(name);
+  LOOM_CHECK_T(CheckpointError, it != ck_.tensors.end(), "checkpoint ", where_,
+               " (LoRA, merged): no tensor ", name);
+  Tensor out = extract_shard(it->second.to(Device::cpu()), piece).contiguous();
+  bytes_read_ += uint64_t(out.numel()) * uint64_t(dtype_size(out.dtype()));
+  return out;
 }
 
 }  // namespace loom::io

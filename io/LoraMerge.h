@@ -4,11 +4,13 @@
 // replaced by W + (alpha/r) B A (parallel/tensor/Lora.h), so an export is an ordinary model.
 //   Checkpoint ck = load_checkpoint(dir, LoadOptions::weights_only());
 //   merge_lora_checkpoint(ck, dir);   // no-op for a checkpoint of a run without LoRA
+//   load_pieces(model, MergedLoraSource("runs/sft/checkpoints"), "model/");
 #pragma once
 
 #include <string>
 
 #include "io/Checkpoint.h"
+#include "io/TensorSource.h"
 
 namespace loom::io {
 
@@ -21,5 +23,22 @@ bool is_lora_checkpoint(const Checkpoint& ck);
 // state), and drops the lora block from meta "config". CheckpointError naming `dir` when the base
 // cannot be read or lacks an adapted weight. Other checkpoints are left as they are.
 void merge_lora_checkpoint(Checkpoint& ck, const std::string& dir);
+
+// A Loom checkpoint (a step directory or a root: its latest) as the merged model it stands for:
+// merge_lora_checkpoint's tensors held in memory, any piece cut from them. What init_from a LoRA
+// run's checkpoint reads (a DPO stage after a LoRA SFT stage). Each rank holds the whole model.
+class MergedLoraSource final : public TensorSource {
+ public:
+  explicit MergedLoraSource(const std::string& source);
+  std::optional<TensorInfo> info(const std::string& name) const override;
+  Tensor read(const std::string& name, const ShardSpec& piece) const override;
+  const std::string& where() const override { return where_; }
+  uint64_t bytes_read() const override { return bytes_read_; }
+
+ private:
+  std::string where_;
+  Checkpoint ck_;
+  mutable uint64_t bytes_read_ = 0;
+};
 
 }  // namespace loom::io

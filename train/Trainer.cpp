@@ -19,6 +19,7 @@
 #include "core/util/StopSignal.h"
 #include "io/HfReader.h"
 #include "io/HfSource.h"
+#include "io/LoraMerge.h"
 #include "models/RewardModel.h"
 #include "parallel/ProcessGroups.h"
 #include "parallel/comm/FakeCommunicator.h"
@@ -84,6 +85,19 @@ void check_hf_model(const io::HfReader& hf, const RunConfig& cfg, const models::
                "fields");
 }
 
+// The "model/" tensors of Loom checkpoint `source` into `model`; a LoRA run's checkpoint (the
+// adapters alone) as the merged model it stands for (io/LoraMerge.h).
+void load_loom_weights(models::GPT& model, const std::string& source,
+                       const std::vector<std::string>& optional = {}) {
+  const io::CheckpointReader ck(source, io::LoadOptions::weights_only());
+  auto cfg = ck.meta().find("config");
+  if (cfg != ck.meta().end() && config::parse_text(cfg->second, source).has_lora()) {
+    load_pieces(model, io::MergedLoraSource(source), "model/", optional);
+    return;
+  }
+  load_pieces(model, ck, "model/", optional);
+}
+
 }  // namespace
 
 void StageContext::load_weights(const std::string& source, models::GPT& model) const {
@@ -97,14 +111,7 @@ void StageContext::load_weights(const std::string& source, models::GPT& model) c
     load_pieces(model, hf, "", optional);
     return;
   }
-  const io::CheckpointReader ck(source, io::LoadOptions::weights_only());
-  auto cfg = ck.meta().find("config");
-  LOOM_CHECK_T(ConfigError,
-               cfg == ck.meta().end() || !config::parse_text(cfg->second, source).has_lora(),
-               "init_from=", source, ": a LoRA checkpoint holds the adapters alone; expected a "
-               "whole model; hint: `loom convert --from loom ", source, " --to hf OUT` writes the "
-               "merged model, then set init_from=\"hf:OUT\"");
-  load_pieces(model, ck, "model/", optional);
+  load_loom_weights(model, source, optional);
 }
 
 std::unique_ptr<models::GPT> StageContext::make_model(const models::GPTConfig& config, bool reward,
@@ -161,7 +168,7 @@ void load_checkpoint_model(models::GPT& model, const RunConfig& cfg,
   if (base.rfind("hf:", 0) == 0)
     load_pieces(model, io::HfReader(io::resolve_hf_dir(base.substr(3))), "");
   else
-    load_pieces(model, io::CheckpointReader(base, io::LoadOptions::weights_only()), "model/");
+    load_loom_weights(model, base);
   add_lora_from(cfg, model);
   std::vector<std::string> frozen;  // from the base; the checkpoint has the adapters alone
   for (const nn::Parameter& p : model.parameter_list())

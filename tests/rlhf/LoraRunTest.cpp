@@ -232,5 +232,27 @@ TEST(LoraRunTest, DpoPolicyWithAdaptersStartsAtItsAdapterFreeReference) {
     EXPECT_TRUE(models::is_lora_param(p.name)) << p.name;
 }
 
+TEST(LoraRunTest, DpoAfterLoraSftStartsFromTheMergedSftModelAndExportsBothMerged) {
+  Fixture f;
+  std::string sft_ck;  // its final step directory, as a pipeline passes it on
+  {
+    train::Trainer sft(f.lora_sft(2, f.dir.path() + "/sft"), nullptr, make_stage);
+    sft_ck = sft.run().last_checkpoint;
+  }
+  const std::string dpo_ck = f.dir.path() + "/dpo";
+  config::RunConfig c = f.resolve(
+      {"stage=DPO", "max_steps=2", "init_from=" + sft_ck, "checkpoint.interval=0",
+       "checkpoint.dir=" + dpo_ck, "eval.interval=0", "output_dir=" + f.dir.path() + "/out",
+       "batch.micro_batch_size=2", "dpo.train_path=" + f.dir.write("p.jsonl", kPrefs)},
+      "lora { rank: 2 alpha: 4 target_modules: [\"fc\"] }\n");
+  train::Trainer t(c, nullptr, make_stage);
+  const train::TrainSummary s = t.run();
+  ASSERT_EQ(s.losses.size(), 2u);
+  // Policy (merged SFT model + fresh adapters) = reference (merged SFT model): log 2 up to f32.
+  EXPECT_NEAR(s.losses[0], std::log(2.0), 1e-6);
+  // The export merges the DPO adapters into the merged SFT model.
+  expect_export_matches(t, dpo_ck, f.dir.path() + "/hf");
+}
+
 }  // namespace
 }  // namespace loom::rlhf
