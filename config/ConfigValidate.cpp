@@ -599,8 +599,6 @@ void check_lora(const RunConfig& c, Problems& P) {
            "with stage=", RunConfig::Stage_Name(st), ": expected stage SFT, DPO or PPO");
   P.expect(!c.init_from().empty(), "lora is set with init_from=\"\": expected the base model "
            "(a Loom checkpoint or hf:DIR) the adapters train on");
-  P.expect(c.parallel().pp() == 1, fv("parallel.pp", c.parallel().pp()),
-           ": expected 1 with lora (LoRA runs under TP and DP only so far)");
   P.expect(l.rank() >= 1, fv("lora.rank", l.rank()), ": expected >= 1");
   P.expect(l.alpha() > 0.0, fv("lora.alpha", l.alpha()), ": expected > 0");
   P.expect(l.dropout() >= 0.0 && l.dropout() < 1.0, fv("lora.dropout", l.dropout()),

@@ -103,9 +103,10 @@ Block::Block(const GPTConfig& c, Communicator& tp, DType dtype, Device device)
 }
 
 bool lora_target_matches(const std::string& target, const std::string& layer) {
-  return target == layer || (layer.size() > target.size() &&
-                             layer.compare(layer.size() - target.size(), target.size(), target) == 0 &&
-                             layer[layer.size() - target.size() - 1] == '.');
+  if (target == layer) return true;
+  const size_t n = target.size();
+  return layer.size() > n && layer.compare(layer.size() - n, n, target) == 0 &&
+         layer[layer.size() - n - 1] == '.';
 }
 
 std::vector<std::string> Block::linear_names(const GPTConfig& c) {

@@ -161,8 +161,9 @@ Learner::Learner(std::unique_ptr<models::GPT> model, const RunConfig& cfg, Proce
                   ? pipeline::ScheduleKind::GPipe
                   : pipeline::ScheduleKind::OneFOneB;
   opt_ = make_optimizer(cfg, *model_, grid);
+  // A LoRA model's tied table is frozen (no gradient): nothing to sum over the pipeline ends.
   sync_ = std::make_unique<GradSync>(*model_, model_->tied_weight(),
-                                     model_->config().tie_embeddings, grid);
+                                     model_->config().tie_embeddings && !model_->has_lora(), grid);
   scaler_ = make_scaler(cfg, grid);
 }
 
@@ -309,7 +310,8 @@ void Learner::load(const io::CheckpointReader& ck, const std::string& prefix,
                    const std::string& optim_prefix, const json& meta, bool weights_only) {
   std::string problems;
   // The trained parameters: all of them, or a LoRA model's adapters (its base is init_from's).
-  PieceCopies copies = read_pieces(*model_, ck, prefix + "/", {}, problems, /*trainable_only=*/true);
+  PieceCopies copies =
+      read_pieces(*model_, ck, prefix + "/", {}, problems, /*trainable_only=*/true);
   LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", ck.where(),
                " does not fit this model:", problems, kModelHint);
   if (weights_only) {

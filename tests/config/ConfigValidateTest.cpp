@@ -242,10 +242,10 @@ const std::vector<InvalidCase>& invalid_cases() {
         "lora.dropout=1"},
        {"lora.rank=0: expected >= 1", "lora.alpha=0: expected > 0",
         "lora.dropout=1: expected a value in [0, 1)", "lora.target_modules is empty"}},
-      {"lora_without_base_or_in_pretraining_or_pipeline",
-       2,
-       {"lora.rank=4", "parallel.pp=2"},
-       {"stage=PRETRAIN: expected stage SFT, DPO or PPO", "init_from=\"\"", "parallel.pp=2"}},
+      {"lora_without_base_or_in_pretraining",
+       1,
+       {"lora.rank=4"},
+       {"stage=PRETRAIN: expected stage SFT, DPO or PPO", "init_from=\"\""}},
   };
   return cases;
 }

@@ -7,7 +7,8 @@
 // EOS, would all leave it and the losses would be 0. A tiny byte-level model (2 layers, 4
 // heads, C 32, vocabulary 257 = 256 bytes + EOT, fp32, no dropout, no biases) on a handful of
 // JSONL examples; DPO's reference and PPO's reference, reward model and critic start from one
-// checkpoint written by the test. LoRA runs SFT, DPO and PPO under TP=2 and DP=2 (np 2).
+// checkpoint written by the test. LoRA runs SFT, DPO and PPO under TP=2, PP=2, DP=2 (np 2) and
+// TP=2 x PP=2 (np 4).
 #include <gtest/gtest.h>
 
 #include "data/BpeTrainer.h"
@@ -150,14 +151,14 @@ void check_stages(int tp, int pp) {
   }
 }
 
-// LoRA (rank 4 on every linear layer) for SFT, DPO and PPO's policy under (tp, dp) against one
-// process: the adapters follow the base's TP split, and under TP the keyed adapter dropout masks
-// (0.1) are those of one process. Under DP the adapter dropout is off: dropout masks are keyed by
-// a rank's local micro-batch index (models/GPT.h DropoutKey), so DP ranks draw other masks than
-// one process running all the micro-batches, for the model's dropout as for the adapters'; and PPO
-// is checked under TP only. DP also runs SFT with ZeRO-1 (the adapters' AdamW state sharded).
-void check_lora_stages(int tp, int dp) {
-  ASSERT_EQ(world_size(), tp * dp);
+// LoRA (rank 4 on every linear layer) for SFT, DPO and PPO's policy under (tp, dp, pp) against
+// one process: the adapters follow the base's TP split, and under TP and PP the keyed adapter
+// dropout masks (0.1) are those of one process. Under DP the adapter dropout is off (dropout
+// masks are keyed by a rank's local micro-batch index, models/GPT.h DropoutKey, so DP ranks draw
+// other masks than one process running every micro-batch, for the model's dropout too) and PPO is
+// left out (it differs under DP without LoRA as well); DP also runs SFT with ZeRO-1.
+void check_lora_stages(int tp, int dp, int pp = 1) {
+  ASSERT_EQ(world_size(), tp * dp * pp);
   SharedDir dir;
   StageFiles files(dir);
   const std::string init = make_init(dir, files.cfg);
@@ -174,7 +175,7 @@ void check_lora_stages(int tp, int dp) {
     // PPO under DP differs from one process without LoRA too (each DP rank samples its own
     // rollouts), so only TP checks LoRA's PPO policy here.
     if (dp > 1 && name == "PPO") continue;
-    SCOPED_TRACE(detail::str_cat("LoRA ", name, " tp=", tp, " dp=", dp));
+    SCOPED_TRACE(detail::str_cat("LoRA ", name, " tp=", tp, " dp=", dp, " pp=", pp));
     std::vector<std::string> one = base, many = base;
     one.push_back("output_dir=" + dir.file("one_" + name + std::to_string(world_rank())));
     one.push_back("checkpoint.dir=" + dir.file("one_ck_" + name + std::to_string(world_rank())));
@@ -185,6 +186,7 @@ void check_lora_stages(int tp, int dp) {
     StageRun ref = run_stage(files.lora_cfg, one, false);
     many.push_back("parallel.tp=" + std::to_string(tp));
     many.push_back("parallel.dp=" + std::to_string(dp));
+    many.push_back("parallel.pp=" + std::to_string(pp));
     many.push_back("output_dir=" + dir.file("many_" + name));
     many.push_back("checkpoint.dir=" + dir.file("many_ck_" + name));
     StageRun got = run_stage(files.lora_cfg, many, true);
@@ -195,8 +197,10 @@ void check_lora_stages(int tp, int dp) {
 TEST(StageLayouts2, Tp2) { check_stages(2, 1); }
 TEST(StageLayouts2, LoraTp2) { check_lora_stages(2, 1); }
 TEST(StageLayouts2, LoraDp2) { check_lora_stages(1, 2); }
+TEST(StageLayouts2, LoraPp2) { check_lora_stages(1, 1, 2); }
 TEST(StageLayouts2, Pp2) { check_stages(1, 2); }
 TEST(StageLayouts4, Tp2Pp2) { check_stages(2, 2); }
+TEST(StageLayouts4, LoraTp2Pp2) { check_lora_stages(2, 1, 2); }
 
 }  // namespace
 }  // namespace loom

@@ -58,7 +58,8 @@ struct Fixture {
     train::StageContext ctx(c, grid, Device::cpu());
     std::unique_ptr<models::GPT> model = ctx.make_model(ctx.model_config(), false, "");
     io::Checkpoint ck;
-    for (const auto& [name, t] : model->named_parameters()) ck.tensors["model/" + name] = t.detach();
+    for (const auto& [name, t] : model->named_parameters())
+      ck.tensors["model/" + name] = t.detach();
     ck.meta["config"] = config::to_text(c);
     init = io::save_checkpoint(dir.path() + "/init", ck);
   }
@@ -81,7 +82,8 @@ struct Fixture {
                              const std::string& targets = "\"qkv\", \"proj\", \"fc\"") {
     return resolve({"stage=SFT", "max_steps=" + std::to_string(steps),
                     "init_from=" + (base.empty() ? init : base), "checkpoint.dir=" + ckpt,
-                    "checkpoint.interval=0", "eval.interval=0", "output_dir=" + dir.path() + "/out"},
+                    "checkpoint.interval=0", "eval.interval=0",
+                    "output_dir=" + dir.path() + "/out"},
                    "lora { rank: 2 alpha: 4 dropout: 0.1 target_modules: [" + targets + "] }\n");
   }
 };
@@ -162,7 +164,8 @@ void expect_export_matches(train::Trainer& t, const std::string& ckpt, const std
   std::vector<float> got = plain.forward(x).to_vector<float>();
   ASSERT_EQ(got.size(), want.size());
   double worst = 0.0;
-  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(double(got[i] - want[i])));
+  for (size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::abs(double(got[i] - want[i])));
   // Tolerance: the export computes x (W + s B A)^T, the LoRA model x W^T + s (x A^T) B^T; both f32
   // with |logits| ~ 1 over two blocks: a few f32 ulps of rounding per product.
   EXPECT_LT(worst, 1e-5);
