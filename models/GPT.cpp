@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 
 #include "core/autograd/GradMode.h"
 #include "core/ops/Elementwise.h"
@@ -136,6 +137,29 @@ int64_t GPT::local_parameters(const GPTConfig& c, int tp, int stage, int pp) {
   if (first) n += vocab_rows + (c.position == PositionKind::Learned ? c.block_size * C : 0);
   if (last) n += norm + ((!c.tie_embeddings || pp > 1) ? vocab_rows : 0);  // head or tied copy
   return n;
+}
+
+int64_t GPT::local_lora_parameters(const GPTConfig& c, const std::vector<std::string>& targets,
+                                   int64_t r, int tp, int stage, int pp) {
+  const int64_t C = c.n_embd, F = c.ffn_size(), kv_out = 2 * c.kv_heads() * c.head_dim();
+  const int64_t up = c.mlp == MlpKind::SwiGLU ? 2 * F : F;
+  const int64_t column_kv = c.kv_heads() % tp == 0 ? tp : 1;  // replicated: whole A and B
+  // (layer, in, out, how B / A split: 'c' column, 'r' row)
+  const std::vector<std::tuple<std::string, int64_t, int64_t, char>> layers = {
+      {"attn.qkv", C, 3 * C, 'c'}, {"attn.q", C, C, 'c'},   {"attn.kv", C, kv_out, 'k'},
+      {"attn.proj", C, C, 'r'},    {"mlp.fc", C, up, 'c'},  {"mlp.proj", F, C, 'r'}};
+  const std::vector<std::string> here = Block::linear_names(c);
+  int64_t per_block = 0;
+  for (const auto& [name, in, out, how] : layers) {
+    if (std::find(here.begin(), here.end(), name) == here.end()) continue;
+    bool wanted = false;
+    for (const std::string& t : targets) wanted = wanted || lora_target_matches(t, name);
+    if (!wanted) continue;
+    const int64_t split = how == 'k' ? column_kv : tp;
+    per_block += how == 'r' ? r * (in / tp) + out * r : r * in + (out / split) * r;
+  }
+  const auto [begin, end] = stage_layers(c.n_layer, pp, stage);
+  return (end - begin) * per_block;
 }
 
 void GPT::init_weights(uint64_t seed) {

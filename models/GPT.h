@@ -73,6 +73,11 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
   // Elements of the pieces a rank at (stage, any TP rank) holds for `config` (padded vocabulary
   // rows included, the last stage's tied copy of wte counted): what `loom plan` reports.
   static int64_t local_parameters(const GPTConfig& config, int tp, int stage, int pp);
+  // Elements of the LoRA adapters (rank r on the layers `targets` name, add_lora) such a rank
+  // holds: what its optimizer updates in a LoRA run.
+  static int64_t local_lora_parameters(const GPTConfig& config,
+                                       const std::vector<std::string>& targets, int64_t r, int tp,
+                                       int stage, int pp);
 
   // GPT-2 init of every logical element from (seed, name, index): N(0, init_std) for Linear and
   // embedding weights, N(0, init_std/sqrt(2*n_layer)) for attn.proj and mlp.proj weights, zero
