@@ -12,6 +12,7 @@
 //   wte.weight, [wpe.weight (learned positions)],
 //   blocks.{i}.{ln_1, attn.qkv | attn.q + attn.kv, attn.proj, ln_2, mlp.fc, mlp.proj}.{weight,bias}
 //   ln_f.{weight,bias}, [lm_head.weight]
+// and with LoRA (add_lora) blocks.{i}.<layer>.{lora_A,lora_B} beside the frozen rest.
 // With tied embeddings and pp > 1 the last stage holds its own copy of wte (not an owner; keep
 // it equal with the trainer's gradient sync).
 //   GPT model(GPTConfig::preset("gpt2-124m"));           // one process
