@@ -274,6 +274,14 @@ void dpo_defaults(RunConfig& cfg) {
   if (simpo) LOOM_CFG_DEFAULT(d, simpo_gamma, 1.0);
 }
 
+void lora_defaults(RunConfig& cfg) {
+  if (!cfg.has_lora()) return;
+  config::LoraConfig& l = *cfg.mutable_lora();
+  LOOM_CFG_DEFAULT(l, rank, 8);
+  LOOM_CFG_DEFAULT(l, alpha, 16.0);
+  LOOM_CFG_DEFAULT(l, dropout, 0.0);
+}
+
 void stage_defaults(RunConfig& cfg) {
   if (cfg.stage() == RunConfig::SFT) {
     SftConfig& s = *cfg.mutable_sft();
@@ -303,6 +311,7 @@ void apply_defaults(RunConfig& cfg, int world_size) {
   optimizer_defaults(cfg);
   io_defaults(cfg);
   stage_defaults(cfg);
+  lora_defaults(cfg);
 }
 
 #undef LOOM_CFG_DEFAULT

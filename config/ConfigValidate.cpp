@@ -2,6 +2,7 @@
 // the form "<field>=<value>: expected <what>" so a user sees all mistakes in one run.
 #include "config/ConfigValidate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -590,6 +591,30 @@ void check_stage(const RunConfig& c, Problems& P) {
   }
 }
 
+void check_lora(const RunConfig& c, Problems& P) {
+  if (!c.has_lora()) return;
+  const LoraConfig& l = c.lora();
+  const RunConfig::Stage st = c.stage();
+  P.expect(st == RunConfig::SFT || st == RunConfig::DPO || st == RunConfig::PPO, "lora is set "
+           "with stage=", RunConfig::Stage_Name(st), ": expected stage SFT, DPO or PPO");
+  P.expect(!c.init_from().empty(), "lora is set with init_from=\"\": expected the base model "
+           "(a Loom checkpoint or hf:DIR) the adapters train on");
+  P.expect(l.rank() >= 1, fv("lora.rank", l.rank()), ": expected >= 1");
+  P.expect(l.alpha() > 0.0, fv("lora.alpha", l.alpha()), ": expected > 0");
+  P.expect(l.dropout() >= 0.0 && l.dropout() < 1.0, fv("lora.dropout", l.dropout()),
+           ": expected a value in [0, 1)");
+  const std::vector<std::string> known = {"attn.qkv", "attn.q", "attn.kv", "attn.proj", "mlp.fc",
+                                          "mlp.proj", "qkv", "q", "kv", "proj", "fc"};
+  P.expect(l.target_modules_size() > 0, "lora.target_modules is empty: expected some of attn.qkv "
+           "(or attn.q and attn.kv), attn.proj, mlp.fc, mlp.proj, or their last parts");
+  for (int i = 0; i < l.target_modules_size(); ++i) {
+    const std::string& t = l.target_modules(i);
+    P.expect(std::find(known.begin(), known.end(), t) != known.end(),
+             fv(detail::str_cat("lora.target_modules[", i, "]").c_str(), t), ": expected one of "
+             "attn.qkv, attn.q, attn.kv, attn.proj, mlp.fc, mlp.proj (or their last parts)");
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> find_problems(const RunConfig& cfg, int world_size) {
@@ -614,6 +639,7 @@ std::vector<std::string> find_problems(const RunConfig& cfg, int world_size) {
   check_run(c, P);
   check_precision(c, P);
   check_stage(c, P);
+  check_lora(c, P);
   return P.take();
 }
 

@@ -3,6 +3,7 @@
 // HF tensors, whole or in pieces, is HfReader.cpp). Every tensor move is a plain copy (transpose +
 // contiguous), so the round trip is bit-exact for f32.
 #include "io/HfConvert.h"
+#include "io/LoraMerge.h"
 
 #include <algorithm>
 #include <cmath>
@@ -511,6 +512,7 @@ void convert_loom_to_hf(const std::string& ckpt_dir, const std::string& out_dir,
     if (dir.empty()) fail(ckpt_dir + ": no complete Loom checkpoint here");
   }
   Checkpoint ck = load_checkpoint(dir, LoadOptions::weights_only());
+  merge_lora_checkpoint(ck, dir);  // a LoRA run's adapters merged into its base: a plain model
   int64_t vocab = 0;
   models::GPTConfig c = checkpoint_gpt_config(ck, dir, &vocab);
   std::map<std::string, Tensor> params;

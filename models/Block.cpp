@@ -6,6 +6,7 @@
 #include "models/Block.h"
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -105,24 +106,57 @@ Block::Block(const GPTConfig& c, Communicator& tp, DType dtype, Device device)
   register_module("mlp.proj", mlp_proj_);
 }
 
-std::tuple<Tensor, Tensor, Tensor> Block::project_qkv(const Tensor& x,
-                                                      const RopeTables& rope) const {
+bool lora_target_matches(const std::string& target, const std::string& layer) {
+  if (target == layer) return true;
+  const size_t n = target.size();
+  return layer.size() > n && layer.compare(layer.size() - n, n, target) == 0 &&
+         layer[layer.size() - n - 1] == '.';
+}
+
+std::vector<std::string> Block::linear_names(const GPTConfig& c) {
+  if (c.fused_qkv()) return {"attn.qkv", "attn.proj", "mlp.fc", "mlp.proj"};
+  return {"attn.q", "attn.kv", "attn.proj", "mlp.fc", "mlp.proj"};
+}
+
+std::vector<std::string> Block::add_lora(const tp::LoraOptions& o,
+                                         const std::vector<std::string>& targets) {
+  std::vector<std::pair<std::string, std::function<void()>>> layers;
+  if (qkv_) layers.emplace_back("attn.qkv", [&] { qkv_->add_lora(o); });
+  if (q_) layers.emplace_back("attn.q", [&] { q_->add_lora(o); });
+  if (kv_) layers.emplace_back("attn.kv", [&] { kv_->add_lora(o); });
+  if (kv_whole_) layers.emplace_back("attn.kv", [&] { kv_whole_->add_lora(o); });
+  layers.emplace_back("attn.proj", [&] { attn_proj_.add_lora(o); });
+  layers.emplace_back("mlp.fc", [&] { fc_.add_lora(o); });
+  layers.emplace_back("mlp.proj", [&] { mlp_proj_.add_lora(o); });
+  std::vector<std::string> done;
+  for (const auto& [name, add] : layers) {
+    bool wanted = false;
+    for (const std::string& t : targets) wanted = wanted || lora_target_matches(t, name);
+    if (!wanted) continue;
+    add();
+    done.push_back(name);
+  }
+  return done;
+}
+
+std::tuple<Tensor, Tensor, Tensor> Block::project_qkv(const Tensor& x, const RopeTables& rope,
+                                                      Generator* gen) const {
   const int64_t B = x.size(0), T = x.size(1), D = head_dim_;
   const int64_t Hq = local_heads_, Hk = local_kv_heads_;
   Tensor q, k, v;
   if (qkv_) {
-    std::vector<Tensor> p = split(qkv_->forward(x), Hq * D, -1);  // 3 x (B,T,Hq*D)
+    std::vector<Tensor> p = split(qkv_->forward(x, gen), Hq * D, -1);  // 3 x (B,T,Hq*D)
     q = p[0];
     k = p[1];
     v = p[2];
   } else if (kv_) {
-    q = q_->forward(x);                                           // (B,T,Hq*D)
-    std::vector<Tensor> p = split(kv_->forward(x), Hk * D, -1);   // 2 x (B,T,Hk*D)
+    q = q_->forward(x, gen);                                          // (B,T,Hq*D)
+    std::vector<Tensor> p = split(kv_->forward(x, gen), Hk * D, -1);  // 2 x (B,T,Hk*D)
     k = p[0];
     v = p[1];
   } else {
-    q = q_->forward(x);
-    Tensor all = tp::copy_to_tp(kv_whole_->forward(x), tp_);  // (B,T,2*n_kv_head*D)
+    q = q_->forward(x, gen);
+    Tensor all = tp::copy_to_tp(kv_whole_->forward(x, gen), tp_);  // (B,T,2*n_kv_head*D)
     const int64_t n_kv = all.size(-1) / (2 * D);
     k = all.narrow(-1, kv_group_ * D, D);
     v = all.narrow(-1, (n_kv + kv_group_) * D, D);
@@ -152,7 +186,7 @@ Tensor Block::expand_kv(const Tensor& t) const {
 Tensor Block::attention(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute,
                         const RopeTables& rope) const {
   const int64_t B = x.size(0), T = x.size(1), H = local_heads_;
-  auto [qh, kh, vh] = project_qkv(x, rope);  // (B,T,heads,D)
+  auto [qh, kh, vh] = project_qkv(x, rope, &rng.replicated());  // (B,T,heads,D)
   Tensor q = qh.transpose(1, 2), k = expand_kv(kh.transpose(1, 2)),
          v = expand_kv(vh.transpose(1, 2));  // (B,H,T,D)
   const bool drop = is_training() && dropout_ > 0.0;
@@ -173,18 +207,20 @@ Tensor Block::attention(const Tensor& x, tp::TensorParallelRng& rng, Recompute r
   } else {
     y = attention_with_dropout(q, k, v, dropout_, rng.tensor_parallel());
   }
-  y = attn_proj_.forward(y.transpose(1, 2).reshape({B, T, H * head_dim_}));  // (B,T,C)
+  y = attn_proj_.forward(y.transpose(1, 2).reshape({B, T, H * head_dim_}),
+                         &rng.replicated());  // (B,T,C)
   return dropout(y, dropout_, rng.replicated(), is_training());
 }
 
 Tensor Block::mlp(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute) const {
-  Tensor a = fc_.forward(x);  // (B,T,F/tp), SwiGLU: (B,T,2F/tp) = [gate_r | up_r]
+  Generator* gen = &rng.replicated();
+  Tensor a = fc_.forward(x, gen);  // (B,T,F/tp), SwiGLU: (B,T,2F/tp) = [gate_r | up_r]
   const bool selective = recompute == Recompute::Selective;  // the activation redone in backward
   Tensor y;
   if (mlp_kind_ == MlpKind::SwiGLU)
-    y = selective ? mlp_proj_.forward_swiglu(a) : mlp_proj_.forward(swiglu(a));
+    y = selective ? mlp_proj_.forward_swiglu(a, gen) : mlp_proj_.forward(swiglu(a), gen);
   else
-    y = selective ? mlp_proj_.forward_gelu(a) : mlp_proj_.forward(gelu(a));
+    y = selective ? mlp_proj_.forward_gelu(a, gen) : mlp_proj_.forward(gelu(a), gen);
   return dropout(y, dropout_, rng.replicated(), is_training());
 }
 

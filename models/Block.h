@@ -15,7 +15,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "core/nn/Module.h"
 #include "models/GPTConfig.h"
@@ -23,6 +25,7 @@
 #include "models/Layers.h"
 #include "models/Rope.h"
 #include "parallel/comm/Communicator.h"
+#include "parallel/tensor/Lora.h"
 #include "parallel/tensor/ParallelLinear.h"
 #include "parallel/tensor/TensorParallelRng.h"
 
@@ -33,6 +36,9 @@ namespace loom::models {
 // and large to keep (the attention probabilities with dropout, the GELU / SwiGLU output) is
 // recomputed.
 enum class Recompute : uint8_t { None, Selective, Full };
+
+// The target match of LoRA (Block::add_lora): target == layer or layer ends in "."+target.
+bool lora_target_matches(const std::string& target, const std::string& layer);
 
 class Block : public nn::Module {
  public:
@@ -48,10 +54,19 @@ class Block : public nn::Module {
   Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer, const RopeTables& rope,
                         const Tensor& bias = Tensor()) const;
   int64_t local_kv_heads() const { return local_kv_heads_; }
+  // The block-relative names of the linear layers of a block of config c.
+  static std::vector<std::string> linear_names(const GPTConfig& c);
+  // Adds a LoRA adapter (parallel/tensor/Lora.h) to each linear layer a target names: the
+  // block-relative name ("attn.proj") or its last part ("proj": attn.proj and mlp.proj). Returns
+  // the names of the layers given one.
+  std::vector<std::string> add_lora(const tp::LoraOptions& o,
+                                    const std::vector<std::string>& targets);
 
  private:
   // q (B,T,Hq,D) and k, v (B,T,Hkv,D) of this rank's heads, rotated when rope is defined.
-  std::tuple<Tensor, Tensor, Tensor> project_qkv(const Tensor& x, const RopeTables& rope) const;
+  // `gen`: the LoRA adapters' dropout stream (null: none).
+  std::tuple<Tensor, Tensor, Tensor> project_qkv(const Tensor& x, const RopeTables& rope,
+                                                 Generator* gen = nullptr) const;
   // (B,Hkv,L,D) -> (B,Hq,L,D): each kv head repeated for the query heads of its group.
   Tensor expand_kv(const Tensor& t) const;
   Tensor attention(const Tensor& x, tp::TensorParallelRng& rng, Recompute recompute,

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <tuple>
 
 #include "core/autograd/GradMode.h"
 #include "core/ops/Elementwise.h"
@@ -139,9 +140,60 @@ int64_t GPT::local_parameters(const GPTConfig& c, int tp, int stage, int pp) {
   return n;
 }
 
+int64_t GPT::local_lora_parameters(const GPTConfig& c, const std::vector<std::string>& targets,
+                                   int64_t r, int tp, int stage, int pp) {
+  const int64_t C = c.n_embd, F = c.ffn_size(), kv_out = 2 * c.kv_heads() * c.head_dim();
+  const int64_t up = c.mlp == MlpKind::SwiGLU ? 2 * F : F;
+  const int64_t column_kv = c.kv_heads() % tp == 0 ? tp : 1;  // replicated: whole A and B
+  // (layer, in, out, how B / A split: 'c' column, 'r' row)
+  const std::vector<std::tuple<std::string, int64_t, int64_t, char>> layers = {
+      {"attn.qkv", C, 3 * C, 'c'}, {"attn.q", C, C, 'c'},   {"attn.kv", C, kv_out, 'k'},
+      {"attn.proj", C, C, 'r'},    {"mlp.fc", C, up, 'c'},  {"mlp.proj", F, C, 'r'}};
+  const std::vector<std::string> here = Block::linear_names(c);
+  int64_t per_block = 0;
+  for (const auto& [name, in, out, how] : layers) {
+    if (std::find(here.begin(), here.end(), name) == here.end()) continue;
+    bool wanted = false;
+    for (const std::string& t : targets) wanted = wanted || lora_target_matches(t, name);
+    if (!wanted) continue;
+    const int64_t split = how == 'k' ? column_kv : tp;
+    per_block += how == 'r' ? r * (in / tp) + out * r : r * in + (out / split) * r;
+  }
+  const auto [begin, end] = stage_layers(c.n_layer, pp, stage);
+  return (end - begin) * per_block;
+}
+
 void GPT::init_weights(uint64_t seed) {
   init_parameters(seed);
   dropout_seed_ = seed;
+}
+
+bool is_lora_param(const std::string& name) {
+  auto ends = [&name](const std::string& t) {
+    return name.size() > t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0;
+  };
+  return ends(".lora_A") || ends(".lora_B");
+}
+
+void GPT::add_lora(const tp::LoraOptions& o, const std::vector<std::string>& targets,
+                   uint64_t seed) {
+  LOOM_CHECK(!has_lora_, "GPT.add_lora: expected a model without adapters, got one with them");
+  tp::check_lora_options(o);
+  const std::vector<std::string> layers = Block::linear_names(config_);
+  std::string known;
+  for (const std::string& l : layers) known += (known.empty() ? "" : ", ") + l;
+  LOOM_CHECK(!targets.empty(), "lora.target_modules: expected at least one of ", known);
+  for (const std::string& t : targets) {
+    bool found = false;
+    for (const std::string& l : layers) found = found || lora_target_matches(t, l);
+    LOOM_CHECK(found, "lora.target_modules: expected names of this architecture's linear layers (",
+               known, ", or their last part), got \"", t, "\"");
+  }
+  for (auto& b : blocks_) b->add_lora(o, targets);
+  init_parameters(seed, is_lora_param);
+  freeze([](const std::string& name) { return !is_lora_param(name); });
+  has_lora_ = true;
+  lora_dropout_ = o.dropout;
 }
 
 void GPT::key_layer(tp::TensorParallelRng& rng, DropoutKey key, int64_t layer) const {
@@ -167,7 +219,8 @@ RopeTables GPT::rope_for(int64_t start, int64_t T) const {
 }
 
 Tensor GPT::run_stage(const Tensor& x, const Tensor& ids, DropoutKey key) {
-  const bool drop = is_training() && config_.dropout > 0.0;
+  // Keyed streams whenever some dropout draws: the model's, or only the LoRA adapters'.
+  const bool drop = is_training() && (config_.dropout > 0.0 || lora_dropout_ > 0.0);
   Tensor h = x;
   if (is_first()) {
     if (drop) key_layer(rng_, key, 0);  // the embedding is "layer" 0, block i is layer i + 1

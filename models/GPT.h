@@ -12,6 +12,7 @@
 //   wte.weight, [wpe.weight (learned positions)],
 //   blocks.{i}.{ln_1, attn.qkv | attn.q + attn.kv, attn.proj, ln_2, mlp.fc, mlp.proj}.{weight,bias}
 //   ln_f.{weight,bias}, [lm_head.weight]
+// and with LoRA (add_lora) blocks.{i}.<layer>.{lora_A,lora_B} beside the frozen rest.
 // With tied embeddings and pp > 1 the last stage holds its own copy of wte (not an owner; keep
 // it equal with the trainer's gradient sync).
 //   GPT model(GPTConfig::preset("gpt2-124m"));           // one process
@@ -23,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -50,6 +52,9 @@ struct Layout {
 // first n_layer % pp stages one block longer. Throws ValueError when pp > n_layer.
 std::pair<int64_t, int64_t> stage_layers(int64_t n_layer, int pp, int stage);
 
+// Whether parameter `name` is a LoRA adapter's (ends in ".lora_A" or ".lora_B").
+bool is_lora_param(const std::string& name);
+
 // Dropout masks are keyed by (seed, step, micro-batch, layer): every layer of every micro-batch
 // draws from its own Philox stream, so masks depend neither on how layers are split over stages
 // nor on the schedule, a recomputed block redraws exactly its masks, and a resumed step redraws
@@ -69,12 +74,23 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
   // Elements of the pieces a rank at (stage, any TP rank) holds for `config` (padded vocabulary
   // rows included, the last stage's tied copy of wte counted): what `loom plan` reports.
   static int64_t local_parameters(const GPTConfig& config, int tp, int stage, int pp);
+  // Elements of the LoRA adapters (rank r on the layers `targets` name, add_lora) such a rank
+  // holds: what its optimizer updates in a LoRA run.
+  static int64_t local_lora_parameters(const GPTConfig& config,
+                                       const std::vector<std::string>& targets, int64_t r, int tp,
+                                       int stage, int pp);
 
   // GPT-2 init of every logical element from (seed, name, index): N(0, init_std) for Linear and
   // embedding weights, N(0, init_std/sqrt(2*n_layer)) for attn.proj and mlp.proj weights, zero
   // biases, norm weights 1, padded vocabulary rows 0. Also seeds the dropout streams.
   void init_weights(uint64_t seed);
   void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
+  // LoRA: adds an adapter (parallel/tensor/Lora.h) to each block's linear layers that `targets`
+  // name (Block::add_lora), draws the adapters from `seed` (every layout alike) and freezes every
+  // other parameter. ValueError naming lora.target_modules when a target names no linear layer of
+  // this architecture (the message lists those that exist).
+  void add_lora(const tp::LoraOptions& o, const std::vector<std::string>& targets, uint64_t seed);
+  bool has_lora() const { return has_lora_; }
   void set_recompute(Recompute r) { recompute_ = r; }
   // The step keying dropout masks; micro-batches carry their own index (MicroBatch.index).
   void set_step(int64_t step) { key_.step = step; }
@@ -162,6 +178,8 @@ class GPT : public nn::Module, public pipeline::PipelineStage {
   DropoutKey key_;
   int64_t auto_micro_ = 0;
   Recompute recompute_ = Recompute::None;
+  bool has_lora_ = false;
+  double lora_dropout_ = 0.0;
   std::vector<double> inv_freq_;                      // rotary frequencies (rope only)
   DType dtype_;
   Device device_;

@@ -12,6 +12,7 @@
 
 #include "core/nn/Module.h"
 #include "models/GPTConfig.h"
+#include "parallel/tensor/Lora.h"
 
 namespace loom::models {
 
@@ -20,13 +21,22 @@ class Linear : public nn::Module {
   // weight (out, in) ~ N(0, init_std), bias (out) = 0.
   Linear(int64_t in_features, int64_t out_features, bool bias, bool owner, double init_std,
          DType dtype = DType::F32, Device device = Device::cpu());
-  Tensor forward(const Tensor& x) const;  // x (..., in) -> (..., out)
+  // x (..., in) -> (..., out); `gen` draws the LoRA adapter's dropout mask when training.
+  Tensor forward(const Tensor& x, Generator* gen = nullptr) const;
+  // Adds a LoRA adapter (parallel/tensor/Lora.h): lora_A (r, in), lora_B (out, r), both whole,
+  // owned like the weight.
+  void add_lora(const tp::LoraOptions& o);
   const Tensor& weight() const { return weight_; }  // (out, in)
   const Tensor& bias() const { return bias_; }      // (out) or undefined
+  const Tensor& lora_A() const { return lora_A_; }  // undefined without an adapter
+  const Tensor& lora_B() const { return lora_B_; }
 
  private:
   Tensor weight_;
   Tensor bias_;
+  bool owner_;
+  tp::LoraOptions lora_;
+  Tensor lora_A_, lora_B_;
 };
 
 class Norm : public nn::Module {

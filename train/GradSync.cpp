@@ -13,7 +13,7 @@ namespace loom::train {
 GradSync::GradSync(const nn::Module& model, const Tensor& tied, bool tied_embeddings,
                    ProcessGrid& grid)
     : tied_(tied), grid_(grid) {
-  for (const nn::Parameter& p : model.parameter_list()) {
+  for (const nn::Parameter& p : model.trainable_parameter_list()) {  // not LoRA's frozen base
     params_.push_back(p.tensor);
     if (p.meta.owner) owned_.push_back(p.tensor);
   }

@@ -65,12 +65,15 @@ Tensor read_fitted(const io::TensorSource& src, const io::TensorInfo& info, cons
 // (parameter piece, its values read from a source)
 using PieceCopies = std::vector<std::pair<Tensor, Tensor>>;
 
-// This rank's piece of every parameter of `model`, read from the tensors "<prefix><name>" of
-// src; a line in `problems` for each missing (unless optional) or misshapen one.
+// This rank's piece of every parameter of `model` (only the trainable ones when trainable_only),
+// read from the tensors "<prefix><name>" of src; a line in `problems` for each missing (unless
+// optional) or misshapen one.
 PieceCopies read_pieces(nn::Module& model, const io::TensorSource& src, const std::string& prefix,
-                        const std::vector<std::string>& optional, std::string& problems) {
+                        const std::vector<std::string>& optional, std::string& problems,
+                        bool trainable_only = false) {
   PieceCopies copies;
   for (const nn::Parameter& p : model.parameter_list()) {
+    if (trainable_only && !p.meta.trainable) continue;
     const std::string key = prefix + p.name;
     const std::optional<io::TensorInfo> info = src.info(key);
     if (!info) {
@@ -95,7 +98,9 @@ constexpr const char* kModelHint =
 std::unique_ptr<optim::Optimizer> make_optimizer(const RunConfig& cfg, const nn::Module& model,
                                                  ProcessGrid& grid) {
   const auto& o = cfg.optimizer();
-  auto params = model.named_parameters();
+  std::vector<nn::NamedTensor> params;  // frozen parameters (LoRA's base) get no state
+  for (nn::Parameter& p : model.trainable_parameter_list())
+    params.emplace_back(std::move(p.name), std::move(p.tensor));
   auto filter = [o](const std::string& name, const Tensor& p) { return decays(o, name, p); };
   if (o.type() == config::OptimizerConfig::SGD) {
     optim::SGDOptions so;
@@ -156,8 +161,9 @@ Learner::Learner(std::unique_ptr<models::GPT> model, const RunConfig& cfg, Proce
                   ? pipeline::ScheduleKind::GPipe
                   : pipeline::ScheduleKind::OneFOneB;
   opt_ = make_optimizer(cfg, *model_, grid);
+  // A LoRA model's tied table is frozen (no gradient): nothing to sum over the pipeline ends.
   sync_ = std::make_unique<GradSync>(*model_, model_->tied_weight(),
-                                     model_->config().tie_embeddings, grid);
+                                     model_->config().tie_embeddings && !model_->has_lora(), grid);
   scaler_ = make_scaler(cfg, grid);
 }
 
@@ -245,7 +251,8 @@ void Learner::save(io::Checkpoint& ck, const std::string& prefix, const std::str
   meta["param_steps"] = json::object();
   for (const auto& [name, st] : states) meta["param_steps"][name] = st.step;
   if (grid_.dp_rank() != 0) return;  // DP replicas hold identical pieces
-  for (const nn::Parameter& p : model_->parameter_list()) {
+  // Frozen parameters (LoRA's base, from init_from) are not saved: the adapters alone are.
+  for (const nn::Parameter& p : model_->trainable_parameter_list()) {
     if (!p.meta.owner) continue;
     ck.pieces[prefix + "/" + p.name] = {p.tensor.detach(), p.meta.spec};
     auto it = states.find(p.name);
@@ -281,7 +288,7 @@ std::map<std::string, optim::ParamState> Learner::read_states(const io::Checkpoi
   const int64_t opt_steps = meta.value("optimizer_steps", int64_t(0));
   const json steps = meta.value("param_steps", json::object());
   std::map<std::string, optim::ParamState> states;
-  for (const nn::Parameter& p : model_->parameter_list()) {
+  for (const nn::Parameter& p : model_->trainable_parameter_list()) {
     for (const std::string& buf : buffers_of(ck, optim_prefix, p.name)) {
       const std::string key = optim_prefix + "/" + buf + "/" + p.name;
       Tensor f = read_fitted(ck, *ck.info(key), key, key, p, problems);
@@ -302,7 +309,9 @@ std::map<std::string, optim::ParamState> Learner::read_states(const io::Checkpoi
 void Learner::load(const io::CheckpointReader& ck, const std::string& prefix,
                    const std::string& optim_prefix, const json& meta, bool weights_only) {
   std::string problems;
-  PieceCopies copies = read_pieces(*model_, ck, prefix + "/", {}, problems);
+  // The trained parameters: all of them, or a LoRA model's adapters (its base is init_from's).
+  PieceCopies copies =
+      read_pieces(*model_, ck, prefix + "/", {}, problems, /*trainable_only=*/true);
   LOOM_CHECK_T(CheckpointError, problems.empty(), "checkpoint ", ck.where(),
                " does not fit this model:", problems, kModelHint);
   if (weights_only) {

@@ -31,8 +31,9 @@ namespace loom::train {
 
 class Learner {
  public:
-  // Builds the optimizer from cfg.optimizer (decay filter by parameter name; ZeRO-1 when
-  // cfg.parallel.zero_stage is 1), the gradient sync and, with a loss_scale block, the scaler.
+  // Builds the optimizer from cfg.optimizer over the trainable parameters (a LoRA model's
+  // adapters alone; decay filter by parameter name; ZeRO-1 when cfg.parallel.zero_stage is 1),
+  // the gradient sync and, with a loss_scale block, the scaler.
   // Collective over the grid. The grid must outlive the learner.
   Learner(std::unique_ptr<models::GPT> model, const config::RunConfig& cfg, ProcessGrid& grid);
   ~Learner();
@@ -59,12 +60,13 @@ class Learner {
   // `v` from the last pipeline stage to every stage (in place): what only the last stage knows.
   void from_last_stage(std::vector<double>& v) const;
 
-  // Adds this rank's owned pieces (on DP rank 0) as "<prefix>/<name>" and the optimizer state as
-  // "<optim_prefix>/<buffer>/<name>" to ck, and the optimizer's step counts to meta
-  // (param_steps, optimizer_steps). Collective under ZeRO-1.
+  // Adds this rank's owned trainable pieces (a LoRA model's adapters alone; on DP rank 0) as
+  // "<prefix>/<name>" and the optimizer state as "<optim_prefix>/<buffer>/<name>" to ck, and the
+  // optimizer's step counts to meta (param_steps, optimizer_steps). Collective under ZeRO-1.
   void save(io::Checkpoint& ck, const std::string& prefix, const std::string& optim_prefix,
             nlohmann::json& meta);
-  // Reads this rank's pieces of the logical "<prefix>/<name>" tensors of ck (vocabulary tables
+  // Reads this rank's trainable pieces (a LoRA model's adapters alone: its frozen base came from
+  // init_from) of the logical "<prefix>/<name>" tensors of ck (vocabulary tables
   // of any padding) and, unless weights_only, its pieces of the optimizer state
   // "<optim_prefix>/<buffer>/<name>": nothing else of the checkpoint. CheckpointError lists every
   // missing or misshapen tensor (and every buffer missing for a parameter the saved optimizer

@@ -94,14 +94,22 @@ RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, int s) {
   d.first = s == 0;
   d.last = s == pp - 1;
   const double P = double(models::GPT::local_parameters(g, tp, s, pp)) * 4.0;  // f32 master
+  // What the optimizer updates (gradients, state, buckets): the whole model, or LoRA's adapters.
+  const bool lora = cfg.has_lora();
+  const double A = lora ? double(models::GPT::local_lora_parameters(
+                              g, {cfg.lora().target_modules().begin(),
+                                  cfg.lora().target_modules().end()},
+                              cfg.lora().rank(), tp, s, pp)) * 4.0
+                        : 0.0;
+  const double T = lora ? A : P;
   const bool adamw = cfg.optimizer().type() != config::OptimizerConfig::SGD;
   const bool zero = cfg.parallel().zero_stage() == 1 && adamw && dp > 1;
-  const double state = adamw ? 2.0 * P : (cfg.optimizer().momentum() != 0.0 ? P : 0.0);
+  const double state = adamw ? 2.0 * T : (cfg.optimizer().momentum() != 0.0 ? T : 0.0);
 
   RankMemory r;
   r.stage = s;
-  r.params = P;
-  r.grads = P;
+  r.params = P + A;
+  r.grads = T;
   r.optimizer = zero ? state / double(dp) : state;
   // Micro-batches a stage holds at once: 1F1B keeps at most pp - s in flight, GPipe all of them.
   const bool gpipe = cfg.parallel().schedule() == config::ParallelConfig::GPIPE;
@@ -112,9 +120,10 @@ RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, int s) {
   r.activations = double(r.micro_batches_held) * act;
   const bool fused = cfg.device() != RunConfig::CUDA && cfg.dtype() == RunConfig::F32;
   const double head = head_transient(d, fused);
-  const double embedding_grad = d.first ? double(d.vocab_rows * d.C) * 4.0 : 0.0;  // dense
-  const double buckets = dp > 1 ? P : 0.0;  // every DP bucket packed at backward's end
-  r.comm = zero ? P + 2.0 * P / double(dp) : 0.0;  // flat parameters, gradient + param shards
+  const double embedding_grad =  // dense; none for LoRA's frozen table
+      d.first && !lora ? double(d.vocab_rows * d.C) * 4.0 : 0.0;
+  const double buckets = dp > 1 ? T : 0.0;  // every DP bucket packed at backward's end
+  r.comm = zero ? T + 2.0 * T / double(dp) : 0.0;  // flat parameters, gradient + param shards
   const double base = r.params + r.optimizer + r.comm + (grads_in_forward ? r.grads : 0.0);
   const double forward_end = base + r.activations + head;
   const double first_backward = base + r.activations + recompute_working_set(d, cfg.recompute());

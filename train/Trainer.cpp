@@ -19,6 +19,7 @@
 #include "core/util/StopSignal.h"
 #include "io/HfReader.h"
 #include "io/HfSource.h"
+#include "io/LoraMerge.h"
 #include "models/RewardModel.h"
 #include "parallel/ProcessGroups.h"
 #include "parallel/comm/FakeCommunicator.h"
@@ -84,6 +85,19 @@ void check_hf_model(const io::HfReader& hf, const RunConfig& cfg, const models::
                "fields");
 }
 
+// The "model/" tensors of Loom checkpoint `source` into `model`; a LoRA run's checkpoint (the
+// adapters alone) as the merged model it stands for (io/LoraMerge.h).
+void load_loom_weights(models::GPT& model, const std::string& source,
+                       const std::vector<std::string>& optional = {}) {
+  const io::CheckpointReader ck(source, io::LoadOptions::weights_only());
+  auto cfg = ck.meta().find("config");
+  if (cfg != ck.meta().end() && config::parse_text(cfg->second, source).has_lora()) {
+    load_pieces(model, io::MergedLoraSource(source), "model/", optional);
+    return;
+  }
+  load_pieces(model, ck, "model/", optional);
+}
+
 }  // namespace
 
 void StageContext::load_weights(const std::string& source, models::GPT& model) const {
@@ -97,8 +111,7 @@ void StageContext::load_weights(const std::string& source, models::GPT& model) c
     load_pieces(model, hf, "", optional);
     return;
   }
-  load_pieces(model, io::CheckpointReader(source, io::LoadOptions::weights_only()), "model/",
-              optional);
+  load_loom_weights(model, source, optional);
 }
 
 std::unique_ptr<models::GPT> StageContext::make_model(const models::GPTConfig& config, bool reward,
@@ -122,6 +135,45 @@ std::unique_ptr<models::GPT> StageContext::make_model(const models::GPTConfig& c
 
 std::unique_ptr<Learner> StageContext::make_learner(std::unique_ptr<models::GPT> model) const {
   return std::make_unique<Learner>(std::move(model), cfg_, grid_);
+}
+
+namespace {
+
+// The policy's LoRA adapters (cfg.lora; nothing without that block): the base weights freeze.
+void add_lora_from(const RunConfig& cfg, models::GPT& model) {
+  if (!cfg.has_lora()) return;
+  const config::LoraConfig& l = cfg.lora();
+  const tp::LoraOptions o{l.rank(), l.alpha(), l.dropout(), model.config().init_std};
+  const std::vector<std::string> targets(l.target_modules().begin(), l.target_modules().end());
+  try {
+    model.add_lora(o, targets, cfg.seed());
+  } catch (const ValueError& e) {
+    throw ConfigError(std::string("config: ") + e.what());
+  }
+  int64_t n = 0;
+  for (const nn::Parameter& p : model.trainable_parameter_list()) n += p.tensor.numel();
+  LOG_RANK0(INFO) << "LoRA rank " << o.rank << " alpha " << o.alpha << ": " << n
+                  << " trainable adapter elements on this rank; the base is frozen";
+}
+
+}  // namespace
+
+void load_checkpoint_model(models::GPT& model, const RunConfig& cfg,
+                           const io::CheckpointReader& ck) {
+  if (!cfg.has_lora()) {
+    load_pieces(model, ck, "model/");
+    return;
+  }
+  const std::string& base = cfg.init_from();
+  if (base.rfind("hf:", 0) == 0)
+    load_pieces(model, io::HfReader(io::resolve_hf_dir(base.substr(3))), "");
+  else
+    load_loom_weights(model, base);
+  add_lora_from(cfg, model);
+  std::vector<std::string> frozen;  // from the base; the checkpoint has the adapters alone
+  for (const nn::Parameter& p : model.parameter_list())
+    if (!p.meta.trainable) frozen.push_back(p.name);
+  load_pieces(model, ck, "model/", frozen);
 }
 
 // ---- Trainer ---------------------------------------------------------------------------------
@@ -160,8 +212,10 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world,
   ctx_ = std::make_unique<StageContext>(cfg_, *grid_, device_);
   models::GPTConfig gc = gpt_config_from(cfg_);
   num_parameters_ = gc.num_parameters() + (cfg_.stage() == RunConfig::REWARD ? gc.n_embd + 1 : 0);
-  policy_ = ctx_->make_learner(
-      ctx_->make_model(gc, cfg_.stage() == RunConfig::REWARD, cfg_.init_from()));
+  std::unique_ptr<models::GPT> policy_model =
+      ctx_->make_model(gc, cfg_.stage() == RunConfig::REWARD, cfg_.init_from());
+  add_lora_from(cfg_, *policy_model);  // before the learner: its optimizer sees only adapters
+  policy_ = ctx_->make_learner(std::move(policy_model));
 
   const auto& s = cfg_.schedule();
   schedule_.kind = s.decay() == config::LrScheduleConfig::LINEAR     ? optim::DecayKind::Linear

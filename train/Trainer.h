@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config/Config.pb.h"
+#include "io/CheckpointReader.h"
 #include "models/GPT.h"
 #include "optim/LrSchedule.h"
 #include "train/Learner.h"
@@ -43,6 +44,12 @@ struct TrainSummary {
 
 models::GPTConfig gpt_config_from(const config::RunConfig& cfg);
 Device device_from(const config::RunConfig& cfg);
+// Loads the model a checkpoint `ck` of a run with config `cfg` stands for into `model` (built from
+// gpt_config_from(cfg), one process): its "model/" tensors, or for a LoRA run the base from
+// cfg.init_from (hf:DIR or a Loom checkpoint) with the checkpoint's adapters on it
+// (GPT::add_lora). What `loom eval` and `loom generate` read.
+void load_checkpoint_model(models::GPT& model, const config::RunConfig& cfg,
+                           const io::CheckpointReader& ck);
 
 class Trainer {
  public:

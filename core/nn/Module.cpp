@@ -121,6 +121,30 @@ void Module::init_parameters(uint64_t seed,
     if (!which || which(p.name)) init_piece(p.tensor, p.name, p.meta, seed);
 }
 
+void Module::freeze(const std::function<bool(const std::string& name)>& which) {
+  freeze_under("", which);
+}
+
+void Module::freeze_under(const std::string& prefix,
+                          const std::function<bool(const std::string& name)>& which) {
+  for (Entry& e : entries_) {
+    if (e.child != nullptr) {
+      e.child->freeze_under(prefix + e.name + ".", which);
+    } else if (which(prefix + e.name)) {
+      e.meta.trainable = false;
+      e.param.set_requires_grad(false);
+      e.param.set_grad(Tensor());
+    }
+  }
+}
+
+std::vector<Parameter> Module::trainable_parameter_list() const {
+  std::vector<Parameter> out;
+  for (Parameter& p : parameter_list())
+    if (p.meta.trainable) out.push_back(std::move(p));
+  return out;
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (Entry& e : entries_)

@@ -39,6 +39,9 @@ struct ParamMeta {
   Init init = Init::Normal;
   double std = 0.02;            // Init::Normal: N(0, std)
   int64_t zero_rows_from = -1;  // logical rows >= this are zero at init (padded vocabulary rows)
+  // False for a frozen parameter (LoRA's base weights): no gradient, no optimizer state, not in
+  // the gradient norm or in checkpoints of the trained parameters. Module::freeze sets it.
+  bool trainable = true;
 };
 
 struct Parameter {
@@ -69,6 +72,11 @@ class Module {
   void init_parameters(uint64_t seed,
                        const std::function<bool(const std::string& name)>& which = {});
 
+  // Freezes every parameter whose name `which` accepts: requires_grad off, meta.trainable false.
+  void freeze(const std::function<bool(const std::string& name)>& which);
+  // parameter_list() without the frozen parameters: what optimizers and gradient syncs update.
+  std::vector<Parameter> trainable_parameter_list() const;
+
   // Training mode (dropout on) for this module and all children.
   void train(bool on = true);
   void eval() { train(false); }
@@ -92,6 +100,8 @@ class Module {
     Module* child = nullptr; // non-null for a child entry
   };
   void collect(const std::string& prefix, std::vector<Parameter>& out) const;
+  void freeze_under(const std::string& prefix,
+                    const std::function<bool(const std::string& name)>& which);
 
   std::vector<Entry> entries_;
   bool training_ = true;

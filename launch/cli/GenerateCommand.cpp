@@ -223,7 +223,7 @@ int run_generate(const Verb& a) {
   LOOM_CHECK_T(ConfigError, device == "cpu" || device == "cuda",
                "loom generate: expected --device cpu or cuda, got ", device);
   models::GPT model(gc, {}, DType::F32, device == "cuda" ? Device::cuda(0) : Device::cpu());
-  train::load_pieces(model, ck, "model/");
+  train::load_checkpoint_model(model, cfg, ck);  // a LoRA run: base + adapters
 
   // Sample j of prompt i draws as entry i * num_samples + j of one flat list of every sample.
   std::vector<models::GenerationRequest> requests;

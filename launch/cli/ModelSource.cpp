@@ -69,7 +69,7 @@ LoadedModel load_model(const std::string& source, const std::string& device_name
     m.device = device_named(dev, who);
     m.model = std::make_unique<models::GPT>(train::gpt_config_from(cfg), models::Layout{},
                                             DType::F32, m.device);
-    train::load_pieces(*m.model, ck, "model/");
+    train::load_checkpoint_model(*m.model, cfg, ck);  // a LoRA run: base + adapters
     m.description = step_dir;
   }
   m.model->eval();

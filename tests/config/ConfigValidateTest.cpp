@@ -239,6 +239,16 @@ const std::vector<InvalidCase>& invalid_cases() {
         "dpo.simpo_gamma=1"},
        {"dpo.label_smoothing is set: expected it only with dpo.loss_type=CDPO",
         "dpo.simpo_gamma is set: expected it only with dpo.loss_type=SIMPO"}},
+      {"lora_out_of_range",
+       1,
+       {"stage=sft", "sft.train_path=s", "init_from=ckpt", "lora.rank=0", "lora.alpha=0",
+        "lora.dropout=1"},
+       {"lora.rank=0: expected >= 1", "lora.alpha=0: expected > 0",
+        "lora.dropout=1: expected a value in [0, 1)", "lora.target_modules is empty"}},
+      {"lora_without_base_or_in_pretraining",
+       1,
+       {"lora.rank=4"},
+       {"stage=PRETRAIN: expected stage SFT, DPO or PPO", "init_from=\"\""}},
   };
   return cases;
 }
@@ -292,6 +302,24 @@ TEST(ConfigValidateTest, ValidVariantsPass) {
     std::vector<std::string> problems = find_problems(cfg, v.world);
     EXPECT_TRUE(problems.empty()) << v.sets.front() << ": " << problems.front();
   }
+}
+
+TEST(ConfigValidateTest, LoraTargetsAreLayerNamesAndDefaultsFillTheRest) {
+  RunConfig ok = parse_text(std::string(kTiny) + "stage: SFT sft { train_path: \"s\" } "
+                            "init_from: \"ckpt\" lora { target_modules: [\"qkv\", \"mlp.proj\"] }",
+                            "tiny");
+  EXPECT_TRUE(find_problems(ok, 1).empty()) << find_problems(ok, 1).front();
+  apply_defaults(ok, 1);
+  EXPECT_EQ(ok.lora().rank(), 8);
+  EXPECT_EQ(ok.lora().alpha(), 16.0);
+  EXPECT_EQ(ok.lora().dropout(), 0.0);
+  RunConfig bad = parse_text(std::string(kTiny) + "stage: SFT sft { train_path: \"s\" } "
+                             "init_from: \"ckpt\" lora { target_modules: [\"fc\", \"q_proj\"] }",
+                             "tiny");
+  std::vector<std::string> problems = find_problems(bad, 1);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("lora.target_modules[1]=\"q_proj\""), std::string::npos)
+      << problems[0];
 }
 
 TEST(ConfigValidateTest, ResolveAppliesOverridesBeforeDefaultsAndValidates) {

@@ -12,6 +12,7 @@
 
 #include "config/ConfigLoader.h"
 #include "models/GPT.h"
+#include "parallel/comm/FakeCommunicator.h"
 #include "train/MemoryPlan.h"
 #include "train/Trainer.h"
 
@@ -43,6 +44,53 @@ TEST(MemoryPlan, OneProcessCountsF32ParametersGradientsAndTwoAdamWMoments) {
   EXPECT_DOUBLE_EQ(plan[0].optimizer, 2.0 * P / kMiB);
   EXPECT_EQ(plan[0].micro_batches_held, 1);
   EXPECT_GE(plan[0].peak, plan[0].params + plan[0].grads + plan[0].optimizer + plan[0].process);
+}
+
+// The adapter count the plan uses equals what GPT::add_lora allocates on each TP rank: GPT-2's
+// fused qkv, grouped-query kv split over TP, and one kv head replicated (tp > n_kv_head).
+TEST(MemoryPlan, LoraCountIsTheAdaptersEachRankHolds) {
+  for (int64_t kv : {0, 2, 1}) {
+    models::GPTConfig c;
+    c.n_layer = 3;
+    c.n_head = 4;
+    c.n_kv_head = kv;
+    c.n_embd = 32;
+    c.vocab_size = 64;
+    c.block_size = 8;
+    c.mlp = kv == 0 ? models::MlpKind::Gelu : models::MlpKind::SwiGLU;
+    const std::vector<std::string> targets =
+        kv == 0 ? std::vector<std::string>{"attn.qkv", "proj", "fc"}
+                : std::vector<std::string>{"q", "kv", "attn.proj", "mlp.fc", "mlp.proj"};
+    const tp::LoraOptions o{4, 8.0, 0.0, 0.02};
+    for (int tp : {1, 2}) {
+      run_fake_ranks(tp, [&](Communicator& comm) {
+        models::GPT m(c, {&comm, nullptr});
+        m.add_lora(o, targets, 1);
+        int64_t n = 0;
+        for (const nn::Parameter& p : m.trainable_parameter_list()) n += p.tensor.numel();
+        EXPECT_EQ(models::GPT::local_lora_parameters(c, targets, 4, tp, 0, 1), n)
+            << "n_kv_head " << kv << " tp " << tp;
+      });
+    }
+  }
+}
+
+TEST(MemoryPlan, LoraHasGradientsAndOptimizerStateOfTheAdaptersOnly) {
+  config::RunConfig cfg = gpt2_small({"stage=SFT", "sft.train_path=s.jsonl", "init_from=ckpt"});
+  cfg.mutable_lora()->set_rank(8);
+  cfg.mutable_lora()->set_alpha(16.0);
+  cfg.mutable_lora()->set_dropout(0.0);
+  cfg.mutable_lora()->add_target_modules("qkv");
+  cfg.mutable_lora()->add_target_modules("proj");
+  const std::vector<RankMemory> plan = plan_memory(cfg);
+  ASSERT_EQ(plan.size(), 1u);
+  const models::GPTConfig g = gpt_config_from(cfg);
+  const double P = double(models::GPT::local_parameters(g, 1, 0, 1)) * 4.0;
+  const double A = double(models::GPT::local_lora_parameters(g, {"qkv", "proj"}, 8, 1, 0, 1)) * 4.0;
+  EXPECT_GT(A, 0.0);
+  EXPECT_DOUBLE_EQ(plan[0].params, (P + A) / kMiB);
+  EXPECT_DOUBLE_EQ(plan[0].grads, A / kMiB);
+  EXPECT_DOUBLE_EQ(plan[0].optimizer, 2.0 * A / kMiB);
 }
 
 TEST(MemoryPlan, RecomputeOrdersActivationsFullBelowSelectiveBelowNone) {
