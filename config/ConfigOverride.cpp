@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <limits>
+#include <sstream>
+#include <string>
 
 #include "core/util/Check.h"
 #include "config/ConfigFields.h"
@@ -143,9 +145,22 @@ void apply_override(RunConfig& cfg, std::string_view assignment) {
                                         close.empty() ? "" : " (did you mean \"" + close + "\"?)",
                                         "; valid fields: ", field_names(desc)));
     }
-    LOOM_CHECK_T(ConfigError, !f->is_repeated(), "--set ", a, ": field ", path,
-                 " is repeated; expected a singular field");
     bool last = k + 1 == parts.size();
+    if (f->is_repeated() && last && f->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING) {
+      // A list of strings: the comma-separated values replace the field's elements.
+      const pb::Reflection& r = *msg->GetReflection();
+      r.ClearField(msg, f);
+      std::stringstream items(value);
+      for (std::string item; std::getline(items, item, ',');) {
+        LOOM_CHECK_T(ConfigError, !item.empty(), "--set ", a, ": ", path,
+                     " expected comma-separated non-empty values, got \"", value, "\"");
+        r.AddString(msg, f, item);
+      }
+      return;
+    }
+    LOOM_CHECK_T(ConfigError, !f->is_repeated(), "--set ", a, ": field ", path,
+                 " is a repeated ", f->type_name(), " field; only lists of strings can be set "
+                 "(comma-separated)");
     if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
       LOOM_CHECK_T(ConfigError, !last, "--set ", a, ": ", path,
                    " is a message; expected one of its fields: ", path, ".{",

@@ -9,7 +9,9 @@
 #   4. the check: transformers loads ft-hf/ (from_pretrained, AutoTokenizer, apply_chat_template)
 #      and its greedy answers to the held-out conversations equal `loom generate`'s token for
 #      token (check_export.py; needs a Python with transformers, PYTHON=..., else skipped)
-# Usage: examples/finetune/run.sh [WORK_DIR]   (default out/finetune; LOOM= another binary)
+# Usage: [LORA=1] examples/finetune/run.sh [WORK_DIR]   (default out/finetune; LOOM= another
+# binary). LORA=1 trains rank-8 LoRA adapters on every linear layer of the blocks instead of the
+# whole model (base frozen; the export holds the merged weights).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -43,7 +45,12 @@ echo "== 2/4 base model: pretrain, export as a Hugging Face directory"
 "$loom" convert --from loom runs/base/checkpoints --to hf base-hf
 
 echo "== 3/4 SFT from hf:base-hf with the chat template, export"
-"$loom" train "$here/sft.pbtxt"
+lora=()
+if [ "${LORA:-0}" = 1 ]; then
+  lora=(--set lora.rank=8 --set lora.target_modules=attn.q,attn.kv,proj,mlp.fc
+        --set optimizer.lr=3e-3)
+fi
+"$loom" train "$here/sft.pbtxt" ${lora[@]+"${lora[@]}"}
 "$loom" convert --from loom runs/sft/checkpoints --to hf ft-hf
 
 echo "== 4/4 the export in transformers"

@@ -136,6 +136,19 @@ TEST(ConfigLoaderTest, SetOverridesEveryScalarKind) {
   EXPECT_EQ(cfg.max_steps(), 5);
 }
 
+TEST(ConfigLoaderTest, SetReplacesAListOfStringsFromCommaSeparatedValues) {
+  RunConfig cfg;
+  apply_override(cfg, "lora.target_modules=attn.q,attn.kv,proj");
+  ASSERT_EQ(cfg.lora().target_modules_size(), 3);
+  EXPECT_EQ(cfg.lora().target_modules(0), "attn.q");
+  EXPECT_EQ(cfg.lora().target_modules(2), "proj");
+  apply_override(cfg, "lora.target_modules=mlp.fc");  // replaces, never appends
+  ASSERT_EQ(cfg.lora().target_modules_size(), 1);
+  EXPECT_EQ(cfg.lora().target_modules(0), "mlp.fc");
+  const std::string msg = config_error([&] { apply_override(cfg, "lora.target_modules=a,,b"); });
+  EXPECT_NE(msg.find("comma-separated non-empty values"), std::string::npos) << msg;
+}
+
 TEST(ConfigLoaderTest, SetBadPathListsValidFieldsAtThatLevel) {
   RunConfig cfg;
   std::string msg = config_error([&] { apply_override(cfg, "optimizer.learning_rate=1"); });
