@@ -21,6 +21,7 @@
 #include "io/Checkpoint.h"
 #include "rlhf/Stages.h"
 #include "tests/parallel/TrainerMpiSupport.h"
+#include "tests/rlhf/RlhfTestUtil.h"
 
 namespace loom {
 namespace {
@@ -44,11 +45,7 @@ struct StageFiles {
 
  private:
   void write_all() {
-    data::BpeModel m;
-    for (int i = 0; i < 256; ++i) m.tokens.push_back(data::bytes_to_token(std::string(1, char(i))));
-    m.tokens.push_back("<|endoftext|>");
-    m.special_tokens = {"<|endoftext|>"};
-    data::save_bpe(m, dir_.file("vocab.json"), dir_.file("merges.txt"));
+    rlhf::testing::save_byte_tokenizer(dir_.file("vocab.json"), dir_.file("merges.txt"));
     std::vector<std::string> corpus;
     const char* pairs[][3] = {{"ab:", "cd", "dc"},   {"hi ", "there", "here"}, {"x=", "1+1", "11"},
                               {"q: ", "yes", "no"},  {"go ", "left", "right"}, {"7*", "8", "56"},

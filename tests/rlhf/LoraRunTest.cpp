@@ -40,12 +40,8 @@ struct Fixture {
   std::string init;      // a whole-model checkpoint: the base the adapters train on
 
   Fixture() {
-    data::BpeModel m;
-    for (int i = 0; i < 256; ++i) m.tokens.push_back(data::bytes_to_token(std::string(1, char(i))));
-    m.tokens.push_back("<|endoftext|>");
-    m.special_tokens = {"<|endoftext|>"};
     std::string vocab = dir.write("vocab.json", ""), merges = dir.write("merges.txt", "");
-    data::save_bpe(m, vocab, merges);
+    testing::save_byte_tokenizer(vocab, merges);
     model_block = "model { n_layer: 2 n_head: 2 n_embd: 16 vocab_size: 257 block_size: 24 "
                   "dropout: 0 }\n";
     base_cfg = "data { shuffle: false tokenizer_vocab: \"" + vocab +

@@ -33,11 +33,7 @@ constexpr int kRowsPerIteration = 4;
 class RlCheckerStageTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    data::BpeModel m;
-    for (int i = 0; i < 256; ++i) m.tokens.push_back(data::bytes_to_token(std::string(1, char(i))));
-    m.tokens.push_back("<|endoftext|>");
-    m.special_tokens = {"<|endoftext|>"};
-    data::save_bpe(m, dir_.write("vocab.json", ""), dir_.write("merges.txt", ""));
+    testing::save_byte_tokenizer(dir_.write("vocab.json", ""), dir_.write("merges.txt", ""));
     std::string sft, prompts;
     for (const char* p : {"ab:", "hi ", "x=", "q: "}) {
       sft += std::string("{\"prompt\":\"") + p + "\",\"response\":\"ok\"}\n";

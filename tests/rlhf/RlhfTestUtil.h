@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "data/BpeTrainer.h"
 #include "data/ByteLevel.h"
 #include "data/Tokenizer.h"
 
@@ -23,6 +24,16 @@ inline data::Tokenizer byte_tokenizer(bool with_eot = true) {
   if (!with_eot) return data::Tokenizer::from_vocab(tokens, {}, {});
   tokens.push_back("<|endoftext|>");
   return data::Tokenizer::from_vocab(tokens, {}, {"<|endoftext|>"});
+}
+
+// Writes byte_tokenizer()'s files (vocab.json in GPT-2's format, an empty merges.txt), as a run
+// config names them in data.tokenizer_vocab / data.tokenizer_merges.
+inline void save_byte_tokenizer(const std::string& vocab_json, const std::string& merges_txt) {
+  data::BpeModel m;
+  for (int i = 0; i < 256; ++i) m.tokens.push_back(data::bytes_to_token(std::string(1, char(i))));
+  m.tokens.push_back("<|endoftext|>");
+  m.special_tokens = {"<|endoftext|>"};
+  data::save_bpe(m, vocab_json, merges_txt);
 }
 
 // The byte ids of `s` under byte_tokenizer().

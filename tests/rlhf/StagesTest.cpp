@@ -28,12 +28,8 @@ struct Fixture {
   std::string cfg_path;
   // Byte tokenizer files + the config (stage and extra lines given).
   explicit Fixture(const std::string& stage_lines) {
-    data::BpeModel m;
-    for (int i = 0; i < 256; ++i) m.tokens.push_back(data::bytes_to_token(std::string(1, char(i))));
-    m.tokens.push_back("<|endoftext|>");
-    m.special_tokens = {"<|endoftext|>"};
     std::string vocab = dir.write("vocab.json", ""), merges = dir.write("merges.txt", "");
-    data::save_bpe(m, vocab, merges);
+    testing::save_byte_tokenizer(vocab, merges);
     cfg_path = dir.write("c.pbtxt", "max_steps: 1\nmodel { n_layer: 1 n_head: 2 n_embd: 16 "
                                     "vocab_size: 257 block_size: 24 dropout: 0 }\n"
                                     "data { shuffle: false tokenizer_vocab: \"" + vocab +

@@ -38,11 +38,7 @@ constexpr const char* kWideModel =
 class ValueModelsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    data::BpeModel m;
-    for (int i = 0; i < 256; ++i) m.tokens.push_back(data::bytes_to_token(std::string(1, char(i))));
-    m.tokens.push_back("<|endoftext|>");
-    m.special_tokens = {"<|endoftext|>"};
-    data::save_bpe(m, file("vocab.json"), file("merges.txt"));
+    testing::save_byte_tokenizer(file("vocab.json"), file("merges.txt"));
     std::vector<std::string> corpus;
     std::string sft, pref, prompts;
     for (const auto& p : kPairs) {
