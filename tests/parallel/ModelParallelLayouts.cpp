@@ -203,13 +203,15 @@ std::vector<std::string> llama(int64_t n_kv_head, bool llama3_scaling = false) {
   return s;
 }
 
-void check_llama_layout(int tp, int pp, const std::vector<std::string>& model) {
-  ASSERT_EQ(world_size(), tp * pp) << "run this test with mpirun -np " << tp * pp;
+void check_llama_layout(int tp, int pp, const std::vector<std::string>& model, int dp = 1,
+                        const std::vector<std::string>& layout_only = {}) {
+  ASSERT_EQ(world_size(), tp * pp * dp) << "run this test with mpirun -np " << tp * pp * dp;
   SharedDir dir;
   std::string cfg = write_layout_config(dir);
   LayoutRun ref = reference(dir, cfg, model);
-  std::vector<std::string> sets = layout(tp, pp, 1);
+  std::vector<std::string> sets = layout(tp, pp, dp);
   sets.insert(sets.end(), model.begin(), model.end());
+  sets.insert(sets.end(), layout_only.begin(), layout_only.end());
   LayoutRun got = run_layout(cfg, sets, true);
   ASSERT_EQ(got.losses.size(), 10u);
   expect_layout_match(got, ref, kLayoutTol);
@@ -223,6 +225,13 @@ TEST(Layouts2, LlamaMqaTp2ReplicatesTheKvHead) { check_llama_layout(2, 1, llama(
 TEST(Layouts2, LlamaGqaPp2) { check_llama_layout(1, 2, llama(2)); }
 TEST(Layouts4, LlamaGqaTp2Pp2) { check_llama_layout(2, 2, llama(2, true)); }
 TEST(Layouts4, LlamaMqaTp2Pp2) { check_llama_layout(2, 2, llama(1)); }
+// DP=2 x TP=2 x PP=2 with ZeRO-1 and full recomputation (both runs recompute; it is bitwise the
+// run without it, GPTTest).
+TEST(Layouts8, LlamaGqaDp2Tp2Pp2Zero1FullRecompute) {
+  std::vector<std::string> model = llama(2, true);
+  model.push_back("recompute=FULL");
+  check_llama_layout(2, 2, model, 2, {"parallel.zero_stage=1"});
+}
 
 // Issue 12: `init_from: "hf:DIR"` with no model section, each rank reading only its pieces of
 // the HF tensors (io/HfReader.h), trains under TP=2 and TP=2 x PP=2 like one process. Fixtures of
