@@ -255,6 +255,8 @@ train::StepResult PpoStage::run_step(int64_t step, double lr, train::Learner& po
   t.push_back(Clock::now());
 
   Metrics m = iteration_metrics(step, s, r, ws, sh, policy);
+  double generated = 0;  // response tokens this rank generated (EOS included)
+  for (const std::vector<int64_t>& resp : s.responses) generated += double(resp.size());
   const double loss = st.policy_loss + st.value_loss + upd_.kl_coef * st.kl_loss;
   LOOM_CHECK_T(NonFiniteError, std::isfinite(loss), "train: RL loss is ", loss, " at step ", step,
                "; hint: lower optimizer.lr or ppo.clip");
@@ -265,6 +267,7 @@ train::StepResult PpoStage::run_step(int64_t step, double lr, train::Learner& po
                      {"approx_kl", st.approx_kl},
                      {"entropy", st.entropy},
                      {"gen_s", seconds(t[0], t[1])},
+                     {"gen_tokens_per_s", generated / std::max(seconds(t[0], t[1]), 1e-9)},
                      {"forward_s", seconds(t[1], t[2])},
                      {"reward_s", seconds(t[2], t[3])},
                      {"train_s", seconds(t[3], t[4])}});

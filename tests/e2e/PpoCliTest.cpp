@@ -100,7 +100,8 @@ TEST_F(PpoCliTest, MetricsAreFiniteAndTheScoreRises) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string m = file("ppo/metrics.jsonl");
   for (const char* key : {"loss", "lr", "kl", "kl_coef", "policy_loss", "value_loss", "entropy",
-                          "clip_fraction", "gen_s", "train_s", "response_length"}) {
+                          "clip_fraction", "gen_s", "gen_tokens_per_s", "train_s",
+                          "response_length"}) {
     std::vector<double> v = values_of(m, key);
     ASSERT_EQ(v.size(), 16u) << key;
     for (double x : v) EXPECT_TRUE(std::isfinite(x)) << key;
