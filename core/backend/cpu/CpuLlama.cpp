@@ -2,7 +2,7 @@
 // RMSNorm forward / backward, rotary embedding and SwiGLU. Rows are independent and split
 // statically over OpenMP threads, each row computed in a fixed order, so results never depend on
 // the thread count. Row sums of squares and dot products accumulate in double (also for f32);
-// RMSNorm's dweight is summed per fixed block of kRowBlock rows, then the blocks in order. f32
+// RMSNorm's dweight is summed per fixed block of rows, then the blocks in order (RowBlocks.h). f32
 // SwiGLU uses the AVX2 sigmoid of VecMath.h; the elementwise RoPE loops are left to the compiler's
 // vectoriser.
 #include <immintrin.h>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/backend/cpu/CpuBackend.h"
+#include "core/backend/cpu/RowBlocks.h"
 #include "core/backend/cpu/VecMath.h"
 
 namespace loom::cpu {
@@ -21,7 +22,6 @@ namespace {
 template <class T>
 inline constexpr bool kVec = std::is_same_v<T, float>;
 constexpr int64_t kParallelMinElems = 16384;  // below this, threads cost more than they save
-constexpr int64_t kRowBlock = 32;             // rows per RMSNorm dweight partial
 
 void check_contiguous(const char* op, std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts)
@@ -97,32 +97,18 @@ void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const
                                   const Tensor& x, const Tensor& weight, const Tensor& rstd) {
   check_contiguous("rmsnorm_backward", {&dx, &dweight, &dy, &x, &weight, &rstd});
   const int64_t C = x.size(-1), N = C == 0 ? 0 : x.numel() / C;
-  const int64_t blocks = (N + kRowBlock - 1) / kRowBlock;
   visit_float(x.dtype(), "rmsnorm_backward", [&]<class T>() {
     const bool want_w = dweight.defined();
+    const int64_t blocks = norm_row_blocks(N);
     std::vector<double> pw(want_w ? size_t(blocks * C) : 0, 0.0);
     const T* w = weight.defined() ? weight.data<T>() : nullptr;
     T* d = dx.defined() ? dx.data<T>() : nullptr;
-#pragma omp parallel if (N * C >= kParallelMinElems && blocks > 1)
-    {
-      std::vector<T> tmp(static_cast<size_t>(C));
-#pragma omp for schedule(static)
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        for (int64_t i = blk * kRowBlock; i < std::min(N, (blk + 1) * kRowBlock); ++i) {
-          rms_backward_row<T>(d ? d + i * C : nullptr, want_w ? pw.data() + blk * C : nullptr,
-                              tmp.data(), dy.data<T>() + i * C, x.data<T>() + i * C, w,
-                              rstd.data<T>()[i], C);
-        }
-      }
-    }
-    if (!want_w) return;
-    T* ow = dweight.data<T>();
-#pragma omp parallel for schedule(static) if (blocks * C >= kParallelMinElems)
-    for (int64_t c = 0; c < C; ++c) {
-      double s = 0;
-      for (int64_t blk = 0; blk < blocks; ++blk) s += pw[size_t(blk * C + c)];
-      ow[c] = T(s);
-    }
+    for_each_norm_row<T>(N, C, N * C >= kParallelMinElems, [&](int64_t i, int64_t blk, T* tmp) {
+      rms_backward_row<T>(d ? d + i * C : nullptr, want_w ? pw.data() + blk * C : nullptr, tmp,
+                          dy.data<T>() + i * C, x.data<T>() + i * C, w, rstd.data<T>()[i], C);
+    });
+    if (want_w)
+      sum_block_partials(pw, blocks, C, dweight.data<T>(), blocks * C >= kParallelMinElems);
   });
 }
 

@@ -4,8 +4,8 @@
 // loops use AVX2 + FMA with the vectorised exp below; f64 (gradcheck, tests) uses scalar loops.
 // Every reduction (row sums, dot products, layer-norm dweight/dbias partials) accumulates in double,
 // also for f32, so results stay within a few f32 ulps of the double reference even for 50257-wide
-// rows. Layer-norm dweight/dbias are summed per fixed block of kLnRowBlock rows, then the block
-// partials are combined in block order (again independent of the thread count).
+// rows. Layer-norm dweight/dbias are summed per fixed block of rows, then the block partials in
+// block order (RowBlocks.h; again independent of the thread count).
 #include <immintrin.h>
 
 #include <cmath>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/backend/cpu/CpuBackend.h"
+#include "core/backend/cpu/RowBlocks.h"
 
 namespace loom::cpu {
 
@@ -22,7 +23,6 @@ namespace {
 template <class T>
 inline constexpr bool kVec = std::is_same_v<T, float>;
 constexpr int64_t kParallelMinElems = 16384;  // below this, threads cost more than they save
-constexpr int64_t kLnRowBlock = 32;           // rows per layer-norm dweight/dbias partial
 
 // exp(x) for 8 floats: x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), exp(r) by a
 // degree-7 Taylor polynomial (truncation < 6e-9 relative, so ~1-2 ulp after rounding), times 2^n
@@ -364,40 +364,21 @@ void CpuBackend::layernorm_backward(const Tensor& dx, const Tensor& dweight, con
                                     const Tensor& mean, const Tensor& rstd) {
   check_same_contiguous("layernorm_backward", {&dx, &dweight, &dbias, &dy, &x, &weight});
   const int64_t C = x.size(-1), N = rows_of(x, C);
-  const int64_t blocks = (N + kLnRowBlock - 1) / kLnRowBlock;
+  const int64_t blocks = norm_row_blocks(N);
   visit_float(x.dtype(), "layernorm_backward", [&]<class T>() {
     const bool want_w = dweight.defined(), want_b = dbias.defined();
     std::vector<double> pw(want_w ? size_t(blocks * C) : 0, 0.0);
     std::vector<double> pb(want_b ? size_t(blocks * C) : 0, 0.0);
     const T* w = weight.defined() ? weight.data<T>() : nullptr;
     T* d = dx.defined() ? dx.data<T>() : nullptr;
-#pragma omp parallel if (N * C >= kParallelMinElems && blocks > 1)
-    {
-      std::vector<T> tmp(static_cast<size_t>(C));
-#pragma omp for schedule(static)
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        for (int64_t i = blk * kLnRowBlock; i < std::min(N, (blk + 1) * kLnRowBlock); ++i) {
-          ln_backward_row<T>(d ? d + i * C : nullptr, want_w ? pw.data() + blk * C : nullptr,
-                             want_b ? pb.data() + blk * C : nullptr, tmp.data(),
-                             dy.data<T>() + i * C, x.data<T>() + i * C, w, mean.data<T>()[i],
-                             rstd.data<T>()[i], C);
-        }
-      }
-    }
-    // Combine block partials in block order (fixed, whatever the thread count); columns are
-    // independent, so they are split across threads.
-    T* ow = want_w ? dweight.data<T>() : nullptr;
-    T* ob = want_b ? dbias.data<T>() : nullptr;
-#pragma omp parallel for schedule(static) if (blocks * C >= kParallelMinElems)
-    for (int64_t c = 0; c < C; ++c) {
-      double sw = 0, sb = 0;
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        if (ow) sw += pw[size_t(blk * C + c)];
-        if (ob) sb += pb[size_t(blk * C + c)];
-      }
-      if (ow) ow[c] = T(sw);
-      if (ob) ob[c] = T(sb);
-    }
+    for_each_norm_row<T>(N, C, N * C >= kParallelMinElems, [&](int64_t i, int64_t blk, T* tmp) {
+      ln_backward_row<T>(d ? d + i * C : nullptr, want_w ? pw.data() + blk * C : nullptr,
+                         want_b ? pb.data() + blk * C : nullptr, tmp, dy.data<T>() + i * C,
+                         x.data<T>() + i * C, w, mean.data<T>()[i], rstd.data<T>()[i], C);
+    });
+    const bool parallel_columns = blocks * C >= kParallelMinElems;
+    if (want_w) sum_block_partials(pw, blocks, C, dweight.data<T>(), parallel_columns);
+    if (want_b) sum_block_partials(pb, blocks, C, dbias.data<T>(), parallel_columns);
   });
 }
 
