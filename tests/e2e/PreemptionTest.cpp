@@ -28,6 +28,19 @@ struct Preemption : ::testing::Test {
     write_file(cfg, tiny_config(dir, 20));  // checkpoints every 5 steps, dropout on
   }
   std::string out(const std::string& name) const { return " --set output_dir=" + dir.file(name); }
+  // Starts `loom <verb_and_config>` in the background as an endless run, waits until `metrics`
+  // holds `steps` loss lines, runs `kills` (shell, the run's pid in $pid) and waits for it; the
+  // output ends with "exit=<its exit code>".
+  RunResult signal_after(const std::string& verb_and_config, const std::string& metrics, int steps,
+                         const std::string& kills) const {
+    const std::string script =
+        kEnv + std::string(LOOM_BIN) + verb_and_config + " --set max_steps=1000000 " +
+        "--set checkpoint.interval=0 --set eval.interval=0 & pid=$!; " +
+        "while [ \"$(grep -c '\"loss\"' " + metrics + " 2>/dev/null || echo 0)\" -lt " +
+        std::to_string(steps) + " ]; do sleep 0.05; done; " + kills + "; wait $pid; " +
+        "echo \"exit=$?\"";
+    return run_shell("( " + script + " )");
+  }
 };
 
 TEST_F(Preemption, SigtermMidIntervalSavesThatStepAndTheResumeIsBitwise) {
@@ -53,12 +66,7 @@ TEST_F(Preemption, SigtermMidIntervalSavesThatStepAndTheResumeIsBitwise) {
 // step logged, nothing later was saved.
 TEST_F(Preemption, ExternalSigtermSavesTheStepTheRunWasOn) {
   const std::string metrics = dir.file("run/metrics.jsonl");
-  const std::string script =
-      kEnv + std::string(LOOM_BIN) + " train " + cfg + " --set max_steps=1000000 " +
-      "--set checkpoint.interval=0 --set eval.interval=0 & pid=$!; " +
-      "while [ \"$(grep -c '\"loss\"' " + metrics + " 2>/dev/null || echo 0)\" -lt 3 ]; " +
-      "do sleep 0.05; done; kill -TERM $pid; wait $pid; echo \"exit=$?\"";
-  RunResult r = run_shell("( " + script + " )");
+  RunResult r = signal_after(std::string(" train ") + cfg, metrics, 3, "kill -TERM $pid");
   ASSERT_NE(r.output.find("exit=7"), std::string::npos) << r.output;
   const size_t steps = losses_of(metrics).size();
   ASSERT_GE(steps, 3u);
@@ -74,12 +82,8 @@ TEST_F(Preemption, ExternalSigtermSavesTheStepTheRunWasOn) {
 // back to back could merge into one).
 TEST_F(Preemption, SecondSignalExitsAtOnce) {
   const std::string metrics = dir.file("run/metrics.jsonl");
-  const std::string script =
-      kEnv + std::string(LOOM_BIN) + " train " + cfg + " --set max_steps=1000000 " +
-      "--set checkpoint.interval=0 --set eval.interval=0 & pid=$!; " +
-      "while [ \"$(grep -c '\"loss\"' " + metrics + " 2>/dev/null || echo 0)\" -lt 2 ]; " +
-      "do sleep 0.05; done; kill -TERM $pid; kill -INT $pid; wait $pid; echo \"exit=$?\"";
-  RunResult r = run_shell("( " + script + " )");
+  RunResult r =
+      signal_after(std::string(" train ") + cfg, metrics, 2, "kill -TERM $pid; kill -INT $pid");
   const bool term = r.output.find("exit=143") != std::string::npos;  // 128 + SIGTERM
   const bool intr = r.output.find("exit=130") != std::string::npos;  // 128 + SIGINT
   EXPECT_TRUE(term || intr) << r.output;
@@ -110,12 +114,7 @@ TEST_F(Preemption, UnderLaunchEveryRankAgreesAndTheResumeIsBitwise) {
 // step they were on and the job exits 7.
 TEST_F(Preemption, SigtermToLaunchSavesOnEveryRank) {
   const std::string metrics = dir.file("run/metrics.jsonl");
-  const std::string script =
-      kEnv + std::string(LOOM_BIN) + " launch -n 2 " + cfg + " --set max_steps=1000000 " +
-      "--set checkpoint.interval=0 --set eval.interval=0 & pid=$!; " +
-      "while [ \"$(grep -c '\"loss\"' " + metrics + " 2>/dev/null || echo 0)\" -lt 3 ]; " +
-      "do sleep 0.05; done; kill -TERM $pid; wait $pid; echo \"exit=$?\"";
-  RunResult r = run_shell("( " + script + " )");
+  RunResult r = signal_after(std::string(" launch -n 2 ") + cfg, metrics, 3, "kill -TERM $pid");
   EXPECT_NE(r.output.find("exit=7"), std::string::npos) << r.output;
   const size_t steps = losses_of(metrics).size();
   char step_dir[32];
