@@ -46,7 +46,8 @@ struct Preemption : ::testing::Test {
 TEST_F(Preemption, SigtermMidIntervalSavesThatStepAndTheResumeIsBitwise) {
   RunResult straight = run_loom_env(kEnv, "train " + cfg + out("straight"));
   ASSERT_EQ(straight.exit_code, 0) << straight.output;
-  RunResult stopped = run_loom_env(kEnv + "LOOM_TEST_STOP_AT_STEP=7 ", "train " + cfg + out("split"));
+  RunResult stopped =
+      run_loom_env(kEnv + "LOOM_TEST_STOP_AT_STEP=7 ", "train " + cfg + out("split"));
   EXPECT_EQ(stopped.exit_code, 7) << stopped.output;
   EXPECT_NE(stopped.output.find("stopped by SIGTERM after step 7"), std::string::npos)
       << stopped.output;
