@@ -216,10 +216,34 @@ int64_t sample_token(std::span<const double> logits, const SamplingOptions& opts
   return dist.back().first;  // u just below 1 and the sum rounded below it
 }
 
+double sampling_logprob(std::span<const double> logits, const SamplingOptions& opts,
+                        int64_t token) {
+  opts.validate();
+  const int64_t n = usable_vocab(logits, opts);
+  LOOM_CHECK(token >= 0 && token < n, "sampling_logprob: expected a token in [0, ", n, "), got ",
+             token);
+  const bool filtered = opts.temperature == 0.0 || opts.top_k > 0 || opts.top_p < 1.0;
+  if (filtered) {
+    for (const auto& [id, p] : sampling_distribution(logits, opts))
+      if (id == token) return std::log(p);
+    return -std::numeric_limits<double>::infinity();
+  }
+  const double top = checked_max(logits, n);
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) total += std::exp((logits[size_t(i)] - top) / opts.temperature);
+  return (logits[size_t(token)] - top) / opts.temperature - std::log(total);
+}
+
 namespace {
 
 using Prompts = std::vector<std::vector<int64_t>>;
 using Outputs = std::vector<Prompts>;
+
+// The tokens of a batch and, when asked for, their sampling_logprobs (the same shape).
+struct Decoded {
+  Outputs tokens;
+  SampleLogprobs logprobs;
+};
 
 void check_requests(const std::vector<GenerationRequest>& requests, const GPTConfig& c) {
   LOOM_CHECK(!requests.empty(), "generate: expected at least one prompt, got none");
@@ -267,12 +291,15 @@ struct Row {
 class BatchDecoder {
  public:
   BatchDecoder(GPT& model, const std::vector<GenerationRequest>& requests,
-               const SamplingOptions& opts)
-      : model_(model), requests_(requests), opts_(opts), out_(requests.size()) {
+               const SamplingOptions& opts, bool with_logprobs)
+      : model_(model), requests_(requests), opts_(opts), with_logprobs_(with_logprobs) {
     const GPTConfig& c = model.config();
+    out_.tokens.resize(requests.size());
+    if (with_logprobs) out_.logprobs.resize(requests.size());
     for (size_t i = 0; i < requests.size(); ++i) {
       const GenerationRequest& q = requests[i];
-      out_[i].resize(size_t(q.num_samples));
+      out_.tokens[i].resize(size_t(q.num_samples));
+      if (with_logprobs) out_.logprobs[i].resize(size_t(q.num_samples));
       const int64_t n_new = std::min(opts.max_new_tokens, c.block_size - int64_t(q.prompt.size()));
       if (n_new <= 0) continue;
       auto [it, fresh] = prompt_rows_.try_emplace(q.prompt, int64_t(prompts_.size()));
@@ -282,7 +309,7 @@ class BatchDecoder {
     }
   }
 
-  Outputs run() {
+  Decoded run() {
     if (rows_.empty()) return std::move(out_);
     std::vector<size_t> live(rows_.size());  // the rows_ of the cache rows, in order
     std::iota(live.begin(), live.end(), size_t(0));
@@ -316,7 +343,7 @@ class BatchDecoder {
   // Appends `token` to row i's output; false when the row is finished (EOS or its last token).
   bool append(size_t i, int64_t token) {
     const Row& r = rows_[i];
-    std::vector<int64_t>& o = out_[r.request][r.sample];
+    std::vector<int64_t>& o = out_.tokens[r.request][r.sample];
     o.push_back(token);
     return !(opts_.eos_id.has_value() && token == *opts_.eos_id) && int64_t(o.size()) < r.n_new;
   }
@@ -359,7 +386,12 @@ class BatchDecoder {
         const double u = philox::uniform_at(q.seed, uint64_t(s) * stride, q.key_offset + r.sample);
         const auto row = std::span(host).subspan(size_t(logit_rows[size_t(b)] * V), size_t(V));
         next[size_t(b)] = sample_token(row, opts_, u);
+        if (with_logprobs_)
+          out_.logprobs[r.request][r.sample].push_back(
+              sampling_logprob(row, opts_, next[size_t(b)]));
       }
+    } else if (with_logprobs_) {
+      for (size_t i : live) out_.logprobs[rows_[i].request][rows_[i].sample].push_back(0.0);
     }
     if (model_.num_stages() > 1) {
       Tensor drawn = Tensor::from_vector(next, {B});
@@ -372,7 +404,8 @@ class BatchDecoder {
   GPT& model_;
   const std::vector<GenerationRequest>& requests_;
   const SamplingOptions& opts_;
-  Outputs out_;
+  bool with_logprobs_;
+  Decoded out_;
   std::map<std::vector<int64_t>, int64_t> prompt_rows_;  // distinct prompt -> its prefill row
   std::vector<const std::vector<int64_t>*> prompts_;     // by prefill row (keys of prompt_rows_)
   std::vector<Row> rows_;
@@ -416,7 +449,7 @@ int64_t batch_rows(const GPT& model, const std::vector<GenerationRequest>& reque
 }  // namespace
 
 Outputs generate_batch(GPT& model, const std::vector<GenerationRequest>& requests,
-                       const SamplingOptions& opts) {
+                       const SamplingOptions& opts, SampleLogprobs* logprobs) {
   opts.validate();
   check_requests(requests, model.config());
   EvalScope eval(model);
@@ -425,13 +458,17 @@ Outputs generate_batch(GPT& model, const std::vector<GenerationRequest>& request
   // Split the samples, in order, into batches of at most `limit`; a request split between two
   // batches keeps each sample's key (key_stride and key_offset), so outputs do not change.
   Outputs out(requests.size());
+  if (logprobs) *logprobs = SampleLogprobs(requests.size());
   std::vector<GenerationRequest> batch;
   std::vector<size_t> owner;  // the request each batch entry came from
   int64_t rows = 0;
   auto flush = [&] {
-    Outputs part = BatchDecoder(model, batch, opts).run();
-    for (size_t k = 0; k < part.size(); ++k)
-      for (auto& sample : part[k]) out[owner[k]].push_back(std::move(sample));
+    Decoded part = BatchDecoder(model, batch, opts, logprobs != nullptr).run();
+    for (size_t k = 0; k < part.tokens.size(); ++k) {
+      for (auto& sample : part.tokens[k]) out[owner[k]].push_back(std::move(sample));
+      if (logprobs)
+        for (auto& lp : part.logprobs[k]) (*logprobs)[owner[k]].push_back(std::move(lp));
+    }
     batch.clear();
     owner.clear();
     rows = 0;

@@ -52,6 +52,12 @@ std::vector<std::pair<int64_t, double>> sampling_distribution(std::span<const do
 // Inverse-CDF draw from sampling_distribution(logits, opts) with u uniform in [0, 1).
 int64_t sample_token(std::span<const double> logits, const SamplingOptions& opts, double u);
 
+// The natural log of `token`'s probability in sampling_distribution(logits, opts): what the draw
+// used (-inf for a token top-k / top-p left out). Without top-k / top-p it is the log-softmax of
+// logits / temperature over the first vocab_size logits, without sorting.
+double sampling_logprob(std::span<const double> logits, const SamplingOptions& opts,
+                        int64_t token);
+
 // One prompt (token ids, non-empty, at most block_size long) and how many continuations to draw.
 // The uniform draw for sample j's new token s is Philox(seed) at counter
 // s * key_stride + key_offset + j (key_stride 0 means num_samples): a pure function of the request.
@@ -67,9 +73,12 @@ struct GenerationRequest {
 // fewer when EOS is drawn or the sequence reaches block_size. opts.seed plays no part (each
 // request has its own). Runs in eval mode without autograd; the model's training flag is restored
 // afterwards. Collective over the model's TP and PP groups (call it on every rank with the same
-// arguments).
+// arguments). With `logprobs`, (*logprobs)[i][j][s] is the sampling_logprob of token s of that
+// sample, from the logits it was drawn from (on the last pipeline stage; 0 on the others).
+using SampleLogprobs = std::vector<std::vector<std::vector<double>>>;
 std::vector<std::vector<std::vector<int64_t>>> generate_batch(
-    GPT& model, const std::vector<GenerationRequest>& requests, const SamplingOptions& opts);
+    GPT& model, const std::vector<GenerationRequest>& requests, const SamplingOptions& opts,
+    SampleLogprobs* logprobs = nullptr);
 
 // generate_batch with one sample of each prompt: prompt r is the request {prompts[r], 1,
 // opts.seed, key_stride N, key_offset r} of N = prompts.size() (the draw of (prompt r, new token

@@ -63,6 +63,7 @@ struct PpoStage::Samples {
   std::vector<size_t> prompt;                      // per row: index into prompts_
   std::vector<std::vector<int32_t>> prompt_ids;    // per row
   std::vector<std::vector<int64_t>> responses;     // per row, EOS included when drawn
+  std::vector<std::vector<double>> logprobs;       // per row: the engine's, per response token
 };
 
 // ---- construction ---------------------------------------------------------------------------
@@ -178,13 +179,15 @@ PpoStage::Samples PpoStage::sample(int64_t step, models::GPT& actor) {
                                    splitmix64(uint64_t(step) * 0x100000000ull + row))});
   }
   // Every prompt's group_size samples in one batch; each draw keyed by its prompt row's seed.
-  auto out = models::generate_batch(actor, requests, sampling_);
+  models::SampleLogprobs lp;
+  auto out = models::generate_batch(actor, requests, sampling_, &lp);
   for (size_t i = 0; i < idx.size(); ++i) {
-    for (std::vector<int64_t>& r : out[i]) {
-      LOOM_INTERNAL_ASSERT(!r.empty());
+    for (size_t j = 0; j < out[i].size(); ++j) {
+      LOOM_INTERNAL_ASSERT(!out[i][j].empty());
       s.prompt.push_back(idx[i]);
       s.prompt_ids.push_back(prompts_[idx[i]]);
-      s.responses.push_back(std::move(r));
+      s.responses.push_back(std::move(out[i][j]));
+      s.logprobs.push_back(std::move(lp[i][j]));
     }
   }
   return s;
@@ -255,6 +258,7 @@ train::StepResult PpoStage::run_step(int64_t step, double lr, train::Learner& po
   t.push_back(Clock::now());
 
   Metrics m = iteration_metrics(step, s, r, ws, sh, policy);
+  add_logprob_gap(m, s, r, policy);
   double generated = 0;  // response tokens this rank generated (EOS included)
   for (const std::vector<int64_t>& resp : s.responses) generated += double(resp.size());
   const double loss = st.policy_loss + st.value_loss + upd_.kl_coef * st.kl_loss;
@@ -313,6 +317,26 @@ Metrics PpoStage::iteration_metrics(int64_t step, const Samples& s, const Rollou
   warn_if_unhealthy({step, g[3] / N, g[2] / N, sampling_.max_new_tokens, g[0] / N, g[1] / N,
                      group_ >= 2 ? g[5] / g[7] : -1.0});
   return m;
+}
+
+// The rollout / training log-prob gap over every rank's response tokens (mean and maximum of
+// |engine - training|): the engine's draws and the loss's recomputed log-probs should agree to
+// rounding unless top-k / top-p changed the distribution the samples came from.
+void PpoStage::add_logprob_gap(Metrics& m, const Samples& s, const Rollout& r,
+                               train::Learner& policy) const {
+  std::vector<double> g = {0.0, 0.0, 0.0};
+  if (policy.model().is_last()) {
+    std::vector<int64_t> prompt_len;
+    for (const auto& p : s.prompt_ids) prompt_len.push_back(int64_t(p.size()));
+    const LogprobGap gap = logprob_gap(r, prompt_len, s.logprobs);
+    g = {gap.sum, gap.count, gap.max};
+  }
+  policy.from_last_stage(g);
+  std::vector<double> mx = {g[2]};
+  g.resize(2);
+  policy.dp_sum(g);
+  policy.dp_max(mx);
+  m.insert(m.end(), {{"logp_gap_mean", g[0] / std::max(g[1], 1.0)}, {"logp_gap_max", mx[0]}});
 }
 
 // Logs the RlHealth warnings that are new at this iteration (HealthMonitor).

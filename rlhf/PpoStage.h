@@ -11,7 +11,8 @@
 // (RolloutRewards.h) -> shaping (responses cut without EOS, over-long ones, equal-reward groups)
 // -> advantages -> epochs x mini-batches of optimizer steps (PolicyUpdate.h). Per iteration it
 // reports reward (total and per source), KL, entropy, response length, clip fractions, the
-// truncated fraction and per-phase times, logs RlHealth warnings naming the field to change, and
+// truncated fraction, the rollout / training log-prob gap and per-phase times, logs RlHealth
+// warnings naming the field to change, and
 // every ppo.sample_interval iterations writes rank 0's samples to
 // <output_dir>/samples/step_<N>.jsonl. Every model runs under the run's TP x PP x DP layout; each
 // DP rank samples its own prompts; whitening, loss normalisation and metrics sum over DP, so DP=n
@@ -60,6 +61,8 @@ class PpoStage : public ExampleStage {
   Metrics iteration_metrics(int64_t step, const Samples& s, const Rollout& r,
                             const WeightedScores& ws, const ShapedScores& sh,
                             train::Learner& policy);
+  void add_logprob_gap(Metrics& m, const Samples& s, const Rollout& r,
+                       train::Learner& policy) const;
   void warn_if_unhealthy(const RlIterationMetrics& m);
   void write_samples(int64_t step, const Samples& s, const WeightedScores& ws,
                      const ShapedScores& sh) const;

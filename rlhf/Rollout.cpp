@@ -122,6 +122,30 @@ Rollout build_rollout(RolloutModels m, const std::vector<std::vector<int32_t>>& 
   return r;
 }
 
+LogprobGap logprob_gap(const Rollout& r, const std::vector<int64_t>& prompt_len,
+                       const std::vector<std::vector<double>>& engine) {
+  LOOM_CHECK(int64_t(prompt_len.size()) == r.rows && int64_t(engine.size()) == r.rows &&
+                 int64_t(r.logp.size()) == r.rows * r.T,
+             "logprob_gap: expected ", r.rows, " rows of prompts, engine log-probs and ", r.T,
+             " training log-probs each, got ", prompt_len.size(), ", ", engine.size(), " and ",
+             r.logp.size());
+  LogprobGap g;
+  for (int64_t b = 0; b < r.rows; ++b) {
+    const std::vector<double>& e = engine[size_t(b)];
+    const int64_t first = prompt_len[size_t(b)] - 1;  // the position predicting response token 0
+    LOOM_CHECK(first >= 0 && first + int64_t(e.size()) <= r.T, "logprob_gap: row ", b, " has ",
+               e.size(), " response log-probs after a prompt of ", prompt_len[size_t(b)],
+               " tokens; expected at most ", r.T, " positions in all");
+    for (size_t k = 0; k < e.size(); ++k) {
+      const double d = std::abs(e[k] - double(r.logp[size_t(b * r.T + first + int64_t(k))]));
+      g.sum += d;
+      g.count += 1.0;
+      g.max = std::max(g.max, d);
+    }
+  }
+  return g;
+}
+
 std::vector<double> reward_model_scores(models::RewardModel& reward, ProcessGrid& grid,
                                         const Rollout& r, Device device) {
   std::vector<int64_t> last;

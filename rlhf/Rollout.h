@@ -51,6 +51,17 @@ Rollout build_rollout(RolloutModels m, const std::vector<std::vector<int32_t>>& 
                       const std::vector<std::vector<int64_t>>& responses, int64_t pad_id,
                       double temperature, Device device, int64_t vocab = 0);
 
+// How far the generation engine's log-probs of the sampled tokens lie from the training forward's
+// (r.logp): |engine - training| over every response token of this rank (last pipeline stage).
+// engine[b][k] is the log-prob of row b's response token k; row b's prompt has prompt_len[b]
+// tokens. A gap beyond rounding means rollouts were drawn off-policy (top-k / top-p, or
+// numerics that differ between the cached and the full forward).
+struct LogprobGap {
+  double sum = 0.0, count = 0.0, max = 0.0;
+};
+LogprobGap logprob_gap(const Rollout& r, const std::vector<int64_t>& prompt_len,
+                       const std::vector<std::vector<double>>& engine);
+
 // The reward model's score at each row's last token (B) on the last pipeline stage (zeros
 // elsewhere). Collective over the grid's TP and PP groups.
 std::vector<double> reward_model_scores(models::RewardModel& reward, ProcessGrid& grid,

@@ -237,6 +237,13 @@ void Learner::dp_sum(std::vector<double>& v) const {
   v = t.to_vector<double>();
 }
 
+void Learner::dp_max(std::vector<double>& v) const {
+  if (grid_.dp_size() == 1 || v.empty()) return;
+  Tensor t = Tensor::from_vector<double>(v, {int64_t(v.size())});
+  grid_.dp_group().all_reduce(t, ReduceOp::Max);
+  v = t.to_vector<double>();
+}
+
 void Learner::from_last_stage(std::vector<double>& v) const {
   if (grid_.pp_size() == 1 || v.empty()) return;
   Tensor t = Tensor::from_vector<double>(v, {int64_t(v.size())});

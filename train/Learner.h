@@ -57,6 +57,8 @@ class Learner {
   int dp_size() const { return grid_.dp_size(); }
   // Sum over ranks of the DP group of `v` (element-wise, in place): stage metrics.
   void dp_sum(std::vector<double>& v) const;
+  // Maximum over ranks of the DP group of `v` (element-wise, in place).
+  void dp_max(std::vector<double>& v) const;
   // `v` from the last pipeline stage to every stage (in place): what only the last stage knows.
   void from_last_stage(std::vector<double>& v) const;
 

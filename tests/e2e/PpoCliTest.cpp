@@ -101,7 +101,7 @@ TEST_F(PpoCliTest, MetricsAreFiniteAndTheScoreRises) {
   const std::string m = file("ppo/metrics.jsonl");
   for (const char* key : {"loss", "lr", "kl", "kl_coef", "policy_loss", "value_loss", "entropy",
                           "clip_fraction", "gen_s", "gen_tokens_per_s", "train_s",
-                          "response_length"}) {
+                          "response_length", "logp_gap_mean", "logp_gap_max"}) {
     std::vector<double> v = values_of(m, key);
     ASSERT_EQ(v.size(), 16u) << key;
     for (double x : v) EXPECT_TRUE(std::isfinite(x)) << key;
@@ -115,6 +115,8 @@ TEST_F(PpoCliTest, MetricsAreFiniteAndTheScoreRises) {
     EXPECT_LE(x, 1.0);
   }
   for (double x : values_of(m, "entropy")) EXPECT_GE(x, 0.0);
+  // The engine samples the training distribution (no top-k / top-p): f32 rounding apart.
+  for (double x : values_of(m, "logp_gap_max")) EXPECT_LT(x, 1e-4);
   // The first iteration's rollout comes from the SFT weights, which are also the reference.
   EXPECT_NEAR(values_of(m, "kl").front(), 0.0, 1e-4);  // f32 forwards of identical weights
   std::vector<double> score = values_of(m, "score_mean");

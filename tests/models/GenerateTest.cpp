@@ -229,6 +229,26 @@ TEST(GenerateTest, TemperatureAndVocabLimitShapeTheDistribution) {
   EXPECT_EQ(sample_token(logits, o, 0.5), 1);
 }
 
+TEST(GenerateTest, SamplingLogprobIsTheLogOfTheDrawnDistribution) {
+  const std::vector<double> logits = {1.0, 3.0, 2.0, 10.0};
+  SamplingOptions o;
+  o.temperature = 2.0;
+  o.vocab_size = 3;  // id 3 (padding) is outside the distribution
+  const double z = std::exp(0.5) + std::exp(1.5) + std::exp(1.0);
+  // log softmax(logits / T) in double: a few roundings of numbers of size ~1
+  EXPECT_NEAR(sampling_logprob(logits, o, 1), 1.5 - std::log(z), 1e-14);
+  EXPECT_NEAR(sampling_logprob(logits, o, 0), 0.5 - std::log(z), 1e-14);
+  EXPECT_THROW(sampling_logprob(logits, o, 3), ValueError);
+  o.top_k = 2;  // ids 1 and 2 renormalised; id 0 cannot be drawn
+  EXPECT_NEAR(sampling_logprob(logits, o, 1), 1.5 - std::log(std::exp(1.5) + std::exp(1.0)),
+              1e-14);
+  EXPECT_EQ(sampling_logprob(logits, o, 0), -std::numeric_limits<double>::infinity());
+  o.top_k = 0;
+  o.temperature = 0.0;  // greedy: the argmax with probability 1
+  EXPECT_EQ(sampling_logprob(logits, o, 1), 0.0);
+  EXPECT_EQ(sampling_logprob(logits, o, 2), -std::numeric_limits<double>::infinity());
+}
+
 TEST(GenerateTest, SampleTokenIsTheInverseCdf) {
   const std::vector<double> logits = {std::log(0.3), std::log(0.5), std::log(0.2)};
   SamplingOptions o;  // sorted: id 1 (0.5), id 0 (0.3), id 2 (0.2)
@@ -443,6 +463,40 @@ TEST(GenerateTest, SampledBatchEqualsOneSequenceAtATimeGpt2AndLlama) {
     o.top_k = 20;
     o.max_new_tokens = 9;
     expect_batch_equals_one_at_a_time(model, o);
+  }
+}
+
+TEST(GenerateTest, BatchLogprobsAreTheFullForwardLogSoftmaxOfEachDrawnToken) {
+  GPT model(tiny_config(), {}, DType::F64);
+  model.init_weights(23);
+  SamplingOptions o;
+  o.temperature = 0.7;
+  o.max_new_tokens = 9;
+  o.vocab_size = 60;  // the last 4 rows are padding
+  const std::vector<GenerationRequest> reqs = ragged_requests();
+  SampleLogprobs lp;
+  const auto out = generate_batch(model, reqs, o, &lp);
+  ASSERT_EQ(lp.size(), reqs.size());
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_EQ(lp[i].size(), out[i].size());
+    for (size_t j = 0; j < out[i].size(); ++j) {
+      ASSERT_EQ(lp[i][j].size(), out[i][j].size());
+      std::vector<int64_t> seq = reqs[i].prompt;
+      for (size_t s = 0; s < out[i][j].size(); ++s) {
+        const int64_t T = int64_t(seq.size());
+        const std::vector<double> row = model.forward(Tensor::from_vector(seq, {1, T}))
+                                            .select(1, T - 1)
+                                            .to_vector<double>();
+        const int64_t tok = out[i][j][s];
+        double z = 0.0;
+        for (int64_t v = 0; v < o.vocab_size; ++v) z += std::exp(row[size_t(v)] / o.temperature);
+        // f64 cached vs full logits differ by ~1e-15 (CachedLogitsEqualFullForwardF64)
+        EXPECT_NEAR(lp[i][j][s], row[size_t(tok)] / o.temperature - std::log(z), 1e-12)
+            << "request " << i << " sample " << j << " token " << s;
+        seq.push_back(tok);
+      }
+    }
   }
 }
 

@@ -11,6 +11,7 @@
 #include "config/ConfigLoader.h"
 #include "core/autograd/GradMode.h"
 #include "core/ops/Elementwise.h"
+#include "models/Generate.h"
 #include "parallel/comm/FakeCommunicator.h"
 #include "rlhf/Advantages.h"
 #include "rlhf/Losses.h"
@@ -128,6 +129,60 @@ TEST(PpoStageTest, LogProbsCoverOnlyTheSampledVocabulary) {
     EXPECT_NEAR(r.logp[size_t(6 + t)], lp[size_t(t)], 1e-5) << t;  // f32, other batch shape
     EXPECT_GT(r.logp[size_t(6 + t)], full[size_t(t)]) << t;  // the padding mass is left out
   }
+}
+
+// The engine's log-probs of its own draws against the training forward's (build_rollout) for
+// the same tokens: rounding apart when the engine samples the training distribution; top-k
+// sampling renormalises over 2 of 28 tokens, which the gap shows as -log(their mass) per token.
+TEST(PpoStageTest, RolloutTrainingLogprobGapIsRoundingUnlessTopKChangesTheDistribution) {
+  Models m(/*ref_seed=*/7);
+  models::SamplingOptions o;
+  o.max_new_tokens = 5;
+  o.temperature = 0.9;
+  o.vocab_size = 28;
+  o.eos_id = kPad;
+  std::vector<models::GenerationRequest> reqs;
+  std::vector<int64_t> prompt_len;
+  for (const auto& p : kPrompts) {
+    reqs.push_back({std::vector<int64_t>(p.begin(), p.end()), 2, 5, 0, 0});
+    prompt_len.insert(prompt_len.end(), 2, int64_t(p.size()));
+  }
+  auto gap_of = [&](const models::SamplingOptions& opts) {
+    models::SampleLogprobs lp;
+    const auto out = models::generate_batch(*m.actor, reqs, opts, &lp);
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<std::vector<int64_t>> responses;
+    std::vector<std::vector<double>> engine;
+    for (size_t i = 0; i < out.size(); ++i)
+      for (size_t j = 0; j < out[i].size(); ++j) {
+        prompts.push_back(kPrompts[i]);
+        responses.push_back(out[i][j]);
+        engine.push_back(lp[i][j]);
+      }
+    const Rollout r = build_rollout(m.get(), prompts, responses, kPad, opts.temperature,
+                                    Device::cpu(), opts.vocab_size);
+    return logprob_gap(r, prompt_len, engine);
+  };
+  const LogprobGap same = gap_of(o);
+  EXPECT_EQ(same.count, 20.0);  // 4 samples x 5 tokens: EOS (31) lies beyond vocab_size 28
+  EXPECT_LT(same.max, 1e-5);    // f32 cached vs full forward (GenerateTest: observed 8e-7)
+  o.top_k = 2;
+  const LogprobGap topk = gap_of(o);
+  EXPECT_GT(topk.sum / topk.count, 1.0);  // tiny random model: 2 of 28 tokens hold far below e^-1
+  EXPECT_GE(topk.max, topk.sum / topk.count);
+}
+
+TEST(PpoStageTest, LogprobGapPairsEachEngineLogprobWithItsResponsePosition) {
+  Rollout r;
+  r.rows = 2;
+  r.T = 4;
+  r.logp = {0.f, -1.f, -2.f, 0.f,    // row 0: prompt of 2 tokens, response tokens at t = 1, 2
+            -0.5f, 0.f, 0.f, 0.f};   // row 1: prompt of 1 token, one response token at t = 0
+  const LogprobGap g = logprob_gap(r, {2, 1}, {{-1.25, -2.0}, {-0.25}});
+  EXPECT_EQ(g.count, 3.0);
+  EXPECT_DOUBLE_EQ(g.sum, 0.5);  // 0.25 + 0 + 0.25, exact in binary
+  EXPECT_DOUBLE_EQ(g.max, 0.25);
+  EXPECT_THROW(logprob_gap(r, {4, 1}, {{-1.0, -2.0}, {-0.25}}), ValueError);  // past T
 }
 
 TEST(PpoStageTest, ShapingPenalisesOrMasksResponsesWithoutEosAndOverlongOnes) {
