@@ -117,6 +117,11 @@ std::string save_checkpoint(const std::string& root, const Checkpoint& ckpt, int
 // Temporary directories (step_*.tmp-PID) never count.
 std::string find_latest_checkpoint(const std::string& root);
 
+// The step directory a Loom checkpoint path stands for: `path` itself when it holds MANIFEST.json,
+// else find_latest_checkpoint(path) (a checkpoint root). "" when it is neither (missing, not a
+// directory, or a root without checkpoints): the caller names what it expected.
+std::string checkpoint_step_dir(const std::string& path);
+
 // Like find_latest_checkpoint + load_checkpoint, but a candidate that fails to load (a hash
 // mismatch, a missing required tensor) is skipped with a warning naming why, trying older complete
 // checkpoints by write order. std::nullopt when root holds no checkpoint; CheckpointError listing

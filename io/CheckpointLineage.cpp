@@ -249,6 +249,13 @@ std::string find_latest_checkpoint(const std::string& root) {
   return dirs.front();
 }
 
+std::string checkpoint_step_dir(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return "";
+  if (fs::exists(fs::path(path) / "MANIFEST.json", ec)) return path;
+  return find_latest_checkpoint(path);
+}
+
 std::optional<Checkpoint> load_latest_checkpoint(const std::string& root, const LoadOptions& opts,
                                                  std::string* dir_out) {
   std::vector<std::string> problems;

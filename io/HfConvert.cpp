@@ -506,11 +506,8 @@ models::GPTConfig checkpoint_gpt_config(const Checkpoint& ck, const std::string&
 
 void convert_loom_to_hf(const std::string& ckpt_dir, const std::string& out_dir,
                         const HfExportOptions& opts) {
-  std::string dir = ckpt_dir;
-  if (!fs::exists(fs::path(dir) / "MANIFEST.json")) {
-    dir = find_latest_checkpoint(ckpt_dir);
-    if (dir.empty()) fail(ckpt_dir + ": no complete Loom checkpoint here");
-  }
+  const std::string dir = checkpoint_step_dir(ckpt_dir);
+  if (dir.empty()) fail(ckpt_dir + ": no complete Loom checkpoint here");
   Checkpoint ck = load_checkpoint(dir, LoadOptions::weights_only());
   merge_lora_checkpoint(ck, dir);  // a LoRA run's adapters merged into its base: a plain model
   int64_t vocab = 0;

@@ -114,7 +114,7 @@ std::optional<config::ModelConfig> source_model(const std::string& init, std::st
   }
   if (init.empty() || init[0] == '@' || !fs::is_directory(init)) return std::nullopt;
   // A step directory, or a root whose newest complete checkpoint is used (as when loading).
-  where = fs::exists(fs::path(init) / "MANIFEST.json") ? init : find_latest_checkpoint(init);
+  where = checkpoint_step_dir(init);
   if (where.empty()) return std::nullopt;
   const CheckpointMeta meta = read_checkpoint_meta(where);
   auto it = meta.entries.find("config");

@@ -23,9 +23,7 @@ bool ends_with(const std::string& s, const std::string& tail) {
 
 // The step directory of a Loom checkpoint `source` (itself, or the latest under a root).
 std::string step_dir_of(const std::string& source, const std::string& dir) {
-  std::string step = source;
-  if (!std::filesystem::exists(std::filesystem::path(step) / "MANIFEST.json"))
-    step = find_latest_checkpoint(source);
+  const std::string step = checkpoint_step_dir(source);
   LOOM_CHECK_T(CheckpointError, !step.empty(), "checkpoint ", dir, ": its base model init_from=",
                source, " holds no complete Loom checkpoint");
   return step;

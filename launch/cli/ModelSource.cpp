@@ -16,11 +16,32 @@ namespace fs = std::filesystem;
 
 std::string resolve_step_dir(const std::string& who, const std::string& dir) {
   LOOM_CHECK_T(CheckpointError, fs::is_directory(dir), who, " ", dir, " is not a directory");
-  if (fs::exists(fs::path(dir) / "MANIFEST.json")) return dir;
-  std::string latest = io::find_latest_checkpoint(dir);
-  LOOM_CHECK_T(CheckpointError, !latest.empty(), who, ": expected a checkpoint step_* ",
+  std::string step = io::checkpoint_step_dir(dir);
+  LOOM_CHECK_T(CheckpointError, !step.empty(), who, ": expected a checkpoint step_* ",
                "directory or a root holding a complete one, got ", dir, " (no checkpoint found)");
-  return latest;
+  return step;
+}
+
+std::vector<std::pair<const char*, std::string*>> checkpoint_fields(config::RunConfig& c) {
+  std::vector<std::pair<const char*, std::string*>> out;
+  if (c.has_init_from()) out.emplace_back("init_from", c.mutable_init_from());
+  if (c.ppo().has_reward_model())
+    out.emplace_back("ppo.reward_model", c.mutable_ppo()->mutable_reward_model());
+  if (c.ppo().has_critic_init())
+    out.emplace_back("ppo.critic_init", c.mutable_ppo()->mutable_critic_init());
+  if (c.dpo().has_reference()) out.emplace_back("dpo.reference", c.mutable_dpo()->mutable_reference());
+  return out;
+}
+
+void resolve_checkpoint_roots(config::RunConfig& c) {
+  for (auto& [field, value] : checkpoint_fields(c)) {
+    if (value->empty() || (*value)[0] == '@' || value->rfind("hf:", 0) == 0) continue;
+    const std::string step = io::checkpoint_step_dir(*value);
+    LOOM_CHECK_T(CheckpointError, !step.empty() || !fs::is_directory(*value), field, "=", *value,
+                 ": expected a Loom checkpoint (a step_* directory with MANIFEST.json, or a ",
+                 "checkpoint root holding one), got a directory with neither");
+    if (!step.empty()) *value = step;
+  }
 }
 
 config::RunConfig checkpoint_config(const io::CheckpointReader& ck, const std::string& who) {

@@ -7,6 +7,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "config/Config.pb.h"
 #include "core/tensor/Device.h"
@@ -18,6 +20,15 @@ namespace loom::cli {
 // DIR itself when it holds a manifest, else the newest complete checkpoint under DIR;
 // CheckpointError naming DIR otherwise. `who` prefixes messages ("loom generate: --checkpoint").
 std::string resolve_step_dir(const std::string& who, const std::string& dir);
+
+// The run's checkpoint-path fields that are set (init_from, ppo.reward_model, ppo.critic_init,
+// dpo.reference): (field name, its value), to read or rewrite.
+std::vector<std::pair<const char*, std::string*>> checkpoint_fields(config::RunConfig& c);
+
+// Each of those fields naming a checkpoint root (a directory of step_* checkpoints, as
+// checkpoint.dir writes them) becomes the step directory loading would take (io::
+// checkpoint_step_dir); "hf:DIR", "@stage" and paths that are no checkpoint stay as they are.
+void resolve_checkpoint_roots(config::RunConfig& c);
 
 // The RunConfig a checkpoint was trained with (its meta "config"); CheckpointError if absent.
 config::RunConfig checkpoint_config(const io::CheckpointReader& ck, const std::string& who);

@@ -25,6 +25,7 @@
 #include "core/util/StopSignal.h"
 #include "launch/cli/Cli.h"
 #include "launch/cli/Commands.h"
+#include "launch/cli/ModelSource.h"
 #include "config/ConfigDefaults.h"
 #include "config/ConfigLoader.h"
 #include "config/ConfigOverride.h"
@@ -102,31 +103,11 @@ bool valid_stage_name(const std::string& s) {
   return true;
 }
 
-// The checkpoint fields that may name an earlier stage ("@name"), when set.
-constexpr const char* kRefFields[] = {"init_from", "ppo.reward_model", "ppo.critic_init",
-                                      "dpo.reference"};
-std::string* ref_slot(RunConfig& c, int i) {
-  switch (i) {
-    case 0:
-      return c.has_init_from() ? c.mutable_init_from() : nullptr;
-    case 1:
-      return c.ppo().has_reward_model() ? c.mutable_ppo()->mutable_reward_model() : nullptr;
-    case 2:
-      return c.ppo().has_critic_init() ? c.mutable_ppo()->mutable_critic_init() : nullptr;
-    case 3:
-      return c.dpo().has_reference() ? c.mutable_dpo()->mutable_reference() : nullptr;
-    default:
-      LOOM_INTERNAL_ASSERT(false, "ref_slot: no field ", i);
-  }
-  return nullptr;
-}
-
 // Replaces "@name" in the reference fields by that earlier stage's final checkpoint.
 void resolve_references(RunConfig& c, const std::string& stage, const std::vector<StagePlan>& done,
                         const Pipeline& p) {
-  for (int i = 0; i < int(std::size(kRefFields)); ++i) {
-    std::string* v = ref_slot(c, i);
-    if (v == nullptr || v->empty() || (*v)[0] != '@') continue;
+  for (auto& [field, v] : checkpoint_fields(c)) {
+    if (v->empty() || (*v)[0] != '@') continue;
     const std::string ref = v->substr(1);
     const StagePlan* hit = nullptr;
     for (const StagePlan& s : done)
@@ -139,7 +120,7 @@ void resolve_references(RunConfig& c, const std::string& stage, const std::vecto
     for (const StagePlan& s : done) earlier += (earlier.empty() ? "" : ", ") + s.name;
     bool later = false;
     for (const PipelineStage& s : p.stage()) later = later || s.name() == ref;
-    LOOM_CHECK_T(ConfigError, false, "pipeline: stage \"", stage, "\": ", kRefFields[i], "=\"@",
+    LOOM_CHECK_T(ConfigError, false, "pipeline: stage \"", stage, "\": ", field, "=\"@",
                  ref, "\": expected the name of an earlier stage (",
                  earlier.empty() ? std::string("none") : earlier, "), got \"", ref, "\"",
                  later ? " (a stage can only use checkpoints of stages listed before it)" : "");
@@ -316,7 +297,9 @@ int run_pipeline(const Verb& a, std::shared_ptr<Communicator> world) {
                     s.cfg.output_dir().c_str());
         std::fflush(stdout);
       }
-      train::TrainSummary sum = train::Trainer(s.cfg, world, rlhf::make_stage).run();
+      RunConfig cfg = s.cfg;  // checkpoint roots as the step directories they stand for
+      resolve_checkpoint_roots(cfg);
+      train::TrainSummary sum = train::Trainer(cfg, world, rlhf::make_stage).run();
       if (sum.stop_signal != 0) {
         if (writer)
           std::printf("loom pipeline: stage %s stopped by %s after step %lld; checkpoint %s (run "

@@ -19,6 +19,7 @@
 #include "rlhf/Stages.h"
 #include "core/util/StopSignal.h"
 #include "train/MemoryPlan.h"
+#include "launch/cli/ModelSource.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -41,6 +42,7 @@ config::RunConfig resolve_from(const Verb& a, const std::string& verb, int world
 // One training run; `world` is null for a single process. Prints only on the writing rank.
 int train_with(const Verb& a, std::shared_ptr<Communicator> world) {
   config::RunConfig cfg = resolve_from(a, "train", world ? world->size() : 1);
+  resolve_checkpoint_roots(cfg);
   train::Trainer trainer(cfg, world, rlhf::make_stage);
   const bool out = trainer.is_writer();
   if (out)
