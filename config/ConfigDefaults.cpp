@@ -129,7 +129,8 @@ void parallel_and_batch_defaults(RunConfig& cfg, int world_size) {
 void optimizer_defaults(RunConfig& cfg) {
   OptimizerConfig& o = *cfg.mutable_optimizer();
   LOOM_CFG_DEFAULT(o, type, OptimizerConfig::ADAMW);
-  LOOM_CFG_DEFAULT(o, lr, 6e-4);
+  // RL moves a trained policy on noisy rewards: a smaller step than pretraining's (issue 14)
+  LOOM_CFG_DEFAULT(o, lr, cfg.stage() == RunConfig::PPO ? 1e-4 : 6e-4);
   LOOM_CFG_DEFAULT(o, beta1, 0.9);
   LOOM_CFG_DEFAULT(o, beta2, 0.95);
   LOOM_CFG_DEFAULT(o, eps, 1e-8);
@@ -245,7 +246,7 @@ void ppo_defaults(RunConfig& cfg) {
   LOOM_CFG_DEFAULT(p, clip, 0.2);
   LOOM_CFG_DEFAULT(p, clip_high, p.clip());
   LOOM_CFG_DEFAULT(p, epochs, 4);
-  LOOM_CFG_DEFAULT(p, mini_batches, 4);
+  LOOM_CFG_DEFAULT(p, mini_batches, 1);
   LOOM_CFG_DEFAULT(p, loss_aggregation, PpoConfig::TOKEN_MEAN);
   LOOM_CFG_DEFAULT(p, truncated_responses, PpoConfig::MASK);
   LOOM_CFG_DEFAULT(p, missing_eos_penalty, 0.0);
@@ -261,7 +262,7 @@ void ppo_defaults(RunConfig& cfg) {
   LOOM_CFG_DEFAULT(r, temperature, 1.0);
   LOOM_CFG_DEFAULT(r, top_k, 0);
   LOOM_CFG_DEFAULT(r, top_p, 1.0);
-  LOOM_CFG_DEFAULT(r, batch_size, 8);
+  LOOM_CFG_DEFAULT(r, batch_size, 32);
 }
 
 void dpo_defaults(RunConfig& cfg) {

@@ -206,7 +206,7 @@ const std::vector<InvalidCase>& invalid_cases() {
         "ppo.scale_by_std is set"}},
       {"rl_mini_batches_not_dividing_the_samples",
        1,
-       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm", "ppo.algorithm=rloo", "ppo.group_size=3", "ppo.rollout.batch_size=2"},
+       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm", "ppo.algorithm=rloo", "ppo.group_size=3", "ppo.rollout.batch_size=2", "ppo.mini_batches=4"},
        {"ppo.mini_batches=4: expected a divisor of ppo.rollout.batch_size * ppo.group_size = 6"}},
       {"missing_eos_penalty_on_masked_responses",
        1,
