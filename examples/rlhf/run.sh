@@ -3,11 +3,13 @@
 # pipeline`. ALGO=ppo (default): pipeline.pbtxt in two legs: pretrain -> sft; SFT samples labelled
 # by the checker (label_samples.sh, InstructGPT's comparison data) -> reward -> ppo. ALGO=grpo:
 # pipeline_grpo.pbtxt: pretrain -> sft -> grpo with a rule reward (exact match, no reward model).
+# ALGO=required: the PPO path's data, then pipeline_required.pbtxt: a PPO and a GRPO stage with
+# only their required fields (Loom's RL defaults otherwise).
 # Then measures the true accuracy of SFT and the RL policy (greedy `loom generate`), the reward
 # model's pairwise accuracy on held-out preference pairs (ppo) and the policy's KL to the SFT
 # reference.
-# Usage: [SEED=1] [ALGO=ppo|grpo] run.sh [WORK_DIR] [loom pipeline args...]
-# (default WORK_DIR out/rlhf, out/rlhf-grpo for grpo); resumes.
+# Usage: [SEED=1] [ALGO=ppo|grpo|required] run.sh [WORK_DIR] [loom pipeline args...]
+# (default WORK_DIR out/rlhf, out/rlhf-grpo for grpo, out/rlhf-required); resumes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -16,7 +18,12 @@ algo=${ALGO:-ppo}
 case $algo in
   ppo) pipeline=$here/pipeline.pbtxt; default_work=$root/out/rlhf ;;
   grpo) pipeline=$here/pipeline_grpo.pbtxt; default_work=$root/out/rlhf-grpo ;;
-  *) echo "run.sh: expected ALGO ppo or grpo, got '$algo'" >&2; exit 2 ;;
+  required) pipeline=$here/pipeline_required.pbtxt; default_work=$root/out/rlhf-required ;;
+  *) echo "run.sh: expected ALGO ppo, grpo or required, got '$algo'" >&2; exit 2 ;;
+esac
+case $algo in  # the RL stages to evaluate
+  required) rl_stages="ppo_required grpo_required" ;;
+  *) rl_stages=$algo ;;
 esac
 work=${1:-$default_work}
 shift || true
@@ -37,7 +44,7 @@ if [ "$algo" = grpo ]; then
   echo "== 2/4 pipeline: pretrain -> sft -> grpo (exact-match reward)"
   "$loom" pipeline "$pipeline" --set seed="$seed" "$@"
 else
-  echo "== 2/4 pipeline: pretrain -> sft, SFT samples labelled by the checker, reward -> ppo"
+  echo "== 2/4 pipeline: pretrain -> sft, SFT samples labelled by the checker, reward -> $rl_stages"
   "$loom" pipeline "$pipeline" --set seed="$seed" --until sft "$@"
   if [ ! -s data/pref_rm.jsonl ]; then
     "$here/label_samples.sh" "$loom" runs/sft/checkpoints data/prompts.jsonl data/eval.tsv \
@@ -69,19 +76,22 @@ mean_last() {  # mean of the last N values of a metric
 }
 
 echo "== 3/4 held-out evaluation"
-rl=${algo^^}  # PPO or GRPO
-sft_acc=$(accuracy runs/sft/checkpoints data/eval.tsv)
-rl_acc=$(accuracy "runs/$algo/checkpoints" data/eval.tsv)
-sft_held=$(accuracy runs/sft/checkpoints data/eval_heldout.tsv)
-rl_held=$(accuracy "runs/$algo/checkpoints" data/eval_heldout.tsv)
 first_mean() {  # mean of the first N values of a metric
   grep -o "\"$2\": [-0-9.eE+na]*" "$1" | head -n "$3" | awk '{ s += $2 } END { printf "%.4f", s / NR }'
 }
+sft_acc=$(accuracy runs/sft/checkpoints data/eval.tsv)
+sft_held=$(accuracy runs/sft/checkpoints data/eval_heldout.tsv)
+results=()
+for st in $rl_stages; do
+  rl=${st^^}  # PPO, GRPO, PPO_REQUIRED, GRPO_REQUIRED
+  results+=("$(printf '%-52s %s' "$rl true accuracy (all 100 prompts):" \
+                 "$(accuracy "runs/$st/checkpoints" data/eval.tsv)")"
+            "SFT / $rl true accuracy (20 prompts in no SFT or RL data): $sft_held / $(accuracy "runs/$st/checkpoints" data/eval_heldout.tsv)"
+            "$st: score_mean first / last 10 iterations: $(first_mean "runs/$st/metrics.jsonl" score_mean 10) / $(mean_last "runs/$st/metrics.jsonl" score_mean 10); KL to the SFT reference, last 10: $(mean_last "runs/$st/metrics.jsonl" kl 10)")
+done
 echo "== 4/4 results ($((SECONDS - start)) s)"
-if [ "$algo" = ppo ]; then
+if [ "$algo" != grpo ]; then
   echo "reward: pairwise accuracy / mean margin, 200 held-out pairs: $(last_metric runs/reward/metrics.jsonl val_accuracy) / $(last_metric runs/reward/metrics.jsonl val_margin)"
 fi
-printf '%-52s %s\n' "SFT true accuracy (all 100 prompts):" "$sft_acc" \
-  "$rl true accuracy (all 100 prompts):" "$rl_acc"
-echo "SFT / $rl true accuracy (20 prompts in no SFT or RL data): $sft_held / $rl_held"
-echo "$algo: score_mean first / last 10 iterations: $(first_mean "runs/$algo/metrics.jsonl" score_mean 10) / $(mean_last "runs/$algo/metrics.jsonl" score_mean 10); KL to the SFT reference, last 10: $(mean_last "runs/$algo/metrics.jsonl" kl 10)"
+printf '%-52s %s\n' "SFT true accuracy (all 100 prompts):" "$sft_acc"
+printf '%s\n' "${results[@]}"
