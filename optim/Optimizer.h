@@ -68,7 +68,8 @@ class Optimizer {
   ParamState& state(const std::string& name);
   const std::map<std::string, ParamState>& states() const { return state_; }
   // The state of every parameter as one tensor per buffer with the parameter's shape, for a
-  // checkpoint (ZeRO-1 assembles its shards here: collective over its data-parallel group).
+  // checkpoint (ZeRO-1 gathers its shards on DP rank 0 here, collective over its data-parallel
+  // group; its other ranks get the steps alone).
   virtual std::map<std::string, ParamState> export_states() { return state_; }
   // The buffers a parameter's state holds once it has been updated ("exp_avg", "exp_avg_sq" for
   // AdamW; "momentum_buffer" for SGD with momentum): what a checkpoint must carry for it.

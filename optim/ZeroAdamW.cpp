@@ -105,18 +105,37 @@ void ZeroAdamW::step() {
 std::map<std::string, ParamState> ZeroAdamW::export_states() {
   NoGradGuard no_grad;
   std::map<std::string, ParamState> out;
-  Tensor m_full = Tensor::zeros({shard_ * dp_.size()}, m_shard_.dtype(), m_shard_.device());
-  Tensor v_full = Tensor::zeros({shard_ * dp_.size()}, v_shard_.dtype(), v_shard_.device());
-  dp_.all_gather(m_full, m_shard_);
-  dp_.all_gather(v_full, v_shard_);
-  if (step_count_ == 0) return out;  // like AdamW: no state before the first update
+  if (step_count_ == 0) return out;  // like AdamW: no state before the first update (every rank)
+  // The moments meet on DP rank 0, the rank that writes them; the others send their shards and
+  // never hold more than those.
+  constexpr int kTagM = 7301, kTagV = 7302;
+  const int n = dp_.size();
+  const bool root = dp_.rank() == 0;
+  Tensor m_full, v_full;
+  if (root) {
+    m_full = Tensor::empty({shard_ * n}, m_shard_.dtype(), m_shard_.device());
+    v_full = Tensor::empty({shard_ * n}, v_shard_.dtype(), v_shard_.device());
+    m_full.narrow(0, 0, shard_).copy_(m_shard_);
+    v_full.narrow(0, 0, shard_).copy_(v_shard_);
+    Tensor part = Tensor::empty({shard_}, m_shard_.dtype(), m_shard_.device());
+    for (int r = 1; r < n; ++r) {
+      dp_.recv(part, r, kTagM);
+      m_full.narrow(0, r * shard_, shard_).copy_(part);
+      dp_.recv(part, r, kTagV);
+      v_full.narrow(0, r * shard_, shard_).copy_(part);
+    }
+  } else {
+    dp_.send(m_shard_, 0, kTagM);
+    dp_.send(v_shard_, 0, kTagV);
+  }
   for (const Slot& s : slots_) {
     ParamState st;
     st.step = step_count_;
     const Shape& shape = s.param.shape();
-    // Views into the gathered moments: no second copy of the state.
-    st.buffers["exp_avg"] = m_full.narrow(0, s.offset, s.param.numel()).view(shape);
-    st.buffers["exp_avg_sq"] = v_full.narrow(0, s.offset, s.param.numel()).view(shape);
+    if (root) {  // views into the gathered moments: no second copy of the state
+      st.buffers["exp_avg"] = m_full.narrow(0, s.offset, s.param.numel()).view(shape);
+      st.buffers["exp_avg_sq"] = v_full.narrow(0, s.offset, s.param.numel()).view(shape);
+    }
     out[s.name] = std::move(st);
   }
   return out;

@@ -29,7 +29,8 @@ class ZeroAdamW : public Optimizer {
   // Collective over dp: updates this rank's shard, then all-gathers every parameter.
   void step() override;
   std::vector<std::string> state_keys() const override { return {"exp_avg", "exp_avg_sq"}; }
-  // Collective: the logical per-parameter moments on every rank.
+  // Collective over dp: the logical per-parameter moments on DP rank 0 (gathered there: the
+  // rank that saves them); on the others the same steps without buffers.
   std::map<std::string, ParamState> export_states() override;
   // Takes this rank's shard of a logical state.
   void import_states(std::map<std::string, ParamState> states, int64_t step_count) override;

@@ -92,6 +92,12 @@ TEST(ZeroAdamW, StateSavedAtDp2ContinuesAtDp3) {
     if (c.rank() == 0) {
       saved = st;
       for (auto& [n, p] : ps) params_after.push_back(p.detach().clone());
+    } else {  // the moments meet on rank 0 alone; the others know the steps
+      ASSERT_EQ(st.size(), 3u);
+      for (const auto& [name, s] : st) {
+        EXPECT_EQ(s.step, 2) << name;
+        EXPECT_TRUE(s.buffers.empty()) << name;
+      }
     }
   });
   ASSERT_EQ(saved.size(), 3u);
