@@ -83,6 +83,21 @@ TEST(CliErrorsTest, TruncatedCheckpointIsRejectedWithExitCode3) {
   expect_contains(r, {"tensors-r00000.h5", "truncated"});
 }
 
+// Found by the drills (scripts/drills.sh, a full tmpfs): a checkpoint write that fails made
+// H5Fclose fail, and libhdf5's atexit teardown then crashed (SIGSEGV, exit 139) after the error
+// was printed. A file-size limit makes the same write fail without root (SIGXFSZ ignored, so the
+// write returns EFBIG).
+TEST(CliErrorsTest, ACheckpointWriteThatFailsIsACheckpointErrorNotACrash) {
+  TempDir d("write_fails");
+  write_random_dataset(d.file("train.h5"), 2000, 64);
+  write_random_dataset(d.file("val.h5"), 500, 64);
+  write_file(d.file("c.pbtxt"), tiny_config(d, 4));  // the first checkpoint: step 4
+  RunResult r = run_shell("bash -c \"trap '' XFSZ; ulimit -f 64; exec " + std::string(LOOM_BIN) +
+                          " train " + d.file("c.pbtxt") + "\"");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  expect_contains(r, {"loom: error: checkpoint: ", d.file("run/checkpoints/step_00000004")});
+}
+
 TEST(CliErrorsTest, UnknownVerbAndFlag) {
   RunResult v = run_loom("fly");
   EXPECT_EQ(v.exit_code, 2);
