@@ -133,7 +133,7 @@ std::vector<std::string> Cli::resolve(int argc, char** argv, const Verb*& chosen
 int Cli::run(int argc, char** argv) {
   if (argc < 2 || (argc == 2 && std::strcmp(argv[1], "help") == 0)) {
     std::fputs(help().c_str(), stdout);
-    return argc < 2 ? 1 : 0;
+    return argc < 2 ? 2 : 0;  // no command is a command-line error (README's exit codes)
   }
   const Verb* chosen = nullptr;
   std::string path;
