@@ -75,6 +75,17 @@ post_stopped_at_step() {  # the run stopped with a complete checkpoint of its la
   [ "$last" -lt "$LONG_STEPS" ] || { echo "the signal came after the run ended"; return 1; }
 }
 
+# A second signal while the first is handled exits at once without a checkpoint (128 + signal):
+# the newest checkpoint must still be complete. If the first had already ended the run, exit 7.
+post_double() {
+  local root=$W/o/$1/checkpoints l
+  grep -q 'second stop signal' "$2" || { post_stopped_at_step "$@"; return; }
+  l=$(cat "$root/latest" 2>/dev/null)
+  [ -f "$root/$l/MANIFEST.json" ] || { echo "latest '$l' is not a complete checkpoint"; return 1; }
+  if compgen -G "$root/*.tmp-*" >/dev/null; then echo "(a temp dir is left until the next save)"; fi
+  return 0
+}
+
 drills_kill() {
   local dir cfg
   long_config "$W/o/ref-long" >"$W/o/ref-long.pbtxt"
@@ -89,6 +100,7 @@ drills_kill() {
     long_config "$dir" >"$dir.pbtxt"
     local post=post_stopped_at_step
     [ "$exp" = nz ] && post=""
+    [ "$id" = double-term ] && post=post_double
     D_SIGOK=1 D_NOERR=1 D_POST=$post d "fault-$id" "$cat" "$exp" "" bash -c \
       "$(fault_script "$dir" "$sig" "$3" "" "$LOOM" train "$dir.pbtxt")"
     REF=ref-long D_POST=post_resumed_same d "fault-$id-resume" "$cat" 0 "" "$LOOM" train \
