@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Checkpoint drills (sourced by scripts/drills.sh), each on a fresh copy of the base run's
 # checkpoints (steps 2, 4, 6, 8): a bit flip, truncation or removal of each file, an edited or
 # broken manifest, a missing optimizer tensor with the manifest re-hashed (D13), `latest` naming

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Command-line drills (sourced by scripts/drills.sh): --help on loom and every command (exit 0 with
 # a usage text), unknown commands, out-of-range and malformed flag values of generate, eval,
 # convert, bench, plan, launch and pipeline (exit 2 naming the flag), bench limits (bf16 on the

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Drill runner helpers, sourced by scripts/drills.sh: `d` runs one drill (a command under
 # `timeout`) and prints its JSON verdict line; `skip` records a drill that could not run; `sel`
 # says whether an id matches --only; fixtures() makes the tiny tokenizer, data, config and run

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Config drills (sourced by scripts/drills.sh): every numeric field with a negative, zero (where
 # invalid), huge (2^61) and non-finite value, wrong types, unknown enum values (as names and as
 # numbers, in --set and in the file), unknown fields, --set syntax, config files that are

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Data drills (sourced by scripts/drills.sh): token datasets that are missing (exit 2: a file named
 # in the config), empty, truncated, garbage bytes named .h5, another HDF5 file, tokens beyond the
 # model's vocabulary, too few tokens for one window (exit 1: bad data, naming the file); and

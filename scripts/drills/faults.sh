@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Fault drills (sourced by scripts/drills.sh): kill -9 during training and during a save, then
 # --resume auto must equal an uninterrupted run bitwise (metrics.jsonl without timings); SIGTERM,
 # SIGINT, SIGUSR1 mid-run (exit 7, a checkpoint of the step it was on), a second signal (128 +
@@ -87,7 +88,7 @@ post_double() {
 }
 
 drills_kill() {
-  local dir cfg
+  local dir
   long_config "$W/o/ref-long" >"$W/o/ref-long.pbtxt"
   for case in "kill9-train 9 75" "sigterm TERM 75" "sigint INT 75" "sigusr1 USR1 75" \
     "double-term TERM_TERM 75"; do
@@ -111,10 +112,10 @@ drills_kill() {
 # kill -9 while a checkpoint is being written (a step_*.tmp-* dir exists): a larger model makes
 # the save take long enough to land in; up to 3 tries.
 drills_kill_save() {
-  local dir=$W/o/fault-kill9-save cfg try caught=0
+  local dir=$W/o/fault-kill9-save caught=0
   sel fault-kill9-save-resume || return 0
   base_config "$W/o/ref-big" 40 10 4 256 >"$W/o/ref-big.pbtxt"
-  for try in 1 2 3; do
+  for _ in 1 2 3; do
     rm -rf "$dir"
     base_config "$dir" 40 10 4 256 >"$dir.pbtxt"
     bash -c "$(fault_script "$dir" 9 0 "$dir/checkpoints/step_0000002*.tmp-*" "$LOOM" train \

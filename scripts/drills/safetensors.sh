@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Safetensors / Hugging Face directory drills (sourced by scripts/drills.sh), on copies of the base
 # run's HF export: model.safetensors with a header claiming [2^60, 4] and no bytes (D1), bad JSON,
 # a header length beyond the file (and 0, 2^64-1), a bad dtype, offsets beyond the data, reversed

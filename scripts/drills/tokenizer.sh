@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Tokenizer drills (sourced by scripts/drills.sh): vocab.json, merges.txt and tokenizer.json that
 # are missing, empty, garbage or of the wrong JSON shape, given to encode, preprocess and a
 # training run's data.tokenizer_* fields; decode ids that would wrap in 32 bits (D10), negative or
