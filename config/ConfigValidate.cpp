@@ -502,6 +502,9 @@ void check_ppo(const RunConfig& c, Problems& P) {
            ": expected the SFT checkpoint that initialises the policy");
   P.expect(p.kl_coef() >= 0.0, fv("ppo.kl_coef", p.kl_coef()), ": expected >= 0");
   P.expect(p.kl_target() > 0.0, fv("ppo.kl_target", p.kl_target()), ": expected > 0");
+  if (p.adaptive_kl())  // the adaptive controller divides by the horizon
+    P.expect(p.kl_horizon() >= 1, fv("ppo.kl_horizon", p.kl_horizon()),
+             ": expected >= 1 with ppo.adaptive_kl=true");
   P.expect(p.gamma() >= 0.0 && p.gamma() <= 1.0, fv("ppo.gamma", p.gamma()), ": expected [0, 1]");
   P.expect(p.lam() >= 0.0 && p.lam() <= 1.0, fv("ppo.lam", p.lam()), ": expected [0, 1]");
   P.expect(p.clip() > 0.0 && p.clip() < 1.0, fv("ppo.clip", p.clip()), ": expected (0, 1)");

@@ -79,7 +79,10 @@ void TokenDataset::fail(const std::string& what) const {
 
 TokenDataset::TokenDataset(const std::string& path) : path_(path) {
   h5::silence_errors();
-  if (!std::filesystem::exists(path)) fail("file does not exist");
+  // A path that names nothing is a mistake in the config or on the command line (exit code 2,
+  // README), not a bad data file.
+  LOOM_CHECK_T(ConfigError, std::filesystem::exists(path), "TokenDataset '", path,
+               "': file does not exist; expected a token dataset made by `loom preprocess`");
   if (H5Fis_hdf5(path.c_str()) <= 0) fail("not an HDF5 file");
   h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file.valid()) fail("cannot open the HDF5 file");

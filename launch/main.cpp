@@ -2,6 +2,7 @@
 // convert, bench, plan (launch/cli/Commands.h). This is the only place that calls exit(): every
 // exception maps to a documented exit code and a labelled message (launch/cli/ErrorReport.h,
 // STYLE.md section 6): 1 error, 2 config, 3 checkpoint, 4 comm timeout, 5 OOM, 6 non-finite.
+#include <hdf5.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -41,6 +42,10 @@ void default_to_passive_omp_wait(char** argv) {
 
 int main(int argc, char** argv) {
   default_to_passive_omp_wait(argv);
+  // No HDF5 teardown at exit: after a write failed (a full disk), H5Fclose fails and leaves the
+  // file open, and libhdf5 1.10's atexit handler then crashes closing it again (SIGSEGV instead of
+  // the error's exit code; drills, tests/e2e/CliErrorsTest). Every file is closed explicitly.
+  H5dont_atexit();
   try {
     return run(argc, argv);
   } catch (...) {

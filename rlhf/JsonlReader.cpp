@@ -1,6 +1,7 @@
 // JSONL reading with file:line errors (see JsonlReader.h).
 #include "rlhf/JsonlReader.h"
 
+#include <filesystem>
 #include <fstream>
 
 #include "core/util/Check.h"
@@ -30,6 +31,9 @@ int64_t read_jsonl(const std::string& component, const std::string& path, bool s
                    const std::function<void(const nlohmann::json&)>& fn,
                    const std::function<void(const std::string& reason)>& on_skip) {
   std::ifstream f(path, std::ios::binary);
+  // A path that names nothing is a config or command-line mistake (exit code 2, README).
+  LOOM_CHECK_T(ConfigError, f.good() || std::filesystem::exists(path), component, ": '", path,
+               "' does not exist");
   LOOM_CHECK_T(DataError, f.good(), component, ": cannot open '", path, "'");
   std::string line;
   int64_t line_no = 0, skipped = 0;

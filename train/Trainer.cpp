@@ -202,6 +202,34 @@ void check_precision(const RunConfig& cfg) {
                "expected device=CUDA, or dtype=F32 on the CPU");
 }
 
+// A resume must build the model the checkpoint was trained as. Fields that only drop tensors
+// (no biases, an untied head, ...) pass every shape check, and the checkpoint's other tensors would
+// be ignored: compared with the model section the checkpoint recorded (drills: resuming with
+// model.bias=false trained on without the saved biases, exit 0).
+void check_resume_model(const config::ModelConfig& run, const io::CheckpointReader& ck) {
+  auto it = ck.meta().find("config");
+  if (it == ck.meta().end()) return;  // written before checkpoints recorded their config
+  const config::ModelConfig saved =
+      config::parse_text(it->second, ck.where() + "/meta.json:config").model();
+  std::string problems;
+  auto same = [&](const char* field, const std::string& a, const std::string& b) {
+    if (a != b)
+      problems += detail::str_cat("\n  model.", field, "=", a, " but the checkpoint has ", b);
+  };
+  auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
+  same("bias", flag(run.bias()), flag(saved.bias()));
+  same("qkv_bias", flag(run.qkv_bias()), flag(saved.qkv_bias()));
+  same("tie_embeddings", flag(run.tie_embeddings()), flag(saved.tie_embeddings()));
+  same("norm", config::ModelConfig::Norm_Name(run.norm()),
+       config::ModelConfig::Norm_Name(saved.norm()));
+  same("position", config::ModelConfig::Position_Name(run.position()),
+       config::ModelConfig::Position_Name(saved.position()));
+  same("mlp", config::ModelConfig::Mlp_Name(run.mlp()), config::ModelConfig::Mlp_Name(saved.mlp()));
+  LOOM_CHECK_T(CheckpointError, problems.empty(), "resume: checkpoint ", ck.where(),
+               " was trained with another model:", problems,
+               "\n  hint: resume with the model section the checkpoint was saved with");
+}
+
 }  // namespace
 
 Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world,
@@ -321,6 +349,7 @@ void Trainer::resume_from(const std::string& dir) {
   // Verified before anything is read; each learner reads only this rank's pieces, all of them
   // before it changes anything.
   const io::CheckpointReader ck(dir);
+  check_resume_model(cfg_.model(), ck);
   json state;
   try {
     state = json::parse(ck.meta().at("trainer"));
@@ -459,14 +488,17 @@ TrainSummary Trainer::run() {
     if (show) progress.update(step, r.loss, schedule_.lr_at(step - 1), tps);
     const auto [signal, time_due] = agree_on_stop(
         step, std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save).count());
+    const bool eval_due = eval_every > 0 && step % eval_every == 0 && step != max_steps;
     if (signal != 0 && step != max_steps) {
+      // The evaluation an uninterrupted run logs at this step: the resume starts after it.
+      if (eval_due) do_eval(step);
       checkpoint(step);
       s.stop_signal = signal;
       if (show) progress.finish();
       s.last_step = step_;
       return s;
     }
-    if (eval_every > 0 && step % eval_every == 0 && step != max_steps) do_eval(step);
+    if (eval_due) do_eval(step);
     if (step != max_steps && ((ckpt_every > 0 && step % ckpt_every == 0) || time_due))
       checkpoint(step);
   }

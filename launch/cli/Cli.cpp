@@ -133,7 +133,10 @@ std::vector<std::string> Cli::resolve(int argc, char** argv, const Verb*& chosen
 int Cli::run(int argc, char** argv) {
   if (argc < 2 || (argc == 2 && std::strcmp(argv[1], "help") == 0)) {
     std::fputs(help().c_str(), stdout);
-    return argc < 2 ? 1 : 0;
+    // No command is a command-line error (README's exit codes): the usual `loom: error:` line.
+    LOOM_CHECK_T(ConfigError, argc >= 2, "loom: expected a command, one of ", names_of(*root_),
+                 " (see `loom --help`)");
+    return 0;
   }
   const Verb* chosen = nullptr;
   std::string path;

@@ -6,6 +6,7 @@
 #include <new>
 #include <stdexcept>
 #include <system_error>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -38,9 +39,19 @@ ErrorReport filesystem_report(const std::filesystem::filesystem_error& e) {
   return {1, "file system error on " + paths + ": " + e.code().message() + " (" + e.what() + ")"};
 }
 
-}  // namespace
+// Messages that Loom built around a nlohmann what() ("line 2: not valid JSON: [json.exception.
+// parse_error.101] parse error at ...") keep the text and lose the library's id.
+std::string without_json_ids(std::string m) {
+  const std::string head = "[json.exception.";
+  for (size_t p = m.find(head); p != std::string::npos; p = m.find(head, p)) {
+    const size_t end = m.find("] ", p);
+    if (end == std::string::npos) break;
+    m.erase(p, end + 2 - p);
+  }
+  return m;
+}
 
-ErrorReport report_current_exception() {
+ErrorReport report_exception_in_flight() {
   try {
     throw;
   } catch (const ConfigError& e) {
@@ -80,6 +91,14 @@ ErrorReport report_current_exception() {
   } catch (...) {
     return {1, "unexpected error of a type that is not a std::exception"};
   }
+}
+
+}  // namespace
+
+ErrorReport report_current_exception() {
+  ErrorReport r = report_exception_in_flight();
+  r.message = without_json_ids(std::move(r.message));
+  return r;
 }
 
 }  // namespace loom::cli

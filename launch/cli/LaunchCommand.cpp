@@ -18,6 +18,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <filesystem>
 #include <initializer_list>
 #include <cstdio>
 #include <cstring>
@@ -151,7 +152,15 @@ int run_launch(const Verb& a) {
                "loom launch: --until names a pipeline stage; expected --pipeline with it");
   LOOM_CHECK_T(ConfigError, !a.flag("pipeline") || !a.has("resume"),
                "loom launch: --resume is for a single config; a pipeline resumes by itself");
-  // Fail here, once, rather than on every rank.
+  // Fail here, once, rather than on every rank (or in mpirun's words, with exit code 1). A dry
+  // run may show a command for another machine, whose hostfile is not here.
+  if (a.has("hostfile") && !a.flag("dry-run")) {
+    const std::string hf = a.get("hostfile", "");
+    std::error_code ec;
+    LOOM_CHECK_T(ConfigError, std::filesystem::is_regular_file(hf, ec),
+                 "loom launch: --hostfile \"", hf, "\": expected a readable OpenMPI hostfile, got ",
+                 std::filesystem::exists(hf, ec) ? "something that is not a file" : "no such file");
+  }
   std::vector<std::string> sets = a.list("set");
   if (!a.flag("pipeline")) config::resolve(a.positional()[0], sets, int(n), io::model_from_init);
 

@@ -185,6 +185,11 @@ const std::vector<InvalidCase>& invalid_cases() {
        {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm",
         "ppo.rollout.max_new_tokens=32"},
        {"ppo.rollout.max_new_tokens=32", "model.block_size=32"}},
+      {"ppo_adaptive_kl_horizon_negative",  // the controller would divide by it (drills)
+       1,
+       {"stage=ppo", "init_from=sft", "ppo.prompts_path=p", "ppo.reward_model=rm",
+        "ppo.adaptive_kl=true", "ppo.kl_horizon=-1"},
+       {"ppo.kl_horizon=-1: expected >= 1 with ppo.adaptive_kl=true"}},
       {"dpo_beta_zero",
        1,
        {"stage=dpo", "init_from=sft", "dpo.train_path=pairs", "dpo.beta=0"},

@@ -198,7 +198,8 @@ TEST(TokenDatasetTest, CorruptFilesAreRejectedWithTheFileName) {
   std::string junk = (dir / "junk.h5").string();
   write_file(junk, "this is not hdf5");
   EXPECT_THROW({ TokenDataset ds(junk); }, DataError);
-  EXPECT_THROW({ TokenDataset ds((dir / "none.h5").string()); }, DataError);
+  // A missing file is a config error (exit code 2), found by the drills: it was a DataError (1).
+  EXPECT_THROW({ TokenDataset ds((dir / "none.h5").string()); }, ConfigError);
 }
 
 // Replaces dataset `name` by a chunked one of `n` elements of `type` whose chunks are never

@@ -55,7 +55,7 @@ TEST(CliErrorsTest, MissingDataFileIsNamed) {
   TempDir d("missing_data");
   write_file(d.file("c.pbtxt"), tiny_config(d, 5));  // train.h5 never written
   RunResult r = run_loom("train " + d.file("c.pbtxt"));
-  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.exit_code, 2) << r.output;  // a file named in the config (README), drills
   expect_contains(r, {d.file("train.h5"), "does not exist"});
 }
 
@@ -81,6 +81,21 @@ TEST(CliErrorsTest, TruncatedCheckpointIsRejectedWithExitCode3) {
   RunResult r = run_loom("train " + d.file("c.pbtxt") + " --set max_steps=6 --resume " + ck);
   EXPECT_EQ(r.exit_code, 3);
   expect_contains(r, {"tensors-r00000.h5", "truncated"});
+}
+
+// Found by the drills (scripts/drills.sh, a full tmpfs): a checkpoint write that fails made
+// H5Fclose fail, and libhdf5's atexit teardown then crashed (SIGSEGV, exit 139) after the error
+// was printed. A file-size limit makes the same write fail without root (SIGXFSZ ignored, so the
+// write returns EFBIG).
+TEST(CliErrorsTest, ACheckpointWriteThatFailsIsACheckpointErrorNotACrash) {
+  TempDir d("write_fails");
+  write_random_dataset(d.file("train.h5"), 2000, 64);
+  write_random_dataset(d.file("val.h5"), 500, 64);
+  write_file(d.file("c.pbtxt"), tiny_config(d, 4));  // the first checkpoint: step 4
+  RunResult r = run_shell("bash -c \"trap '' XFSZ; ulimit -f 64; exec " + std::string(LOOM_BIN) +
+                          " train " + d.file("c.pbtxt") + "\"");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  expect_contains(r, {"loom: error: checkpoint: ", d.file("run/checkpoints/step_00000004")});
 }
 
 TEST(CliErrorsTest, UnknownVerbAndFlag) {

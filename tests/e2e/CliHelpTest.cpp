@@ -116,5 +116,17 @@ TEST(CliHelpTest, HelpWinsOverOtherArgumentsAndRunsNothing) {
   EXPECT_FALSE(std::filesystem::exists(d.file("tok")));
 }
 
+// Found by the drills (scripts/drills.sh): exit 1 before, while `loom tokenizer` without its
+// command was already 2.
+TEST(CliHelpTest, NoCommandPrintsTheHelpAndIsACommandLineError) {
+  RunResult r = run_loom("");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("Usage: loom"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("loom: error: loom: expected a command, one of train"),
+            std::string::npos) << r.output;
+  EXPECT_EQ(run_loom("tokenizer").exit_code, 2);
+  EXPECT_EQ(run_loom("help").exit_code, 0);
+}
+
 }  // namespace
 }  // namespace loom::e2e

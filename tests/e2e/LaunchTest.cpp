@@ -128,6 +128,15 @@ TEST_F(LaunchRun, SlurmWithoutRankCountPointsToSrun) {
   EXPECT_NE(r.output.find("srun loom train"), std::string::npos) << r.output;
 }
 
+// Found by the drills (scripts/drills.sh): mpirun's own text and exit code 1 before.
+TEST_F(LaunchRun, MissingHostfileIsACommandLineErrorNamingIt) {
+  RunResult r = run_loom_env(kEnv, "launch -n 2 --hostfile " + dir.file("no-hosts") + " " + cfg);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("loom: error: loom launch: --hostfile \"" + dir.file("no-hosts")),
+            std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("mpirun -np"), std::string::npos) << "mpirun must not start";
+}
+
 TEST_F(LaunchRun, DryRunShowsTheMpirunCommand) {
   RunResult r = run_loom("launch -n 3 --hostfile hosts.txt --dry-run " + cfg +
                          " --set optimizer.lr=1e-3 --set batch.global_batch_size=6");

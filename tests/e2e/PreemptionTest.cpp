@@ -63,6 +63,24 @@ TEST_F(Preemption, SigtermMidIntervalSavesThatStepAndTheResumeIsBitwise) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << "step " << i + 1;
 }
 
+// Found by the drills (scripts/drills.sh): a stop at a step where an evaluation is due skipped it,
+// and the resumed run starts after that step, so metrics.jsonl lacked that val_loss.
+TEST_F(Preemption, StopAtAnEvaluationStepLogsThatEvaluation) {
+  const std::string sets = " --set checkpoint.interval=0";  // eval.interval 5 (tiny_config)
+  RunResult straight = run_loom_env(kEnv, "train " + cfg + sets + out("straight"));
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  RunResult stopped =
+      run_loom_env(kEnv + "LOOM_TEST_STOP_AT_STEP=10 ", "train " + cfg + sets + out("split"));
+  ASSERT_EQ(stopped.exit_code, 7) << stopped.output;
+  RunResult resumed = run_loom_env(kEnv, "train " + cfg + sets + out("split") + " --resume auto");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const auto a = values_of(dir.file("straight/metrics.jsonl"), "val_loss");
+  const auto b = values_of(dir.file("split/metrics.jsonl"), "val_loss");
+  ASSERT_EQ(a.size(), 5u);  // steps 0, 5, 10, 15, 20
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << "eval " << i;
+}
+
 // A real signal from outside, at whatever step the run is on: the checkpoint is of the last
 // step logged, nothing later was saved.
 TEST_F(Preemption, ExternalSigtermSavesTheStepTheRunWasOn) {

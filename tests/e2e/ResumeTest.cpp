@@ -1,6 +1,9 @@
 // Exact resume (issue 3): 20 steps straight vs 10 steps + checkpoint + a NEW PROCESS with
 // `--resume auto` + 10 steps give bit-identical losses for steps 11-20. Dropout is on and gradient
 // accumulation is 2, so the RNG state and the data-loader position must both be restored.
+#include <string>
+#include <vector>
+
 #include "tests/e2e/LoomCli.h"
 
 namespace loom::e2e {
@@ -46,6 +49,28 @@ TEST(ResumeTest, ResumingFromAnOlderCheckpointLogsEveryStepOnce) {
   EXPECT_NE(b.output.find("steps 6-12"), std::string::npos) << b.output;
   // One loss line per step: 12, not 12 + the 7 replayed ones.
   EXPECT_EQ(losses_of(d.file("run/metrics.jsonl")).size(), 12u);
+}
+
+// Found by the drills (scripts/drills.sh): model.bias=false only drops tensors, so every shape
+// fitted and the resume trained on without the saved biases (exit 0).
+TEST(ResumeTest, ResumingWithAnotherModelArchitectureIsACheckpointError) {
+  TempDir d("resume_other_model");
+  write_random_dataset(d.file("train.h5"), 4000, 64);
+  write_random_dataset(d.file("val.h5"), 600, 64, 8);
+  write_file(d.file("cfg.pbtxt"), tiny_config(d, 5));
+  RunResult a = run_loom("train " + d.file("cfg.pbtxt"));
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const std::string ck = d.file("run/checkpoints/step_00000005");
+  const std::vector<std::string> sets = {"model.bias=false", "model.tie_embeddings=false"};
+  for (const std::string& set : sets) {
+    RunResult b = run_loom("train " + d.file("cfg.pbtxt") + " --set max_steps=6 --set " + set +
+                           " --resume " + ck);
+    EXPECT_EQ(b.exit_code, 3) << set << "\n" << b.output;
+    EXPECT_NE(b.output.find(ck), std::string::npos) << b.output;
+    EXPECT_NE(b.output.find(set.substr(0, set.find('='))), std::string::npos) << b.output;
+  }
+  RunResult same = run_loom("train " + d.file("cfg.pbtxt") + " --set max_steps=6 --resume " + ck);
+  EXPECT_EQ(same.exit_code, 0) << same.output;
 }
 
 }  // namespace
