@@ -620,6 +620,11 @@ void check_lora(const RunConfig& c, Problems& P) {
 
 }  // namespace
 
+int64_t size_bound(const std::string& field) {
+  auto it = size_bounds().find(field);
+  return it == size_bounds().end() ? kMaxCount : it->second;
+}
+
 std::vector<std::string> find_problems(const RunConfig& cfg, int world_size) {
   RunConfig c = cfg;
   apply_defaults(c, world_size);

@@ -20,4 +20,8 @@ std::vector<std::string> find_problems(const RunConfig& cfg, int world_size);
 // Throws ConfigError listing every problem from find_problems().
 void validate(const RunConfig& cfg, int world_size);
 
+// The upper bound of an integer field ("model.n_embd": 131072, ...; documented in Config.proto),
+// also applied to what another source (a Hugging Face config.json) says of the same field.
+int64_t size_bound(const std::string& field);
+
 }  // namespace loom::config

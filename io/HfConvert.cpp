@@ -16,6 +16,7 @@
 #include "core/util/Check.h"
 #include "data/Tokenizer.h"
 #include "config/ConfigDefaults.h"
+#include "config/ConfigValidate.h"
 #include "config/ConfigLoader.h"
 #include "io/Checkpoint.h"
 #include "io/HfReader.h"
@@ -52,12 +53,15 @@ void write_file(const std::string& path, const std::string& text) {
 
 // ---- config.json ------------------------------------------------------------------------------
 
-int64_t get_int(const json& j, const std::string& path, const char* key,
+// A positive integer field, at most the bound of the Loom field it becomes (`loom_field`).
+int64_t get_int(const json& j, const std::string& path, const char* key, const char* loom_field,
                 const char* alt = nullptr) {
   const char* k = j.contains(key) ? key : (alt && j.contains(alt) ? alt : nullptr);
   if (!k) fail(path + ": missing field \"" + key + "\"");
-  if (!j[k].is_number_integer() || j[k].get<int64_t>() <= 0)
-    fail(path + ": field \"" + k + "\": expected a positive integer, got " + j[k].dump());
+  const int64_t hi = config::size_bound(loom_field);
+  if (!j[k].is_number_integer() || j[k].get<int64_t>() <= 0 || j[k].get<int64_t>() > hi)
+    fail(path + ": field \"" + k + "\": expected a positive integer <= " + std::to_string(hi) +
+         " (the bound of " + loom_field + "), got " + j[k].dump());
   return j[k].get<int64_t>();
 }
 
@@ -89,12 +93,12 @@ void check_supported(const json& j, const std::string& path, int64_t n_embd) {
 models::GPTConfig parse_hf_config(const json& j, const std::string& path, int64_t* vocab_size) {
   if (!j.is_object()) fail(path + ": expected a JSON object");
   models::GPTConfig c;
-  c.n_layer = get_int(j, path, "n_layer");
-  c.n_head = get_int(j, path, "n_head");
-  c.n_embd = get_int(j, path, "n_embd");
-  *vocab_size = get_int(j, path, "vocab_size");
+  c.n_layer = get_int(j, path, "n_layer", "model.n_layer");
+  c.n_head = get_int(j, path, "n_head", "model.n_head");
+  c.n_embd = get_int(j, path, "n_embd", "model.n_embd");
+  *vocab_size = get_int(j, path, "vocab_size", "model.vocab_size");
   c.vocab_size = *vocab_size;
-  c.block_size = get_int(j, path, "n_positions", "n_ctx");
+  c.block_size = get_int(j, path, "n_positions", "model.block_size", "n_ctx");
   c.tie_embeddings = j.value("tie_word_embeddings", true);
   c.bias = true;
   c.dropout = 0.0;

@@ -12,6 +12,7 @@
 
 #include "core/autograd/GradMode.h"
 #include "core/ops/Indexing.h"
+#include "config/ConfigValidate.h"
 #include "core/util/Check.h"
 
 namespace loom::models {
@@ -38,6 +39,14 @@ struct Fields {
     LOOM_CHECK(j.at(key).is_number_integer(), where, ": expected \"", key, "\" to be an ",
                "integer, got ", j.at(key).dump());
     return j.at(key).get<int64_t>();
+  }
+  // A size: an integer in [1, the bound of the Loom field it becomes].
+  int64_t size(const char* key, const char* loom_field,
+               std::optional<int64_t> dflt = std::nullopt) const {
+    const int64_t v = integer(key, dflt), hi = config::size_bound(loom_field);
+    LOOM_CHECK(v >= 1 && v <= hi, where, ": expected \"", key, "\" in [1, ", hi, "] (the bound of ",
+               loom_field, "), got ", v);
+    return v;
   }
   double number(const char* key, double dflt) const {
     if (!has(key)) return dflt;
@@ -133,13 +142,13 @@ GPTConfig hf_llama_config(const std::string& config_json, const std::string& whe
   LOOM_CHECK(f.text("hidden_act", "silu") == "silu", where, ": expected \"hidden_act\": \"silu\"",
              ", got \"", f.text("hidden_act", ""), "\"");
   GPTConfig c;
-  c.n_layer = f.integer("num_hidden_layers");
-  c.n_head = f.integer("num_attention_heads");
-  c.n_embd = f.integer("hidden_size");
-  c.vocab_size = f.integer("vocab_size");
-  c.block_size = f.integer("max_position_embeddings");
-  c.intermediate_size = f.integer("intermediate_size");
-  c.n_kv_head = f.integer("num_key_value_heads", c.n_head);
+  c.n_layer = f.size("num_hidden_layers", "model.n_layer");
+  c.n_head = f.size("num_attention_heads", "model.n_head");
+  c.n_embd = f.size("hidden_size", "model.n_embd");
+  c.vocab_size = f.size("vocab_size", "model.vocab_size");
+  c.block_size = f.size("max_position_embeddings", "model.block_size");
+  c.intermediate_size = f.size("intermediate_size", "model.intermediate_size");
+  c.n_kv_head = f.size("num_key_value_heads", "model.n_kv_head", c.n_head);
   LOOM_CHECK(c.n_head >= 1 && f.integer("head_dim", c.n_embd / c.n_head) * c.n_head == c.n_embd,
              where, ": expected head_dim = hidden_size / num_attention_heads");
   LOOM_CHECK(f.number("partial_rotary_factor", 1.0) == 1.0, where, ": expected ",

@@ -17,6 +17,7 @@
 #include "core/util/Logging.h"
 #include "core/util/Memory.h"
 #include "core/util/StopSignal.h"
+#include "data/Tokenizer.h"
 #include "io/HfReader.h"
 #include "io/HfSource.h"
 #include "io/LoraMerge.h"
@@ -191,6 +192,18 @@ std::string source_hf_config(const std::string& init_from) {
   return it == ck.meta().end() ? "" : it->second;
 }
 
+// The tokenizer files every checkpoint of the run will carry must load and fit the model: a file
+// that exists but is no tokenizer is an error naming it, not garbage copied into each checkpoint.
+void check_tokenizer(const io::TokenizerFiles& t, int64_t model_vocab) {
+  if (t.empty()) return;
+  const bool json = !t.tokenizer_json.empty();
+  const data::Tokenizer tok = json ? data::Tokenizer::from_tokenizer_json(t.tokenizer_json)
+                                   : data::Tokenizer::from_files(t.vocab_json, t.merges_txt);
+  LOOM_CHECK_T(ConfigError, tok.vocab_size() <= model_vocab, "model.vocab_size=", model_vocab,
+               ": expected >= the ", tok.vocab_size(), " tokens of the run's tokenizer ",
+               json ? t.tokenizer_json : t.vocab_json);
+}
+
 // dtype F32 runs in f32; BF16 runs the model under bf16 autocast (f32 master weights, gradients
 // and optimizer state), which only the CUDA kernels implement.
 void check_precision(const RunConfig& cfg) {
@@ -272,6 +285,7 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world,
     } catch (const ConfigError& e) {  // pretraining reads token ids, not the tokenizer
       LOG_RANK0(WARN) << "checkpoints of this run will not carry its tokenizer: " << e.what();
     }
+    check_tokenizer(tokenizer_, cfg_.model().vocab_size());
   }
   if (tokenizer_.empty() && cfg_.init_from().rfind("hf:", 0) == 0) {  // the HF model's own
     const io::HfTokenizerFiles t =

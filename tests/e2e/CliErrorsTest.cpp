@@ -69,6 +69,36 @@ TEST(CliErrorsTest, DatasetVocabLargerThanModelIsRejected) {
   expect_contains(r, {"1000", "64"});
 }
 
+// The tokenizer a run's checkpoints carry must load and fit the model before training starts (the
+// drills found garbage copied into every checkpoint, failing only at `loom generate`).
+TEST(CliErrorsTest, ATokenizerThatDoesNotLoadOrFitStopsTheRunBeforeAnyCheckpoint) {
+  TempDir d("garbage_tok");
+  write_random_dataset(d.file("train.h5"), 2000, 64);
+  write_random_dataset(d.file("val.h5"), 500, 64);
+  write_file(d.file("c.pbtxt"), tiny_config(d, 5));
+  write_file(d.file("vocab.json"), "\x8f\x01 no JSON here");
+  write_file(d.file("merges.txt"), "#version: 0.2\n");
+  const std::string tok = " --set data.tokenizer_vocab=" + d.file("vocab.json") +
+                          " --set data.tokenizer_merges=" + d.file("merges.txt");
+  RunResult r = run_loom("train " + d.file("c.pbtxt") + tok);
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // a bad data file
+  expect_contains(r, {d.file("vocab.json")});
+  EXPECT_FALSE(std::filesystem::exists(d.file("run/checkpoints"))) << r.output;
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "the quick brown fox " + std::to_string(i) + "\n";
+  write_file(d.file("corpus.txt"), text);
+  RunResult t = run_loom("tokenizer train --input " + d.file("corpus.txt") +
+                         " --vocab-size 300 --output " + d.file("tok"));
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  r = run_loom("train " + d.file("c.pbtxt") + " --set data.tokenizer_vocab=" +
+               d.file("tok/vocab.json") + " --set data.tokenizer_merges=" +
+               d.file("tok/merges.txt"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;  // ~300 tokens (as many as merges the text allowed)
+  expect_contains(r, {"model.vocab_size=64", "tokens of the run's tokenizer",
+                      d.file("tok/vocab.json")});
+  EXPECT_FALSE(std::filesystem::exists(d.file("run/checkpoints"))) << r.output;
+}
+
 TEST(CliErrorsTest, TruncatedCheckpointIsRejectedWithExitCode3) {
   TempDir d("truncated");
   write_random_dataset(d.file("train.h5"), 2000, 64);

@@ -326,6 +326,12 @@ TEST_F(HfConvertErrorTest, UnsupportedConfigFieldsNameTheField) {
     j["model_type"] = "llama";
   });
   expect_error({"config.json", "model_type"});
+  // Sizes beyond Loom's bounds are named before any shape is formed from them (2^61: drills)
+  edit_config([](json& j) {
+    j.erase("model_type");
+    j["n_embd"] = int64_t(1) << 61;
+  });
+  expect_error({"config.json", "\"n_embd\"", "131072", "model.n_embd"});
 }
 
 TEST_F(HfConvertErrorTest, MissingExtraOrMisshapedTensorsAreNamed) {

@@ -219,6 +219,14 @@ TEST(LlamaFamilyTest, UnsupportedConfigsAreErrorsNamingTheField) {
                   "mlp_bias");
   EXPECT_CONTAINS(error_of(R"("architectures": ["LlamaForCausalLM"], "hidden_act": "gelu")"),
                   "hidden_act");
+  // A size beyond Loom's bound of the field it becomes names both (2^61, found by the drills)
+  const std::string huge = value_error([&] {
+    hf_llama_config(R"({"hidden_size": 2305843009213693952, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "intermediate_size": 48, "vocab_size": 61,
+        "max_position_embeddings": 64, "architectures": ["LlamaForCausalLM"]})", "c.json");
+  });
+  EXPECT_CONTAINS(huge, "hidden_size");
+  EXPECT_CONTAINS(huge, "model.n_embd");
 }
 
 TEST(LlamaFamilyTest, MissingAndLeftoverTensorsAreErrors) {
