@@ -9,8 +9,10 @@
 
 namespace loom::optim {
 
-ZeroAdamW::ZeroAdamW(std::vector<ParamGroup> groups, const AdamWOptions& options, Communicator& dp)
+ZeroAdamW::ZeroAdamW(std::vector<ParamGroup> groups, const AdamWOptions& options, Communicator& dp,
+                     int64_t gather_chunk)
     : Optimizer(std::move(groups)), dp_(dp) {
+  LOOM_CHECK(gather_chunk >= 1, "ZeroAdamW: expected gather_chunk >= 1, got ", gather_chunk);
   for (const ParamGroup& g : groups_) {
     for (const auto& [name, p] : g.params) {
       if (!slots_.empty()) {
@@ -30,7 +32,8 @@ ZeroAdamW::ZeroAdamW(std::vector<ParamGroup> groups, const AdamWOptions& options
   lo_ = shard_ * dp_.rank();
   const DType dt = slots_.front().param.dtype();
   const Device dev = slots_.front().param.device();
-  flat_param_ = Tensor::zeros({shard_ * n}, dt, dev);
+  chunk_ = std::min(gather_chunk, shard_);
+  gather_buf_ = Tensor::empty({chunk_ * n}, dt, dev);
   grad_shard_ = Tensor::zeros({shard_}, dt, dev);
   param_shard_ = Tensor::zeros({shard_}, dt, dev);
   m_shard_ = Tensor::zeros({shard_}, dt, dev);
@@ -94,12 +97,27 @@ void ZeroAdamW::step() {
     }
     local_->step();
   }
-  dp_.all_gather(flat_param_, param_shard_);
-  for (const Slot& s : slots_) {
-    s.param.detach().copy_(flat_param_.narrow(0, s.offset, s.param.numel()).view(s.param.shape()));
-    s.param.bump_version();
+  // Round k gathers elements [k, k + len) of every rank's shard: rank r's piece is the flat range
+  // [r * shard_ + k, r * shard_ + k + len).
+  const int n = dp_.size();
+  for (int64_t k = 0; k < shard_; k += chunk_) {
+    const int64_t len = std::min(chunk_, shard_ - k);
+    Tensor out = gather_buf_.narrow(0, 0, len * n);
+    dp_.all_gather(out, param_shard_.narrow(0, k, len));
+    for (int r = 0; r < n; ++r) scatter_to_params(out.narrow(0, r * len, len), r * shard_ + k);
   }
+  for (const Slot& s : slots_) s.param.bump_version();
   ++step_count_;
+}
+
+void ZeroAdamW::scatter_to_params(const Tensor& piece, int64_t begin) {
+  const int64_t end = begin + piece.numel();
+  for (const Slot& s : slots_) {
+    const int64_t a = std::max(begin, s.offset), b = std::min(end, s.offset + s.param.numel());
+    if (a >= b) continue;
+    s.param.detach().reshape({-1}).narrow(0, a - s.offset, b - a).copy_(piece.narrow(0, a - begin,
+                                                                                     b - a));
+  }
 }
 
 std::map<std::string, ParamState> ZeroAdamW::export_states() {

@@ -3,7 +3,9 @@
 // elements [r*S, (r+1)*S) and keeps AdamW's moments only for those (1/dp of the state). Each step
 // takes the gradients as the trainer's gradient sync left them (averaged over the DP group,
 // clipped), runs optim::AdamW on views of the owned shard (so the math is exactly the unsharded
-// optimizer's) and all-gathers the updated parameters. export_states()/import_states() convert
+// optimizer's) and all-gathers the updated parameters, in rounds of at most gather_chunk elements
+// per rank straight into the parameters (no second copy of the model). export_states()/
+// import_states() convert
 // between the sharded state and the logical per-parameter state, so a checkpoint saved at one dp
 // size loads at any other.
 //   ZeroAdamW opt(make_decay_groups(...), adamw_options, grid.dp_group());
@@ -20,10 +22,15 @@
 
 namespace loom::optim {
 
+// Elements of its shard each rank contributes to one all-gather round of ZeroAdamW::step: the
+// round's buffer holds dp times as many (16 MiB per rank in f32).
+inline constexpr int64_t kZeroGatherChunk = int64_t(1) << 22;
+
 class ZeroAdamW : public Optimizer {
  public:
-  // Throws ValueError for parameters that are not all of one dtype and device.
-  ZeroAdamW(std::vector<ParamGroup> groups, const AdamWOptions& options, Communicator& dp);
+  // Throws ValueError for parameters that are not all of one dtype and device, or gather_chunk < 1.
+  ZeroAdamW(std::vector<ParamGroup> groups, const AdamWOptions& options, Communicator& dp,
+            int64_t gather_chunk = kZeroGatherChunk);
   ~ZeroAdamW() override;
 
   // Collective over dp: updates this rank's shard, then all-gathers every parameter.
@@ -46,11 +53,14 @@ class ZeroAdamW : public Optimizer {
   };
   // [a, b): the part of slot s inside this rank's shard (empty when a >= b).
   std::pair<int64_t, int64_t> overlap(const Slot& s) const;
+  // Copies `piece`, the flat elements [begin, begin + piece.numel()), into the parameters.
+  void scatter_to_params(const Tensor& piece, int64_t begin);
 
   Communicator& dp_;
   std::vector<Slot> slots_;
-  int64_t total_ = 0, shard_ = 0, lo_ = 0;
-  Tensor grad_shard_, param_shard_, flat_param_, m_shard_, v_shard_;
+  int64_t total_ = 0, shard_ = 0, lo_ = 0, chunk_ = 0;
+  Tensor grad_shard_, param_shard_, m_shard_, v_shard_;
+  Tensor gather_buf_;  // one all-gather round: chunk_ elements from each rank
   std::map<std::string, int64_t> shard_offset_;  // local parameter view -> offset in the shard
   std::unique_ptr<AdamW> local_;  // over views of param_shard_; null when the shard is empty
   std::vector<size_t> local_source_;  // local group -> its group in groups_

@@ -6,6 +6,7 @@
 
 #include "config/ConfigDefaults.h"
 #include "models/GPT.h"
+#include "optim/ZeroAdamW.h"
 #include "train/Trainer.h"
 
 namespace loom::train {
@@ -123,14 +124,16 @@ RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, int s) {
   const double embedding_grad =  // dense; none for LoRA's frozen table
       d.first && !lora ? double(d.vocab_rows * d.C) * 4.0 : 0.0;
   const double buckets = dp > 1 ? T : 0.0;  // every DP bucket packed at backward's end
-  r.comm = zero ? T + 2.0 * T / double(dp) : 0.0;  // flat parameters, gradient + param shards
+  // ZeRO-1: the gradient and parameter shards, and one all-gather round's buffer
+  const double gather = std::min(double(optim::kZeroGatherChunk) * 4.0, T / double(dp));
+  r.comm = zero ? 2.0 * T / double(dp) + gather * double(dp) : 0.0;
   const double base = r.params + r.optimizer + r.comm + (grads_in_forward ? r.grads : 0.0);
   const double forward_end = base + r.activations + head;
   const double first_backward = base + r.activations + recompute_working_set(d, cfg.recompute());
   const double backward_end = r.params + r.optimizer + r.comm + r.grads +
                               double(r.micro_batches_held - 1) * act +
                               embedding_grad + buckets;
-  // Saving a checkpoint under ZeRO-1 gathers the logical moments on every DP rank.
+  // Saving a checkpoint under ZeRO-1 gathers the logical moments on DP rank 0 (the largest rank).
   const double zero_save = zero ? r.params + r.optimizer + r.comm + state : 0.0;
   r.transient = std::max(head, embedding_grad);
   // RLHF: DPO's frozen reference; PPO's critic (trained), reference and reward model (frozen).

@@ -81,6 +81,22 @@ TEST(ZeroAdamW, MatchesUnshardedAdamWBitwise) {
   });
 }
 
+// 15 elements over 3 ranks (shards of 5) gathered 2 elements per rank per round: 3 rounds, the
+// last one short, and pieces that start and end inside parameters.
+TEST(ZeroAdamW, GatherInRoundsMatchesUnshardedAdamWBitwise) {
+  auto ref = make_params();
+  optim::AdamW opt(groups_of(ref), options());
+  for (int s = 0; s < 3; ++s) reference_step(opt, ref, 3, s);
+  run_fake_ranks(3, [&](Communicator& c) {
+    auto ps = make_params();
+    optim::ZeroAdamW z(groups_of(ps), options(), c, /*gather_chunk=*/2);
+    EXPECT_EQ(z.shard_size(), 5);
+    for (int s = 0; s < 3; ++s) zero_step(z, ps, 3, s);
+    for (size_t i = 0; i < ps.size(); ++i)
+      EXPECT_EQ(ps[i].second.to_vector<float>(), ref[i].second.to_vector<float>()) << ps[i].first;
+  });
+}
+
 TEST(ZeroAdamW, StateSavedAtDp2ContinuesAtDp3) {
   std::map<std::string, optim::ParamState> saved;
   std::vector<Tensor> params_after;
