@@ -1,8 +1,9 @@
 // `loom generate`: continue a prompt, or every line of a prompts file, with a checkpoint's model
-// (models/Generate.h: one batch of all prompts x --num-samples, KV cache, greedy or temperature /
-// top-k / top-p sampling, deterministic for a seed). The model shape comes from the checkpoint's
-// resolved config, its weights only (not the optimizer state); the tokenizer from the flags, else
-// the one the checkpoint carries, else from the config's data.tokenizer_* paths, else from
+// or a Hugging Face directory's ("hf:DIR") (models/Generate.h: one batch of all prompts x
+// --num-samples, KV cache, greedy or temperature / top-k / top-p sampling, deterministic for a
+// seed). The model shape comes from the checkpoint's resolved config (or config.json), its weights
+// only (not the optimizer state); the tokenizer from the flags, else the HF directory's, else the
+// one the checkpoint carries, else from the config's data.tokenizer_* paths, else from
 // <root>/tokenizer/ (checkpoints converted from Hugging Face). Prints the text (prompt +
 // continuation), or with --print-ids the new token ids, one line per sample, prompt by prompt.
 // Flag errors are ConfigError (exit 2), checkpoint problems CheckpointError (exit 3).
@@ -22,6 +23,7 @@
 #include "config/ConfigLoader.h"
 #include "models/Generate.h"
 #include "io/Checkpoint.h"
+#include "io/HfConvert.h"
 #include "train/Trainer.h"
 
 namespace loom::cli {
@@ -39,16 +41,32 @@ std::string existing(const std::string& path, const char* field) {
   return path;
 }
 
-// Flags first, then the tokenizer the checkpoint carries, then the run config's data.tokenizer_*
-// fields, then <root>/tokenizer/.
-data::Tokenizer load_tokenizer(const Verb& a, const config::RunConfig& cfg,
-                               const std::string& step_dir) {
+// An HF directory's own tokenizer: tokenizer.json, else vocab.json + merges.txt.
+data::Tokenizer hf_tokenizer(const std::string& dir) {
+  const io::HfTokenizerFiles t = io::detail::find_hf_tokenizer(dir);
+  if (!t.tokenizer_json.empty()) return data::Tokenizer::from_tokenizer_json(t.tokenizer_json);
+  LOOM_CHECK_T(ConfigError, !t.vocab_json.empty(), "loom generate: ", dir, " has no tokenizer ",
+               "(tokenizer.json or vocab.json + merges.txt); pass --vocab and --merges or ",
+               "--tokenizer-json, or use --prompt-ids with --print-ids");
+  return data::Tokenizer::from_files(t.vocab_json, t.merges_txt);
+}
+
+// Flags first; for "hf:DIR" the directory's tokenizer; for a Loom checkpoint the tokenizer it
+// carries, then the run config's data.tokenizer_* fields, then <root>/tokenizer/.
+data::Tokenizer load_tokenizer(const Verb& a, const std::string& source) {
   if (a.has("tokenizer-json"))
     return data::Tokenizer::from_tokenizer_json(a.get("tokenizer-json", ""));
   LOOM_CHECK_T(ConfigError, a.has("vocab") == a.has("merges"),
                "loom generate: expected --vocab and --merges together, got only --",
                a.has("vocab") ? "vocab" : "merges");
   if (a.has("vocab")) return data::Tokenizer::from_files(a.get("vocab", ""), a.get("merges", ""));
+  if (source.rfind("hf:", 0) == 0) return hf_tokenizer(source.substr(3));
+  const std::string& step_dir = source;
+  const io::CheckpointMeta meta = io::read_checkpoint_meta(step_dir);
+  auto it = meta.entries.find("config");
+  LOOM_CHECK_T(CheckpointError, it != meta.entries.end(), "loom generate: checkpoint ", step_dir,
+               " has no meta \"config\"");
+  const config::RunConfig cfg = config::parse_text(it->second, step_dir + "/meta.json:config");
   const io::TokenizerFiles carried = io::checkpoint_tokenizer(step_dir);
   if (!carried.tokenizer_json.empty())
     return data::Tokenizer::from_tokenizer_json(carried.tokenizer_json);
@@ -200,30 +218,23 @@ int run_generate(const Verb& a) {
                "--prompt-ids-file; see `loom generate --help`");
   models::SamplingOptions opts = sampling_options(a);
   const int64_t num_samples = a.get_int("num-samples", 1, 1, 1 << 20);
-  const std::string step_dir =
-      resolve_step_dir("loom generate: --checkpoint", a.require("checkpoint"));
-  const io::CheckpointReader ck(step_dir, io::LoadOptions::weights_only());
-  const config::RunConfig cfg = checkpoint_config(ck, "loom generate");
-
+  // Weights only; a LoRA run as base + adapters; the step directory or "hf:DIR" it came from.
+  const LoadedModel m =
+      load_model(a.require("checkpoint"), a.get("device", ""), "loom generate: --checkpoint");
   std::optional<data::Tokenizer> tok;
   if (a.has("prompt") || a.has("prompts-file") || !a.flag("print-ids"))
-    tok.emplace(load_tokenizer(a, cfg, step_dir));
+    tok.emplace(load_tokenizer(a, m.description));
   const std::vector<std::vector<int64_t>> prompts = read_prompts(a, tok);
-  const models::GPTConfig gc = train::gpt_config_from(cfg);
+  const models::GPTConfig& gc = m.model->config();
   // Never draw a padding row, nor a model row the tokenizer has no token for.
-  opts.vocab_size = cfg.model().vocab_size();
+  opts.vocab_size = gc.logits_size();
   if (tok) opts.vocab_size = std::min<int64_t>(opts.vocab_size, tok->vocab_size());
   for (size_t i = 0; i < prompts.size(); ++i)
     check_prompt(prompts[i], i, gc.block_size, opts.vocab_size);
   if (a.has("eos-id")) opts.eos_id = a.get_int("eos-id", 0, 0, kMaxInt32);
   if (!a.has("eos-id") && !a.flag("ignore-eos") && tok && tok->eot_id())
     opts.eos_id = *tok->eot_id();
-
-  std::string device = a.get("device", cfg.device() == config::RunConfig::CUDA ? "cuda" : "cpu");
-  LOOM_CHECK_T(ConfigError, device == "cpu" || device == "cuda",
-               "loom generate: expected --device cpu or cuda, got ", device);
-  models::GPT model(gc, {}, DType::F32, device == "cuda" ? Device::cuda(0) : Device::cpu());
-  train::load_checkpoint_model(model, cfg, ck);  // a LoRA run: base + adapters
+  models::GPT& model = *m.model;
 
   // Sample j of prompt i draws as entry i * num_samples + j of one flat list of every sample.
   std::vector<models::GenerationRequest> requests;
@@ -238,7 +249,8 @@ int run_generate(const Verb& a) {
 
 void add_generate(Cli& cli) {
   cli.verb(cli.root(), "generate", "continue a prompt with a checkpoint's model", run_generate)
-      .value("checkpoint", "DIR", "a checkpoint root (its newest checkpoint is used) or a step dir")
+      .value("checkpoint", "DIR", "a checkpoint root (its newest checkpoint is used), a step dir, "
+             "or hf:DIR (a Hugging Face model directory)")
       .value("prompt", "TEXT", "prompt text, encoded with the tokenizer")
       .value("prompt-ids", "ID,ID,...", "prompt token ids, comma-separated (instead of --prompt)")
       .value("prompts-file", "FILE", "one prompt per line, all generated as one batch")

@@ -2,7 +2,8 @@
 // generate from its checkpoint in fresh processes. Greedy output is deterministic, has exactly
 // --max-new-tokens ids, and is the same from the checkpoint root and its step directory; seeded
 // sampling repeats; a prompts file is generated as one batch with the same outputs as each prompt
-// alone; bad flags exit with code 2 and a message naming the flag.
+// alone; bad flags exit with code 2 and a message naming the flag. A Hugging Face directory
+// ("hf:DIR") generates with its own tokenizer exactly as the checkpoint converted from it.
 #include <memory>
 #include <sstream>
 
@@ -185,6 +186,24 @@ TEST(GenerateCliCarriedTokenizer, TextPromptWorksFromAnotherDirectory) {
                             "--temperature 0");
   EXPECT_EQ(gen.exit_code, 0) << gen.output;
   EXPECT_NE(gen.output.find("the cat"), std::string::npos) << gen.output;
+}
+
+TEST(GenerateCliHf, AnHfDirectoryGeneratesAsTheCheckpointConvertedFromIt) {
+  TempDir d("generate_hf");
+  const std::string hf = std::string(LOOM_SOURCE_DIR) + "/tests/golden/hf/gpt2_untied_v300";
+  RunResult conv = run_loom("convert --from hf " + hf + " --to " + d.file("ck"));
+  ASSERT_EQ(conv.exit_code, 0) << conv.output;
+  const std::string flags = " --prompt 'hello world' --max-new-tokens 6 --temperature 0.8 "
+                            "--seed 3 --num-samples 2";
+  RunResult from_hf = run_loom("generate --checkpoint hf:" + hf + flags);
+  RunResult from_ck = run_loom("generate --checkpoint " + d.file("ck") + flags);
+  ASSERT_EQ(from_hf.exit_code, 0) << from_hf.output;
+  ASSERT_EQ(from_ck.exit_code, 0) << from_ck.output;
+  EXPECT_EQ(from_hf.output, from_ck.output);  // the conversion is exact; same tokenizer, same keys
+  const std::vector<std::string> lines = lines_of(from_hf.output);  // "--- sample j ---", text
+  ASSERT_EQ(lines.size(), 4u) << from_hf.output;
+  EXPECT_EQ(lines[1].rfind("hello world", 0), 0u) << from_hf.output;
+  EXPECT_EQ(lines[3].rfind("hello world", 0), 0u) << from_hf.output;
 }
 
 }  // namespace
