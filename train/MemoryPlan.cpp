@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "config/ConfigDefaults.h"
+#include "io/HfSource.h"
 #include "models/GPT.h"
 #include "optim/ZeroAdamW.h"
 #include "train/Trainer.h"
@@ -78,6 +79,22 @@ int64_t sequences(const RunConfig& cfg) {
   return cfg.stage() == RunConfig::REWARD || cfg.stage() == RunConfig::DPO ? 2 * b : b;
 }
 
+// Parameter bytes (f32) stage s holds of another model of the run (PPO's reward model or critic):
+// of the shape its source records (a Loom checkpoint or hf:DIR, as ValueModels builds it), else,
+// with no source or one that records no shape, of the policy's (`policy`).
+double source_params(const RunConfig& cfg, const std::string& source, int s, double policy) {
+  if (source.empty() || source[0] == '@') return policy;
+  RunConfig c = cfg;  // the run's layout; the model section comes from the source alone
+  c.clear_model();
+  c.mutable_model()->set_vocab_pad_multiple(cfg.model().vocab_pad_multiple());
+  c.set_init_from(source);
+  io::model_from_init(c);
+  if (!c.model().has_n_layer()) return policy;
+  config::apply_defaults(c, 1);
+  const int tp = int(cfg.parallel().tp()), pp = int(cfg.parallel().pp());
+  return double(models::GPT::local_parameters(gpt_config_from(c), tp, s, pp)) * 4.0;
+}
+
 RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, int s) {
   const int tp = int(cfg.parallel().tp()), pp = int(cfg.parallel().pp());
   const int64_t dp = std::max<int64_t>(cfg.parallel().dp(), 1), m = config::grad_accum_steps(cfg);
@@ -136,9 +153,18 @@ RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, int s) {
   // Saving a checkpoint under ZeRO-1 gathers the logical moments on DP rank 0 (the largest rank).
   const double zero_save = zero ? r.params + r.optimizer + r.comm + state : 0.0;
   r.transient = std::max(head, embedding_grad);
-  // RLHF: DPO's frozen reference; PPO's critic (trained), reference and reward model (frozen).
+  // RLHF: DPO's frozen reference; PPO's reference (frozen, the policy's shape), reward model
+  // (frozen) and, for the PPO algorithm, critic (trained: weights, gradients, AdamW moments), each
+  // of its own source's shape.
   if (cfg.stage() == RunConfig::DPO) r.other_models = P;
-  if (cfg.stage() == RunConfig::PPO) r.other_models = 4.0 * P + 2.0 * P;
+  if (cfg.stage() == RunConfig::PPO) {
+    const config::PpoConfig& ppo = cfg.ppo();
+    bool rm = false;
+    for (const config::RewardSourceConfig& src : ppo.reward()) rm = rm || src.has_reward_model();
+    r.other_models = P + (rm ? source_params(cfg, ppo.reward_model(), s, P) : 0.0);
+    if (ppo.algorithm() == config::PpoConfig::PPO)
+      r.other_models += 4.0 * source_params(cfg, ppo.critic_init(), s, P);
+  }
   r.process = kProcess + (dp > 1 ? kDataParallelComm : 0.0);
   r.peak = std::max({forward_end, first_backward, backward_end, zero_save}) + r.other_models + r.process;
   for (double* x : {&r.params, &r.grads, &r.optimizer, &r.activations, &r.transient, &r.comm,

@@ -147,5 +147,30 @@ TEST(MemoryPlan, DpoAddsTheFrozenReferenceModel) {
   EXPECT_DOUBLE_EQ(dpo.other_models, dpo.params);
 }
 
+// PPO: the reference (the policy's shape), the reward model and the trained critic (weights,
+// gradients, two AdamW moments) each of its own source's shape; a rule reward needs no model.
+TEST(MemoryPlan, PpoCountsTheRewardModelAndCriticAtTheirSourcesShapes) {
+  const std::vector<std::string> ppo = {"stage=PPO", "init_from=@sft", "ppo.prompts_path=p.jsonl"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.begin(), ppo.begin(), ppo.end());
+    return plan_memory(gpt2_small(extra))[0];
+  };
+  const RankMemory same = with({"ppo.reward_model=@reward"});  // a stage's: no shape to read
+  EXPECT_DOUBLE_EQ(same.other_models, 6.0 * same.params);
+  config::RunConfig grpo = gpt2_small({"stage=PPO", "init_from=@sft", "ppo.prompts_path=p.jsonl",
+                                       "ppo.algorithm=GRPO", "ppo.reward_model=@reward"});
+  grpo.mutable_ppo()->clear_reward();  // the rule alone (a --set cannot write a message list)
+  grpo.mutable_ppo()->add_reward()->mutable_exact_match();
+  const RankMemory rule = plan_memory(grpo)[0];
+  EXPECT_DOUBLE_EQ(rule.other_models, rule.params);
+  const RankMemory small =
+      with({"ppo.reward_model=hf:" + std::string(LOOM_SOURCE_DIR) +
+            "/tests/golden/hf/gpt2_untied_v300"});
+  // That model by hand: 3 blocks of 7,224 (n_embd 24), 32 x 24 positions, untied 300-row tables
+  // padded to 384 like the policy's (2 x 9,216), ln_f 48: 40,920 f32 parameters; the critic
+  // starts from it too (ppo.critic_init defaults to ppo.reward_model).
+  EXPECT_DOUBLE_EQ(small.other_models, small.params + 5.0 * 40920.0 * 4.0 / kMiB);
+}
+
 }  // namespace
 }  // namespace loom::train
