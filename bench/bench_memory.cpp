@@ -121,12 +121,21 @@ int main(int argc, char** argv) {
   std::string loom = "build/bin/loom", only;
   int steps = 2;
   bool keep = false;  // keep the scratch directory (configs, tokens, runs) for a closer look
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--loom") loom = value;
-    else if (flag == "--only") only = value;
-    else if (flag == "--steps") steps = std::atoi(value.c_str());
-    else if (flag == "--keep") keep = value == "1";
+  for (int i = 1; i < argc; i += 2) {
+    const std::string flag = argv[i], value = i + 1 < argc ? argv[i + 1] : "";
+    if (flag == "--loom" && !value.empty()) {
+      loom = value;
+    } else if (flag == "--only" && !value.empty()) {
+      only = value;
+    } else if (flag == "--steps" && std::atoi(value.c_str()) >= 1) {
+      steps = std::atoi(value.c_str());
+    } else if (flag == "--keep" && (value == "0" || value == "1")) {
+      keep = value == "1";
+    } else {  // --help included: a benchmark of many minutes never starts on a typo
+      std::fprintf(stderr, "usage: bench_memory [--loom BIN] [--only NAME,...] [--steps N>=1] "
+                           "[--keep 0|1]; got \"%s\"\n", flag.c_str());
+      return flag == "--help" || flag == "-h" ? 0 : 2;
+    }
   }
   const std::string dir =
       (std::filesystem::temp_directory_path() / ("loom_bench_memory_" + std::to_string(getpid())))
