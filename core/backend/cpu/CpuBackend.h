@@ -4,11 +4,19 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "core/backend/Backend.h"
 
 namespace loom::cpu {
+
+// Elements below which a kernel's OpenMP loop stays on one thread: threads cost more than they save.
+inline constexpr int64_t kParallelMinElems = 16384;
+// Whether a kernel of element type T takes its AVX2 path (float) or the scalar one (double).
+template <class T>
+inline constexpr bool kVec = std::is_same_v<T, float>;
 
 class CpuBackend final : public Backend {
  public:

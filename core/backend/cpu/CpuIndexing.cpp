@@ -13,7 +13,6 @@ namespace loom::cpu {
 
 namespace {
 
-constexpr int64_t kParallelMinElems = 16384;
 constexpr int64_t kColChunk = 256;  // output columns per job in the scatter kernels
 
 void check_indices(const char* op, const int64_t* idx, int64_t count, int64_t n) {

@@ -19,10 +19,6 @@ namespace loom::cpu {
 
 namespace {
 
-template <class T>
-inline constexpr bool kVec = std::is_same_v<T, float>;
-constexpr int64_t kParallelMinElems = 16384;  // below this, threads cost more than they save
-
 void check_contiguous(const char* op, std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts)
     if (t->defined()) LOOM_INTERNAL_ASSERT(t->is_contiguous(), op, ": expected contiguous tensors");

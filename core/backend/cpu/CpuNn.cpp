@@ -20,10 +20,6 @@ namespace loom::cpu {
 
 namespace {
 
-template <class T>
-inline constexpr bool kVec = std::is_same_v<T, float>;
-constexpr int64_t kParallelMinElems = 16384;  // below this, threads cost more than they save
-
 // exp(x) for 8 floats: x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), exp(r) by a
 // degree-7 Taylor polynomial (truncation < 6e-9 relative, so ~1-2 ulp after rounding), times 2^n
 // built in the exponent bits. Inputs below -87.3 give exactly 0 (exp(-inf) = 0 for masked
