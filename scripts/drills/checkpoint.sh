@@ -75,7 +75,7 @@ drills_checkpoint_files() {
 drills_checkpoint_d13() {
   local py="" c f sum bytes p
   sel ck-missing-optim-tensor || return 0
-  for p in "${DRILLS_PYTHON:-}" "$root/.venv/bin/python" /work/main/.venv/bin/python python3; do
+  for p in "${DRILLS_PYTHON:-}" "$root/.venv/bin/python" python3; do
     [ -n "$p" ] && "$p" -c 'import h5py' 2>/dev/null && { py=$p; break; }
   done
   if [ -z "$py" ]; then
