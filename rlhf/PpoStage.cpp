@@ -258,7 +258,6 @@ train::StepResult PpoStage::run_step(int64_t step, double lr, train::Learner& po
   t.push_back(Clock::now());
 
   Metrics m = iteration_metrics(step, s, r, ws, sh, policy);
-  add_logprob_gap(m, s, r, policy);
   double generated = 0;  // response tokens this rank generated (EOS included)
   for (const std::vector<int64_t>& resp : s.responses) generated += double(resp.size());
   const double loss = st.policy_loss + st.value_loss + upd_.kl_coef * st.kl_loss;
@@ -283,12 +282,24 @@ train::StepResult PpoStage::run_step(int64_t step, double lr, train::Learner& po
 }
 
 // Global (DP) means of the iteration's samples, the KL controller's update and the health check.
+// Also the rollout / training log-prob gap over every rank's response tokens (mean and maximum of
+// |engine - training|): the engine's draws and the loss's recomputed log-probs agree to rounding
+// unless top-k / top-p changed the distribution the samples came from.
 Metrics PpoStage::iteration_metrics(int64_t step, const Samples& s, const Rollout& r,
                                     const WeightedScores& ws, const ShapedScores& sh,
                                     train::Learner& policy) {
-  std::vector<double> g = {0.0};  // summed KL: on the last stage
+  std::vector<double> g = {0.0, 0.0, 0.0, 0.0};  // summed KL and the gap: on the last stage
   for (double k : r.kl) g[0] += k;
+  if (policy.model().is_last()) {
+    std::vector<int64_t> prompt_len;
+    for (const auto& p : s.prompt_ids) prompt_len.push_back(int64_t(p.size()));
+    const LogprobGap gap = logprob_gap(r, prompt_len, s.logprobs);
+    g = {g[0], gap.sum, gap.count, gap.max};
+  }
   policy.from_last_stage(g);
+  std::vector<double> gap_max = {g[3]};
+  const std::vector<double> gap = {g[1], g[2]};  // summed over ranks with the rest, at the end
+  g.resize(1);
   std::vector<std::vector<int32_t>> resp;
   for (const auto& x : s.responses) resp.emplace_back(x.begin(), x.end());
   const ResponseStats rs = response_stats(resp, int32_t(pad_id_), sampling_.max_new_tokens);
@@ -305,7 +316,9 @@ Metrics PpoStage::iteration_metrics(int64_t step, const Samples& s, const Rollou
     for (double x : v) sum += x;
     g.push_back(sum);
   }
+  g.insert(g.end(), gap.begin(), gap.end());
   policy.dp_sum(g);
+  policy.dp_max(gap_max);
   const double N = g[6];
   Metrics m = {{"score_mean", g[1] / N},          {"kl", g[0] / N},
                {"response_length", g[2] / N},     {"truncated_fraction", g[3] / N},
@@ -313,30 +326,13 @@ Metrics PpoStage::iteration_metrics(int64_t step, const Samples& s, const Rollou
   if (group_ >= 2) m.emplace_back("equal_reward_groups", g[5] / g[7]);
   for (size_t k = 0; k < ws.names.size(); ++k)
     m.emplace_back("reward/" + ws.names[k], g[8 + k] / N);
+  const size_t gi = 8 + ws.values.size();
+  m.insert(m.end(), {{"logp_gap_mean", g[gi] / std::max(g[gi + 1], 1.0)},
+                     {"logp_gap_max", gap_max[0]}});
   kl_->update(g[0] / N, int64_t(N));
   warn_if_unhealthy({step, g[3] / N, g[2] / N, sampling_.max_new_tokens, g[0] / N, g[1] / N,
                      group_ >= 2 ? g[5] / g[7] : -1.0});
   return m;
-}
-
-// The rollout / training log-prob gap over every rank's response tokens (mean and maximum of
-// |engine - training|): the engine's draws and the loss's recomputed log-probs should agree to
-// rounding unless top-k / top-p changed the distribution the samples came from.
-void PpoStage::add_logprob_gap(Metrics& m, const Samples& s, const Rollout& r,
-                               train::Learner& policy) const {
-  std::vector<double> g = {0.0, 0.0, 0.0};
-  if (policy.model().is_last()) {
-    std::vector<int64_t> prompt_len;
-    for (const auto& p : s.prompt_ids) prompt_len.push_back(int64_t(p.size()));
-    const LogprobGap gap = logprob_gap(r, prompt_len, s.logprobs);
-    g = {gap.sum, gap.count, gap.max};
-  }
-  policy.from_last_stage(g);
-  std::vector<double> mx = {g[2]};
-  g.resize(2);
-  policy.dp_sum(g);
-  policy.dp_max(mx);
-  m.insert(m.end(), {{"logp_gap_mean", g[0] / std::max(g[1], 1.0)}, {"logp_gap_max", mx[0]}});
 }
 
 // Logs the RlHealth warnings that are new at this iteration (HealthMonitor).

@@ -61,8 +61,6 @@ class PpoStage : public ExampleStage {
   Metrics iteration_metrics(int64_t step, const Samples& s, const Rollout& r,
                             const WeightedScores& ws, const ShapedScores& sh,
                             train::Learner& policy);
-  void add_logprob_gap(Metrics& m, const Samples& s, const Rollout& r,
-                       train::Learner& policy) const;
   void warn_if_unhealthy(const RlIterationMetrics& m);
   void write_samples(int64_t step, const Samples& s, const WeightedScores& ws,
                      const ShapedScores& sh) const;

@@ -230,17 +230,10 @@ double forward_only(models::GPT& model, ProcessGrid& grid,
   return sum / double(micro_batches.size());
 }
 
-void Learner::dp_sum(std::vector<double>& v) const {
+void Learner::dp_reduce(std::vector<double>& v, ReduceOp op) const {
   if (grid_.dp_size() == 1 || v.empty()) return;
   Tensor t = Tensor::from_vector<double>(v, {int64_t(v.size())});
-  grid_.dp_group().all_reduce(t);
-  v = t.to_vector<double>();
-}
-
-void Learner::dp_max(std::vector<double>& v) const {
-  if (grid_.dp_size() == 1 || v.empty()) return;
-  Tensor t = Tensor::from_vector<double>(v, {int64_t(v.size())});
-  grid_.dp_group().all_reduce(t, ReduceOp::Max);
+  grid_.dp_group().all_reduce(t, op);
   v = t.to_vector<double>();
 }
 

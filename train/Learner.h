@@ -55,10 +55,9 @@ class Learner {
   // every rank. Micro-batches may differ in shape (a short last batch).
   double evaluate(const std::vector<pipeline::MicroBatch>& micro_batches);
   int dp_size() const { return grid_.dp_size(); }
-  // Sum over ranks of the DP group of `v` (element-wise, in place): stage metrics.
-  void dp_sum(std::vector<double>& v) const;
-  // Maximum over ranks of the DP group of `v` (element-wise, in place).
-  void dp_max(std::vector<double>& v) const;
+  // Sum (maximum) over ranks of the DP group of `v` (element-wise, in place): stage metrics.
+  void dp_sum(std::vector<double>& v) const { dp_reduce(v, ReduceOp::Sum); }
+  void dp_max(std::vector<double>& v) const { dp_reduce(v, ReduceOp::Max); }
   // `v` from the last pipeline stage to every stage (in place): what only the last stage knows.
   void from_last_stage(std::vector<double>& v) const;
 
@@ -78,6 +77,7 @@ class Learner {
             bool weights_only = false);
 
  private:
+  void dp_reduce(std::vector<double>& v, ReduceOp op) const;
   // This rank's pieces of the saved optimizer state, or lines added to `problems`.
   std::map<std::string, optim::ParamState> read_states(const io::CheckpointReader& ck,
                                                        const std::string& optim_prefix,
