@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include "config/ConfigDefaults.h"
 #include "io/HfSource.h"
@@ -79,25 +80,61 @@ int64_t sequences(const RunConfig& cfg) {
   return cfg.stage() == RunConfig::REWARD || cfg.stage() == RunConfig::DPO ? 2 * b : b;
 }
 
-// Parameter bytes (f32) stage s holds of another model of the run (PPO's reward model or critic):
-// of the shape its source records (a Loom checkpoint or hf:DIR, as ValueModels builds it), else,
-// with no source or one that records no shape, of the policy's (`policy`).
-double source_params(const RunConfig& cfg, const std::string& source, int s, double policy) {
-  if (source.empty() || source[0] == '@') return policy;
+// The shape another model of the run (PPO's reward model or critic) has: the one its source
+// records (a Loom checkpoint or hf:DIR, as ValueModels builds it); nullopt, the policy's, with no
+// source or one that records no shape.
+using SourceShape = std::optional<models::GPTConfig>;
+SourceShape source_shape(const RunConfig& cfg, const std::string& source) {
+  if (source.empty() || source[0] == '@') return std::nullopt;
   RunConfig c = cfg;  // the run's layout; the model section comes from the source alone
   c.clear_model();
   c.mutable_model()->set_vocab_pad_multiple(cfg.model().vocab_pad_multiple());
   c.set_init_from(source);
   io::model_from_init(c);
-  if (!c.model().has_n_layer()) return policy;
+  if (!c.model().has_n_layer()) return std::nullopt;
   config::apply_defaults(c, 1);
-  const int tp = int(cfg.parallel().tp()), pp = int(cfg.parallel().pp());
-  return double(models::GPT::local_parameters(gpt_config_from(c), tp, s, pp)) * 4.0;
+  return gpt_config_from(c);
 }
 
-RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, int s) {
+// PPO's other models, read once for every stage: whether each exists, and its shape.
+struct OtherModels {
+  bool reward = false, critic = false;
+  SourceShape reward_shape, critic_shape;
+};
+
+OtherModels other_models_of(const RunConfig& cfg) {
+  OtherModels o;
+  if (cfg.stage() != RunConfig::PPO) return o;
+  const config::PpoConfig& ppo = cfg.ppo();
+  for (const config::RewardSourceConfig& src : ppo.reward())
+    o.reward = o.reward || src.has_reward_model();
+  o.critic = ppo.algorithm() == config::PpoConfig::PPO;
+  if (o.reward) o.reward_shape = source_shape(cfg, ppo.reward_model());
+  if (o.critic)
+    o.critic_shape = o.reward && ppo.critic_init() == ppo.reward_model()
+                         ? o.reward_shape
+                         : source_shape(cfg, ppo.critic_init());
+  return o;
+}
+
+// Bytes stage s holds of the run's other models (P: its bytes of the policy). DPO: the frozen
+// reference. PPO: the reference (frozen, the policy's shape), the reward model (frozen) and, for
+// the PPO algorithm, the critic (trained: weights, gradients, AdamW moments), each of its own
+// source's shape.
+double other_models_bytes(const RunConfig& cfg, const OtherModels& others, double P, int s) {
+  if (cfg.stage() == RunConfig::DPO) return P;
+  if (cfg.stage() != RunConfig::PPO) return 0.0;
   const int tp = int(cfg.parallel().tp()), pp = int(cfg.parallel().pp());
-  const int64_t dp = std::max<int64_t>(cfg.parallel().dp(), 1), m = config::grad_accum_steps(cfg);
+  auto params_of = [&](const SourceShape& shape) {  // this stage's f32 bytes of that model
+    return shape ? double(models::GPT::local_parameters(*shape, tp, s, pp)) * 4.0 : P;
+  };
+  return P + (others.reward ? params_of(others.reward_shape) : 0.0) +
+         (others.critic ? 4.0 * params_of(others.critic_shape) : 0.0);
+}
+
+// The shapes stage s of model g works with under cfg's layout and batch.
+Dims stage_dims(const RunConfig& cfg, const models::GPTConfig& g, int s) {
+  const int tp = int(cfg.parallel().tp()), pp = int(cfg.parallel().pp());
   const auto [begin, end] = models::stage_layers(g.n_layer, pp, s);
   Dims d;
   d.b = sequences(cfg);
@@ -111,6 +148,14 @@ RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, int s) {
   d.dropout = g.dropout > 0.0;
   d.first = s == 0;
   d.last = s == pp - 1;
+  return d;
+}
+
+RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, const OtherModels& others,
+                      int s) {
+  const int tp = int(cfg.parallel().tp()), pp = int(cfg.parallel().pp());
+  const int64_t dp = std::max<int64_t>(cfg.parallel().dp(), 1), m = config::grad_accum_steps(cfg);
+  const Dims d = stage_dims(cfg, g, s);
   const double P = double(models::GPT::local_parameters(g, tp, s, pp)) * 4.0;  // f32 master
   // What the optimizer updates (gradients, state, buckets): the whole model, or LoRA's adapters.
   const bool lora = cfg.has_lora();
@@ -153,20 +198,10 @@ RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, int s) {
   // Saving a checkpoint under ZeRO-1 gathers the logical moments on DP rank 0 (the largest rank).
   const double zero_save = zero ? r.params + r.optimizer + r.comm + state : 0.0;
   r.transient = std::max(head, embedding_grad);
-  // RLHF: DPO's frozen reference; PPO's reference (frozen, the policy's shape), reward model
-  // (frozen) and, for the PPO algorithm, critic (trained: weights, gradients, AdamW moments), each
-  // of its own source's shape.
-  if (cfg.stage() == RunConfig::DPO) r.other_models = P;
-  if (cfg.stage() == RunConfig::PPO) {
-    const config::PpoConfig& ppo = cfg.ppo();
-    bool rm = false;
-    for (const config::RewardSourceConfig& src : ppo.reward()) rm = rm || src.has_reward_model();
-    r.other_models = P + (rm ? source_params(cfg, ppo.reward_model(), s, P) : 0.0);
-    if (ppo.algorithm() == config::PpoConfig::PPO)
-      r.other_models += 4.0 * source_params(cfg, ppo.critic_init(), s, P);
-  }
+  r.other_models = other_models_bytes(cfg, others, P, s);
   r.process = kProcess + (dp > 1 ? kDataParallelComm : 0.0);
-  r.peak = std::max({forward_end, first_backward, backward_end, zero_save}) + r.other_models + r.process;
+  r.peak = std::max({forward_end, first_backward, backward_end, zero_save}) + r.other_models +
+           r.process;
   for (double* x : {&r.params, &r.grads, &r.optimizer, &r.activations, &r.transient, &r.comm,
                     &r.other_models, &r.process, &r.peak})
     *x /= kMiB;
@@ -188,8 +223,9 @@ std::string RankMemory::str() const {
 
 std::vector<RankMemory> plan_memory(const RunConfig& cfg) {
   const models::GPTConfig g = gpt_config_from(cfg);
+  const OtherModels others = other_models_of(cfg);
   std::vector<RankMemory> out;
-  for (int s = 0; s < int(cfg.parallel().pp()); ++s) out.push_back(plan_stage(cfg, g, s));
+  for (int s = 0; s < int(cfg.parallel().pp()); ++s) out.push_back(plan_stage(cfg, g, others, s));
   return out;
 }
 
