@@ -20,11 +20,9 @@
 #include "launch/cli/Cli.h"
 #include "launch/cli/Commands.h"
 #include "launch/cli/ModelSource.h"
-#include "config/ConfigLoader.h"
 #include "models/Generate.h"
 #include "io/Checkpoint.h"
 #include "io/HfConvert.h"
-#include "train/Trainer.h"
 
 namespace loom::cli {
 
@@ -53,20 +51,16 @@ data::Tokenizer hf_tokenizer(const std::string& dir) {
 
 // Flags first; for "hf:DIR" the directory's tokenizer; for a Loom checkpoint the tokenizer it
 // carries, then the run config's data.tokenizer_* fields, then <root>/tokenizer/.
-data::Tokenizer load_tokenizer(const Verb& a, const std::string& source) {
+data::Tokenizer load_tokenizer(const Verb& a, const LoadedModel& m) {
   if (a.has("tokenizer-json"))
     return data::Tokenizer::from_tokenizer_json(a.get("tokenizer-json", ""));
   LOOM_CHECK_T(ConfigError, a.has("vocab") == a.has("merges"),
                "loom generate: expected --vocab and --merges together, got only --",
                a.has("vocab") ? "vocab" : "merges");
   if (a.has("vocab")) return data::Tokenizer::from_files(a.get("vocab", ""), a.get("merges", ""));
-  if (source.rfind("hf:", 0) == 0) return hf_tokenizer(source.substr(3));
-  const std::string& step_dir = source;
-  const io::CheckpointMeta meta = io::read_checkpoint_meta(step_dir);
-  auto it = meta.entries.find("config");
-  LOOM_CHECK_T(CheckpointError, it != meta.entries.end(), "loom generate: checkpoint ", step_dir,
-               " has no meta \"config\"");
-  const config::RunConfig cfg = config::parse_text(it->second, step_dir + "/meta.json:config");
+  if (!m.config) return hf_tokenizer(m.description.substr(3));  // "hf:DIR"
+  const std::string& step_dir = m.description;
+  const config::RunConfig& cfg = *m.config;
   const io::TokenizerFiles carried = io::checkpoint_tokenizer(step_dir);
   if (!carried.tokenizer_json.empty())
     return data::Tokenizer::from_tokenizer_json(carried.tokenizer_json);
@@ -223,7 +217,7 @@ int run_generate(const Verb& a) {
       load_model(a.require("checkpoint"), a.get("device", ""), "loom generate: --checkpoint");
   std::optional<data::Tokenizer> tok;
   if (a.has("prompt") || a.has("prompts-file") || !a.flag("print-ids"))
-    tok.emplace(load_tokenizer(a, m.description));
+    tok.emplace(load_tokenizer(a, m));
   const std::vector<std::vector<int64_t>> prompts = read_prompts(a, tok);
   const models::GPTConfig& gc = m.model->config();
   // Never draw a padding row, nor a model row the tokenizer has no token for.

@@ -29,7 +29,8 @@ std::vector<std::pair<const char*, std::string*>> checkpoint_fields(config::RunC
     out.emplace_back("ppo.reward_model", c.mutable_ppo()->mutable_reward_model());
   if (c.ppo().has_critic_init())
     out.emplace_back("ppo.critic_init", c.mutable_ppo()->mutable_critic_init());
-  if (c.dpo().has_reference()) out.emplace_back("dpo.reference", c.mutable_dpo()->mutable_reference());
+  if (c.dpo().has_reference())
+    out.emplace_back("dpo.reference", c.mutable_dpo()->mutable_reference());
   return out;
 }
 
@@ -92,6 +93,7 @@ LoadedModel load_model(const std::string& source, const std::string& device_name
                                             DType::F32, m.device);
     train::load_checkpoint_model(*m.model, cfg, ck);  // a LoRA run: base + adapters
     m.description = step_dir;
+    m.config = cfg;
   }
   m.model->eval();
   return m;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,7 @@ struct LoadedModel {
   std::unique_ptr<models::GPT> model;  // in eval mode, weights loaded
   Device device = Device::cpu();       // where the model lives
   std::string description;             // the step directory, or "hf:DIR"
+  std::optional<config::RunConfig> config;  // a Loom checkpoint's run config (meta "config")
 };
 
 // A model with its weights from `source` (a Loom checkpoint dir, or "hf:DIR") on `device`, in
