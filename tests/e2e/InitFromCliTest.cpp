@@ -53,7 +53,8 @@ TEST(InitFromCli, ACheckpointRootStartsFromTheStepItsLatestNames) {
   EXPECT_EQ(from_root, ft("step5", d.file("run/checkpoints/step_00000005")));
   EXPECT_NE(from_root, ft("step10", d.file("run/checkpoints/step_00000010")));
   std::filesystem::create_directories(d.file("empty"));
-  RunResult none = run_loom("train " + d.file("root.pbtxt") + " --set init_from=" + d.file("empty"));
+  RunResult none =
+      run_loom("train " + d.file("root.pbtxt") + " --set init_from=" + d.file("empty"));
   EXPECT_EQ(none.exit_code, 3) << none.output;  // a checkpoint error
   EXPECT_NE(none.output.find("init_from=" + d.file("empty") + ": expected a Loom checkpoint"),
             std::string::npos)

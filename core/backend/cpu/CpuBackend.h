@@ -12,7 +12,7 @@
 
 namespace loom::cpu {
 
-// Elements below which a kernel's OpenMP loop stays on one thread: threads cost more than they save.
+// Elements below which a kernel's OpenMP loop stays on one thread (threads would cost more).
 inline constexpr int64_t kParallelMinElems = 16384;
 // Whether a kernel of element type T takes its AVX2 path (float) or the scalar one (double).
 template <class T>
