@@ -71,7 +71,7 @@ struct PpoStage::Samples {
 PpoStage::PpoStage(train::StageContext& ctx, train::Learner& policy) : ExampleStage(ctx) {
   const RunConfig& cfg = ctx.cfg();
   const PpoConfig& p = cfg.ppo();
-  tok_ = std::make_unique<data::Tokenizer>(load_tokenizer(cfg));
+  tok_ = &stage_tokenizer(ctx);
   pad_id_ = require_eot(*tok_);
   vocab_ = tok_->vocab_size();
   const models::GPTConfig& mc = policy.model().config();

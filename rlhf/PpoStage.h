@@ -65,7 +65,7 @@ class PpoStage : public ExampleStage {
   void write_samples(int64_t step, const Samples& s, const WeightedScores& ws,
                      const ShapedScores& sh) const;
 
-  std::unique_ptr<data::Tokenizer> tok_;
+  const data::Tokenizer* tok_ = nullptr;  // the run's (StageContext::tokenizer)
   std::vector<std::vector<int32_t>> prompts_;  // token ids (chat template applied)
   std::vector<RewardSample> records_;          // each prompt's text and record fields
   std::unique_ptr<models::GPT> reference_;

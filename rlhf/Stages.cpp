@@ -86,21 +86,9 @@ ChatTemplate template_named(const std::string& name) {
   return t;
 }
 
-data::Tokenizer load_tokenizer(const RunConfig& cfg) {
-  const auto& d = cfg.data();
-  data::Tokenizer tok = [&] {
-    if (!d.tokenizer_json().empty())
-      return data::Tokenizer::from_tokenizer_json(d.tokenizer_json());
-    LOOM_CHECK_T(ConfigError, !d.tokenizer_vocab().empty(), "stage ",
-                 RunConfig::Stage_Name(cfg.stage()),
-                 ": expected a tokenizer (data.tokenizer_vocab + data.tokenizer_merges, or "
-                 "data.tokenizer_json), got none");
-    return data::Tokenizer::from_files(d.tokenizer_vocab(), d.tokenizer_merges());
-  }();
-  LOOM_CHECK_T(ConfigError, tok.vocab_size() <= cfg.model().vocab_size(), "model.vocab_size=",
-               cfg.model().vocab_size(), ": expected >= the tokenizer's ", tok.vocab_size(),
-               " tokens");
-  if (cfg.sft().template_() != "hf") require_eot(tok);  // the model's template names its own
+const data::Tokenizer& stage_tokenizer(const train::StageContext& ctx) {
+  const data::Tokenizer& tok = ctx.tokenizer();
+  if (ctx.cfg().sft().template_() != "hf") require_eot(tok);  // the model's template names its own
   return tok;
 }
 
@@ -141,7 +129,7 @@ class SftStage : public ExampleStage {
   explicit SftStage(train::StageContext& ctx) : ExampleStage(ctx) {
     const RunConfig& cfg = ctx.cfg();
     batch_ = cfg.batch().micro_batch_size();
-    data::Tokenizer tok = load_tokenizer(cfg);
+    const data::Tokenizer& tok = stage_tokenizer(ctx);
     DatasetOptions o = dataset_options(cfg);
     const bool packing = cfg.sft().packing(), mask_prompt = cfg.sft().mask_prompt();
     auto rows_of = [&](const std::string& path) {
@@ -214,7 +202,7 @@ class PreferenceStage : public ExampleStage {
     const RunConfig& cfg = ctx.cfg();
     batch_ = cfg.batch().micro_batch_size();
     seq_len_ = cfg.data().seq_len();
-    data::Tokenizer tok = load_tokenizer(cfg);
+    const data::Tokenizer& tok = stage_tokenizer(ctx);
     DatasetOptions o = dataset_options(cfg);
     pad_ = pad_id(tok, o);
     vocab_ = tok.vocab_size();

@@ -68,8 +68,8 @@ std::unique_ptr<train::Stage> make_stage(train::StageContext& ctx, train::Learne
 // "chat" (the <|user|> / <|assistant|> defaults of ChatTemplate). ConfigError otherwise.
 ChatTemplate template_named(const std::string& name);
 
-// The run's tokenizer (data.tokenizer_json, or vocab + merges); ConfigError when none is set or it
-// has more tokens than model.vocab_size.
-data::Tokenizer load_tokenizer(const config::RunConfig& cfg);
+// The run's tokenizer (StageContext::tokenizer), which must have an end-of-text token unless the
+// chat template is the model's own ("hf"); ConfigError otherwise.
+const data::Tokenizer& stage_tokenizer(const train::StageContext& ctx);
 
 }  // namespace loom::rlhf

@@ -12,11 +12,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "config/Config.pb.h"
+#include "data/Tokenizer.h"
 #include "models/GPT.h"
 #include "parallel/ProcessGroups.h"
 #include "train/Learner.h"
@@ -52,11 +54,16 @@ class StageContext {
   void load_weights(const std::string& source, models::GPT& model) const;
   // A learner (optimizer, gradient sync, schedule) for a further trained model (PPO's critic).
   std::unique_ptr<Learner> make_learner(std::unique_ptr<models::GPT> model) const;
+  // The run's tokenizer (data.tokenizer_json, or data.tokenizer_vocab + data.tokenizer_merges),
+  // parsed once, on first use. ConfigError when the run names none, or when it has more tokens
+  // than model.vocab_size.
+  const data::Tokenizer& tokenizer() const;
 
  private:
   const config::RunConfig& cfg_;
   ProcessGrid& grid_;
   Device device_;
+  mutable std::optional<data::Tokenizer> tokenizer_;
 };
 
 class Stage {

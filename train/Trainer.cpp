@@ -138,6 +138,22 @@ std::unique_ptr<Learner> StageContext::make_learner(std::unique_ptr<models::GPT>
   return std::make_unique<Learner>(std::move(model), cfg_, grid_);
 }
 
+const data::Tokenizer& StageContext::tokenizer() const {
+  if (tokenizer_) return *tokenizer_;
+  const auto& d = cfg_.data();
+  const bool json = !d.tokenizer_json().empty();
+  LOOM_CHECK_T(ConfigError, json || !d.tokenizer_vocab().empty(), "stage ",
+               RunConfig::Stage_Name(cfg_.stage()), ": expected a tokenizer "
+               "(data.tokenizer_vocab + data.tokenizer_merges, or data.tokenizer_json), got none");
+  data::Tokenizer tok = json ? data::Tokenizer::from_tokenizer_json(d.tokenizer_json())
+                             : data::Tokenizer::from_files(d.tokenizer_vocab(),
+                                                           d.tokenizer_merges());
+  LOOM_CHECK_T(ConfigError, tok.vocab_size() <= cfg_.model().vocab_size(), "model.vocab_size=",
+               cfg_.model().vocab_size(), ": expected >= the ", tok.vocab_size(),
+               " tokens of the run's tokenizer ", json ? d.tokenizer_json() : d.tokenizer_vocab());
+  return tokenizer_.emplace(std::move(tok));
+}
+
 namespace {
 
 // The policy's LoRA adapters (cfg.lora; nothing without that block): the base weights freeze.
@@ -190,18 +206,6 @@ std::string source_hf_config(const std::string& init_from) {
   const io::CheckpointReader ck(init_from, io::LoadOptions::weights_only());
   auto it = ck.meta().find("hf_config");
   return it == ck.meta().end() ? "" : it->second;
-}
-
-// The tokenizer files every checkpoint of the run will carry must load and fit the model: a file
-// that exists but is no tokenizer is an error naming it, not garbage copied into each checkpoint.
-void check_tokenizer(const io::TokenizerFiles& t, int64_t model_vocab) {
-  if (t.empty()) return;
-  const bool json = !t.tokenizer_json.empty();
-  const data::Tokenizer tok = json ? data::Tokenizer::from_tokenizer_json(t.tokenizer_json)
-                                   : data::Tokenizer::from_files(t.vocab_json, t.merges_txt);
-  LOOM_CHECK_T(ConfigError, tok.vocab_size() <= model_vocab, "model.vocab_size=", model_vocab,
-               ": expected >= the ", tok.vocab_size(), " tokens of the run's tokenizer ",
-               json ? t.tokenizer_json : t.vocab_json);
 }
 
 // dtype F32 runs in f32; BF16 runs the model under bf16 autocast (f32 master weights, gradients
@@ -285,7 +289,9 @@ Trainer::Trainer(const RunConfig& cfg, std::shared_ptr<Communicator> world,
     } catch (const ConfigError& e) {  // pretraining reads token ids, not the tokenizer
       LOG_RANK0(WARN) << "checkpoints of this run will not carry its tokenizer: " << e.what();
     }
-    check_tokenizer(tokenizer_, cfg_.model().vocab_size());
+    // The files every checkpoint of the run will carry must load and fit the model: a file that
+    // exists but is no tokenizer is an error naming it, not garbage copied into each checkpoint.
+    if (!tokenizer_.empty()) ctx_->tokenizer();
   }
   if (tokenizer_.empty() && cfg_.init_from().rfind("hf:", 0) == 0) {  // the HF model's own
     const io::HfTokenizerFiles t =

@@ -167,7 +167,7 @@ Rows byte_rows(const std::vector<SampleText>& texts) {
 struct Fixture {
   explicit Fixture(const config::RunConfig& c)
       : cfg(c), grid(FakeCommunicator::create_world(1)[0], 1, 1, 1), ctx(cfg, grid, Device::cpu()),
-        tok(load_tokenizer(cfg)), policy(ctx.model_config()),
+        tok(stage_tokenizer(ctx)), policy(ctx.model_config()),
         actor(std::make_unique<models::GPT>(policy)) {
     actor->init_weights(3);
     actor->eval();
@@ -180,7 +180,7 @@ struct Fixture {
   config::RunConfig cfg;
   ProcessGrid grid;
   train::StageContext ctx;
-  data::Tokenizer tok;
+  const data::Tokenizer& tok;
   models::GPTConfig policy;
   std::unique_ptr<models::GPT> actor;
 };
