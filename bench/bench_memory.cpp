@@ -28,7 +28,9 @@ struct Case {
   int tp = 1, pp = 1;
   int64_t micro = 1, seq = 64;
   std::string recompute = "NONE";
-  int ranks() const { return tp * pp; }
+  int dp = 1;
+  bool zero = false;  // parallel.zero_stage=1
+  int ranks() const { return tp * pp * dp; }
 };
 
 // The cases behind issue 11's figures.
@@ -41,6 +43,9 @@ const std::vector<Case> kCases = {
     {"350m_tp2_pp2", "gpt2-350m", 2, 2, 1, 64},
     {"774m_single", "gpt2-774m", 1, 1, 1, 64},
     {"774m_tp4_pp2", "gpt2-774m", 4, 2, 1, 64},
+    // Data parallel: replicas hold every gradient once, in the reducer's buckets.
+    {"124m_dp2", "gpt2-124m", 1, 1, 1, 64, "NONE", 2},
+    {"124m_dp2_zero1", "gpt2-124m", 1, 1, 1, 64, "NONE", 2, true},
 };
 
 struct Outcome {
@@ -77,9 +82,11 @@ std::string sets(const Case& c, const std::string& dir, int steps) {
   std::ostringstream s;
   for (const std::string& kv :
        {"model.preset=" + c.preset, "parallel.tp=" + std::to_string(c.tp),
-        "parallel.pp=" + std::to_string(c.pp), "batch.micro_batch_size=" + std::to_string(c.micro),
-        // pp micro-batches per step, the fewest 1F1B runs with (one for a single stage)
-        "batch.global_batch_size=" + std::to_string(c.micro * c.pp),
+        "parallel.pp=" + std::to_string(c.pp), "parallel.dp=" + std::to_string(c.dp),
+        "parallel.zero_stage=" + std::to_string(c.zero ? 1 : 0),
+        "batch.micro_batch_size=" + std::to_string(c.micro),
+        // pp micro-batches per replica and step, the fewest 1F1B runs with (one for one stage)
+        "batch.global_batch_size=" + std::to_string(c.micro * c.pp * c.dp),
         "data.seq_len=" + std::to_string(c.seq), "recompute=" + c.recompute,
         "max_steps=" + std::to_string(steps), "output_dir=" + dir + "/run_" + c.name,
         "checkpoint.dir=" + dir + "/ck_" + c.name})

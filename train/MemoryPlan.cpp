@@ -177,15 +177,15 @@ RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, const Ot
   // Micro-batches a stage holds at once: 1F1B keeps at most pp - s in flight, GPipe all of them.
   const bool gpipe = cfg.parallel().schedule() == config::ParallelConfig::GPIPE;
   r.micro_batches_held = pp == 1 ? 1 : gpipe ? m : std::min<int64_t>(m, pp - s);
-  // Gradients exist during a forward pass once a backward has run before it in the same step.
-  const bool grads_in_forward = !gpipe && m > r.micro_batches_held;
+  // Gradients exist during a forward pass under DP (they live in the reducer's buckets, zeroed
+  // after each step) and once a backward has run before it in the same step.
+  const bool grads_in_forward = dp > 1 || (!gpipe && m > r.micro_batches_held);
   const double act = micro_batch_saved(d, cfg.recompute());
   r.activations = double(r.micro_batches_held) * act;
   const bool fused = cfg.device() != RunConfig::CUDA && cfg.dtype() == RunConfig::F32;
   const double head = head_transient(d, fused);
   const double embedding_grad =  // dense; none for LoRA's frozen table
       d.first && !lora ? double(d.vocab_rows * d.C) * 4.0 : 0.0;
-  const double buckets = dp > 1 ? T : 0.0;  // every DP bucket packed at backward's end
   // ZeRO-1: the gradient and parameter shards, and one all-gather round's buffer
   const double gather = std::min(double(optim::kZeroGatherChunk) * 4.0, T / double(dp));
   r.comm = zero ? 2.0 * T / double(dp) + gather * double(dp) : 0.0;
@@ -194,9 +194,10 @@ RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, const Ot
   const double first_backward = base + r.activations + recompute_working_set(d, cfg.recompute());
   const double backward_end = r.params + r.optimizer + r.comm + r.grads +
                               double(r.micro_batches_held - 1) * act +
-                              embedding_grad + buckets;
-  // Saving a checkpoint under ZeRO-1 gathers the logical moments on DP rank 0 (the largest rank).
-  const double zero_save = zero ? r.params + r.optimizer + r.comm + state : 0.0;
+                              embedding_grad;
+  // Saving a checkpoint under ZeRO-1 gathers the logical moments on DP rank 0 (the largest rank);
+  // the gradients, zeroed, stay in the DP buckets.
+  const double zero_save = zero ? r.params + r.grads + r.optimizer + r.comm + state : 0.0;
   r.transient = std::max(head, embedding_grad);
   r.other_models = other_models_bytes(cfg, others, P, s);
   r.process = kProcess + (dp > 1 ? kDataParallelComm : 0.0);

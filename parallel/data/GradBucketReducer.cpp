@@ -8,7 +8,8 @@ namespace loom {
 
 GradBucketReducer::GradBucketReducer(std::vector<Tensor> params, Communicator& dp,
                                      ReducerOptions options)
-    : params_(std::move(params)), bucket_of_(params_.size(), -1), seen_(params_.size(), false),
+    : params_(std::move(params)), bucket_of_(params_.size(), -1), slot_of_(params_.size(), -1),
+      seen_(params_.size(), false),
       dp_(dp) {
   LOOM_CHECK(options.bucket_bytes > 0, "GradBucketReducer: expected bucket_bytes > 0, got ",
              options.bucket_bytes);
@@ -34,6 +35,7 @@ GradBucketReducer::GradBucketReducer(std::vector<Tensor> params, Communicator& d
     b.params.push_back(i);
     b.offsets.push_back(off);
     bucket_of_[size_t(i)] = int(buckets_.size()) - 1;
+    slot_of_[size_t(i)] = int(b.params.size()) - 1;
     bytes += int64_t(p.nbytes());
   }
   for (Bucket& b : buckets_) {
@@ -73,9 +75,10 @@ void GradBucketReducer::reset() {
 }
 
 void GradBucketReducer::on_grad_ready(int param) {
+  Bucket& b = buckets_[size_t(bucket_of_[size_t(param)])];
+  adopt(b, size_t(slot_of_[size_t(param)]));
   if (!sync_ || seen_[size_t(param)]) return;
   seen_[size_t(param)] = true;
-  Bucket& b = buckets_[size_t(bucket_of_[size_t(param)])];
   b.pending -= 1;
   if (b.pending == 0) launch_ready_buckets();
   // Give the MPI progress engine a chance to move the buckets already in flight.
@@ -90,17 +93,22 @@ void GradBucketReducer::launch_ready_buckets() {
   }
 }
 
-void GradBucketReducer::launch(Bucket& b) {
+void GradBucketReducer::adopt(Bucket& b, size_t k) {
   NoGradGuard no_grad;
-  for (size_t k = 0; k < b.params.size(); ++k) {
-    const Tensor& p = params_[size_t(b.params[k])];
-    Tensor slot = b.flat.narrow(0, b.offsets[k], p.numel());
-    Tensor g = p.grad();
-    if (g.defined())
-      slot.view(p.shape()).copy_(g);
-    else
-      slot.zero_();
-  }
+  const Tensor& p = params_[size_t(b.params[k])];
+  Tensor slot = b.flat.narrow(0, b.offsets[k], p.numel()).view(p.shape());
+  const Tensor g = p.grad();
+  if (g.defined() && g.shares_storage(slot) && g.offset() == slot.offset()) return;
+  if (g.defined())
+    slot.copy_(g);
+  else
+    slot.zero_();  // no gradient this step: zeros, not the last step's values
+  p.set_grad(slot);
+}
+
+void GradBucketReducer::launch(Bucket& b) {
+  // A parameter without a gradient, or with one other code set since the hook, gets its slot now.
+  for (size_t k = 0; k < b.params.size(); ++k) adopt(b, k);
   b.work = dp_.all_reduce_async(b.flat);
 }
 
@@ -113,18 +121,8 @@ void GradBucketReducer::finish() {
   const double scale = 1.0 / double(dp_.size());
   for (Bucket& b : buckets_) {
     b.work->wait();
-    b.flat.mul_(scale);
-    for (size_t k = 0; k < b.params.size(); ++k) {
-      const Tensor& p = params_[size_t(b.params[k])];
-      Tensor avg = b.flat.narrow(0, b.offsets[k], p.numel()).view(p.shape());
-      Tensor g = p.grad();
-      if (g.defined()) {
-        g.copy_(avg);
-        g.bump_version();
-      } else {
-        p.set_grad(avg.clone());
-      }
-    }
+    b.flat.mul_(scale);  // the gradients are views of it
+    b.flat.bump_version();
   }
   reset();
 }

@@ -1,13 +1,17 @@
 // GradBucketReducer: data-parallel gradient averaging that overlaps communication with backward.
 // Parameters are grouped into buckets (~25 MB, reverse registration order, which is roughly the
-// order backward finishes them). A post-accumulate-grad hook on every parameter counts finished
-// gradients; when a bucket's last gradient is final its gradients are packed into one flat buffer
-// and its all-reduce starts (asynchronously), while backward goes on. Buckets start in index order
-// on every rank, so the collective sequence is identical across ranks. finish() waits for all of
-// them and writes grad = sum / dp back. With gradient accumulation, set_sync(false) on all but the
-// last micro-batch: the hooks then ignore those backwards (no communication).
+// order backward finishes them). The gradients live in the buckets: a post-accumulate-grad hook
+// on every parameter moves its new gradient into its slot of the bucket's flat buffer and makes
+// the grad a view of that slot, so later micro-batches accumulate in place and no second copy of
+// the gradients exists (Megatron's contiguous gradient buffer, DDP's gradient_as_bucket_view).
+// The hooks also count finished gradients; when a bucket's last gradient is final its all-reduce
+// starts in place (asynchronously), while backward goes on. Buckets start in index order on every
+// rank, so the collective sequence is identical across ranks. finish() waits for all of them and
+// scales the sums to the mean. With gradient accumulation, set_sync(false) on all but the last
+// micro-batch: the hooks then start no communication. Between steps the optimizer's zero_grad()
+// drops the views as usual; the buffers stay.
 //   GradBucketReducer r(model.parameters(), dp_comm);
-//   r.set_sync(last_micro); loss.backward(); ... r.finish(); opt.step();
+//   r.set_sync(last_micro); loss.backward(); ... r.finish(); opt.step(); opt.zero_grad();
 #pragma once
 
 #include <cstdint>
@@ -44,7 +48,7 @@ class GradBucketReducer {
   struct Bucket {
     std::vector<int> params;
     std::vector<int64_t> offsets;  // element offset of each param in `flat`
-    Tensor flat;                   // (numel total) in the parameters' dtype
+    Tensor flat;                   // (numel total) in the parameters' dtype: their gradients
     int pending = 0;               // gradients not yet final in this backward
     WorkPtr work;                  // in-flight all-reduce
   };
@@ -52,9 +56,12 @@ class GradBucketReducer {
   void launch_ready_buckets();
   void launch(Bucket& b);
   void reset();
+  // Makes the grad of bucket b's k-th parameter a view of its slot (zeros when it has none).
+  void adopt(Bucket& b, size_t k);
 
   std::vector<Tensor> params_;
   std::vector<int> bucket_of_;  // param index -> bucket index
+  std::vector<int> slot_of_;    // param index -> its place in its bucket's `params`
   std::vector<int> hook_ids_;
   std::vector<Bucket> buckets_;
   std::vector<bool> seen_;  // param index -> grad final in this backward

@@ -30,13 +30,14 @@ struct Preemption : ::testing::Test {
   std::string out(const std::string& name) const { return " --set output_dir=" + dir.file(name); }
   // Starts `loom <verb_and_config>` in the background as an endless run, waits until `metrics`
   // holds `steps` loss lines, runs `kills` (shell, the run's pid in $pid) and waits for it; the
-  // output ends with "exit=<its exit code>".
+  // output ends with "exit=<its exit code>". NB: not `grep -c ... || echo 0`: on a file without
+  // a match yet that printed "0" twice, the test errored and the run was signalled at once.
   RunResult signal_after(const std::string& verb_and_config, const std::string& metrics, int steps,
                          const std::string& kills) const {
     const std::string script =
         kEnv + std::string(LOOM_BIN) + verb_and_config + " --set max_steps=1000000 " +
         "--set checkpoint.interval=0 --set eval.interval=0 & pid=$!; " +
-        "while [ \"$(grep -c '\"loss\"' " + metrics + " 2>/dev/null || echo 0)\" -lt " +
+        "while [ \"$(cat " + metrics + " 2>/dev/null | grep -c '\"loss\"')\" -lt " +
         std::to_string(steps) + " ]; do sleep 0.05; done; " + kills + "; wait $pid; " +
         "echo \"exit=$?\"";
     return run_shell("( " + script + " )");
