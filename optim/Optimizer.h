@@ -68,9 +68,11 @@ class Optimizer {
   ParamState& state(const std::string& name);
   const std::map<std::string, ParamState>& states() const { return state_; }
   // The state of every parameter as one tensor per buffer with the parameter's shape, for a
-  // checkpoint (ZeRO-1 gathers its shards on DP rank 0 here, collective over its data-parallel
-  // group; its other ranks get the steps alone).
+  // checkpoint. An optimizer that shards_state() returns the buffers this rank saves (ZeRO-1:
+  // collective over its data-parallel group; each parameter's buffers on one rank, the steps on
+  // all); the others return every buffer, which DP replicas hold alike.
   virtual std::map<std::string, ParamState> export_states() { return state_; }
+  virtual bool shards_state() const { return false; }
   // The buffers a parameter's state holds once it has been updated ("exp_avg", "exp_avg_sq" for
   // AdamW; "momentum_buffer" for SGD with momentum): what a checkpoint must carry for it.
   virtual std::vector<std::string> state_keys() const = 0;

@@ -124,35 +124,40 @@ std::map<std::string, ParamState> ZeroAdamW::export_states() {
   NoGradGuard no_grad;
   std::map<std::string, ParamState> out;
   if (step_count_ == 0) return out;  // like AdamW: no state before the first update (every rank)
-  // The moments meet on DP rank 0, the rank that writes them; the others send their shards and
-  // never hold more than those.
+  // A parameter's moments meet on the rank whose shard holds its first element, which writes
+  // them; the ranks holding the rest send their parts. Every rank walks the same (sender, writer)
+  // pairs in the same order, so the blocking sends and receives cannot deadlock.
   constexpr int kTagM = 7301, kTagV = 7302;
-  const int n = dp_.size();
-  const bool root = dp_.rank() == 0;
-  Tensor m_full, v_full;
-  if (root) {
-    m_full = Tensor::empty({shard_ * n}, m_shard_.dtype(), m_shard_.device());
-    v_full = Tensor::empty({shard_ * n}, v_shard_.dtype(), v_shard_.device());
-    m_full.narrow(0, 0, shard_).copy_(m_shard_);
-    v_full.narrow(0, 0, shard_).copy_(v_shard_);
-    Tensor part = Tensor::empty({shard_}, m_shard_.dtype(), m_shard_.device());
-    for (int r = 1; r < n; ++r) {
-      dp_.recv(part, r, kTagM);
-      m_full.narrow(0, r * shard_, shard_).copy_(part);
-      dp_.recv(part, r, kTagV);
-      v_full.narrow(0, r * shard_, shard_).copy_(part);
-    }
-  } else {
-    dp_.send(m_shard_, 0, kTagM);
-    dp_.send(v_shard_, 0, kTagV);
-  }
+  const int me = dp_.rank();
   for (const Slot& s : slots_) {
     ParamState st;
     st.step = step_count_;
-    const Shape& shape = s.param.shape();
-    if (root) {  // views into the gathered moments: no second copy of the state
-      st.buffers["exp_avg"] = m_full.narrow(0, s.offset, s.param.numel()).view(shape);
-      st.buffers["exp_avg_sq"] = v_full.narrow(0, s.offset, s.param.numel()).view(shape);
+    const int64_t n = s.param.numel();
+    const int writer = int(s.offset / shard_), last = int((s.offset + n - 1) / shard_);
+    if (me == writer) {
+      Tensor m = Tensor::empty(s.param.shape(), m_shard_.dtype(), m_shard_.device());
+      Tensor v = Tensor::empty(s.param.shape(), v_shard_.dtype(), v_shard_.device());
+      for (int r = writer; r <= last; ++r) {
+        const int64_t a = std::max(s.offset, r * shard_), b = std::min(s.offset + n, (r + 1) * shard_);
+        Tensor mp = m.view({n}).narrow(0, a - s.offset, b - a);
+        Tensor vp = v.view({n}).narrow(0, a - s.offset, b - a);
+        if (r == me) {
+          mp.copy_(m_shard_.narrow(0, a - lo_, b - a));
+          vp.copy_(v_shard_.narrow(0, a - lo_, b - a));
+          continue;
+        }
+        Tensor part = Tensor::empty({b - a}, m_shard_.dtype(), m_shard_.device());
+        dp_.recv(part, r, kTagM);
+        mp.copy_(part);
+        dp_.recv(part, r, kTagV);
+        vp.copy_(part);
+      }
+      st.buffers["exp_avg"] = m;
+      st.buffers["exp_avg_sq"] = v;
+    } else if (me > writer && me <= last) {
+      const auto [a, b] = overlap(s);
+      dp_.send(m_shard_.narrow(0, a - lo_, b - a).contiguous(), writer, kTagM);
+      dp_.send(v_shard_.narrow(0, a - lo_, b - a).contiguous(), writer, kTagV);
     }
     out[s.name] = std::move(st);
   }

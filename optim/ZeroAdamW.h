@@ -36,9 +36,11 @@ class ZeroAdamW : public Optimizer {
   // Collective over dp: updates this rank's shard, then all-gathers every parameter.
   void step() override;
   std::vector<std::string> state_keys() const override { return {"exp_avg", "exp_avg_sq"}; }
-  // Collective over dp: the logical per-parameter moments on DP rank 0 (gathered there: the
-  // rank that saves them); on the others the same steps without buffers.
+  // Collective over dp: the logical moments of the parameters whose first element is in this
+  // rank's shard (gathered here: this rank saves them, so a save holds about 2/dp of the state
+  // beyond the shards on each rank); the other parameters' steps without buffers.
   std::map<std::string, ParamState> export_states() override;
+  bool shards_state() const override { return true; }
   // Takes this rank's shard of a logical state.
   void import_states(std::map<std::string, ParamState> states, int64_t step_count) override;
 

@@ -250,11 +250,14 @@ void Learner::save(io::Checkpoint& ck, const std::string& prefix, const std::str
   meta["optimizer_steps"] = opt_->step_count();
   meta["param_steps"] = json::object();
   for (const auto& [name, st] : states) meta["param_steps"][name] = st.step;
-  if (grid_.dp_rank() != 0) return;  // DP replicas hold identical pieces
+  // DP replicas hold identical pieces: DP rank 0 writes them, and the optimizer state unless the
+  // optimizer shards it (then each rank writes the buffers export_states left it).
+  const bool model_writer = grid_.dp_rank() == 0;
+  if (!model_writer && !opt_->shards_state()) return;
   // Frozen parameters (LoRA's base, from init_from) are not saved: the adapters alone are.
   for (const nn::Parameter& p : model_->trainable_parameter_list()) {
     if (!p.meta.owner) continue;
-    ck.pieces[prefix + "/" + p.name] = {p.tensor.detach(), p.meta.spec};
+    if (model_writer) ck.pieces[prefix + "/" + p.name] = {p.tensor.detach(), p.meta.spec};
     auto it = states.find(p.name);
     if (it == states.end()) continue;
     for (const auto& [key, buf] : it->second.buffers)

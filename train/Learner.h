@@ -62,8 +62,9 @@ class Learner {
   void from_last_stage(std::vector<double>& v) const;
 
   // Adds this rank's owned trainable pieces (a LoRA model's adapters alone; on DP rank 0) as
-  // "<prefix>/<name>" and the optimizer state as "<optim_prefix>/<buffer>/<name>" to ck, and the
-  // optimizer's step counts to meta (param_steps, optimizer_steps). Collective under ZeRO-1.
+  // "<prefix>/<name>" and the optimizer state as "<optim_prefix>/<buffer>/<name>" (on DP rank 0,
+  // or under ZeRO-1 on the DP rank that gathered it) to ck, and the optimizer's step counts to
+  // meta (param_steps, optimizer_steps). Collective under ZeRO-1.
   void save(io::Checkpoint& ck, const std::string& prefix, const std::string& optim_prefix,
             nlohmann::json& meta);
   // Reads this rank's trainable pieces (a LoRA model's adapters alone: its frozen base came from

@@ -195,9 +195,10 @@ RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, const Ot
   const double backward_end = r.params + r.optimizer + r.comm + r.grads +
                               double(r.micro_batches_held - 1) * act +
                               embedding_grad;
-  // Saving a checkpoint under ZeRO-1 gathers the logical moments on DP rank 0 (the largest rank);
-  // the gradients, zeroed, stay in the DP buckets.
-  const double zero_save = zero ? r.params + r.grads + r.optimizer + r.comm + state : 0.0;
+  // Saving a checkpoint under ZeRO-1 gathers each parameter's moments on the rank that writes
+  // it (about a shard's worth per rank); the gradient buckets stay.
+  const double zero_save =
+      zero ? r.params + r.grads + r.optimizer + r.comm + state / double(dp) : 0.0;
   r.transient = std::max(head, embedding_grad);
   r.other_models = other_models_bytes(cfg, others, P, s);
   r.process = kProcess + (dp > 1 ? kDataParallelComm : 0.0);

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -99,23 +101,32 @@ TEST(ZeroAdamW, GatherInRoundsMatchesUnshardedAdamWBitwise) {
 
 TEST(ZeroAdamW, StateSavedAtDp2ContinuesAtDp3) {
   std::map<std::string, optim::ParamState> saved;
+  std::map<std::string, int> writers;
+  std::mutex mu;
   std::vector<Tensor> params_after;
   run_fake_ranks(2, [&](Communicator& c) {
     auto ps = make_params();
     optim::ZeroAdamW z(groups_of(ps), options(), c);
     for (int s = 0; s < 2; ++s) zero_step(z, ps, 2, s);
     auto st = z.export_states();
-    if (c.rank() == 0) {
-      saved = st;
-      for (auto& [n, p] : ps) params_after.push_back(p.detach().clone());
-    } else {  // the moments meet on rank 0 alone; the others know the steps
-      ASSERT_EQ(st.size(), 3u);
-      for (const auto& [name, s] : st) {
-        EXPECT_EQ(s.step, 2) << name;
-        EXPECT_TRUE(s.buffers.empty()) << name;
-      }
+    // Each parameter's moments meet on the rank whose shard holds its first element; every rank
+    // knows every parameter's steps.
+    ASSERT_EQ(st.size(), 3u);
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& [name, s] : st) {
+      EXPECT_EQ(s.step, 2) << name;
+      if (s.buffers.empty()) continue;
+      EXPECT_EQ(saved.count(name), 0u) << name << " written by two ranks";
+      saved[name] = s;
+      writers[name] = c.rank();
     }
+    if (c.rank() == 0)
+      for (auto& [n, p] : ps) params_after.push_back(p.detach().clone());
   });
+  // Both ranks write some (every parameter's first element is in one rank's shard).
+  std::set<int> ranks;
+  for (const auto& [name, r] : writers) ranks.insert(r);
+  EXPECT_EQ(ranks.size(), 2u);
   ASSERT_EQ(saved.size(), 3u);
   // The gathered (logical) state equals the unsharded optimizer's after the same 2 steps.
   auto ref2 = make_params();

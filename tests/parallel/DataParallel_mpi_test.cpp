@@ -43,8 +43,8 @@ TEST(DataParallel, SgdWithBiasesMatchesSingleProcess) {
 TEST(DataParallel, Zero1MatchesPlainDp) {
   SharedDir dir;
   std::string cfg = write_config(dir, world_size());
-  // Ordered reductions and no clipping: ZeRO-1's reduce-scatter + shard update + all-gather is the
-  // same arithmetic as all-reduce + full update, so the result is bitwise equal (TESTPLAN R-6).
+  // Ordered reductions and no clipping: ZeRO-1's shard update + all-gather is the same arithmetic
+  // as the full update, so the result is bitwise equal (TESTPLAN R-6).
   std::vector<std::string> sets = {"parallel.ordered_reduce=true", "optimizer.grad_clip=0"};
   RunResult plain = run_training(cfg, sets, true);
   sets.push_back("parallel.zero_stage=1");
@@ -52,7 +52,8 @@ TEST(DataParallel, Zero1MatchesPlainDp) {
   RunResult zero = run_training(cfg, sets, true);
   expect_match(zero, plain, 0.0);
 
-  // The ZeRO-1 checkpoint holds the logical (gathered) optimizer state: equal to plain DP's.
+  // The ZeRO-1 checkpoint holds the logical optimizer state (each parameter's gathered on the
+  // rank that writes it): equal to plain DP's.
   io::Checkpoint a = io::load_checkpoint(zero.checkpoint);
   io::Checkpoint b = io::load_checkpoint(plain.checkpoint);
   int optim_tensors = 0;
@@ -71,7 +72,7 @@ TEST(DataParallel, Zero1WithClippingMatchesSingleProcess) {
   RunResult ref = run_training(cfg, {"output_dir=" + dir.file("ref" + std::to_string(world_rank()))},
                         false);
   RunResult zero = run_training(cfg, {"parallel.zero_stage=1"}, true);
-  // Same bound as plain DP (the global norm is summed over shards instead of parameters).
+  // Same bound as plain DP.
   expect_match(zero, ref, 1e-5);
 }
 
