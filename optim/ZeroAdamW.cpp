@@ -34,13 +34,13 @@ ZeroAdamW::ZeroAdamW(std::vector<ParamGroup> groups, const AdamWOptions& options
   const Device dev = slots_.front().param.device();
   chunk_ = std::min(gather_chunk, shard_);
   gather_buf_ = Tensor::empty({chunk_ * n}, dt, dev);
-  grad_shard_ = Tensor::zeros({shard_}, dt, dev);
-  param_shard_ = Tensor::zeros({shard_}, dt, dev);
+  send_buf_ = Tensor::zeros({chunk_}, dt, dev);
   m_shard_ = Tensor::zeros({shard_}, dt, dev);
   v_shard_ = Tensor::zeros({shard_}, dt, dev);
 
-  // The local AdamW sees one "parameter" per (parameter x shard) overlap: views of the shard
-  // buffers, with the parameter's name and group, so lr / weight decay per group carry over.
+  // The local AdamW sees one "parameter" per (parameter x shard) overlap: a view of that part of
+  // the parameter itself, updated in place, with the parameter's name and group, so lr / weight
+  // decay per group carry over; its moments are views of the moment shards.
   std::vector<ParamGroup> local;
   size_t slot = 0;
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -49,8 +49,8 @@ ZeroAdamW::ZeroAdamW(std::vector<ParamGroup> groups, const AdamWOptions& options
     for (size_t i = 0; i < g.params.size(); ++i, ++slot) {
       const auto [a, b] = overlap(slots_[slot]);
       if (a >= b) continue;
-      lg.params.emplace_back(slots_[slot].name, param_shard_.narrow(0, a - lo_, b - a));
-      shard_offset_[slots_[slot].name] = a - lo_;
+      lg.params.emplace_back(slots_[slot].name, flat_part(slots_[slot].param.detach(), slot, a, b));
+      local_slots_.push_back(slot);
     }
     if (lg.params.empty()) continue;
     local.push_back(std::move(lg));
@@ -58,13 +58,12 @@ ZeroAdamW::ZeroAdamW(std::vector<ParamGroup> groups, const AdamWOptions& options
   }
   if (local.empty()) return;
   local_ = std::make_unique<AdamW>(std::move(local), options);
-  for (const auto& g : local_->param_groups()) {
-    for (const auto& [name, view] : g.params) {
-      const int64_t off = shard_offset_.at(name);
-      ParamState& st = local_->state(name);
-      st.buffers["exp_avg"] = m_shard_.narrow(0, off, view.numel());
-      st.buffers["exp_avg_sq"] = v_shard_.narrow(0, off, view.numel());
-    }
+  for (size_t k = 0; k < local_slots_.size(); ++k) {
+    const Slot& sl = slots_[local_slots_[k]];
+    const auto [a, b] = overlap(sl);
+    ParamState& st = local_->state(sl.name);
+    st.buffers["exp_avg"] = m_shard_.narrow(0, a - lo_, b - a);
+    st.buffers["exp_avg_sq"] = v_shard_.narrow(0, a - lo_, b - a);
   }
 }
 
@@ -74,49 +73,56 @@ std::pair<int64_t, int64_t> ZeroAdamW::overlap(const Slot& s) const {
   return {std::max(s.offset, lo_), std::min(s.offset + s.param.numel(), lo_ + shard_)};
 }
 
+Tensor ZeroAdamW::flat_part(const Tensor& t, size_t slot, int64_t a, int64_t b) const {
+  return t.reshape({-1}).narrow(0, a - slots_[slot].offset, b - a);
+}
+
 void ZeroAdamW::step() {
   NoGradGuard no_grad;
-  // The parameters are replicated; the shard is re-read each step so that outside changes
-  // (checkpoint loads, broadcasts) are never overwritten by a stale copy.
-  grad_shard_.zero_();
-  for (const Slot& s : slots_) {
-    const auto [a, b] = overlap(s);
-    if (a >= b) continue;
-    param_shard_.narrow(0, a - lo_, b - a)
-        .copy_(s.param.detach().reshape({-1}).narrow(0, a - s.offset, b - a));
-    Tensor g = s.param.grad();
-    if (g.defined())
-      grad_shard_.narrow(0, a - lo_, b - a).copy_(g.reshape({-1}).narrow(0, a - s.offset, b - a));
-  }
   if (local_) {
+    size_t k = 0;
     for (size_t i = 0; i < local_->param_groups().size(); ++i) {
       ParamGroup& g = local_->param_groups()[i];
       g.lr = groups_[local_source_[i]].lr;  // what set_lr() left in the source group
-      for (const auto& [name, view] : g.params)
-        view.set_grad(grad_shard_.narrow(0, shard_offset_.at(name), view.numel()));
+      for (const auto& [name, view] : g.params) {
+        const size_t slot = local_slots_[k++];
+        const auto [a, b] = overlap(slots_[slot]);
+        const Tensor grad = slots_[slot].param.grad();
+        view.set_grad(grad.defined() ? flat_part(grad, slot, a, b)
+                                     : Tensor::zeros({b - a}, view.dtype(), view.device()));
+      }
     }
     local_->step();
+    for (const auto& g : local_->param_groups())
+      for (const auto& [name, view] : g.params) view.set_grad(Tensor());
   }
   // Round k gathers elements [k, k + len) of every rank's shard: rank r's piece is the flat range
-  // [r * shard_ + k, r * shard_ + k + len).
-  const int n = dp_.size();
+  // [r * shard_ + k, r * shard_ + k + len), packed from the parameters into send_buf_.
+  const int n = dp_.size(), me = dp_.rank();
   for (int64_t k = 0; k < shard_; k += chunk_) {
     const int64_t len = std::min(chunk_, shard_ - k);
+    Tensor send = send_buf_.narrow(0, 0, len);
+    copy_params(send, lo_ + k, /*to_params=*/false);
     Tensor out = gather_buf_.narrow(0, 0, len * n);
-    dp_.all_gather(out, param_shard_.narrow(0, k, len));
-    for (int r = 0; r < n; ++r) scatter_to_params(out.narrow(0, r * len, len), r * shard_ + k);
+    dp_.all_gather(out, send);
+    for (int r = 0; r < n; ++r)
+      if (r != me) copy_params(out.narrow(0, r * len, len), r * shard_ + k, /*to_params=*/true);
   }
   for (const Slot& s : slots_) s.param.bump_version();
   ++step_count_;
 }
 
-void ZeroAdamW::scatter_to_params(const Tensor& piece, int64_t begin) {
+void ZeroAdamW::copy_params(const Tensor& piece, int64_t begin, bool to_params) {
   const int64_t end = begin + piece.numel();
-  for (const Slot& s : slots_) {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& s = slots_[i];
     const int64_t a = std::max(begin, s.offset), b = std::min(end, s.offset + s.param.numel());
     if (a >= b) continue;
-    s.param.detach().reshape({-1}).narrow(0, a - s.offset, b - a).copy_(piece.narrow(0, a - begin,
-                                                                                     b - a));
+    Tensor p = flat_part(s.param.detach(), i, a, b), q = piece.narrow(0, a - begin, b - a);
+    if (to_params)
+      p.copy_(q);
+    else
+      q.copy_(p);
   }
 }
 

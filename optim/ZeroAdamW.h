@@ -2,12 +2,12 @@
 // out in one flat index space (optimizer order, padded to a multiple of dp); DP rank r owns
 // elements [r*S, (r+1)*S) and keeps AdamW's moments only for those (1/dp of the state). Each step
 // takes the gradients as the trainer's gradient sync left them (averaged over the DP group,
-// clipped), runs optim::AdamW on views of the owned shard (so the math is exactly the unsharded
-// optimizer's) and all-gathers the updated parameters, in rounds of at most gather_chunk elements
-// per rank straight into the parameters (no second copy of the model). export_states()/
-// import_states() convert
-// between the sharded state and the logical per-parameter state, so a checkpoint saved at one dp
-// size loads at any other.
+// clipped), runs optim::AdamW on views of the owned elements of the parameters and gradients
+// themselves (so the math is exactly the unsharded optimizer's, and no shard of either is copied)
+// and all-gathers the updated parameters, in rounds of at most gather_chunk elements per rank
+// straight into the parameters (no second copy of the model). export_states()/import_states()
+// convert between the sharded state and the logical per-parameter state, so a checkpoint saved at
+// one dp size loads at any other.
 //   ZeroAdamW opt(make_decay_groups(...), adamw_options, grid.dp_group());
 //   sync.finish(); sync.clip(1.0); opt.step(); opt.zero_grad();
 #pragma once
@@ -23,7 +23,7 @@
 namespace loom::optim {
 
 // Elements of its shard each rank contributes to one all-gather round of ZeroAdamW::step: the
-// round's buffer holds dp times as many (16 MiB per rank in f32).
+// round's buffers hold dp + 1 times as many (16 MiB per rank in f32).
 inline constexpr int64_t kZeroGatherChunk = int64_t(1) << 22;
 
 class ZeroAdamW : public Optimizer {
@@ -55,16 +55,22 @@ class ZeroAdamW : public Optimizer {
   };
   // [a, b): the part of slot s inside this rank's shard (empty when a >= b).
   std::pair<int64_t, int64_t> overlap(const Slot& s) const;
-  // Copies `piece`, the flat elements [begin, begin + piece.numel()), into the parameters.
-  void scatter_to_params(const Tensor& piece, int64_t begin);
+  // Copies `piece`, the flat elements [begin, begin + piece.numel()), into the parameters, or
+  // from them (the padding past the last parameter stays as it is).
+  void copy_params(const Tensor& piece, int64_t begin, bool to_params);
+  // Elements [a, b) of the flat space inside slots_[slot], as a view of `t` (that slot's
+  // parameter or gradient).
+  Tensor flat_part(const Tensor& t, size_t slot, int64_t a, int64_t b) const;
 
   Communicator& dp_;
   std::vector<Slot> slots_;
   int64_t total_ = 0, shard_ = 0, lo_ = 0, chunk_ = 0;
-  Tensor grad_shard_, param_shard_, m_shard_, v_shard_;
+  Tensor m_shard_, v_shard_;
+  Tensor send_buf_;    // this rank's part of one all-gather round (chunk_ elements)
   Tensor gather_buf_;  // one all-gather round: chunk_ elements from each rank
-  std::map<std::string, int64_t> shard_offset_;  // local parameter view -> offset in the shard
-  std::unique_ptr<AdamW> local_;  // over views of param_shard_; null when the shard is empty
+  std::unique_ptr<AdamW> local_;  // over views of this shard's parts of the parameters; null
+                                  // when the shard is empty
+  std::vector<size_t> local_slots_;  // local parameter views, in group order -> their slot
   std::vector<size_t> local_source_;  // local group -> its group in groups_
 };
 

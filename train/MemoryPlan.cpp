@@ -186,9 +186,9 @@ RankMemory plan_stage(const RunConfig& cfg, const models::GPTConfig& g, const Ot
   const double head = head_transient(d, fused);
   const double embedding_grad =  // dense; none for LoRA's frozen table
       d.first && !lora ? double(d.vocab_rows * d.C) * 4.0 : 0.0;
-  // ZeRO-1: the gradient and parameter shards, and one all-gather round's buffer
+  // ZeRO-1: one all-gather round's buffers (this rank's part and every rank's)
   const double gather = std::min(double(optim::kZeroGatherChunk) * 4.0, T / double(dp));
-  r.comm = zero ? 2.0 * T / double(dp) + gather * double(dp) : 0.0;
+  r.comm = zero ? gather * double(dp + 1) : 0.0;
   const double base = r.params + r.optimizer + r.comm + (grads_in_forward ? r.grads : 0.0);
   const double forward_end = base + r.activations + head;
   const double first_backward = base + r.activations + recompute_working_set(d, cfg.recompute());

@@ -139,10 +139,6 @@ TEST_F(CheckpointReaderTest, LoadCheckpointReadsTheWholeTensorsThroughTheReader)
 // it allocates is the piece itself.
 TEST_F(CheckpointReaderTest, ATp2RankReadsAndHoldsOnlyItsHalf) {
   const int64_t piece_bytes = shape_numel(kBig) * 4 / 2;
-  // NB: reading /proc/self/io itself is counted (a few hundred bytes, one or two calls): the
-  // cost of one snapshot pair, measured with nothing between, is subtracted below.
-  const IoCounters z0 = io_counters(), z1 = io_counters();
-  const int64_t probe_bytes = z1.rchar - z0.rchar, probe_calls = z1.syscr - z0.syscr;
   Backend& be = backend_for(Device::cpu());
   int64_t step = 0;
   for (const Layout& saved : {Layout(layout_tp), Layout(layout_cols)}) {
@@ -152,7 +148,12 @@ TEST_F(CheckpointReaderTest, ATp2RankReadsAndHoldsOnlyItsHalf) {
       const uint64_t before = r.bytes_read();
       const size_t live = be.allocated_bytes(0);
       be.reset_peak(0);
-      const IoCounters a = io_counters();
+      // NB: reading /proc/self/io itself is counted (a few hundred bytes, one or two calls): the
+      // cost of one snapshot, measured just before with nothing between, is subtracted below.
+      // (Measured once at the start, the text had grown by then: the saves' wchar / write_bytes
+      // gained digits, by more than 16 bytes on a loaded machine.)
+      const IoCounters z = io_counters(), a = io_counters();
+      const int64_t probe_bytes = a.rchar - z.rchar, probe_calls = a.syscr - z.syscr;
       Tensor got = r.read("model/big.weight", s);
       const IoCounters b = io_counters();
       const int64_t peak_extra = int64_t(be.peak_allocated_bytes(0)) - int64_t(live);

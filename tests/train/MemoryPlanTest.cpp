@@ -135,9 +135,9 @@ TEST(MemoryPlan, ZeroOneShardsTheOptimizerStateOverDataParallelRanks) {
   const RankMemory zero = plan_memory(gpt2_small({"parallel.zero_stage=1"}, 4))[0];
   EXPECT_DOUBLE_EQ(plain.optimizer, 2.0 * plain.params);
   EXPECT_DOUBLE_EQ(zero.optimizer, plain.optimizer / 4.0);
-  // ZeRO-1's gradient and parameter shards, and one all-gather round's buffer: 2^22 f32 elements
-  // (16 MiB) from each of the 4 ranks; no copy of the whole model.
-  EXPECT_DOUBLE_EQ(zero.comm, plain.params * 2.0 / 4.0 + 16.0 * 4.0);
+  // ZeRO-1 updates the parameters and gradients in place: its buffers are one all-gather round,
+  // 2^22 f32 elements (16 MiB) from each of the 4 ranks plus this rank's own; no shard copies.
+  EXPECT_DOUBLE_EQ(zero.comm, 16.0 * 5.0);
 }
 
 TEST(MemoryPlan, DpoAddsTheFrozenReferenceModel) {
