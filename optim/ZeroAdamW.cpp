@@ -143,27 +143,25 @@ std::map<std::string, ParamState> ZeroAdamW::export_states() {
     if (me == writer) {
       Tensor m = Tensor::empty(s.param.shape(), m_shard_.dtype(), m_shard_.device());
       Tensor v = Tensor::empty(s.param.shape(), v_shard_.dtype(), v_shard_.device());
-      for (int r = writer; r <= last; ++r) {
-        const int64_t a = std::max(s.offset, r * shard_), b = std::min(s.offset + n, (r + 1) * shard_);
+      for (int r = writer; r <= last; ++r) {  // each rank's part, received in place
+        const int64_t a = std::max(s.offset, r * shard_);
+        const int64_t b = std::min(s.offset + n, (r + 1) * shard_);
         Tensor mp = m.view({n}).narrow(0, a - s.offset, b - a);
         Tensor vp = v.view({n}).narrow(0, a - s.offset, b - a);
         if (r == me) {
           mp.copy_(m_shard_.narrow(0, a - lo_, b - a));
           vp.copy_(v_shard_.narrow(0, a - lo_, b - a));
-          continue;
+        } else {
+          dp_.recv(mp, r, kTagM);
+          dp_.recv(vp, r, kTagV);
         }
-        Tensor part = Tensor::empty({b - a}, m_shard_.dtype(), m_shard_.device());
-        dp_.recv(part, r, kTagM);
-        mp.copy_(part);
-        dp_.recv(part, r, kTagV);
-        vp.copy_(part);
       }
       st.buffers["exp_avg"] = m;
       st.buffers["exp_avg_sq"] = v;
     } else if (me > writer && me <= last) {
       const auto [a, b] = overlap(s);
-      dp_.send(m_shard_.narrow(0, a - lo_, b - a).contiguous(), writer, kTagM);
-      dp_.send(v_shard_.narrow(0, a - lo_, b - a).contiguous(), writer, kTagV);
+      dp_.send(m_shard_.narrow(0, a - lo_, b - a), writer, kTagM);
+      dp_.send(v_shard_.narrow(0, a - lo_, b - a), writer, kTagV);
     }
     out[s.name] = std::move(st);
   }

@@ -9,8 +9,7 @@ namespace loom {
 GradBucketReducer::GradBucketReducer(std::vector<Tensor> params, Communicator& dp,
                                      ReducerOptions options)
     : params_(std::move(params)), bucket_of_(params_.size(), -1), slot_of_(params_.size(), -1),
-      seen_(params_.size(), false),
-      dp_(dp) {
+      seen_(params_.size(), false), dp_(dp) {
   LOOM_CHECK(options.bucket_bytes > 0, "GradBucketReducer: expected bucket_bytes > 0, got ",
              options.bucket_bytes);
   // Reverse registration order; a bucket holds one dtype and device and closes once it reaches
@@ -121,8 +120,7 @@ void GradBucketReducer::finish() {
   const double scale = 1.0 / double(dp_.size());
   for (Bucket& b : buckets_) {
     b.work->wait();
-    b.flat.mul_(scale);  // the gradients are views of it
-    b.flat.bump_version();
+    b.flat.mul_(scale);  // the gradients are views of it (mul_ bumps their storage's version)
   }
   reset();
 }
