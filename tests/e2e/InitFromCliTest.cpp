@@ -9,9 +9,7 @@ namespace {
 
 TEST(InitFromCli, LoomCheckpointGivesTheModelShape) {
   TempDir d("init_from_shape");
-  write_random_dataset(d.file("train.h5"), 4000, 64);
-  write_random_dataset(d.file("val.h5"), 600, 64, 8);
-  write_file(d.file("cfg.pbtxt"), tiny_config(d, 3));
+  write_tiny_run(d, 3);
   RunResult base = run_loom("train " + d.file("cfg.pbtxt"));
   ASSERT_EQ(base.exit_code, 0) << base.output;
   const std::string ft = "name: \"ft\"\nmax_steps: 2\noutput_dir: \"" + d.file("ft") + "\"\n" +
@@ -31,9 +29,7 @@ TEST(InitFromCli, LoomCheckpointGivesTheModelShape) {
 
 TEST(InitFromCli, ACheckpointRootStartsFromTheStepItsLatestNames) {
   TempDir d("init_from_root");
-  write_random_dataset(d.file("train.h5"), 4000, 64);
-  write_random_dataset(d.file("val.h5"), 600, 64, 8);
-  write_file(d.file("cfg.pbtxt"), tiny_config(d, 10));  // checkpoints at steps 5 and 10
+  write_tiny_run(d, 10);  // checkpoints at steps 5 and 10
   RunResult base = run_loom("train " + d.file("cfg.pbtxt"));
   ASSERT_EQ(base.exit_code, 0) << base.output;
   // A rollback: latest names step 5, the older of the two, so "the newest step" would be wrong.

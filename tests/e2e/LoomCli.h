@@ -89,6 +89,14 @@ inline std::string tiny_config(const TempDir& dir, int64_t max_steps) {
          "eval { interval: 5 steps: 2 }\ncheckpoint { interval: 5 }\nlogging { progress: OFF }\n";
 }
 
+// The tiny model's run in `dir`: random train.h5 (4000 tokens) and val.h5 (600), and cfg.pbtxt
+// (tiny_config with max_steps).
+inline void write_tiny_run(const TempDir& dir, int64_t max_steps) {
+  write_random_dataset(dir.file("train.h5"), 4000, 64);
+  write_random_dataset(dir.file("val.h5"), 600, 64, 8);
+  write_file(dir.file("cfg.pbtxt"), tiny_config(dir, max_steps));
+}
+
 // The values of `key` in metrics.jsonl records that have it, in order.
 inline std::vector<double> values_of(const std::string& metrics_path, const std::string& key) {
   std::ifstream f(metrics_path);

@@ -38,9 +38,7 @@ TEST(ResumeTest, TwentyStepsEqualTenPlusResumePlusTenBitwise) {
 // replayed steps are logged once (a resumed PPO run had 351 lines for 300 steps).
 TEST(ResumeTest, ResumingFromAnOlderCheckpointLogsEveryStepOnce) {
   TempDir d("resume_older");
-  write_random_dataset(d.file("train.h5"), 4000, 64);
-  write_random_dataset(d.file("val.h5"), 600, 64, 8);
-  write_file(d.file("cfg.pbtxt"), tiny_config(d, 12));
+  write_tiny_run(d, 12);
   RunResult a = run_loom("train " + d.file("cfg.pbtxt") + " --set checkpoint.keep_last=0");
   ASSERT_EQ(a.exit_code, 0) << a.output;
   RunResult b = run_loom("train " + d.file("cfg.pbtxt") + " --set checkpoint.keep_last=0 --resume " +
@@ -55,9 +53,7 @@ TEST(ResumeTest, ResumingFromAnOlderCheckpointLogsEveryStepOnce) {
 // fitted and the resume trained on without the saved biases (exit 0).
 TEST(ResumeTest, ResumingWithAnotherModelArchitectureIsACheckpointError) {
   TempDir d("resume_other_model");
-  write_random_dataset(d.file("train.h5"), 4000, 64);
-  write_random_dataset(d.file("val.h5"), 600, 64, 8);
-  write_file(d.file("cfg.pbtxt"), tiny_config(d, 5));
+  write_tiny_run(d, 5);
   RunResult a = run_loom("train " + d.file("cfg.pbtxt"));
   ASSERT_EQ(a.exit_code, 0) << a.output;
   const std::string ck = d.file("run/checkpoints/step_00000005");

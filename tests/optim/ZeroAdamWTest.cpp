@@ -69,34 +69,29 @@ void zero_step(optim::ZeroAdamW& z, const std::vector<optim::NamedParam>& ps, in
   z.zero_grad();
 }
 
-TEST(ZeroAdamW, MatchesUnshardedAdamWBitwise) {
+// Three steps at dp ranks (the mean of their gradients) equal the unsharded AdamW's, bitwise.
+void expect_matches_unsharded(int dp, int64_t gather_chunk, int64_t shard_size) {
   auto ref = make_params();
   optim::AdamW opt(groups_of(ref), options());
-  for (int s = 0; s < 3; ++s) reference_step(opt, ref, 2, s);
-  run_fake_ranks(2, [&](Communicator& c) {
+  for (int s = 0; s < 3; ++s) reference_step(opt, ref, dp, s);
+  run_fake_ranks(dp, [&](Communicator& c) {
     auto ps = make_params();
-    optim::ZeroAdamW z(groups_of(ps), options(), c);
-    EXPECT_EQ(z.shard_size(), 8);
-    for (int s = 0; s < 3; ++s) zero_step(z, ps, 2, s);
+    optim::ZeroAdamW z(groups_of(ps), options(), c, gather_chunk);
+    EXPECT_EQ(z.shard_size(), shard_size);
+    for (int s = 0; s < 3; ++s) zero_step(z, ps, dp, s);
     for (size_t i = 0; i < ps.size(); ++i)
       EXPECT_EQ(ps[i].second.to_vector<float>(), ref[i].second.to_vector<float>()) << ps[i].first;
   });
 }
 
+TEST(ZeroAdamW, MatchesUnshardedAdamWBitwise) {
+  expect_matches_unsharded(2, optim::kZeroGatherChunk, 8);
+}
+
 // 15 elements over 3 ranks (shards of 5) gathered 2 elements per rank per round: 3 rounds, the
 // last one short, and pieces that start and end inside parameters.
 TEST(ZeroAdamW, GatherInRoundsMatchesUnshardedAdamWBitwise) {
-  auto ref = make_params();
-  optim::AdamW opt(groups_of(ref), options());
-  for (int s = 0; s < 3; ++s) reference_step(opt, ref, 3, s);
-  run_fake_ranks(3, [&](Communicator& c) {
-    auto ps = make_params();
-    optim::ZeroAdamW z(groups_of(ps), options(), c, /*gather_chunk=*/2);
-    EXPECT_EQ(z.shard_size(), 5);
-    for (int s = 0; s < 3; ++s) zero_step(z, ps, 3, s);
-    for (size_t i = 0; i < ps.size(); ++i)
-      EXPECT_EQ(ps[i].second.to_vector<float>(), ref[i].second.to_vector<float>()) << ps[i].first;
-  });
+  expect_matches_unsharded(3, /*gather_chunk=*/2, 5);
 }
 
 TEST(ZeroAdamW, StateSavedAtDp2ContinuesAtDp3) {
